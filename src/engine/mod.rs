@@ -1,0 +1,3 @@
+//! The engine: plans every step, then executes the step graph.
+
+pub mod redact;

@@ -1,0 +1,82 @@
+//! `approve`: a manual gate. Interactive runs ask on the terminal; `--yes`
+//! approves without asking; a non-interactive run without `--yes` refuses
+//! (exit code 3) rather than guess.
+
+use crate::workflow::reader::{LoadCtx, MapReader};
+use crate::workflow::template::Template;
+
+use super::{StepCtx, StepError, StepOutcome};
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The question shown to the person running the workflow.
+    pub message: Template,
+}
+
+impl Params {
+    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+        let message = with
+            .template(cx, "message")
+            .unwrap_or_else(|| Template::literal("Continue?"));
+        Some(Params { message })
+    }
+
+    pub fn templates(&self) -> Vec<&Template> {
+        vec![&self.message]
+    }
+
+    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        let message = ctx.preview(&self.message);
+        let how = if ctx.interaction.assume_yes {
+            "approved by --yes"
+        } else {
+            "interactive confirmation"
+        };
+        Ok(StepOutcome::new(format!("would ask \"{message}\" ({how})")))
+    }
+
+    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        let message = ctx.render(&self.message)?;
+        if ctx.interaction.assume_yes {
+            return Ok(
+                StepOutcome::new(format!("\"{message}\": approved by --yes"))
+                    .output("approved_by", "--yes"),
+            );
+        }
+        if !ctx.interaction.interactive {
+            return Err(StepError::Refused(format!(
+                "step `{}` needs approval (\"{message}\"), but this run is not interactive; pass --yes to approve",
+                ctx.step_id
+            )));
+        }
+        let prompt = format!("{message} [y/N] ");
+        let progress = ctx.progress.clone();
+        let answer = tokio::task::spawn_blocking(move || progress.suspend(|| ask(&prompt)))
+            .await
+            .map_err(|e| StepError::failed(format!("could not read the answer: {e}")))?;
+        match answer {
+            Some(true) => Ok(StepOutcome::new(format!("\"{message}\": approved"))
+                .output("approved_by", "prompt")),
+            _ => Err(StepError::Refused(format!(
+                "step `{}`: \"{message}\" was not approved",
+                ctx.step_id
+            ))),
+        }
+    }
+}
+
+/// Asks on stderr, reads one line from stdin; `None` on end of input.
+fn ask(prompt: &str) -> Option<bool> {
+    use std::io::{BufRead, Write};
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(matches!(
+            line.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        )),
+    }
+}

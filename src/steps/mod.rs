@@ -1,0 +1,302 @@
+//! Step kinds: a closed enum, one module per kind. Each kind has
+//! - `Params::parse` — reads its strict `with:` mapping (runs in `validate`),
+//! - `plan` — read-only against real systems, the dry-run half,
+//! - `run` — does the work.
+//!
+//! Steps never print: they return a [`StepOutcome`] (summary, outputs,
+//! details for the report) and draw progress through [`StepCtx::progress`].
+
+pub mod approve;
+pub mod http_check;
+pub mod notify;
+pub mod postgres_sql;
+pub mod shell;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::redact::Redactor;
+use crate::progress::Progress;
+use crate::report::model::{Detail, Report};
+use crate::workflow::model::Target;
+use crate::workflow::reader::{LoadCtx, MapReader};
+use crate::workflow::template::Template;
+use crate::workflow::yaml::Span;
+
+/// The kinds this version implements, as written in `uses:`.
+pub const KINDS: &[&str] = &["shell", "postgres.sql", "http.check", "approve", "notify"];
+
+/// Kinds described in the design that this version does not have yet.
+pub const PLANNED_KINDS: &[&str] = &[
+    "git.merged-branches",
+    "git.reset-branch",
+    "postgres.staging-only-rows",
+    "postgres.backup",
+    "postgres.restore",
+    "postgres.clone",
+    "media.sync",
+];
+
+/// A step's `with:`, parsed into its kind's strict parameters.
+#[derive(Debug, Clone)]
+pub enum StepParams {
+    Shell(shell::Params),
+    PostgresSql(postgres_sql::Params),
+    HttpCheck(http_check::Params),
+    Approve(approve::Params),
+    Notify(notify::Params),
+}
+
+/// Which facet of a target a step uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facet {
+    Postgres,
+    Media,
+    Git,
+}
+
+impl Facet {
+    pub fn key(self) -> &'static str {
+        match self {
+            Facet::Postgres => "postgres",
+            Facet::Media => "media",
+            Facet::Git => "git",
+        }
+    }
+}
+
+/// A step's reference to a named target, for validation and locking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetUse {
+    pub name: String,
+    /// Where the name is written in the step's `with:`.
+    pub span: Span,
+    pub write: bool,
+    pub facet: Facet,
+}
+
+impl StepParams {
+    /// Parses `with:` for `kind` (one of [`KINDS`]). Problems go to `cx`;
+    /// `None` when the parameters could not be read.
+    pub fn parse(kind: &str, with: &mut MapReader, cx: &mut LoadCtx) -> Option<StepParams> {
+        match kind {
+            "shell" => shell::Params::parse(with, cx).map(StepParams::Shell),
+            "postgres.sql" => postgres_sql::Params::parse(with, cx).map(StepParams::PostgresSql),
+            "http.check" => http_check::Params::parse(with, cx).map(StepParams::HttpCheck),
+            "approve" => approve::Params::parse(with, cx).map(StepParams::Approve),
+            "notify" => notify::Params::parse(with, cx).map(StepParams::Notify),
+            other => unreachable!("parse called with unknown kind {other}"),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepParams::Shell(_) => "shell",
+            StepParams::PostgresSql(_) => "postgres.sql",
+            StepParams::HttpCheck(_) => "http.check",
+            StepParams::Approve(_) => "approve",
+            StepParams::Notify(_) => "notify",
+        }
+    }
+
+    /// Every interpolated string in the parameters (to check `${steps.…}`).
+    pub fn templates(&self) -> Vec<&Template> {
+        match self {
+            StepParams::Shell(p) => p.templates(),
+            StepParams::PostgresSql(p) => p.templates(),
+            StepParams::HttpCheck(p) => p.templates(),
+            StepParams::Approve(p) => p.templates(),
+            StepParams::Notify(p) => p.templates(),
+        }
+    }
+
+    /// The named targets this step reads or writes.
+    pub fn target_uses(&self) -> Vec<TargetUse> {
+        match self {
+            StepParams::PostgresSql(p) => p.target_uses(),
+            StepParams::Shell(_)
+            | StepParams::HttpCheck(_)
+            | StepParams::Approve(_)
+            | StepParams::Notify(_) => Vec::new(),
+        }
+    }
+
+    /// Whether running it changes something outside flightpath (asks for
+    /// confirmation before a real run).
+    pub fn destructive(&self) -> bool {
+        match self {
+            StepParams::Shell(_) | StepParams::PostgresSql(_) => true,
+            StepParams::HttpCheck(_) | StepParams::Approve(_) | StepParams::Notify(_) => false,
+        }
+    }
+
+    /// The dry-run half: read-only, never writes anything anywhere.
+    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        match self {
+            StepParams::Shell(p) => p.plan(ctx).await,
+            StepParams::PostgresSql(p) => p.plan(ctx).await,
+            StepParams::HttpCheck(p) => p.plan(ctx).await,
+            StepParams::Approve(p) => p.plan(ctx).await,
+            StepParams::Notify(p) => p.plan(ctx).await,
+        }
+    }
+
+    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        match self {
+            StepParams::Shell(p) => p.run(ctx).await,
+            StepParams::PostgresSql(p) => p.run(ctx).await,
+            StepParams::HttpCheck(p) => p.run(ctx).await,
+            StepParams::Approve(p) => p.run(ctx).await,
+            StepParams::Notify(p) => p.run(ctx).await,
+        }
+    }
+}
+
+/// What a step hands back to the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOutcome {
+    /// One sentence; "would …" from `plan`, past tense from `run`.
+    pub summary: String,
+    /// Values later steps read as `${steps.<id>.<name>}`.
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    pub details: Vec<Detail>,
+}
+
+impl StepOutcome {
+    pub fn new(summary: impl Into<String>) -> Self {
+        StepOutcome {
+            summary: summary.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn output(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.outputs.insert(name.to_string(), value.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: Detail) -> Self {
+        self.details.push(detail);
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The step did its work and it did not succeed (non-zero exit, failed
+    /// check); `details` go to the report (e.g. the tail of the output).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        details: Vec<Detail>,
+    },
+    /// Refused for safety: exit code 3.
+    #[error("{0}")]
+    Refused(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error(
+        "`${{steps.{step}.{output}}}` is not available: step `{step}` did not produce `{output}`"
+    )]
+    MissingOutput { step: String, output: String },
+    /// A database error on a named target; `message` has the server's text.
+    #[error("postgres target `{target}`: {message}")]
+    Postgres { target: String, message: String },
+}
+
+impl StepError {
+    pub fn failed(message: impl Into<String>) -> Self {
+        StepError::Failed {
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// Report details attached to the error.
+    pub fn details(&self) -> &[Detail] {
+        match self {
+            StepError::Failed { details, .. } => details,
+            _ => &[],
+        }
+    }
+}
+
+/// How the run may interact with the person running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interaction {
+    /// `--yes`: approve every gate without asking.
+    pub assume_yes: bool,
+    /// stdin and stderr are terminals, so questions can be asked.
+    pub interactive: bool,
+}
+
+/// Everything a step may use while it plans or runs.
+#[derive(Clone)]
+pub struct StepCtx {
+    pub step_id: String,
+    pub dry_run: bool,
+    /// Cancelled on Ctrl-C or when the run is aborted; long work must watch it.
+    pub cancel: CancellationToken,
+    pub targets: Arc<BTreeMap<String, Target>>,
+    /// Outputs of steps that finished before this one started.
+    pub outputs: Arc<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    pub progress: Progress,
+    pub interaction: Interaction,
+    pub redactor: Redactor,
+    /// The run so far (for `notify`): steps finished before this one.
+    pub report: Arc<Report>,
+    /// Relative paths in `with:` resolve against this directory.
+    pub workdir: PathBuf,
+}
+
+impl StepCtx {
+    /// Fills in `${steps.<id>.<output>}` references. Non-string outputs are
+    /// written as JSON (lists become `a,b,c`).
+    pub fn render(&self, template: &Template) -> Result<String, StepError> {
+        template
+            .render(|step, output| {
+                let value = self.outputs.get(step)?.get(output)?;
+                Some(match value {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|v| match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                })
+            })
+            .map_err(|r| StepError::MissingOutput {
+                step: r.step,
+                output: r.output,
+            })
+    }
+
+    /// A template for display in a plan: rendered when its references are
+    /// known, else shown as written.
+    pub fn preview(&self, template: &Template) -> String {
+        self.render(template)
+            .unwrap_or_else(|_| template.to_string())
+    }
+
+    /// The named target (validation guarantees it exists).
+    pub fn target(&self, name: &str) -> &Target {
+        self.targets
+            .get(name)
+            .unwrap_or_else(|| panic!("target `{name}` was validated to exist"))
+    }
+
+    /// The PostgreSQL URL of a target (validation guarantees it has one).
+    pub fn postgres_url(&self, target: &str) -> &str {
+        self.target(target)
+            .postgres
+            .as_deref()
+            .unwrap_or_else(|| panic!("target `{target}` was validated to have `postgres:`"))
+    }
+}

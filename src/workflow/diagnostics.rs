@@ -1,0 +1,158 @@
+//! Located validation problems: each one a stable code, a message, a label on
+//! the offending YAML text and an optional help line, rendered by `miette`.
+//! Validation pushes into a [`Diagnostics`] list and keeps going, so the user
+//! sees every problem in one pass.
+
+use std::sync::Arc;
+
+use miette::{Diagnostic as MietteDiagnostic, LabeledSpan, NamedSource, Severity};
+
+use super::yaml::Span;
+
+/// One problem found in a file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Stable, greppable code such as `flightpath::needs::unknown`.
+    pub code: &'static str,
+    pub message: String,
+    pub span: Span,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn new(
+        code: &'static str,
+        message: impl Into<String>,
+        span: Span,
+        label: impl Into<String>,
+    ) -> Self {
+        Problem {
+            code,
+            message: message.into(),
+            span,
+            label: label.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds "did you mean `x`?" when one of `candidates` is close to `name`.
+    pub fn suggest<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
+        match did_you_mean(name, candidates) {
+            Some(best) => self.help(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+}
+
+/// The closest candidate to `name`, if any is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(distance, c)| *distance <= (name.len().max(c.len()) / 3).max(1) && *distance > 0)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+/// Problems found in one source file.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub problems: Vec<Problem>,
+}
+
+impl Diagnostics {
+    pub fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// A problem bound to its file, ready for `miette` to render.
+#[derive(Debug)]
+pub struct Located {
+    pub problem: Problem,
+    pub source: Arc<NamedSource<String>>,
+}
+
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problem.message)
+    }
+}
+
+impl std::error::Error for Located {}
+
+impl MietteDiagnostic for Located {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(self.problem.code))
+    }
+    fn severity(&self) -> Option<Severity> {
+        Some(Severity::Error)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.problem
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(self.source.as_ref())
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.problem.label.clone()),
+            self.problem.span,
+        ))))
+    }
+}
+
+/// Renders problems as text: `error[code]: message`, the located snippet,
+/// the help line. Colour only when `color` is set.
+pub fn render(problems: &[Located], color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false);
+    let mut out = String::new();
+    for located in problems {
+        let mut one = String::new();
+        if handler.render_report(&mut one, located).is_err() {
+            one = format!(
+                "error[{}]: {}\n",
+                located.problem.code, located.problem.message
+            );
+        }
+        out.push_str(&one);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = ["database", "backup", "media"];
+        assert_eq!(did_you_mean("databse", names), Some("database"));
+        assert_eq!(did_you_mean("bakup", names), Some("backup"));
+        assert_eq!(did_you_mean("smoke", names), None);
+    }
+}

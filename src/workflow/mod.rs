@@ -1,0 +1,8 @@
+//! Workflow files: parsing into a located YAML tree, strict reading into the
+//! validated [`model`], interpolation and the step-graph checks.
+
+pub mod diagnostics;
+pub mod model;
+pub mod reader;
+pub mod template;
+pub mod yaml;

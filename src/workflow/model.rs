@@ -1,0 +1,79 @@
+//! The validated workflow. Values of these types are only built by
+//! [`super::load`], after every check passed; the engine never sees an
+//! unchecked workflow.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::steps::StepParams;
+
+use super::yaml::Span;
+
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    pub targets: BTreeMap<String, Target>,
+    /// Main steps in execution order: dependencies first, then file order.
+    pub steps: Vec<Step>,
+    /// Steps run when any main step fails, in the same order rules.
+    pub on_failure: Vec<Step>,
+    /// Resolved values of secret-looking variables, for redaction.
+    pub secrets: Vec<String>,
+}
+
+/// A named endpoint steps refer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    /// A PostgreSQL connection URL.
+    pub postgres: Option<String>,
+    /// `s3://bucket/prefix?…` or a local directory.
+    pub media: Option<String>,
+    /// A path or URL of a git repository.
+    pub git: Option<String>,
+    /// May be read, never written.
+    pub protected: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    /// Direct dependencies, by id.
+    pub needs: Vec<String>,
+    pub params: StepParams,
+    pub on_failure: bool,
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        self.params.kind()
+    }
+}
+
+impl Workflow {
+    /// Every step, main then `on_failure`.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(self.on_failure.iter())
+    }
+
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.id == id)
+    }
+
+    /// Names of the targets some step writes, sorted (the lock's key).
+    pub fn written_targets(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .all_steps()
+            .flat_map(|s| s.params.target_uses())
+            .filter(|u| u.write)
+            .map(|u| u.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}

@@ -1,0 +1,318 @@
+//! A located YAML tree: every node and every mapping key carries its byte span
+//! in the source, so validation can point at the exact text it complains about.
+//!
+//! Parsing goes through `serde-saphyr` (maintained, YAML 1.2) into `Node`; the
+//! typed workflow model is then read out of this tree by hand (see
+//! [`MapReader`]), which lets validation collect *every* problem instead of
+//! stopping at serde's first one. This module owns no workflow semantics.
+
+use std::fmt;
+
+use miette::SourceSpan;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// A byte range in the source file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl Span {
+    fn from_location(loc: &serde_saphyr::Location) -> Self {
+        let span = loc.span();
+        Span {
+            offset: span.byte_offset().unwrap_or(0) as usize,
+            len: span.byte_len().unwrap_or(0) as usize,
+        }
+    }
+}
+
+impl From<Span> for SourceSpan {
+    fn from(span: Span) -> Self {
+        SourceSpan::new(span.offset.into(), span.len)
+    }
+}
+
+/// A scalar or collection, with the span of the text it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub span: Span,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Keys keep file order; duplicates are rejected by the parser.
+    Map(Vec<(Key, Node)>),
+}
+
+/// A mapping key with its own span (for "unknown key" errors).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    pub name: String,
+    pub span: Span,
+}
+
+impl Node {
+    /// What kind of YAML value this is, for "expected a list, found a string".
+    pub fn kind(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "nothing (null)",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The scalar as text, for fields that accept `5` as well as `"5"`.
+    pub fn scalar_text(&self) -> Option<String> {
+        match &self.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The node's value as plain JSON (spans dropped), for free-form fields.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => J::from(*f),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A YAML syntax error, located.
+#[derive(Debug)]
+pub struct SyntaxError {
+    pub message: String,
+    pub span: Span,
+}
+
+/// Parses a whole document. An empty document is an empty mapping.
+pub fn parse(source: &str) -> Result<Node, SyntaxError> {
+    if source.trim().is_empty() {
+        return Ok(Node {
+            span: Span::default(),
+            value: Value::Map(Vec::new()),
+        });
+    }
+    let parsed: Result<Spanned<Node>, _> = serde_saphyr::from_str(source);
+    match parsed {
+        Ok(spanned) => {
+            let mut node = spanned.value;
+            node.span = Span::from_location(&spanned.referenced);
+            Ok(node)
+        }
+        Err(err) => {
+            let span = err
+                .location()
+                .map(|loc| match loc.span().byte_offset() {
+                    Some(_) => Span::from_location(&loc),
+                    None => Span {
+                        offset: offset_of(source, loc.line(), loc.column()),
+                        len: 1,
+                    },
+                })
+                .unwrap_or_default();
+            Err(SyntaxError {
+                message: first_line(&err.to_string()),
+                span,
+            })
+        }
+    }
+}
+
+/// Byte offset of a 1-indexed (line, character column) position.
+fn offset_of(source: &str, line: u64, column: u64) -> usize {
+    let line_start: usize = source
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1) as usize)
+        .map(str::len)
+        .sum();
+    let rest = &source[line_start.min(source.len())..];
+    let within: usize = rest
+        .chars()
+        .take(column.saturating_sub(1) as usize)
+        .map(char::len_utf8)
+        .sum();
+    (line_start + within).min(source.len().saturating_sub(1))
+}
+
+fn first_line(message: &str) -> String {
+    // serde-saphyr renders its own snippet below the first line and prefixes
+    // the position; we render ours with miette, so keep only the sentence.
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.trim_start_matches("error: ");
+    match line.split_once(": ") {
+        Some((position, rest)) if position.starts_with("line ") => rest.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = deserializer.deserialize_any(ValueVisitor)?;
+        Ok(Node {
+            span: Span::default(),
+            value,
+        })
+    }
+}
+
+fn located(spanned: Spanned<Node>) -> Node {
+    let mut node = spanned.value;
+    node.span = Span::from_location(&spanned.referenced);
+    node
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        i64::try_from(v)
+            .map(Value::Int)
+            .or(Ok(Value::Float(v as f64)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_string()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            items.push(located(item));
+        }
+        Ok(Value::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries: Vec<(Key, Node)> = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<Node>>()? {
+            let key = located(key);
+            let name = key.scalar_text().ok_or_else(|| {
+                de::Error::custom(format!(
+                    "mapping keys must be strings, found {}",
+                    key.kind()
+                ))
+            })?;
+            let value = located(map.next_value::<Spanned<Node>>()?);
+            if entries.iter().any(|(k, _)| k.name == name) {
+                return Err(de::Error::custom(format!("duplicate key `{name}`")));
+            }
+            entries.push((
+                Key {
+                    name,
+                    span: key.span,
+                },
+                value,
+            ));
+        }
+        Ok(Value::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_and_keys_carry_byte_spans() {
+        let src = "name: demo\nsteps:\n  a:\n    uses: shell\n    needs: [b, c]\n";
+        let root = parse(src).unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("root is a map")
+        };
+        let (key, steps) = &entries[1];
+        assert_eq!(
+            &src[key.span.offset..key.span.offset + key.span.len],
+            "steps"
+        );
+        let Value::Map(steps) = &steps.value else {
+            panic!()
+        };
+        let Value::Map(a) = &steps[0].1.value else {
+            panic!()
+        };
+        let (_, needs) = &a[1];
+        let Value::Seq(items) = &needs.value else {
+            panic!()
+        };
+        let c = &items[1];
+        assert_eq!(&src[c.span.offset..c.span.offset + c.span.len], "c");
+    }
+
+    #[test]
+    fn quoted_scalars_and_types() {
+        let root = parse("a: \"5\"\nb: 5\nc: true\nd: ~\n").unwrap();
+        let Value::Map(entries) = root.value else {
+            panic!()
+        };
+        assert_eq!(entries[0].1.value, Value::Str("5".into()));
+        assert_eq!(entries[1].1.value, Value::Int(5));
+        assert_eq!(entries[2].1.value, Value::Bool(true));
+        assert_eq!(entries[3].1.value, Value::Null);
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(err.span.offset, 10, "{err:?}");
+        assert_eq!(err.message, "illegal placement of ':' indicator");
+    }
+}
