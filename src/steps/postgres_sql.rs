@@ -1,33 +1,267 @@
-//! `postgres.sql` (to be written).
+//! `postgres.sql`: runs SQL on a named target inside one transaction
+//! (`BEGIN READ ONLY` with `readonly: true`), and reports the rows affected.
+//!
+//! The plan connects (proving the target is reachable and the credentials
+//! work) and, for a single statement, asks the server for its `EXPLAIN`
+//! inside a read-only transaction that is rolled back; it never changes
+//! data. Cancelling sends the server a cancel request; the open transaction
+//! is rolled back when the connection closes.
 
+use std::future::Future;
+
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::pg::connect::{connect, describe};
+use crate::progress::Unit;
+use crate::report::model::Detail;
 use crate::workflow::reader::{LoadCtx, MapReader};
 use crate::workflow::template::Template;
+use crate::workflow::yaml::Span;
 
-use super::{StepCtx, StepError, StepOutcome};
+use super::{Facet, StepCtx, StepError, StepOutcome, TargetUse};
 
 #[derive(Debug, Clone)]
-pub struct Params {}
-
-impl Params {
-    pub fn parse(_with: &mut MapReader, _cx: &mut LoadCtx) -> Option<Self> {
-        Some(Params {})
-    }
-
-    pub fn templates(&self) -> Vec<&Template> {
-        Vec::new()
-    }
-
-    pub async fn plan(&self, _ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        Err(StepError::failed("not implemented"))
-    }
-
-    pub async fn run(&self, _ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        Err(StepError::failed("not implemented"))
-    }
+pub struct Params {
+    /// The name of the target (under `targets:`) whose database to use.
+    pub target: String,
+    /// Where `target` is written, for validation errors.
+    pub target_span: Span,
+    /// The SQL: one statement or several, run in one transaction.
+    pub sql: Template,
+    /// Run in a `READ ONLY` transaction; allowed on protected targets.
+    pub readonly: bool,
 }
 
 impl Params {
-    pub fn target_uses(&self) -> Vec<super::TargetUse> {
-        Vec::new()
+    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+        // Read every key before giving up, so each one counts as known.
+        let target_label = format!("{} `target`", with.what());
+        let target = with
+            .require(cx, "target")
+            .and_then(|node| Some((cx.string(node, &target_label)?, node.span)));
+        let sql = with.required_template(cx, "sql");
+        let readonly = with.bool(cx, "readonly").unwrap_or(false);
+        let (target, target_span) = target?;
+        Some(Params {
+            target,
+            target_span,
+            sql: sql?,
+            readonly,
+        })
+    }
+
+    pub fn templates(&self) -> Vec<&Template> {
+        vec![&self.sql]
+    }
+
+    pub fn target_uses(&self) -> Vec<TargetUse> {
+        vec![TargetUse {
+            name: self.target.clone(),
+            span: self.target_span,
+            write: !self.readonly,
+            facet: Facet::Postgres,
+        }]
+    }
+
+    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        let rendered = ctx.render(&self.sql).ok();
+        let shown = ctx
+            .redactor
+            .redact(&rendered.clone().unwrap_or_else(|| self.sql.to_string()));
+        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel)
+            .await
+            .map_err(|e| self.redacted(ctx, e))?;
+
+        let mut outcome = StepOutcome::new(format!("would run SQL on `{}`", self.target))
+            .detail(Detail::block("sql", shown));
+        if self.readonly {
+            outcome = outcome.detail(Detail::fact("transaction", "read only"));
+        }
+        // SQL that still waits for another step's output cannot be explained.
+        if let Some(sql) = rendered {
+            let explained = cancellable(ctx, &client, explain(&client, &sql)).await?;
+            if let Some(plan) = explained {
+                outcome = outcome.detail(Detail::block("plan", ctx.redactor.redact(&plan)));
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        let sql = ctx.render(&self.sql)?;
+        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel)
+            .await
+            .map_err(|e| self.redacted(ctx, e))?;
+
+        let bar = ctx.progress.bar(
+            &ctx.step_id,
+            &format!("running SQL on {}", self.target),
+            None,
+            Unit::Items,
+        );
+        let result = cancellable(ctx, &client, self.execute(&client, &sql)).await;
+        bar.finish();
+        let rows = result.map_err(|e| self.redacted(ctx, e))?;
+
+        let mut outcome = StepOutcome::new(format!(
+            "ran SQL on `{}`: {rows} {}",
+            self.target,
+            if rows == 1 { "row" } else { "rows" }
+        ))
+        .output("rows", rows)
+        .detail(Detail::block("sql", ctx.redactor.redact(&sql)));
+        if self.readonly {
+            outcome = outcome.detail(Detail::fact("transaction", "read only"));
+        }
+        Ok(outcome)
+    }
+
+    /// Runs `sql` in one transaction; the sum of the rows each statement
+    /// reported. On error the transaction is left open and rolled back when
+    /// the client is dropped.
+    async fn execute(&self, client: &Client, sql: &str) -> Result<u64, StepError> {
+        let begin = if self.readonly {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        };
+        client
+            .batch_execute(begin)
+            .await
+            .map_err(|e| self.error(&e, None))?;
+        let messages = client
+            .simple_query(sql)
+            .await
+            .map_err(|e| self.error(&e, Some(sql)))?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| self.error(&e, None))?;
+        Ok(rows_affected(&messages))
+    }
+
+    fn error(&self, err: &tokio_postgres::Error, sql: Option<&str>) -> StepError {
+        StepError::Postgres {
+            target: self.target.clone(),
+            message: describe(err, sql),
+        }
+    }
+
+    /// The error with every known secret masked (the server may echo values).
+    fn redacted(&self, ctx: &StepCtx, err: StepError) -> StepError {
+        match err {
+            StepError::Postgres { target, message } => StepError::Postgres {
+                target,
+                message: ctx.redactor.redact(&message),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Runs `work`, or on cancellation asks the server to cancel the running
+/// query and returns [`StepError::Cancelled`].
+async fn cancellable<T>(
+    ctx: &StepCtx,
+    client: &Client,
+    work: impl Future<Output = Result<T, StepError>>,
+) -> Result<T, StepError> {
+    tokio::select! {
+        result = work => result,
+        _ = ctx.cancel.cancelled() => {
+            let _ = client.cancel_token().cancel_query(NoTls).await;
+            Err(StepError::Cancelled)
+        }
+    }
+}
+
+/// The server's plan for `sql` (first line and estimated rows), or `None`
+/// when it cannot be explained (several statements, DDL, parameters).
+///
+/// `EXPLAIN` without `ANALYZE` does not execute the statement; it also runs
+/// through the extended protocol, which refuses more than one statement, so
+/// nothing after a `;` can run, all inside `BEGIN READ ONLY … ROLLBACK`.
+async fn explain(client: &Client, sql: &str) -> Result<Option<String>, StepError> {
+    if client.batch_execute("BEGIN READ ONLY").await.is_err() {
+        return Ok(None);
+    }
+    let statement = sql.trim().trim_end_matches(';').trim_end();
+    let explained = client.query(&format!("EXPLAIN {statement}"), &[]).await;
+    let _ = client.batch_execute("ROLLBACK").await;
+    let Ok(rows) = explained else {
+        return Ok(None);
+    };
+    let lines: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.try_get::<_, String>(0).ok())
+        .collect();
+    Ok(summarize_plan(&lines))
+}
+
+/// The first line of an `EXPLAIN` and its estimated rows. For `UPDATE`,
+/// `DELETE`, `INSERT` and `MERGE` the top node estimates no rows of its own,
+/// so the estimate comes from the node under it (the rows it will touch).
+pub fn summarize_plan(lines: &[String]) -> Option<String> {
+    let first = lines.first()?.trim();
+    let modifies = ["Update on", "Delete on", "Insert on", "Merge on"]
+        .iter()
+        .any(|p| first.starts_with(p));
+    let estimate_line = if modifies {
+        lines.iter().skip(1).find(|l| estimated_rows(l).is_some())
+    } else {
+        lines.first()
+    };
+    let mut out = first.to_string();
+    if let Some(rows) = estimate_line.and_then(|l| estimated_rows(l)) {
+        out.push_str(&format!("\nestimated rows: {rows}"));
+    }
+    Some(out)
+}
+
+/// `N` from the first `rows=N` in a plan line.
+fn estimated_rows(line: &str) -> Option<u64> {
+    let rest = &line[line.find("rows=")? + "rows=".len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The sum of the row counts in every `CommandComplete`.
+fn rows_affected(messages: &[SimpleQueryMessage]) -> u64 {
+    messages
+        .iter()
+        .map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => *n,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn plan_of_an_update_estimates_the_rows_it_touches() {
+        let plan = lines(
+            "Update on t  (cost=0.00..35.50 rows=0 width=0)\n  ->  Seq Scan on t  (cost=0.00..35.50 rows=2550 width=10)",
+        );
+        assert_eq!(
+            summarize_plan(&plan).unwrap(),
+            "Update on t  (cost=0.00..35.50 rows=0 width=0)\nestimated rows: 2550"
+        );
+    }
+
+    #[test]
+    fn plan_of_a_select_uses_its_top_node() {
+        let plan = lines("Seq Scan on t  (cost=0.00..1.01 rows=1 width=4)");
+        assert_eq!(
+            summarize_plan(&plan).unwrap(),
+            "Seq Scan on t  (cost=0.00..1.01 rows=1 width=4)\nestimated rows: 1"
+        );
+        assert_eq!(summarize_plan(&[]), None);
     }
 }

@@ -1,0 +1,177 @@
+//! Opening a client connection to a named target, and turning
+//! `tokio_postgres` errors into messages a person can act on: the server's
+//! own text (with detail, hint and position) or the cause of a connection
+//! failure. Every message is free of passwords: URLs are shown masked, never
+//! as given.
+
+use tokio_postgres::error::ErrorPosition;
+use tokio_postgres::{Client, Config, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::redact::{MASK, mask_url_passwords};
+use crate::steps::StepError;
+
+/// Connects to `url` for the target named `target` and spawns the task that
+/// drives the connection; the task ends when the returned client is dropped.
+/// Cancelling `cancel` while connecting gives [`StepError::Cancelled`].
+pub async fn connect(
+    target: &str,
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<Client, StepError> {
+    let shown = mask_connection_string(url);
+    let mut config: Config = url.parse().map_err(|e| StepError::Postgres {
+        target: target.to_string(),
+        message: format!("invalid connection URL ({shown}): {}", cause(&e)),
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name("flightpath");
+    }
+    // NoTls for now: TLS (rustls, honouring `sslmode`) comes in a later issue.
+    let connecting = config.connect(NoTls);
+    let (client, connection) = tokio::select! {
+        result = connecting => result.map_err(|e| StepError::Postgres {
+            target: target.to_string(),
+            message: format!("could not connect ({shown}): {}", describe(&e, None)),
+        })?,
+        _ = cancel.cancelled() => return Err(StepError::Cancelled),
+    };
+    let target = target.to_string();
+    tokio::spawn(async move {
+        // Errors here also reach the client's next call as "connection
+        // closed"; the log line keeps the cause.
+        if let Err(e) = connection.await {
+            tracing::debug!(target = %target, "postgres connection ended: {}", describe(&e, None));
+        }
+    });
+    Ok(client)
+}
+
+/// A database error as the server reported it — `ERROR: message (SQLSTATE
+/// code)`, with position in `sql` when known, detail and hint — or, for
+/// any other error, its innermost cause ("connection refused").
+pub fn describe(err: &tokio_postgres::Error, sql: Option<&str>) -> String {
+    let Some(db) = err.as_db_error() else {
+        return cause(err);
+    };
+    let mut out = format!(
+        "{}: {} (SQLSTATE {})",
+        db.severity(),
+        db.message(),
+        db.code().code()
+    );
+    if let (Some(ErrorPosition::Original(at)), Some(sql)) = (db.position(), sql) {
+        let (line, column) = line_column(sql, *at as usize);
+        out.push_str(&format!(" at line {line}, column {column}"));
+    }
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!("\ndetail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!("\nhint: {hint}"));
+    }
+    out
+}
+
+/// The innermost error in the chain, e.g. "connection refused" rather than
+/// "error connecting to server"; without the "(os error N)" suffix.
+fn cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = err;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    let text = inner.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    };
+    lowercase_first(&text)
+}
+
+/// "Connection refused" → "connection refused"; "SSL …" stays.
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_string(),
+    }
+}
+
+/// 1-based line and column of the 1-based character position `at`.
+fn line_column(sql: &str, at: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut column = 1;
+    for c in sql.chars().take(at.saturating_sub(1)) {
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+/// A connection string safe to show: the password of a URL, or the
+/// `password=` of a `key=value` string, masked.
+pub fn mask_connection_string(url: &str) -> String {
+    if url.contains("://") {
+        return mask_url_passwords(url);
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.trim() == "password" => format!("{key}={MASK}"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords_in_both_forms() {
+        assert_eq!(
+            mask_connection_string("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(
+            mask_connection_string("host=db user=app password=s3cret dbname=app"),
+            "host=db user=app password=*** dbname=app"
+        );
+    }
+
+    #[test]
+    fn positions_become_line_and_column() {
+        let sql = "UPDATE t\nSET x = nope";
+        assert_eq!(line_column(sql, 1), (1, 1));
+        assert_eq!(line_column(sql, 18), (2, 9));
+    }
+
+    #[test]
+    fn causes_read_as_sentences() {
+        assert_eq!(lowercase_first("Connection refused"), "connection refused");
+        assert_eq!(lowercase_first("SSL required"), "SSL required");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_names_target_and_hides_password() {
+        // Port 1 on localhost: nothing listens there.
+        let err = connect(
+            "staging",
+            "postgres://app:s3cret@127.0.0.1:1/app",
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "postgres target `staging`: could not connect (postgres://app:***@127.0.0.1:1/app): connection refused"
+        );
+    }
+}
