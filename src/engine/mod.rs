@@ -1,3 +1,436 @@
-//! The engine: plans every step, then executes the step graph.
+//! The engine: runs a validated workflow. In order: take the lock (real runs),
+//! open the run folder and journal, plan every step (the read-only half),
+//! stop there for a dry run; otherwise confirm, execute the step graph, run
+//! `on_failure` when something failed, and write the report.
+//!
+//! The engine never parses YAML and never renders anything but the live
+//! status lines; the CLI decides what to print at the end.
 
+pub mod journal;
+pub mod lock;
 pub mod redact;
+pub mod scheduler;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Progress;
+use crate::report::model::{Report, RunStatus, SCHEMA_VERSION, StepReport, StepStatus};
+use crate::steps::Interaction;
+use crate::workflow::model::{Step, Workflow};
+
+use journal::{Entry, Journal, JournalError, RunRecord};
+use lock::{Holder, LockError};
+use redact::Redactor;
+use scheduler::{GroupEnd, Scheduler};
+use state::{RunState, StateParts};
+
+/// Where runs keep their state, under the working directory.
+pub const STATE_DIR: &str = ".flightpath";
+
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub interaction: Interaction,
+    /// Steps running at once.
+    pub jobs: usize,
+    /// How long cancelled steps get to stop after Ctrl-C.
+    pub grace: Duration,
+    /// The working directory: `.flightpath/` lives here; relative paths resolve here.
+    pub workdir: PathBuf,
+    /// The workflow file as the user named it (recorded for `resume`).
+    pub shown_path: String,
+    /// Names of `--var` values (recorded; values are not).
+    pub var_names: Vec<String>,
+    /// Continue this earlier run instead of starting a new one.
+    pub resume: Option<RunRecord>,
+    pub progress: Progress,
+    /// Cancelled on Ctrl-C.
+    pub interrupt: CancellationToken,
+}
+
+/// How the run ended, for the exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Success,
+    StepFailed,
+    /// Refused for safety; the reason is for the person running it.
+    Refused(String),
+    /// Ctrl-C; the steps abandoned after the grace period.
+    Cancelled(Vec<String>),
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: Report,
+    pub run_dir: PathBuf,
+    pub exit: Exit,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The redactor for a workflow: secret variables and URL passwords.
+pub fn redactor_for(workflow: &Workflow) -> Redactor {
+    let mut redactor = Redactor::new(workflow.secrets.iter().cloned());
+    for target in workflow.targets.values() {
+        for url in [&target.postgres, &target.media, &target.git]
+            .into_iter()
+            .flatten()
+        {
+            redactor = redactor.with_url_password(url);
+        }
+    }
+    redactor
+}
+
+/// A sortable, unique-enough id: `20261125T105503Z-3fa9`.
+pub fn new_run_id() -> String {
+    let suffix: u16 = rand::random();
+    format!("{}-{suffix:04x}", Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
+pub fn run_dir(workdir: &Path, run_id: &str) -> PathBuf {
+    workdir.join(STATE_DIR).join("runs").join(run_id)
+}
+
+pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, EngineError> {
+    let began = Instant::now();
+    let redactor = redactor_for(workflow);
+    let run_id = match &opts.resume {
+        Some(record) => record.run_id.clone(),
+        None => new_run_id(),
+    };
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        let mut written: Vec<String> = workflow
+            .written_targets()
+            .into_iter()
+            .map(|name| target_identity(workflow, &name))
+            .collect();
+        written.sort();
+        let holder = Holder {
+            run_id: run_id.clone(),
+            pid: std::process::id(),
+            workflow: workflow.name.clone(),
+            started: Utc::now(),
+        };
+        let locks = opts.workdir.join(STATE_DIR).join("locks");
+        Some(lock::acquire(
+            &locks,
+            &lock::key(&workflow.name, &written),
+            &holder,
+        )?)
+    };
+    let run_dir = run_dir(&opts.workdir, &run_id);
+    std::fs::create_dir_all(&run_dir).map_err(|source| EngineError::Write {
+        path: run_dir.clone(),
+        source,
+    })?;
+    let mut journal = Journal::open(&run_dir)?;
+    match &opts.resume {
+        None => journal.append(&Entry::RunStarted {
+            time: Utc::now(),
+            run_id: run_id.clone(),
+            workflow: workflow.name.clone(),
+            path: opts.shown_path.clone(),
+            dry_run: opts.dry_run,
+            vars: opts.var_names.clone(),
+        })?,
+        Some(record) => journal.append(&Entry::RunResumed {
+            time: Utc::now(),
+            reused: record.succeeded().into_keys().collect(),
+        })?,
+    }
+
+    let mut state = RunState::new(StateParts {
+        report: initial_report(workflow, &run_id, opts.dry_run),
+        journal: Some(journal),
+        redactor,
+        progress: opts.progress.clone(),
+        targets: Arc::new(workflow.targets.clone()),
+        interaction: opts.interaction,
+        workdir: opts.workdir.clone(),
+    });
+    if let Some(record) = &opts.resume {
+        reuse_succeeded(&mut state, workflow, record);
+    }
+
+    let exit = execute(workflow, &opts, &mut state).await;
+    finish(state, &run_dir, began, exit)
+}
+
+/// Plans, confirms, executes; returns how the run ended.
+async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -> Exit {
+    let to_run: Vec<&Step> = workflow
+        .steps
+        .iter()
+        .filter(|s| state.status(&s.id) != StepStatus::Reused)
+        .collect();
+    let mut to_plan = to_run.clone();
+    if opts.dry_run {
+        to_plan.extend(workflow.on_failure.iter());
+    }
+    let planned = plan_steps(state, &to_plan, &opts.interrupt).await;
+    if opts.dry_run {
+        return match planned {
+            PlanEnd::Planned => Exit::Success,
+            PlanEnd::Failed => Exit::StepFailed,
+            PlanEnd::Interrupted => Exit::Cancelled(Vec::new()),
+        };
+    }
+    match planned {
+        PlanEnd::Planned => {}
+        PlanEnd::Failed => {
+            state.announce("planning failed; nothing was changed");
+            return Exit::StepFailed;
+        }
+        PlanEnd::Interrupted => return Exit::Cancelled(Vec::new()),
+    }
+    if let Err(reason) = confirm(state, &to_run, opts.interaction).await {
+        return Exit::Refused(reason);
+    }
+    state.reset_for_execution(&workflow.steps);
+
+    let main = Scheduler {
+        steps: &workflow.steps,
+        jobs: opts.jobs,
+        grace: opts.grace,
+        interrupt: opts.interrupt.clone(),
+    };
+    match main.execute(state).await {
+        GroupEnd::Succeeded => Exit::Success,
+        GroupEnd::Cancelled { abandoned } => Exit::Cancelled(abandoned),
+        GroupEnd::Failed { refused } => {
+            let refusal = refused.then(|| first_error(&state.report));
+            if !workflow.on_failure.is_empty() {
+                state.announce("a step failed: running on_failure steps");
+                let recovery = Scheduler {
+                    steps: &workflow.on_failure,
+                    jobs: opts.jobs,
+                    grace: opts.grace,
+                    interrupt: opts.interrupt.clone(),
+                };
+                if let GroupEnd::Cancelled { abandoned } = recovery.execute(state).await {
+                    return Exit::Cancelled(abandoned);
+                }
+            }
+            match refusal {
+                Some(reason) => Exit::Refused(reason),
+                None => Exit::StepFailed,
+            }
+        }
+    }
+}
+
+enum PlanEnd {
+    Planned,
+    Failed,
+    Interrupted,
+}
+
+/// The read-only half of every step, one after the other (plans are quick
+/// and their order makes the dry-run report read top to bottom).
+async fn plan_steps(
+    state: &mut RunState,
+    steps: &[&Step],
+    interrupt: &CancellationToken,
+) -> PlanEnd {
+    let mut failed = false;
+    let dry_run = state.report.dry_run;
+    for step in steps {
+        let ctx = state.step_ctx(step, interrupt.child_token());
+        let started = Utc::now();
+        let began = Instant::now();
+        let Some(result) = scheduler::or_interrupt(interrupt, step.params.plan(&ctx)).await else {
+            return PlanEnd::Interrupted;
+        };
+        failed |= result.is_err();
+        if dry_run {
+            state.finish_step(step, started, began.elapsed(), result);
+        } else {
+            match result {
+                Ok(outcome) => state.record_plan(step, outcome),
+                Err(err) => {
+                    state.finish_step(step, started, began.elapsed(), Err(err));
+                    return PlanEnd::Failed;
+                }
+            }
+        }
+    }
+    if failed {
+        PlanEnd::Failed
+    } else {
+        PlanEnd::Planned
+    }
+}
+
+/// Asks once before the first destructive step; refuses when no one can be asked.
+async fn confirm(
+    state: &RunState,
+    to_run: &[&Step],
+    interaction: Interaction,
+) -> Result<(), String> {
+    let destructive: Vec<&str> = to_run
+        .iter()
+        .filter(|s| s.params.destructive())
+        .map(|s| s.id.as_str())
+        .collect();
+    if destructive.is_empty() || interaction.assume_yes {
+        return Ok(());
+    }
+    let listed = destructive
+        .iter()
+        .map(|id| format!("`{id}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !interaction.interactive {
+        return Err(format!(
+            "this run changes things (steps {listed}) and nobody can confirm it here: \
+             stdin is not a terminal. Review it with `flightpath plan`, then pass --yes"
+        ));
+    }
+    let plan = crate::report::terminal(&state.report, false);
+    let question = format!("{plan}\nThese steps change things: {listed}. Proceed? [y/N] ");
+    let progress = state.progress.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        progress.suspend(|| crate::steps::approve::ask(&question))
+    })
+    .await
+    .ok()
+    .flatten();
+    match answer {
+        Some(true) => Ok(()),
+        _ => Err("not confirmed; nothing was changed".to_string()),
+    }
+}
+
+fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &RunRecord) {
+    let succeeded = record.succeeded();
+    for step in &workflow.steps {
+        if let Some(earlier) = succeeded.get(&step.id) {
+            if earlier.kind == step.kind() {
+                state.reuse_step(earlier, earlier.outputs.clone());
+            }
+        }
+    }
+}
+
+fn first_error(report: &Report) -> String {
+    report
+        .steps
+        .iter()
+        .find_map(|s| s.error.clone())
+        .unwrap_or_else(|| "a step refused to continue".into())
+}
+
+fn initial_report(workflow: &Workflow, run_id: &str, dry_run: bool) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_id.to_string(),
+        workflow: workflow.name.clone(),
+        description: workflow.description.clone(),
+        dry_run,
+        status: if dry_run {
+            RunStatus::Planned
+        } else {
+            RunStatus::Succeeded
+        },
+        started: Utc::now(),
+        finished: None,
+        duration_ms: None,
+        steps: workflow
+            .all_steps()
+            .map(|step| StepReport {
+                id: step.id.clone(),
+                kind: step.kind().to_string(),
+                status: StepStatus::Pending,
+                needs: step.needs.clone(),
+                on_failure: step.on_failure,
+                started: None,
+                finished: None,
+                duration_ms: None,
+                summary: None,
+                outputs: Default::default(),
+                details: Vec::new(),
+                error: None,
+            })
+            .collect(),
+    }
+}
+
+/// What the lock is keyed on for a written target: its name and endpoints.
+fn target_identity(workflow: &Workflow, name: &str) -> String {
+    let target = &workflow.targets[name];
+    format!(
+        "{name}|{}|{}|{}",
+        target.postgres.as_deref().unwrap_or(""),
+        target.media.as_deref().unwrap_or(""),
+        target.git.as_deref().unwrap_or("")
+    )
+}
+
+fn finish(
+    mut state: RunState,
+    run_dir: &Path,
+    began: Instant,
+    exit: Exit,
+) -> Result<RunOutcome, EngineError> {
+    let status = match (&exit, state.report.dry_run) {
+        (Exit::Success, true) => RunStatus::Planned,
+        (Exit::Success, false) => RunStatus::Succeeded,
+        (Exit::StepFailed, _) => RunStatus::Failed,
+        (Exit::Refused(_), _) => RunStatus::Refused,
+        (Exit::Cancelled(_), _) => RunStatus::Cancelled,
+    };
+    state.report.status = status;
+    state.report.finished = Some(Utc::now());
+    state.report.duration_ms = Some(began.elapsed().as_millis() as u64);
+    state.journal(Entry::RunFinished {
+        time: Utc::now(),
+        status,
+    });
+    if let Some(err) = state.journal_error.take() {
+        return Err(err.into());
+    }
+    write_reports(&state.report, run_dir)?;
+    Ok(RunOutcome {
+        report: state.report,
+        run_dir: run_dir.to_path_buf(),
+        exit,
+    })
+}
+
+/// Writes `report.md` and `report.json` into `dir`.
+pub fn write_reports(report: &Report, dir: &Path) -> Result<(), EngineError> {
+    let files: BTreeMap<&str, String> = BTreeMap::from([
+        ("report.md", crate::report::markdown(report)),
+        ("report.json", crate::report::json(report)),
+    ]);
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|source| EngineError::Write { path, source })?;
+    }
+    Ok(())
+}

@@ -66,7 +66,7 @@ impl Params {
 }
 
 /// Asks on stderr, reads one line from stdin; `None` on end of input.
-fn ask(prompt: &str) -> Option<bool> {
+pub(crate) fn ask(prompt: &str) -> Option<bool> {
     use std::io::{BufRead, Write};
     let mut stderr = std::io::stderr();
     let _ = write!(stderr, "{prompt}");

@@ -95,9 +95,8 @@ impl std::fmt::Display for Located {
 impl std::error::Error for Located {}
 
 impl MietteDiagnostic for Located {
-    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        Some(Box::new(self.problem.code))
-    }
+    // The code goes into the header line (`error[code]: message`), written
+    // by `render`, not into miette's own code line.
     fn severity(&self) -> Option<Severity> {
         Some(Severity::Error)
     }
@@ -131,15 +130,23 @@ pub fn render(problems: &[Located], color: bool) -> String {
         .with_links(false);
     let mut out = String::new();
     for located in problems {
-        let mut one = String::new();
-        if handler.render_report(&mut one, located).is_err() {
-            one = format!(
-                "error[{}]: {}\n",
-                located.problem.code, located.problem.message
-            );
+        let header = format!(
+            "error[{}]: {}",
+            located.problem.code, located.problem.message
+        );
+        let mut snippet = String::new();
+        if handler.render_report(&mut snippet, located).is_err() {
+            snippet.clear();
         }
-        out.push_str(&one);
+        // miette starts with `  × message`; our header replaces that line.
+        let body = snippet
+            .trim_start_matches('\n')
+            .split_once('\n')
+            .map_or("", |(_, rest)| rest);
+        out.push_str(&header);
         out.push('\n');
+        out.push_str(body.trim_end());
+        out.push_str("\n\n");
     }
     out
 }

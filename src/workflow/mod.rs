@@ -2,7 +2,11 @@
 //! validated [`model`], interpolation and the step-graph checks.
 
 pub mod diagnostics;
+pub mod graph;
+pub mod load;
 pub mod model;
 pub mod reader;
 pub mod template;
 pub mod yaml;
+
+pub use load::{LoadError, load, resolve};

@@ -1,0 +1,272 @@
+//! `run`, `plan` and `resume`: load the workflow, hand it to the engine, print
+//! the report (terminal, or JSON with `--json`), copy it to `--report-dir`
+//! and, under GitHub Actions, to the job summary.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, EngineError, Exit, RunOptions};
+use crate::progress::Progress;
+use crate::report::model::{Report, RunStatus};
+use crate::steps::Interaction;
+use crate::workflow::{self, template::Vars};
+
+use super::{
+    EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, ExecArgs, OutputArgs,
+    PlanArgs, ResumeArgs, RunArgs, print_load_error,
+};
+
+pub async fn run(workdir: &Path, args: RunArgs) -> i32 {
+    let request = Request {
+        workflow: args.workflow.workflow,
+        vars: args.workflow.vars,
+        dry_run: args.dry_run,
+        exec: args.exec,
+        output: args.output,
+        resume: None,
+    };
+    execute(workdir, request).await
+}
+
+pub async fn plan(workdir: &Path, args: PlanArgs) -> i32 {
+    let request = Request {
+        workflow: args.workflow.workflow,
+        vars: args.workflow.vars,
+        dry_run: true,
+        exec: ExecArgs {
+            yes: false,
+            jobs: 1,
+            grace: Duration::from_secs(5),
+        },
+        output: args.output,
+        resume: None,
+    };
+    execute(workdir, request).await
+}
+
+pub async fn resume(workdir: &Path, args: ResumeArgs) -> i32 {
+    let run_dir = engine::run_dir(workdir, &args.run_id);
+    if !run_dir.is_dir() {
+        eprintln!(
+            "error: no run `{}` here (looked in {}); run ids are the folder names under .flightpath/runs/",
+            args.run_id,
+            Path::new(engine::STATE_DIR).join("runs").display()
+        );
+        return EXIT_INVALID;
+    }
+    let record = match engine::journal::read(&run_dir) {
+        Ok(record) => record,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    if record.dry_run {
+        eprintln!(
+            "error: run `{}` was a dry run; there is nothing to resume",
+            record.run_id
+        );
+        return EXIT_INVALID;
+    }
+    if record.status == Some(RunStatus::Succeeded) {
+        eprintln!(
+            "run `{}` already succeeded; nothing to resume",
+            record.run_id
+        );
+        return EXIT_OK;
+    }
+    let missing: Vec<&String> = record
+        .vars
+        .iter()
+        .filter(|name| !args.vars.iter().any(|(n, _)| n == *name))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "note: the original run was given --var {}; values are not stored, so give them again if the workflow needs them",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", --var ")
+        );
+    }
+    let request = Request {
+        workflow: record.path.clone(),
+        vars: args.vars,
+        dry_run: false,
+        exec: args.exec,
+        output: args.output,
+        resume: Some(record),
+    };
+    execute(workdir, request).await
+}
+
+struct Request {
+    workflow: String,
+    vars: Vec<(String, String)>,
+    dry_run: bool,
+    exec: ExecArgs,
+    output: OutputArgs,
+    resume: Option<engine::journal::RunRecord>,
+}
+
+async fn execute(workdir: &Path, request: Request) -> i32 {
+    let path = match workflow::resolve(workdir, &request.workflow) {
+        Ok(path) => path,
+        Err(err) => {
+            print_load_error(&err);
+            return EXIT_INVALID;
+        }
+    };
+    let var_names: Vec<String> = request.vars.iter().map(|(n, _)| n.clone()).collect();
+    let vars = Vars::from_env(request.vars.into_iter().collect::<BTreeMap<_, _>>());
+    let workflow = match workflow::load(&path, &super::shown(workdir, &path), &vars) {
+        Ok(w) => w,
+        Err(err) => {
+            print_load_error(&err);
+            return EXIT_INVALID;
+        }
+    };
+    if let Some(record) = &request.resume {
+        if record.workflow != workflow.name {
+            eprintln!(
+                "error: run `{}` was of workflow `{}`, but {} is now workflow `{}`",
+                record.run_id, record.workflow, request.workflow, workflow.name
+            );
+            return EXIT_INVALID;
+        }
+    }
+
+    let interrupt = CancellationToken::new();
+    let watcher = watch_ctrl_c(interrupt.clone());
+    let options = RunOptions {
+        dry_run: request.dry_run,
+        interaction: Interaction {
+            assume_yes: request.exec.yes,
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        },
+        jobs: request.exec.jobs.max(1),
+        grace: request.exec.grace,
+        workdir: workdir.to_path_buf(),
+        shown_path: request.workflow.clone(),
+        var_names,
+        resume: request.resume,
+        progress: Progress::detect(request.output.json),
+        interrupt,
+    };
+    let outcome = engine::run(&workflow, options).await;
+    watcher.abort();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(EngineError::Lock(e)) => {
+            eprintln!("error: refused: {e}");
+            return EXIT_REFUSED;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_STEP_FAILED;
+        }
+    };
+    print_report(&outcome.report, request.output.json);
+    if let Err(code) = copy_report(&outcome.report, &request.output) {
+        return code;
+    }
+    eprintln!(
+        "report: {}",
+        outcome
+            .run_dir
+            .strip_prefix(workdir)
+            .unwrap_or(&outcome.run_dir)
+            .join("report.md")
+            .display()
+    );
+    exit_code(&outcome.report, &outcome.exit)
+}
+
+fn exit_code(report: &Report, exit: &Exit) -> i32 {
+    match exit {
+        Exit::Success => EXIT_OK,
+        Exit::StepFailed => {
+            if !report.dry_run
+                && report
+                    .steps
+                    .iter()
+                    .any(|s| s.status == crate::report::model::StepStatus::Failed)
+            {
+                eprintln!(
+                    "error: run failed; after fixing the cause, continue it with `flightpath resume {}`",
+                    report.run_id
+                );
+            }
+            EXIT_STEP_FAILED
+        }
+        Exit::Refused(reason) => {
+            eprintln!("error: refused: {reason}");
+            EXIT_REFUSED
+        }
+        Exit::Cancelled(abandoned) => {
+            if abandoned.is_empty() {
+                eprintln!("interrupted");
+            } else {
+                eprintln!(
+                    "interrupted; still running when the grace period ended: {}",
+                    abandoned.join(", ")
+                );
+            }
+            EXIT_INTERRUPTED
+        }
+    }
+}
+
+fn print_report(report: &Report, json: bool) {
+    let text = if json {
+        crate::report::json(report)
+    } else {
+        crate::report::terminal(report, super::use_color_on_stdout())
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error.
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// `--report-dir`, and `$GITHUB_STEP_SUMMARY` under GitHub Actions.
+fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
+    if let Some(dir) = &output.report_dir {
+        if let Err(e) = engine::write_reports(report, dir) {
+            eprintln!("error: {e}");
+            return Err(EXIT_STEP_FAILED);
+        }
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&summary)
+            .and_then(|mut f| f.write_all(crate::report::markdown(report).as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// First Ctrl-C cancels the run (steps get the grace period); a second one
+/// exits at once.
+fn watch_ctrl_c(interrupt: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        interrupt.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted twice: exiting now");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    })
+}

@@ -1,0 +1,47 @@
+//! `validate`: load and check a workflow offline. Connects to nothing,
+//! writes nothing; prints every problem found, located.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::workflow::{self, template::Vars};
+
+use super::{EXIT_INVALID, EXIT_OK, ValidateArgs, print_load_error};
+
+pub fn validate(workdir: &Path, args: &ValidateArgs) -> i32 {
+    let path = match workflow::resolve(workdir, &args.workflow.workflow) {
+        Ok(path) => path,
+        Err(err) => {
+            print_load_error(&err);
+            return EXIT_INVALID;
+        }
+    };
+    let vars = Vars::from_env(
+        args.workflow
+            .vars
+            .iter()
+            .cloned()
+            .collect::<BTreeMap<_, _>>(),
+    );
+    match workflow::load(&path, &super::shown(workdir, &path), &vars) {
+        Ok(workflow) => {
+            let on_failure = if workflow.on_failure.is_empty() {
+                String::new()
+            } else {
+                format!(", {} on failure", workflow.on_failure.len())
+            };
+            println!(
+                "{} is valid: workflow `{}`, {} step{}{on_failure}",
+                args.workflow.workflow,
+                workflow.name,
+                workflow.steps.len(),
+                if workflow.steps.len() == 1 { "" } else { "s" },
+            );
+            EXIT_OK
+        }
+        Err(err) => {
+            print_load_error(&err);
+            EXIT_INVALID
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! Loading a workflow file: parse, read strictly, check the step graph, and
+//! build the validated [`Workflow`]. Every problem is collected and returned
+//! together; nothing here connects to anything or writes anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::NamedSource;
+
+use crate::steps::{self, Facet, StepParams};
+
+use super::diagnostics::{Located, Problem};
+use super::graph::Graph;
+use super::model::{Step, Target, Workflow};
+use super::reader::{LoadCtx, MapReader};
+use super::template::Vars;
+use super::yaml::{self, Node, Span, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read workflow `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no workflow named `{name}` (looked for {tried})")]
+    NotFound { name: String, tried: String },
+    #[error("{} problem(s) in {}", problems.len(), path.display())]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Located>,
+    },
+}
+
+/// `<workflow>` on the command line: a path, or a name resolved as
+/// `workflows/<name>.yaml` (or `.yml`) under `dir`.
+pub fn resolve(dir: &Path, workflow: &str) -> Result<PathBuf, LoadError> {
+    let as_path = dir.join(workflow);
+    if as_path.is_file() {
+        return Ok(as_path);
+    }
+    let candidates = [
+        dir.join("workflows").join(format!("{workflow}.yaml")),
+        dir.join("workflows").join(format!("{workflow}.yml")),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| LoadError::NotFound {
+            name: workflow.to_string(),
+            tried: [as_path.as_path(), &candidates[0], &candidates[1]]
+                .iter()
+                .map(|p| format!("`{}`", relative(dir, p).display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+fn relative<'a>(dir: &Path, path: &'a Path) -> &'a Path {
+    path.strip_prefix(dir).unwrap_or(path)
+}
+
+/// Reads and validates the workflow at `path`; `shown_as` is how the file is
+/// named in messages (the path the user typed).
+pub fn load(path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&source, path, shown_as, vars)
+}
+
+pub fn load_str(
+    source: &str,
+    path: &Path,
+    shown_as: &str,
+    vars: &Vars,
+) -> Result<Workflow, LoadError> {
+    let mut cx = LoadCtx::new(source, vars);
+    let workflow = match yaml::parse(source) {
+        Ok(root) => read_workflow(&mut cx, &root, path),
+        Err(err) => {
+            cx.push(Problem::new(
+                "flightpath::yaml::syntax",
+                format!("invalid YAML: {}", err.message),
+                err.span,
+                "here",
+            ));
+            None
+        }
+    };
+    match workflow {
+        Some(workflow) if cx.diags.is_empty() => Ok(workflow),
+        _ => {
+            let named = Arc::new(NamedSource::new(shown_as, source.to_string()));
+            cx.diags.problems.sort_by_key(|p| p.span.offset);
+            Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                problems: cx
+                    .diags
+                    .problems
+                    .into_iter()
+                    .map(|problem| Located {
+                        problem,
+                        source: named.clone(),
+                    })
+                    .collect(),
+            })
+        }
+    }
+}
+
+/// A step as read, before graph checks.
+struct RawStep {
+    id: String,
+    key_span: Span,
+    needs: Vec<(String, Span)>,
+    params: Option<StepParams>,
+    on_failure: bool,
+}
+
+fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow> {
+    let mut top = MapReader::new(cx, root, "the workflow")?;
+    let name = top.required_string(cx, "name");
+    let description = top.string(cx, "description");
+    let targets = match top.get("targets") {
+        Some(node) => read_targets(cx, node),
+        None => BTreeMap::new(),
+    };
+    let steps_node = top.require(cx, "steps");
+    let on_failure_node = top.get("on_failure");
+    top.finish(cx);
+
+    let mut raw_steps = Vec::new();
+    if let Some(node) = steps_node {
+        read_steps(cx, node, false, &mut raw_steps);
+    }
+    let main_count = raw_steps.len();
+    if let Some(node) = on_failure_node {
+        read_steps(cx, node, true, &mut raw_steps);
+    }
+    check_duplicate_ids(cx, &raw_steps);
+
+    let (main, on_failure) = raw_steps.split_at(main_count);
+    let main_order = check_graph(cx, main, &[]);
+    let failure_order = check_graph(cx, on_failure, main);
+    check_targets(cx, &raw_steps, &targets);
+    if let Some(order) = &main_order {
+        check_write_conflicts(cx, main, order);
+    }
+
+    let build = |group: &[RawStep], order: Option<Vec<usize>>| -> Option<Vec<Step>> {
+        order?
+            .into_iter()
+            .map(|i| {
+                let s = &group[i];
+                Some(Step {
+                    id: s.id.clone(),
+                    needs: s.needs.iter().map(|(n, _)| n.clone()).collect(),
+                    params: s.params.clone()?,
+                    on_failure: s.on_failure,
+                })
+            })
+            .collect()
+    };
+    let steps = build(main, main_order)?;
+    let on_failure = build(on_failure, failure_order)?;
+    Some(Workflow {
+        name: name?,
+        description,
+        path: path.to_path_buf(),
+        targets,
+        steps,
+        on_failure,
+        secrets: cx.secrets.clone(),
+    })
+}
+
+fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
+    let mut targets = BTreeMap::new();
+    let Some(map) = MapReader::new(cx, node, "`targets`") else {
+        return targets;
+    };
+    let Value::Map(entries) = &node.value else {
+        map.finish(cx);
+        return targets;
+    };
+    for (key, value) in entries {
+        let what = format!("target `{}`", key.name);
+        let Some(mut reader) = MapReader::new(cx, value, what) else {
+            continue;
+        };
+        let target = Target {
+            name: key.name.clone(),
+            postgres: reader.string(cx, "postgres"),
+            media: reader.string(cx, "media"),
+            git: reader.string(cx, "git"),
+            protected: reader.bool(cx, "protected").unwrap_or(false),
+            span: key.span,
+        };
+        reader.finish(cx);
+        if target.postgres.is_none() && target.media.is_none() && target.git.is_none() {
+            cx.push(
+                Problem::new(
+                    "flightpath::target::empty",
+                    format!("target `{}` has no endpoint", key.name),
+                    key.span,
+                    "no `postgres`, `media` or `git`",
+                )
+                .help("give it `postgres: <url>`, `media: <url or directory>` or `git: <path or url>`"),
+            );
+        }
+        targets.insert(key.name.clone(), target);
+    }
+    targets
+}
+
+fn read_steps(cx: &mut LoadCtx, node: &Node, on_failure: bool, out: &mut Vec<RawStep>) {
+    let section = if on_failure {
+        "`on_failure`"
+    } else {
+        "`steps`"
+    };
+    let Value::Map(entries) = &node.value else {
+        // MapReader reports the type error.
+        MapReader::new(cx, node, section);
+        return;
+    };
+    for (key, value) in entries {
+        if !valid_id(&key.name) {
+            cx.push(
+                Problem::new(
+                    "flightpath::step::id",
+                    format!("`{}` is not a valid step id", key.name),
+                    key.span,
+                    "invalid id",
+                )
+                .help("use letters, digits, `_` and `-`"),
+            );
+        }
+        out.push(read_step(cx, &key.name, key.span, value, on_failure));
+    }
+}
+
+fn read_step(cx: &mut LoadCtx, id: &str, key_span: Span, node: &Node, on_failure: bool) -> RawStep {
+    let mut step = RawStep {
+        id: id.to_string(),
+        key_span,
+        needs: Vec::new(),
+        params: None,
+        on_failure,
+    };
+    let Some(mut reader) = MapReader::new(cx, node, format!("step `{id}`")) else {
+        return step;
+    };
+    let kind = reader
+        .require(cx, "uses")
+        .and_then(|n| read_kind(cx, id, n));
+    step.needs = reader.string_list(cx, "needs").unwrap_or_default();
+    reader.string(cx, "description");
+    let with_node = reader.get("with");
+    reader.finish(cx);
+    if let Some(kind) = kind {
+        let empty = Node {
+            span: node.span,
+            value: Value::Null,
+        };
+        let with_node = with_node.unwrap_or(&empty);
+        if let Some(mut with) =
+            MapReader::new(cx, with_node, format!("`with` of step `{id}` ({kind})"))
+        {
+            step.params = StepParams::parse(kind, &mut with, cx);
+            with.finish(cx);
+        }
+    }
+    step
+}
+
+fn read_kind(cx: &mut LoadCtx, id: &str, node: &Node) -> Option<&'static str> {
+    let name = cx.string(node, &format!("step `{id}` `uses`"))?;
+    if let Some(kind) = steps::KINDS.iter().find(|k| **k == name) {
+        return Some(kind);
+    }
+    if steps::PLANNED_KINDS.contains(&name.as_str()) {
+        cx.push(
+            Problem::new(
+                "flightpath::uses::unavailable",
+                format!("step kind `{name}` is not available in this version of flightpath"),
+                node.span,
+                "not available yet",
+            )
+            .help(format!("available kinds: {}", steps::KINDS.join(", "))),
+        );
+        return None;
+    }
+    let problem = Problem::new(
+        "flightpath::uses::unknown",
+        format!("step `{id}` uses unknown kind `{name}`"),
+        node.span,
+        "unknown step kind",
+    );
+    let all = steps::KINDS.iter().chain(steps::PLANNED_KINDS).copied();
+    let problem = match super::diagnostics::did_you_mean(&name, all) {
+        Some(best) => problem.help(format!("did you mean `{best}`?")),
+        None => problem.help(format!("available kinds: {}", steps::KINDS.join(", "))),
+    };
+    cx.push(problem);
+    None
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn check_duplicate_ids(cx: &mut LoadCtx, steps: &[RawStep]) {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for step in steps {
+        if !seen.insert(&step.id) {
+            cx.push(
+                Problem::new(
+                    "flightpath::step::duplicate",
+                    format!("step id `{}` is used twice", step.id),
+                    step.key_span,
+                    "already used",
+                )
+                .help("step ids are shared by `steps` and `on_failure`; rename one of them"),
+            );
+        }
+    }
+}
+
+/// Resolves `needs`, reports unknown ones and cycles, and checks every
+/// `${steps.…}` reference. Returns the execution order when the graph is
+/// sound. `earlier` are the main steps (for `on_failure`, whose references
+/// may read any of them).
+fn check_graph(cx: &mut LoadCtx, group: &[RawStep], earlier: &[RawStep]) -> Option<Vec<usize>> {
+    let ids: Vec<&str> = group.iter().map(|s| s.id.as_str()).collect();
+    let mut needs: Vec<Vec<usize>> = Vec::with_capacity(group.len());
+    let mut sound = true;
+    for step in group {
+        let mut list = Vec::new();
+        for (name, span) in &step.needs {
+            match ids.iter().position(|id| id == name) {
+                Some(i) => list.push(i),
+                None => {
+                    sound = false;
+                    cx.push(unknown_need(step, name, *span, &ids, earlier));
+                }
+            }
+        }
+        needs.push(list);
+    }
+    let graph = Graph { needs: &needs };
+    for cycle in graph.cycles() {
+        sound = false;
+        let mut names: Vec<&str> = cycle.iter().map(|&i| ids[i]).collect();
+        names.push(ids[cycle[0]]);
+        let first = &group[cycle[0]];
+        let closing = first
+            .needs
+            .iter()
+            .find(|(n, _)| n == ids[*cycle.get(1).unwrap_or(&cycle[0])])
+            .map(|(_, span)| *span)
+            .unwrap_or(first.key_span);
+        cx.push(
+            Problem::new(
+                "flightpath::needs::cycle",
+                format!("dependency cycle: {}", names.join(" -> ")),
+                closing,
+                "this dependency closes the cycle",
+            )
+            .help("remove one of these `needs` so the steps can run in some order"),
+        );
+    }
+    let ancestors = graph.ancestors();
+    for (i, step) in group.iter().enumerate() {
+        let Some(params) = &step.params else { continue };
+        for template in params.templates() {
+            for reference in template.references() {
+                check_reference(cx, step, reference, &ids, &ancestors[i], earlier);
+            }
+        }
+    }
+    sound.then(|| graph.order())
+}
+
+fn unknown_need(
+    step: &RawStep,
+    name: &str,
+    span: Span,
+    ids: &[&str],
+    earlier: &[RawStep],
+) -> Problem {
+    if step.on_failure && earlier.iter().any(|s| s.id == name) {
+        return Problem::new(
+            "flightpath::needs::on-failure",
+            format!("on_failure step `{}` needs main step `{name}`", step.id),
+            span,
+            "a main step",
+        )
+        .help("`on_failure` steps run after a failure and can only need other `on_failure` steps; read main steps' outputs with `${steps.<id>.<output>}` instead");
+    }
+    Problem::new(
+        "flightpath::needs::unknown",
+        format!("step `{}` needs unknown step `{name}`", step.id),
+        span,
+        "no step with this id",
+    )
+    .suggest(name, ids.iter().copied())
+}
+
+fn check_reference(
+    cx: &mut LoadCtx,
+    step: &RawStep,
+    reference: &super::template::OutputRef,
+    ids: &[&str],
+    ancestors: &BTreeSet<usize>,
+    earlier: &[RawStep],
+) {
+    let target = reference.step.as_str();
+    let in_group = ids.iter().position(|id| *id == target);
+    let in_earlier = earlier.iter().any(|s| s.id == target);
+    match in_group {
+        Some(i) if ancestors.contains(&i) => {}
+        Some(_) => cx.push(
+            Problem::new(
+                "flightpath::outputs::not-needed",
+                format!(
+                    "step `{}` reads an output of `{target}`, which is not among its needs",
+                    step.id
+                ),
+                reference.span,
+                format!("`{target}` may not have run yet"),
+            )
+            .help(format!("add `{target}` to the `needs` of `{}`", step.id)),
+        ),
+        None if in_earlier => {}
+        None => {
+            let all: Vec<&str> = ids
+                .iter()
+                .copied()
+                .chain(earlier.iter().map(|s| s.id.as_str()))
+                .collect();
+            cx.push(
+                Problem::new(
+                    "flightpath::outputs::unknown-step",
+                    format!(
+                        "step `{}` reads an output of unknown step `{target}`",
+                        step.id
+                    ),
+                    reference.span,
+                    "no step with this id",
+                )
+                .suggest(target, all),
+            )
+        }
+    }
+}
+
+/// Every referenced target exists, has the facet the step uses, and is not
+/// written when it is `protected`.
+fn check_targets(cx: &mut LoadCtx, steps: &[RawStep], targets: &BTreeMap<String, Target>) {
+    for step in steps {
+        let Some(params) = &step.params else { continue };
+        for usage in params.target_uses() {
+            let Some(target) = targets.get(&usage.name) else {
+                cx.push(
+                    Problem::new(
+                        "flightpath::target::unknown",
+                        format!("step `{}` uses unknown target `{}`", step.id, usage.name),
+                        usage.span,
+                        "no target with this name",
+                    )
+                    .suggest(&usage.name, targets.keys().map(String::as_str)),
+                );
+                continue;
+            };
+            let has_facet = match usage.facet {
+                Facet::Postgres => target.postgres.is_some(),
+                Facet::Media => target.media.is_some(),
+                Facet::Git => target.git.is_some(),
+            };
+            if !has_facet {
+                cx.push(
+                    Problem::new(
+                        "flightpath::target::facet",
+                        format!(
+                            "step `{}` ({}) needs target `{}` to have `{}`",
+                            step.id,
+                            params.kind(),
+                            usage.name,
+                            usage.facet.key()
+                        ),
+                        usage.span,
+                        format!("no `{}` on this target", usage.facet.key()),
+                    )
+                    .help(format!(
+                        "add `{}: …` to target `{}`",
+                        usage.facet.key(),
+                        usage.name
+                    )),
+                );
+            }
+            if usage.write && target.protected {
+                cx.push(
+                    Problem::new(
+                        "flightpath::target::protected",
+                        format!(
+                            "step `{}` would write to target `{}`, which is protected",
+                            step.id, usage.name
+                        ),
+                        usage.span,
+                        "protected: may be read, never written",
+                    )
+                    .help(
+                        "write to another target, or (for a read-only query) set `readonly: true`",
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Two steps writing the same target must be ordered by `needs`.
+fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    let needs: Vec<Vec<usize>> = steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|(n, _)| ids.iter().position(|id| id == n))
+                .collect()
+        })
+        .collect();
+    let ancestors = Graph { needs: &needs }.ancestors();
+    let mut writers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &i in order {
+        let Some(params) = &steps[i].params else {
+            continue;
+        };
+        for usage in params.target_uses().into_iter().filter(|u| u.write) {
+            let earlier = writers.entry(usage.name.clone()).or_default();
+            for &j in earlier.iter() {
+                if !ancestors[i].contains(&j) && !ancestors[j].contains(&i) {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::target::concurrent-writes",
+                            format!(
+                                "steps `{}` and `{}` both write target `{}` and could run at the same time",
+                                ids[j], ids[i], usage.name
+                            ),
+                            usage.span,
+                            format!("`{}` also writes `{}`", ids[j], usage.name),
+                        )
+                        .help(format!("add `needs: [{}]` to step `{}`", ids[j], ids[i])),
+                    );
+                }
+            }
+            if !earlier.contains(&i) {
+                earlier.push(i);
+            }
+        }
+    }
+}
