@@ -1,7 +1,7 @@
 //! The end-of-run summary printed on the terminal: a header line, one aligned
-//! line per step, and — for failed steps, or every step of a dry run — the
-//! details that explain it. ANSI colour only when asked; the layout is the same
-//! without it. Pure: the caller decides whether stderr wants colour.
+//! line per step, and — for failed and planned steps — the details that
+//! explain them. ANSI colour only when asked; the layout is the same
+//! without it. Pure: the caller decides whether its output wants colour.
 
 use std::fmt::Write as _;
 
@@ -21,7 +21,7 @@ pub fn terminal(report: &Report, color: bool) -> String {
     let mut out = header(report, paint);
     out.push('\n');
     for step in main_steps(report) {
-        step_lines(&mut out, report, step, &widths, paint);
+        step_lines(&mut out, step, &widths, paint);
     }
     let on_failure: Vec<&StepReport> = failure_steps(report).collect();
     if !on_failure.is_empty() {
@@ -29,7 +29,7 @@ pub fn terminal(report: &Report, color: bool) -> String {
         out.push_str(&paint.bold("on failure:"));
         out.push('\n');
         for step in on_failure {
-            step_lines(&mut out, report, step, &widths, paint);
+            step_lines(&mut out, step, &widths, paint);
         }
     }
     out
@@ -87,7 +87,7 @@ fn step_duration(step: &StepReport) -> String {
     step.duration_ms.map(human_duration).unwrap_or_default()
 }
 
-fn step_lines(out: &mut String, report: &Report, step: &StepReport, w: &Widths, paint: Paint) {
+fn step_lines(out: &mut String, step: &StepReport, w: &Widths, paint: Paint) {
     let glyph = paint.step_status(step.status, &step_status_glyph(step.status).to_string());
     let id = pad(&step.id, w.id);
     let kind = pad(&step.kind, w.kind);
@@ -110,16 +110,17 @@ fn step_lines(out: &mut String, report: &Report, step: &StepReport, w: &Widths, 
             let _ = writeln!(out, "      {}", paint.red(&format!("{label}{text}")));
         }
     }
-    if shows_details(report, step) {
+    if shows_details(step) {
         for detail in &step.details {
             detail_lines(out, detail, paint);
         }
     }
 }
 
-/// Details explain failures; in a dry run they are the plan itself.
-fn shows_details(report: &Report, step: &StepReport) -> bool {
-    step.status == StepStatus::Failed || (report.dry_run && step.status == StepStatus::Planned)
+/// Details explain failures; for a planned step (a dry run, or the plan shown
+/// before confirming a real run) they are the plan itself.
+fn shows_details(step: &StepReport) -> bool {
+    matches!(step.status, StepStatus::Failed | StepStatus::Planned)
 }
 
 fn detail_lines(out: &mut String, detail: &Detail, paint: Paint) {
