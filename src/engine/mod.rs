@@ -325,11 +325,10 @@ async fn confirm(
 fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &RunRecord) {
     let succeeded = record.succeeded();
     for step in &workflow.steps {
-        if let Some(earlier) = succeeded.get(&step.id) {
-            if earlier.kind == step.kind() {
+        if let Some(earlier) = succeeded.get(&step.id)
+            && earlier.kind == step.kind() {
                 state.reuse_step(earlier, earlier.outputs.clone());
             }
-        }
     }
 }
 

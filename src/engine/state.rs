@@ -80,11 +80,10 @@ impl RunState {
     }
 
     pub fn journal(&mut self, entry: Entry) {
-        if let Some(journal) = &mut self.journal {
-            if let Err(e) = journal.append(&entry) {
+        if let Some(journal) = &mut self.journal
+            && let Err(e) = journal.append(&entry) {
                 self.journal_error.get_or_insert(e);
             }
-        }
     }
 
     /// A line on stderr, above any progress bars.

@@ -74,9 +74,7 @@ impl Params {
         let shown = ctx.redactor.redact(&destination.shown());
         let summary = match &destination {
             Destination::Stdout => {
-                // TODO(progress): switch to `ctx.progress.message` once
-                // `Progress::message` lands; `println` writes to stderr.
-                ctx.progress.println(&text);
+                ctx.progress.message(&text);
                 "sent to stdout".to_string()
             }
             Destination::File(path) => {

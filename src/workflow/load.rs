@@ -193,11 +193,21 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         let Some(mut reader) = MapReader::new(cx, value, what) else {
             continue;
         };
+        // A present key whose value has a problem (say, a missing variable)
+        // still counts as present, so that problem is not reported twice.
+        let mut endpoint = |reader: &mut MapReader, key: &'static str| {
+            let node = reader.get(key)?;
+            let what = format!("{} `{key}`", reader.what());
+            Some(cx.string(node, &what).unwrap_or_default())
+        };
+        let postgres = endpoint(&mut reader, "postgres");
+        let media = endpoint(&mut reader, "media");
+        let git = endpoint(&mut reader, "git");
         let target = Target {
             name: key.name.clone(),
-            postgres: reader.string(cx, "postgres"),
-            media: reader.string(cx, "media"),
-            git: reader.string(cx, "git"),
+            postgres,
+            media,
+            git,
             protected: reader.bool(cx, "protected").unwrap_or(false),
             span: key.span,
         };

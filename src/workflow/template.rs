@@ -109,9 +109,9 @@ impl Template {
         while let Some(start) = rest.find('$') {
             text.push_str(&rest[..start]);
             let after = &rest[start..];
-            if after.starts_with("$${") {
+            if let Some(escaped) = after.strip_prefix("$${") {
                 text.push_str("${");
-                rest = &after[3..];
+                rest = escaped;
                 continue;
             }
             if !after.starts_with("${") {
