@@ -1,0 +1,4 @@
+//! PostgreSQL: connections, throwaway local clusters…
+
+pub mod cluster;
+pub mod connect;
