@@ -1,1 +1,6 @@
 //! The integration-test binary (see tests/support for the harness).
+
+mod support;
+
+mod cluster;
+mod validate;

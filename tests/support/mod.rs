@@ -1,0 +1,15 @@
+//! The test harness: real services and a builder that runs the real binary.
+//!
+//! - [`pg`]: one throwaway PostgreSQL cluster per test binary, a fresh
+//!   database per test (or an existing server, `FLIGHTPATH_TEST_DATABASE_URL`).
+//! - [`http`]: an in-process HTTP server with scripted replies that records
+//!   what it receives, for `http.check` and `notify`.
+//! - [`cli`]: `Test`, which writes files into a temp dir, runs `flightpath`
+//!   there and returns its exit code and output.
+//!
+//! Not every test uses every helper.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod http;
+pub mod pg;
