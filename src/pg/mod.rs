@@ -2,3 +2,5 @@
 
 pub mod cluster;
 pub mod connect;
+pub mod copy;
+pub mod swap;
