@@ -215,7 +215,9 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
         grace: opts.grace,
         interrupt: opts.interrupt.clone(),
     };
-    match main.execute(state).await {
+    let end = main.execute(state).await;
+    settle(state, end == GroupEnd::Succeeded).await;
+    match end {
         GroupEnd::Succeeded => Exit::Success,
         GroupEnd::Cancelled { abandoned } => Exit::Cancelled(abandoned),
         GroupEnd::Failed { refused } => {
@@ -237,6 +239,29 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
                 None => Exit::StepFailed,
             }
         }
+    }
+}
+
+/// Confirms (on success) or undoes (on failure, newest first) what steps
+/// left for the end of the run, e.g. a database swap.
+async fn settle(state: &mut RunState, success: bool) {
+    let mut pending = std::mem::take(&mut state.after_run);
+    if !success {
+        pending.reverse();
+    }
+    for (step, after) in pending {
+        let (label, result) = if success {
+            ("after the run", after.commit().await)
+        } else {
+            ("undone", after.rollback().await)
+        };
+        let line = match &result {
+            Ok(done) => format!("{step}: {done}"),
+            Err(e) => format!("{step}: could not finish ({label}): {e}"),
+        };
+        state.announce(&line);
+        let text = result.unwrap_or_else(|e| format!("FAILED: {e}"));
+        state.add_detail(&step, crate::report::model::Detail::fact(label, text));
     }
 }
 
@@ -326,9 +351,10 @@ fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &RunRecord
     let succeeded = record.succeeded();
     for step in &workflow.steps {
         if let Some(earlier) = succeeded.get(&step.id)
-            && earlier.kind == step.kind() {
-                state.reuse_step(earlier, earlier.outputs.clone());
-            }
+            && earlier.kind == step.kind()
+        {
+            state.reuse_step(earlier, earlier.outputs.clone());
+        }
     }
 }
 

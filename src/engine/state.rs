@@ -25,6 +25,8 @@ pub struct RunState {
     /// Unredacted outputs, read by later steps' templates.
     outputs: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     journal: Option<Journal>,
+    /// What finished steps left for the end of the run, in finishing order.
+    pub after_run: Vec<(String, crate::steps::AfterRun)>,
     /// The first error writing the journal; the run fails with it at the end.
     pub journal_error: Option<JournalError>,
     pub redactor: Redactor,
@@ -58,6 +60,7 @@ impl RunState {
             index,
             outputs: BTreeMap::new(),
             journal: parts.journal,
+            after_run: Vec::new(),
             journal_error: None,
             redactor: parts.redactor,
             progress: parts.progress,
@@ -81,9 +84,10 @@ impl RunState {
 
     pub fn journal(&mut self, entry: Entry) {
         if let Some(journal) = &mut self.journal
-            && let Err(e) = journal.append(&entry) {
-                self.journal_error.get_or_insert(e);
-            }
+            && let Err(e) = journal.append(&entry)
+        {
+            self.journal_error.get_or_insert(e);
+        }
     }
 
     /// A line on stderr, above any progress bars.
@@ -216,6 +220,13 @@ impl RunState {
             .iter()
             .map(|d| redact_detail(&redactor, d))
             .collect();
+    }
+
+    /// Adds a line to a step's details after it finished (what happened at
+    /// the end of the run on its behalf).
+    pub fn add_detail(&mut self, id: &str, detail: crate::report::model::Detail) {
+        let redacted = redact_detail(&self.redactor.clone(), &detail);
+        self.entry(id).details.push(redacted);
     }
 
     /// A step that did not stop within the grace period after Ctrl-C.

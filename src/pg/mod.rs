@@ -4,3 +4,6 @@ pub mod cluster;
 pub mod connect;
 pub mod copy;
 pub mod swap;
+pub mod url;
+pub mod snapshot;
+// pub mod clone; (waits for catalog and schema)

@@ -163,6 +163,79 @@ pub struct StepOutcome {
     /// Values later steps read as `${steps.<id>.<name>}`.
     pub outputs: serde_json::Map<String, serde_json::Value>,
     pub details: Vec<Detail>,
+    /// Work left for the end of the run: confirm on success, undo on failure.
+    pub after_run: Vec<AfterRun>,
+}
+
+/// What a step leaves for the end of the run, once it is known whether the
+/// whole run succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterRun {
+    /// `postgres.clone` swapped a new database in for staging: on success the
+    /// old one is dropped (unless `keep_old`); on failure the swap is undone.
+    PostgresSwap {
+        target: String,
+        maintenance_url: String,
+        swapped: crate::pg::swap::Swapped,
+        keep_old: bool,
+    },
+}
+
+impl AfterRun {
+    /// The step that left this behind succeeded, and so did the run.
+    pub async fn commit(&self) -> Result<String, String> {
+        match self {
+            AfterRun::PostgresSwap {
+                target,
+                maintenance_url,
+                swapped,
+                keep_old,
+            } => {
+                if *keep_old {
+                    return Ok(format!(
+                        "kept the previous `{target}` database as `{}` (keep_old)",
+                        swapped.aside
+                    ));
+                }
+                let client =
+                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                crate::pg::swap::drop_database(&client, &swapped.aside)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "dropped the previous `{target}` database (`{}`)",
+                    swapped.aside
+                ))
+            }
+        }
+    }
+
+    /// The run failed after this step succeeded: undo it.
+    pub async fn rollback(&self) -> Result<String, String> {
+        match self {
+            AfterRun::PostgresSwap {
+                target,
+                maintenance_url,
+                swapped,
+                ..
+            } => {
+                let client =
+                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let discard = crate::pg::swap::derived_name(&swapped.live, "_fp_discard");
+                crate::pg::swap::swap_back(&client, swapped, &discard)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "swapped back: `{}` is the previous staging database again",
+                    swapped.live
+                ))
+            }
+        }
+    }
 }
 
 impl StepOutcome {

@@ -1,0 +1,149 @@
+//! Connection strings: which database a URL names, and the same URL pointed
+//! at another database on the same server (the clone's new database, the
+//! `postgres` maintenance database). Both URL (`postgres://…/db?…`) and
+//! key=value (`host=… dbname=…`) forms are handled.
+
+/// The database a connection string names, if it names one.
+pub fn database_of(url: &str) -> Option<String> {
+    if let Some(rest) = strip_scheme(url) {
+        let path = rest.split(['?', '#']).next().unwrap_or("");
+        let (_, db) = path.split_once('/')?;
+        return (!db.is_empty()).then(|| percent_decode(db));
+    }
+    key_values(url)
+        .into_iter()
+        .find(|(k, _)| k == "dbname")
+        .map(|(_, v)| v)
+}
+
+/// `url` with its database replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    if let Some(rest) = strip_scheme(url) {
+        let scheme = &url[..url.len() - rest.len()];
+        let (before_query, query) = match rest.find(['?', '#']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let authority = before_query.split('/').next().unwrap_or("");
+        return format!("{scheme}{authority}/{}{query}", percent_encode(database));
+    }
+    let mut pairs: Vec<(String, String)> = key_values(url)
+        .into_iter()
+        .filter(|(k, _)| k != "dbname")
+        .collect();
+    pairs.push(("dbname".into(), database.to_string()));
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn strip_scheme(url: &str) -> Option<&str> {
+    url.strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+}
+
+/// Parses `key=value key='quoted value'` pairs.
+fn key_values(dsn: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = dsn.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            return out;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return out;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
+        }
+        out.push((key, value));
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = "postgres://app:pw@db:5432/staging?sslmode=require";
+        assert_eq!(database_of(url).as_deref(), Some("staging"));
+        assert_eq!(
+            with_database(url, "staging_fp new"),
+            "postgres://app:pw@db:5432/staging_fp%20new?sslmode=require"
+        );
+        assert_eq!(
+            database_of(&with_database(url, "x y")).as_deref(),
+            Some("x y")
+        );
+        assert_eq!(database_of("postgresql://h"), None);
+        assert_eq!(
+            with_database("postgresql://h", "postgres"),
+            "postgresql://h/postgres"
+        );
+    }
+
+    #[test]
+    fn key_value_strings() {
+        let dsn = "host=/tmp port=5433 dbname='my db' user=app";
+        assert_eq!(database_of(dsn).as_deref(), Some("my db"));
+        assert_eq!(
+            with_database(dsn, "postgres"),
+            "host='/tmp' port='5433' user='app' dbname='postgres'"
+        );
+    }
+}
