@@ -465,3 +465,43 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
     );
     assert!(!test.dir().join("after.ran").exists());
 }
+
+#[test]
+fn a_written_target_that_is_the_read_database_is_refused_before_anything_runs() {
+    let db = fresh_db_sync();
+    // The same database under another name and another spelling of the host.
+    let alias = db.url.replace("127.0.0.1", "localhost");
+    assert_ne!(alias, db.url, "the alias must differ in spelling");
+    let test = Test::new()
+        .workflow(
+            "same",
+            &format!(
+                r#"
+                name: same
+                targets:
+                  prod: {{ postgres: "{prod}", protected: true }}
+                  staging: {{ postgres: "{staging}" }}
+                steps:
+                  look: {{ uses: postgres.sql, with: {{ target: prod, readonly: true, sql: "SELECT 1" }} }}
+                  wipe: {{ uses: postgres.sql, needs: [look], with: {{ target: staging, sql: "CREATE TABLE wiped (id int)" }} }}
+                "#,
+                prod = db.url,
+                staging = alias
+            ),
+        )
+        .args(["run", "same", "--yes"]);
+    let out = test.run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "error: refused: target `staging` is the same database as `prod` (system identifier "
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM pg_class WHERE relname = 'wiped'"),
+        0
+    );
+    assert!(test.runs().is_empty(), "nothing may start");
+}

@@ -165,6 +165,10 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
             eprintln!("error: refused: {e}");
             return EXIT_REFUSED;
         }
+        Err(EngineError::Refused(reason)) => {
+            eprintln!("error: refused: {reason}");
+            return EXIT_REFUSED;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_STEP_FAILED;

@@ -9,6 +9,7 @@
 pub mod journal;
 pub mod lock;
 pub mod redact;
+pub mod safety;
 pub mod scheduler;
 pub mod state;
 
@@ -78,6 +79,12 @@ pub enum EngineError {
     Lock(#[from] LockError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Refused before any step ran (exit code 3).
+    #[error("{0}")]
+    Refused(String),
+    /// A pre-run check could not reach a server.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -112,6 +119,12 @@ pub fn run_dir(workdir: &Path, run_id: &str) -> PathBuf {
 
 pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, EngineError> {
     let began = Instant::now();
+    safety::check_distinct_databases(workflow, &opts.interrupt)
+        .await
+        .map_err(|e| match e {
+            safety::SafetyError::SameDatabase { .. } => EngineError::Refused(e.to_string()),
+            safety::SafetyError::Unreachable(message) => EngineError::Unreachable(message),
+        })?;
     let redactor = redactor_for(workflow);
     let run_id = match &opts.resume {
         Some(record) => record.run_id.clone(),

@@ -107,7 +107,10 @@ pub async fn drop_database(maintenance: &Client, name: &str) -> Result<(), SwapE
 
 pub async fn database_exists(maintenance: &Client, name: &str) -> Result<bool, SwapError> {
     let row = maintenance
-        .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
         .await
         .map_err(fail("listing databases"))?;
     Ok(row.get::<_, i64>(0) > 0)
@@ -140,7 +143,11 @@ pub async fn swap(
 }
 
 /// Undoes a swap: the new data goes aside under `discard`, the old comes back.
-pub async fn swap_back(maintenance: &Client, swapped: &Swapped, discard: &str) -> Result<(), SwapError> {
+pub async fn swap_back(
+    maintenance: &Client,
+    swapped: &Swapped,
+    discard: &str,
+) -> Result<(), SwapError> {
     rename_over(maintenance, &swapped.live, discard).await?;
     rename_plain(maintenance, &swapped.aside, &swapped.live).await?;
     drop_database(maintenance, discard).await
@@ -211,7 +218,10 @@ mod tests {
 
     #[test]
     fn derived_names_fit_63_bytes() {
-        assert_eq!(derived_name("staging", "_fp_new_1a2b"), "staging_fp_new_1a2b");
+        assert_eq!(
+            derived_name("staging", "_fp_new_1a2b"),
+            "staging_fp_new_1a2b"
+        );
         let long = "é".repeat(40);
         let name = derived_name(&long, "_fp_old_1a2b");
         assert!(name.len() <= 63, "{}", name.len());

@@ -1,0 +1,224 @@
+//! Checks made before any step runs, against the real servers (read-only):
+//! no target that is written may be the same database as a target that is
+//! read. Two names for one database (a copied URL, a DNS alias) would make a
+//! clone overwrite production, so identity is asked of the servers
+//! themselves: `system_identifier` plus the database name, falling back to
+//! the server's address and port, then to the URL, when that is not allowed.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::pg::connect::connect;
+use crate::workflow::model::Workflow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SafetyError {
+    #[error(
+        "target `{written}` is the same database as `{read}` ({identity}); writing it would change what is only to be read"
+    )]
+    SameDatabase {
+        written: String,
+        read: String,
+        identity: String,
+    },
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// How a server and database identify themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Identity {
+    System {
+        id: String,
+        database: String,
+    },
+    Address {
+        addr: String,
+        port: i32,
+        database: String,
+    },
+    Url {
+        host: String,
+        port: u16,
+        database: String,
+    },
+}
+
+impl Identity {
+    fn describe(&self) -> String {
+        match self {
+            Identity::System { id, database } => {
+                format!("system identifier {id}, database `{database}`")
+            }
+            Identity::Address {
+                addr,
+                port,
+                database,
+            } => format!("server {addr}:{port}, database `{database}`"),
+            Identity::Url {
+                host,
+                port,
+                database,
+            } => format!("{host}:{port}, database `{database}`"),
+        }
+    }
+
+    /// Identities of different kinds cannot be compared for equality; the
+    /// caller compares like with like.
+    fn same_as(&self, other: &Identity) -> bool {
+        self == other
+    }
+}
+
+/// Refuses when a written postgres target and a read one are one database.
+pub async fn check_distinct_databases(
+    workflow: &Workflow,
+    cancel: &CancellationToken,
+) -> Result<(), SafetyError> {
+    let mut read = BTreeSet::new();
+    let mut written = BTreeSet::new();
+    for step in workflow.all_steps() {
+        for usage in step.params.target_uses() {
+            if usage.facet != crate::steps::Facet::Postgres {
+                continue;
+            }
+            if usage.write {
+                written.insert(usage.name);
+            } else {
+                read.insert(usage.name);
+            }
+        }
+    }
+    let pairs: Vec<(&String, &String)> = written
+        .iter()
+        .flat_map(|w| read.iter().map(move |r| (w, r)))
+        .filter(|(w, r)| w != r)
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut identities = std::collections::BTreeMap::new();
+    for name in pairs.iter().flat_map(|(w, r)| [*w, *r]) {
+        if identities.contains_key(name) {
+            continue;
+        }
+        let url = workflow.targets[name]
+            .postgres
+            .as_deref()
+            .unwrap_or_default();
+        identities.insert(name.clone(), identify(name, url, cancel).await?);
+    }
+    for (w, r) in pairs {
+        let (a, b) = (&identities[w], &identities[r]);
+        if let Some((left, right)) = comparable(a, b) {
+            if left.same_as(&right) {
+                return Err(SafetyError::SameDatabase {
+                    written: w.clone(),
+                    read: r.clone(),
+                    identity: left.describe(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every level of identity a target could give.
+struct Identities {
+    system: Option<Identity>,
+    address: Option<Identity>,
+    url: Identity,
+}
+
+/// The most precise identity both sides have.
+fn comparable(a: &Identities, b: &Identities) -> Option<(Identity, Identity)> {
+    if let (Some(x), Some(y)) = (&a.system, &b.system) {
+        return Some((x.clone(), y.clone()));
+    }
+    if let (Some(x), Some(y)) = (&a.address, &b.address) {
+        return Some((x.clone(), y.clone()));
+    }
+    Some((a.url.clone(), b.url.clone()))
+}
+
+async fn identify(
+    name: &str,
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<Identities, SafetyError> {
+    let client = connect(name, url, cancel).await.map_err(|e| {
+        SafetyError::Unreachable(format!("checking that targets are distinct: {e}"))
+    })?;
+    let database: String = query_text(&client, "SELECT current_database()")
+        .await
+        .unwrap_or_default();
+    let system = query_text(
+        &client,
+        "SELECT system_identifier::text FROM pg_control_system()",
+    )
+    .await
+    .map(|id| Identity::System {
+        id,
+        database: database.clone(),
+    });
+    let address = match client
+        .query_one("SELECT inet_server_addr()::text, inet_server_port()", &[])
+        .await
+    {
+        Ok(row) => match (
+            row.get::<_, Option<String>>(0),
+            row.get::<_, Option<i32>>(1),
+        ) {
+            (Some(addr), Some(port)) => Some(Identity::Address {
+                addr,
+                port,
+                database: database.clone(),
+            }),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    Ok(Identities {
+        system,
+        address,
+        url: url_identity(url, &database),
+    })
+}
+
+async fn query_text(client: &Client, sql: &str) -> Option<String> {
+    client
+        .query_one(sql, &[])
+        .await
+        .ok()?
+        .get::<_, Option<String>>(0)
+}
+
+fn url_identity(url: &str, database: &str) -> Identity {
+    let config: Option<tokio_postgres::Config> = url.parse().ok();
+    let host = config
+        .as_ref()
+        .and_then(|c| c.get_hosts().first().cloned())
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => normalize_host(&h),
+            tokio_postgres::config::Host::Unix(p) => format!("unix:{}", p.display()),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config
+        .as_ref()
+        .and_then(|c| c.get_ports().first().copied())
+        .unwrap_or(5432);
+    Identity::Url {
+        host,
+        port,
+        database: database.to_string(),
+    }
+}
+
+fn normalize_host(host: &str) -> String {
+    match host {
+        "localhost" | "127.0.0.1" | "::1" => "localhost".into(),
+        other => other.to_ascii_lowercase(),
+    }
+}
