@@ -64,12 +64,6 @@ impl Identity {
             } => format!("{host}:{port}, database `{database}`"),
         }
     }
-
-    /// Identities of different kinds cannot be compared for equality; the
-    /// caller compares like with like.
-    fn same_as(&self, other: &Identity) -> bool {
-        self == other
-    }
 }
 
 /// Refuses when a written postgres target and a read one are one database.
@@ -112,14 +106,13 @@ pub async fn check_distinct_databases(
     }
     for (w, r) in pairs {
         let (a, b) = (&identities[w], &identities[r]);
-        if let Some((left, right)) = comparable(a, b) {
-            if left.same_as(&right) {
-                return Err(SafetyError::SameDatabase {
-                    written: w.clone(),
-                    read: r.clone(),
-                    identity: left.describe(),
-                });
-            }
+        let (left, right) = comparable(a, b);
+        if left == right {
+            return Err(SafetyError::SameDatabase {
+                written: w.clone(),
+                read: r.clone(),
+                identity: left.describe(),
+            });
         }
     }
     Ok(())
@@ -133,14 +126,12 @@ struct Identities {
 }
 
 /// The most precise identity both sides have.
-fn comparable(a: &Identities, b: &Identities) -> Option<(Identity, Identity)> {
-    if let (Some(x), Some(y)) = (&a.system, &b.system) {
-        return Some((x.clone(), y.clone()));
+fn comparable<'a>(a: &'a Identities, b: &'a Identities) -> (&'a Identity, &'a Identity) {
+    match (&a.system, &b.system, &a.address, &b.address) {
+        (Some(x), Some(y), _, _) => (x, y),
+        (_, _, Some(x), Some(y)) => (x, y),
+        _ => (&a.url, &b.url),
     }
-    if let (Some(x), Some(y)) = (&a.address, &b.address) {
-        return Some((x.clone(), y.clone()));
-    }
-    Some((a.url.clone(), b.url.clone()))
 }
 
 async fn identify(
