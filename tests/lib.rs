@@ -5,3 +5,4 @@ mod support;
 mod cluster;
 mod validate;
 mod engine;
+mod steps;

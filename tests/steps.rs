@@ -1,0 +1,604 @@
+//! The step kinds `shell`, `postgres.sql`, `http.check` and `notify` through
+//! the real binary, against a real PostgreSQL database and the in-process
+//! HTTP server: what each does, what its dry run leaves untouched, and what
+//! its failures say.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::cli::{Output, Test};
+use crate::support::http::{HttpServer, Reply};
+use crate::support::pg::{DATABASE_URL_VAR, TestDb, fresh_db_sync};
+
+/// A password the test server ignores (trust authentication) but that must
+/// never appear in any output.
+const PASSWORD: &str = "hunter22-secret";
+
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(work)
+}
+
+fn execute(db: &TestDb, sql: &str) {
+    block_on(async { db.client().await.batch_execute(sql).await.unwrap() })
+}
+
+fn names(db: &TestDb) -> Vec<String> {
+    block_on(async {
+        let client = db.client().await;
+        let rows = client
+            .query("SELECT name FROM site ORDER BY id", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    })
+}
+
+/// A database with a `site` table of two rows.
+fn sites_db() -> TestDb {
+    let db = fresh_db_sync();
+    execute(
+        &db,
+        "CREATE TABLE site (id int PRIMARY KEY, name text NOT NULL);
+         INSERT INTO site VALUES (1, 'www.example.org'), (2, 'shop.example.org');",
+    );
+    db
+}
+
+/// The database's URL with [`PASSWORD`] in it (the local test cluster's
+/// URLs have none).
+fn url_with_password(db: &TestDb) -> String {
+    let url = db
+        .url
+        .replacen("://postgres@", &format!("://postgres:{PASSWORD}@"), 1);
+    assert!(
+        url.contains(PASSWORD) || std::env::var_os(DATABASE_URL_VAR).is_some(),
+        "the test cluster's URL changed shape: {}",
+        db.url
+    );
+    url
+}
+
+fn json_report(out: &Output) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not a JSON report ({e}):\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        )
+    })
+}
+
+fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step `{id}` in the report: {report:#}"))
+}
+
+/// The text of the block detail titled `title`.
+fn block<'a>(step: &'a Value, title: &str) -> &'a str {
+    step["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "block" && d["title"] == title)
+        .and_then(|d| d["text"].as_str())
+        .unwrap_or_else(|| panic!("no block `{title}` in {step:#}"))
+}
+
+fn everything(out: &Output) -> String {
+    format!("{}\n{}", out.stdout, out.stderr)
+}
+
+// --- shell ------------------------------------------------------------------
+
+#[test]
+fn shell_captures_output_with_env_and_dir() {
+    let test = Test::new()
+        .file("sub/marker.txt", "here\n")
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              hello:
+                uses: shell
+                with:
+                  run: "echo \"$GREETING\"; ls; echo to-stderr >&2"
+                  env: { GREETING: hello }
+                  dir: sub
+            "#,
+        )
+        .args(["run", "sh", "--yes", "--json"]);
+    let out = test.run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let hello = step(&report, "hello");
+    assert_eq!(hello["status"], "succeeded");
+    assert_eq!(hello["outputs"]["exit_code"], 0);
+    assert_eq!(
+        hello["summary"],
+        r#"ran `echo "$GREETING"; ls; echo to-stderr >&2`"#
+    );
+    assert_eq!(block(hello, "output"), "hello\nmarker.txt\nto-stderr\n");
+}
+
+#[test]
+fn shell_failure_shows_the_tail_of_its_output() {
+    let test = Test::new()
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              migrate:
+                uses: shell
+                with: { run: "for i in $(seq 1 30); do echo line $i; done; exit 4" }
+            "#,
+        )
+        .args(["run", "sh", "--yes"]);
+    let out = test.run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains("`for i in $(seq 1 30); do echo line $i; done; exit 4` exited with code 4"),
+        "{all}"
+    );
+    assert!(all.contains("output (last 20 lines)"), "{all}");
+    assert!(all.contains("line 30") && all.contains("line 11"), "{all}");
+    assert!(!all.contains("line 10\n"), "only the last 20 lines: {all}");
+}
+
+#[test]
+fn shell_timeout_kills_the_command_and_what_it_started() {
+    let test = Test::new()
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              hang:
+                uses: shell
+                with: { run: "echo started; sleep 30 & sleep 30", timeout: 300ms }
+            "#,
+        )
+        .args(["run", "sh", "--yes"]);
+    let started = Instant::now();
+    let out = test.run();
+    out.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let all = everything(&out);
+    assert!(
+        all.contains("`echo started; sleep 30 & sleep 30` timed out after 300ms"),
+        "{all}"
+    );
+    assert!(all.contains("started"), "{all}");
+}
+
+#[test]
+fn shell_plan_shows_env_keys_but_never_values() {
+    let test = Test::new()
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              deploy:
+                uses: shell
+                with:
+                  run: "touch ran.txt"
+                  env: { API_TOKEN: "tok-very-secret-value" }
+            "#,
+        )
+        .args(["run", "sh", "--dry-run", "--json"]);
+    let out = test.run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let deploy = step(&report, "deploy");
+    assert_eq!(deploy["summary"], "would run `touch ran.txt`");
+    assert_eq!(block(deploy, "command"), "touch ran.txt");
+    assert!(!everything(&out).contains("tok-very-secret-value"));
+    assert!(everything(&out).contains("API_TOKEN"));
+    assert!(!test.dir().join("ran.txt").exists(), "a plan runs nothing");
+}
+
+// --- postgres.sql -----------------------------------------------------------
+
+/// A workflow with a protected `prod` and a writable `staging`, both the
+/// test database, and one `postgres.sql` step.
+fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
+    format!(
+        r#"
+        name: sql
+        targets:
+          prod:
+            postgres: ${{PROD_DATABASE_URL}}
+            protected: true
+          staging:
+            postgres: ${{STAGING_DATABASE_URL}}
+        steps:
+          sites:
+            uses: postgres.sql
+            with:
+              target: {target}
+              readonly: {readonly}
+              sql: "{sql}"
+        "#
+    )
+}
+
+fn sql_test(db: &TestDb, target: &str, sql: &str, readonly: bool) -> Test {
+    Test::new()
+        .workflow("sql", &sql_workflow(target, sql, readonly))
+        .env("STAGING_DATABASE_URL", url_with_password(db))
+        .env("PROD_DATABASE_URL", url_with_password(db))
+}
+
+#[test]
+fn postgres_sql_applies_and_counts_rows() {
+    let db = sites_db();
+    let out = sql_test(
+        &db,
+        "staging",
+        "UPDATE site SET name = replace(name, 'example.org', 'staging.example.org'); DELETE FROM site WHERE id = 99",
+        false,
+    )
+    .args(["run", "sql", "--yes", "--json"])
+    .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let sites = step(&report, "sites");
+    assert_eq!(sites["outputs"]["rows"], 2);
+    assert_eq!(sites["summary"], "ran SQL on `staging`: 2 rows");
+    assert_eq!(
+        names(&db),
+        ["www.staging.example.org", "shop.staging.example.org"]
+    );
+    assert!(!everything(&out).contains(PASSWORD));
+}
+
+#[test]
+fn postgres_sql_dry_run_explains_and_changes_nothing() {
+    let db = sites_db();
+    let out = sql_test(&db, "staging", "UPDATE site SET name = 'x'", false)
+        .args(["run", "sql", "--dry-run", "--json"])
+        .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let sites = step(&report, "sites");
+    assert_eq!(sites["summary"], "would run SQL on `staging`");
+    assert_eq!(block(sites, "sql"), "UPDATE site SET name = 'x'");
+    let plan = block(sites, "plan");
+    assert!(plan.starts_with("Update on site"), "{plan}");
+    assert!(plan.contains("estimated rows: "), "{plan}");
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
+fn postgres_sql_dry_run_cannot_be_tricked_into_committing() {
+    // A COMMIT in the middle would end a read-only transaction early if the
+    // plan sent the SQL as a simple query; EXPLAIN refuses several statements.
+    let db = sites_db();
+    let out = sql_test(
+        &db,
+        "staging",
+        "SELECT 1; COMMIT; UPDATE site SET name = 'x'",
+        false,
+    )
+    .args(["run", "sql", "--dry-run", "--json"])
+    .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let sites = step(&report, "sites");
+    assert!(
+        sites["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["title"] != "plan"),
+        "several statements are not explained: {sites:#}"
+    );
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
+fn postgres_sql_readonly_reads_a_protected_target() {
+    let db = sites_db();
+    let out = sql_test(&db, "prod", "SELECT * FROM site", true)
+        .args(["run", "sql", "--yes", "--json"])
+        .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    assert_eq!(step(&report, "sites")["outputs"]["rows"], 2);
+}
+
+#[test]
+fn postgres_sql_write_to_a_protected_target_is_refused_at_validation() {
+    let db = sites_db();
+    let out = sql_test(&db, "prod", "UPDATE site SET name = 'x'", false)
+        .args(["run", "sql", "--yes"])
+        .run();
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("flightpath::target::protected"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
+fn postgres_sql_readonly_transaction_rejects_writes() {
+    let db = sites_db();
+    let out = sql_test(&db, "staging", "UPDATE site SET name = 'x'", true)
+        .args(["run", "sql", "--yes"])
+        .run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains("cannot execute UPDATE in a read-only transaction"),
+        "{all}"
+    );
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
+fn postgres_sql_error_has_the_server_text_and_no_password() {
+    let db = sites_db();
+    let out = sql_test(
+        &db,
+        "staging",
+        "UPDATE site SET name = 'a' WHERE id = 1; UPDATE sitez SET name = 'b'",
+        false,
+    )
+    .args(["run", "sql", "--yes"])
+    .run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains(
+            "postgres target `staging`: ERROR: relation \"sitez\" does not exist (SQLSTATE 42P01) at line 1, column 49"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains(PASSWORD), "{all}");
+    // One transaction: the first UPDATE was rolled back with the second.
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
+fn postgres_sql_unreachable_target_names_it_without_the_password() {
+    let out = Test::new()
+        .workflow("sql", &sql_workflow("staging", "SELECT 1", false))
+        .env(
+            "STAGING_DATABASE_URL",
+            format!("postgres://app:{PASSWORD}@127.0.0.1:1/app"),
+        )
+        .env("PROD_DATABASE_URL", "postgres://app@127.0.0.1:2/app")
+        .args(["run", "sql", "--dry-run"])
+        .run();
+    assert_ne!(out.code, 0);
+    let all = everything(&out);
+    assert!(
+        all.contains("could not connect (postgres://app:***@127.0.0.1:1/app): connection refused"),
+        "{all}"
+    );
+    assert!(!all.contains(PASSWORD), "{all}");
+}
+
+// --- http.check -------------------------------------------------------------
+
+fn http_workflow(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+        name: http
+        steps:
+          smoke:
+            uses: http.check
+            with: {{ url: "{url}", interval: 20ms, timeout: 2s{extra} }}
+        "#
+    )
+}
+
+#[test]
+fn http_check_retries_until_the_page_is_up() {
+    let server = HttpServer::start();
+    server.flaky("/health", 2, "<h1>Welcome</h1>");
+    let out = Test::new()
+        .workflow(
+            "http",
+            &http_workflow(&server.url("/health"), ", retries: 5, contains: Welcome"),
+        )
+        .args(["run", "http", "--yes", "--json"])
+        .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    let smoke = step(&report, "smoke");
+    assert_eq!(smoke["outputs"]["status"], 200);
+    assert_eq!(server.hits("/health"), 3);
+    let rows = smoke["details"][0]["rows"].as_array().unwrap();
+    let results: Vec<&str> = rows.iter().map(|r| r[1].as_str().unwrap()).collect();
+    assert_eq!(results, ["503", "503", "200"]);
+}
+
+#[test]
+fn http_check_gives_up_after_its_retries() {
+    let server = HttpServer::start();
+    server.route("/down", [Reply::new(503, "unavailable")]);
+    let url = server.url("/down");
+    let out = Test::new()
+        .workflow("http", &http_workflow(&url, ", retries: 2"))
+        .args(["run", "http", "--yes"])
+        .run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains(&format!(
+            "GET {url}: expected 200, got 503 after 3 attempts"
+        )),
+        "{all}"
+    );
+    assert_eq!(server.hits("/down"), 3);
+}
+
+#[test]
+fn http_check_plan_makes_no_request() {
+    let server = HttpServer::start();
+    let url = server.url("/health");
+    let out = Test::new()
+        .workflow(
+            "http",
+            &http_workflow(&url, ", retries: 3, contains: Welcome"),
+        )
+        .args(["run", "http", "--dry-run", "--json"])
+        .run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    assert_eq!(
+        step(&report, "smoke")["summary"].as_str().unwrap(),
+        format!("would GET {url} expecting 200 containing \"Welcome\", up to 3 retries")
+    );
+    assert_eq!(server.requests().len(), 0);
+}
+
+// --- notify -----------------------------------------------------------------
+
+fn notify_workflow(hook: &str) -> String {
+    format!(
+        r#"
+        name: notify
+        steps:
+          hello:
+            uses: shell
+            with: {{ run: "echo hi" }}
+          hook:
+            uses: notify
+            needs: [hello]
+            with:
+              to: "{hook}"
+              message: "{{workflow}}: {{status}} (failed: {{failed}}) exit ${{steps.hello.exit_code}} {{{{ok}}}}\n{{summary}}"
+          file:
+            uses: notify
+            needs: [hook]
+            with: {{ to: notify.log, message: "run {{run_id}} {{status}}" }}
+        "#
+    )
+}
+
+#[test]
+fn notify_posts_to_a_webhook_and_appends_to_a_file() {
+    let server = HttpServer::start();
+    let hook = server.url("/services/T0/B0/secret-path");
+    let test = Test::new()
+        .workflow("notify", &notify_workflow(&hook))
+        .args(["run", "notify", "--yes", "--json"]);
+    let out = test.run();
+    out.expect_code(0);
+
+    let posted = server.posted("/services/T0/B0/secret-path");
+    assert_eq!(posted.len(), 1);
+    let body: Value = serde_json::from_str(&posted[0]).unwrap();
+    let text = body["text"].as_str().unwrap();
+    let first = text.lines().next().unwrap();
+    assert_eq!(first, "notify: succeeded (failed: none) exit 0 {ok}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("✓ hello (shell) "),
+        "{text}"
+    );
+    assert!(text.ends_with("— ran `echo hi`"), "{text}");
+
+    let report = json_report(&out);
+    let summary = step(&report, "hook")["summary"].as_str().unwrap();
+    assert_eq!(summary, format!("posted to {}", server.url("/…")));
+    assert!(!everything(&out).contains("secret-path"));
+
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(test.read("notify.log"), format!("run {run_id} succeeded\n"));
+}
+
+#[test]
+fn notify_plan_sends_and_writes_nothing() {
+    let server = HttpServer::start();
+    let test = Test::new()
+        .workflow("notify", &notify_workflow(&server.url("/hook")))
+        .args(["run", "notify", "--dry-run", "--json"]);
+    let out = test.run();
+    out.expect_code(0);
+    let report = json_report(&out);
+    assert_eq!(
+        step(&report, "hook")["summary"].as_str().unwrap(),
+        format!("would send to {}", server.url("/…"))
+    );
+    assert_eq!(server.requests().len(), 0);
+    assert!(!test.dir().join("notify.log").exists());
+}
+
+#[test]
+fn notify_webhook_failure_shows_status_and_body() {
+    let server = HttpServer::start();
+    server.route("/hook", [Reply::new(500, "invalid_token")]);
+    let out = Test::new()
+        .workflow(
+            "notify",
+            &format!(
+                r#"
+                name: notify
+                steps:
+                  tell:
+                    uses: notify
+                    with: {{ to: "{}", message: done }}
+                "#,
+                server.url("/hook")
+            ),
+        )
+        .args(["run", "notify", "--yes"])
+        .run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains(&format!(
+            "POST {}: answered 500 Internal Server Error: invalid_token",
+            server.url("/…")
+        )),
+        "{all}"
+    );
+}
+
+#[test]
+fn notify_unknown_placeholder_is_a_validation_error() {
+    let out = Test::new()
+        .workflow(
+            "notify",
+            r#"
+            name: notify
+            steps:
+              tell:
+                uses: notify
+                with: { message: "done: {sumary}" }
+            "#,
+        )
+        .args(["validate", "notify"])
+        .run();
+    out.expect_code(2);
+    assert!(
+        out.stderr
+            .contains("notify message: unknown placeholder `{sumary}`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("did you mean `summary`?"),
+        "{}",
+        out.stderr
+    );
+}
