@@ -396,6 +396,67 @@ fn postgres_sql_unreachable_target_names_it_without_the_password() {
     assert!(!all.contains(PASSWORD), "{all}");
 }
 
+fn active_sleeps(db: &TestDb) -> i64 {
+    block_on(async {
+        let client = db.client().await;
+        let sql = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                   AND state = 'active' AND query LIKE '%pg_sleep(60)%'";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    })
+}
+
+#[test]
+fn postgres_sql_ctrl_c_cancels_the_query_on_the_server() {
+    let db = sites_db();
+    let test = Test::new().workflow(
+        "sql",
+        &sql_workflow("staging", "SELECT pg_sleep(60)", false),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flightpath"))
+        .args(["run", "sql", "--yes"])
+        .current_dir(test.dir())
+        .env("STAGING_DATABASE_URL", &db.url)
+        .env("PROD_DATABASE_URL", &db.url)
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while active_sleeps(&db) == 0 {
+        assert!(Instant::now() < deadline, "the query never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let interrupted = Instant::now();
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(interrupted.elapsed() < Duration::from_secs(10));
+    // Closing the connection alone would leave pg_sleep running on the
+    // server; the cancel request stops it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while active_sleeps(&db) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the query is still running on the server"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 // --- http.check -------------------------------------------------------------
 
 fn http_workflow(url: &str, extra: &str) -> String {
