@@ -46,14 +46,24 @@ impl<'s> LoadCtx<'s> {
     /// A string scalar (numbers and booleans are taken as their text), with
     /// `${…}` interpolated.
     pub fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
-        let Some(text) = node.scalar_text() else {
-            self.expected(node, what, "a string");
-            return None;
-        };
         let raw = self
             .source
             .get(node.span.offset..node.span.offset + node.span.len)
             .unwrap_or("");
+        let text = match &node.value {
+            Value::Str(s) => s.clone(),
+            // A number or boolean read as a string keeps its spelling (`1.10`).
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) if !raw.trim().is_empty() => {
+                raw.trim().to_string()
+            }
+            _ => match node.scalar_text() {
+                Some(text) => text,
+                None => {
+                    self.expected(node, what, "a string");
+                    return None;
+                }
+            },
+        };
         match Template::parse(&text, raw, node.span, self.vars, &mut self.secrets) {
             Ok(t) => Some(t),
             Err(problems) => {

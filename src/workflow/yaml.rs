@@ -128,7 +128,13 @@ pub fn parse(source: &str) -> Result<Node, SyntaxError> {
             value: Value::Map(Vec::new()),
         });
     }
-    let parsed: Result<Spanned<Node>, _> = serde_saphyr::from_str(source);
+    // YAML 1.2 booleans only (`n`, `no`, `on` stay strings: the Norway
+    // problem), and `0755` or `1_000` stay as written.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    let parsed: Result<Spanned<Node>, _> = serde_saphyr::from_str_with_options(source, options);
     match parsed {
         Ok(spanned) => {
             let mut node = spanned.value;
@@ -299,7 +305,7 @@ mod tests {
 
     #[test]
     fn quoted_scalars_and_types() {
-        let root = parse("a: \"5\"\nb: 5\nc: true\nd: ~\n").unwrap();
+        let root = parse("a: \"5\"\nb: 5\nc: true\nd: ~\ne: n\nf: no\n").unwrap();
         let Value::Map(entries) = root.value else {
             panic!()
         };
@@ -307,6 +313,8 @@ mod tests {
         assert_eq!(entries[1].1.value, Value::Int(5));
         assert_eq!(entries[2].1.value, Value::Bool(true));
         assert_eq!(entries[3].1.value, Value::Null);
+        assert_eq!(entries[4].1.value, Value::Str("n".into()));
+        assert_eq!(entries[5].1.value, Value::Str("no".into()));
     }
 
     #[test]
