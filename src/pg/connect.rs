@@ -3,13 +3,26 @@
 //! own text (with detail, hint and position) or the cause of a connection
 //! failure. Every message is free of passwords: URLs are shown masked, never
 //! as given.
+//!
+//! Connections use TLS (rustls) as the string's `sslmode` asks, with libpq's
+//! meaning for all six modes and for `sslrootcert`, `sslcert` and `sslkey`:
+//! [`params`] reads them out of the string, [`tls`] builds the rustls side.
+//! Environment variables (`PGSSLMODE`…) and the files under `~/.postgresql`
+//! are not read: the connection string says everything.
+
+mod params;
+mod tls;
 
 use tokio_postgres::error::ErrorPosition;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsStream};
+use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::redact::{MASK, mask_url_passwords};
 use crate::steps::StepError;
+
+use params::{SslMode, SslSettings};
 
 /// Connects to `url` for the target named `target` and spawns the task that
 /// drives the connection; the task ends when the returned client is dropped.
@@ -20,23 +33,91 @@ pub async fn connect(
     cancel: &CancellationToken,
 ) -> Result<Client, StepError> {
     let shown = mask_connection_string(url);
-    let mut config: Config = url.parse().map_err(|e| StepError::Postgres {
+    let failed = |message: String| StepError::Postgres {
         target: target.to_string(),
-        message: format!("invalid connection URL ({shown}): {}", cause(&e)),
-    })?;
+        message,
+    };
+    let (ssl, rest) =
+        params::split(url).map_err(|e| failed(format!("invalid connection URL ({shown}): {e}")))?;
+    let mut config: Config = rest
+        .parse()
+        .map_err(|e| failed(format!("invalid connection URL ({shown}): {}", cause(&e))))?;
     if config.get_application_name().is_none() {
         config.application_name("flightpath");
     }
-    // NoTls for now: TLS (rustls, honouring `sslmode`) comes in a later issue.
-    let connecting = config.connect(NoTls);
-    let (client, connection) = tokio::select! {
-        result = connecting => result.map_err(|e| StepError::Postgres {
-            target: target.to_string(),
-            message: format!("could not connect ({shown}): {}", describe(&e, None)),
-        })?,
-        _ = cancel.cancelled() => return Err(StepError::Cancelled),
+    let tls = match ssl.mode {
+        SslMode::Disable => None,
+        _ => Some(
+            tls::connector(&ssl)
+                .map_err(|e| failed(format!("could not connect ({shown}): {e}")))?,
+        ),
     };
-    let target = target.to_string();
+    tokio::select! {
+        result = open(&mut config, &ssl, tls, target) => result.map_err(|e| {
+            failed(format!("could not connect ({shown}): {}", describe_connect_error(&e, &ssl)))
+        }),
+        _ = cancel.cancelled() => Err(StepError::Cancelled),
+    }
+}
+
+/// Opens the connection as `ssl.mode` asks, with libpq's second tries:
+/// `prefer` retries without TLS when the TLS handshake fails, `allow`
+/// retries with TLS when the server refuses the plain connection. `tls` is
+/// `None` only for `disable`.
+async fn open(
+    config: &mut Config,
+    ssl: &SslSettings,
+    tls: Option<MakeRustlsConnect>,
+    target: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    use tokio_postgres::config::SslMode as Wire;
+    let Some(tls) = tls else {
+        return open_with(config.ssl_mode(Wire::Disable), NoTls, target).await;
+    };
+    match ssl.mode {
+        SslMode::Disable => open_with(config.ssl_mode(Wire::Disable), NoTls, target).await,
+        SslMode::Allow => match open_with(config.ssl_mode(Wire::Disable), NoTls, target).await {
+            Err(e) if e.as_db_error().is_some() => {
+                tracing::debug!(target = %target, "plain connection refused ({}); sslmode=allow, so trying TLS", describe(&e, None));
+                open_with(config.ssl_mode(Wire::Require), tls, target).await
+            }
+            result => result,
+        },
+        SslMode::Prefer => match open_with(config.ssl_mode(Wire::Prefer), tls, target).await {
+            Err(e) if rustls_error(&e).is_some() => {
+                let why = rustls_error(&e).map(|handshake| tls::explain(handshake, ssl));
+                tracing::warn!(target = %target, "{}; sslmode=prefer, so connecting without TLS", why.unwrap_or_default());
+                open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+            }
+            result => result,
+        },
+        // tokio-postgres' `require` only insists on TLS; the certificate
+        // checks of the verify modes are in the rustls configuration.
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            open_with(config.ssl_mode(Wire::Require), tls, target).await
+        }
+    }
+}
+
+/// One connection attempt; on success the connection task is spawned.
+async fn open_with<T>(
+    config: &Config,
+    tls: T,
+    target: &str,
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    spawn_connection(connection, target.to_string());
+    Ok(client)
+}
+
+fn spawn_connection<S>(connection: Connection<Socket, S>, target: String)
+where
+    S: TlsStream + Unpin + Send + 'static,
+{
     tokio::spawn(async move {
         // Errors here also reach the client's next call as "connection
         // closed"; the log line keeps the cause.
@@ -44,7 +125,44 @@ pub async fn connect(
             tracing::debug!(target = %target, "postgres connection ended: {}", describe(&e, None));
         }
     });
-    Ok(client)
+}
+
+/// A failed connection attempt in words: TLS failures say which check
+/// failed and what to change; anything else as [`describe`] has it.
+fn describe_connect_error(err: &tokio_postgres::Error, ssl: &SslSettings) -> String {
+    if let Some(handshake) = rustls_error(err) {
+        return tls::explain(handshake, ssl);
+    }
+    let text = describe(err, None);
+    // tokio-postgres' words when the server answers "no" to the TLS request.
+    if text == "server does not support TLS" && ssl.mode.requires_tls() {
+        return format!(
+            "the server does not support TLS but sslmode={}; turn on ssl on the server, or use \
+             sslmode=prefer to connect without TLS when it is not offered",
+            ssl.mode
+        );
+    }
+    text
+}
+
+/// The rustls error behind a failed TLS handshake, if that is what failed.
+/// tokio-rustls wraps it in an `io::Error`, whose `source()` skips it.
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        if let Some(found) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// A database error as the server reported it — `ERROR: message (SQLSTATE
