@@ -4,6 +4,8 @@
 //! a server on a free port of 127.0.0.1 (its socket in the same directory,
 //! durability switched off for speed). Dropping the value stops the server
 //! (`pg_ctl stop -m immediate`) and deletes the directory.
+//! [`LocalCluster::start_with_tls`] does the same with TLS on, serving a
+//! certificate and key the caller made.
 //!
 //! `initdb` and `postgres` refuse to run as root, so when this process is root
 //! both run as the `postgres` OS user.
@@ -110,6 +112,21 @@ impl fmt::Debug for LocalCluster {
 impl LocalCluster {
     /// Creates and starts a cluster. `name` labels its directory and errors.
     pub fn start(name: &str) -> Result<LocalCluster, ClusterError> {
+        LocalCluster::start_inner(name, None)
+    }
+
+    /// [`LocalCluster::start`], with TLS on (`ssl = on`): `cert_pem` (the
+    /// server certificate, optionally followed by its chain) and `key_pem`
+    /// become the data directory's `server.crt` and `server.key`.
+    pub fn start_with_tls(
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<LocalCluster, ClusterError> {
+        LocalCluster::start_inner(name, Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(name: &str, tls: Option<(&str, &str)>) -> Result<LocalCluster, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let owner = if current_uid()? == 0 {
             Some(postgres_user()?)
@@ -140,6 +157,9 @@ impl LocalCluster {
         };
         cluster.watchdog = Some(cluster.spawn_watchdog()?);
         cluster.initdb()?;
+        if let Some((cert_pem, key_pem)) = tls {
+            cluster.install_tls(cert_pem, key_pem)?;
+        }
         let mut attempt = 1;
         loop {
             cluster.port = free_port()?;
@@ -255,6 +275,33 @@ rm -rf "$2""#;
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
             .arg("--no-sync");
         self.run(command, "initdb")
+    }
+
+    /// Writes `server.crt` and `server.key` (mode 0600 and owned by the
+    /// server's user, or the server refuses the key) and turns `ssl` on.
+    fn install_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClusterError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let data = self.data_dir();
+        for (file, content) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(file);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(content.as_bytes()))
+                .map_err(io_err("write the server's TLS certificate and key"))?;
+            if let Some(owner) = self.owner {
+                std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
+                    .map_err(io_err("hand the TLS key to the postgres user"))?;
+            }
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut f| f.write_all(b"\nssl = on\n"))
+            .map_err(io_err("turn ssl on in postgresql.conf"))
     }
 
     fn pg_ctl_start(&self) -> Result<(), ClusterError> {
