@@ -6,3 +6,4 @@ mod cluster;
 mod validate;
 mod engine;
 mod steps;
+mod tls;
