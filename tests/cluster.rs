@@ -33,7 +33,10 @@ async fn fresh_databases_are_distinct_and_usable() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), b.name);
-    assert!(row.get::<_, bool>(1), "a table of one test database leaked into another");
+    assert!(
+        row.get::<_, bool>(1),
+        "a table of one test database leaked into another"
+    );
     assert_eq!(row.get::<_, String>(2), "UTF8");
 }
 
@@ -62,7 +65,9 @@ async fn dropping_a_cluster_stops_it_and_removes_its_files() {
     let port = cluster.port();
     let log = cluster.log_path();
     assert!(log.exists());
-    tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .unwrap();
     assert!(!log.exists(), "the cluster directory is still there");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),

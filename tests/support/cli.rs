@@ -31,7 +31,13 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// Variables of the test process the child may see.
-const PASSED_THROUGH: &[&str] = &["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "LLVM_PROFILE_FILE"];
+const PASSED_THROUGH: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "RUST_BACKTRACE",
+    "LLVM_PROFILE_FILE",
+];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -195,7 +201,9 @@ impl Test {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         let collect = |rx: mpsc::Receiver<String>, name: &str| {
             rx.recv_timeout(remaining)
                 .unwrap_or_else(|_| panic!("flightpath exited but its {name} stayed open"))

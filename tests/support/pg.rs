@@ -74,7 +74,8 @@ fn server() -> &'static Server {
     SERVER.get_or_init(|| match std::env::var(DATABASE_URL_VAR) {
         Ok(url) if !url.is_empty() => Server::External(url),
         _ => Server::Local(
-            LocalCluster::start("tests").unwrap_or_else(|e| panic!("starting the test cluster: {e}")),
+            LocalCluster::start("tests")
+                .unwrap_or_else(|e| panic!("starting the test cluster: {e}")),
         ),
     })
 }
