@@ -3,7 +3,7 @@
 mod support;
 
 mod cluster;
-mod validate;
 mod engine;
 mod steps;
 mod tls;
+mod validate;
