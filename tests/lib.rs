@@ -4,6 +4,7 @@ mod support;
 
 mod cluster;
 mod engine;
+mod pg_schema;
 mod steps;
 mod tls;
 mod validate;

@@ -1,8 +1,10 @@
 //! PostgreSQL: connections, throwaway local clusters…
 
+pub mod catalog;
 pub mod cluster;
 pub mod connect;
 pub mod copy;
+pub mod schema;
 pub mod snapshot;
 pub mod swap;
 pub mod url;
