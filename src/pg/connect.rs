@@ -45,7 +45,7 @@ pub async fn connect(
     if config.get_application_name().is_none() {
         config.application_name("flightpath");
     }
-    let tls = match ssl.mode {
+    let connector = match ssl.mode {
         SslMode::Disable => None,
         _ => Some(
             tls::connector(&ssl)
@@ -53,7 +53,7 @@ pub async fn connect(
         ),
     };
     tokio::select! {
-        result = open(&mut config, &ssl, tls, target) => result.map_err(|e| {
+        result = open(&mut config, &ssl, connector, target) => result.map_err(|e| {
             failed(format!("could not connect ({shown}): {}", describe_connect_error(&e, &ssl)))
         }),
         _ = cancel.cancelled() => Err(StepError::Cancelled),
@@ -62,39 +62,44 @@ pub async fn connect(
 
 /// Opens the connection as `ssl.mode` asks, with libpq's second tries:
 /// `prefer` retries without TLS when the TLS handshake fails, `allow`
-/// retries with TLS when the server refuses the plain connection. `tls` is
-/// `None` only for `disable`.
+/// retries with TLS when the server refuses the plain connection.
+/// `connector` is `None` only for `disable`.
 async fn open(
     config: &mut Config,
     ssl: &SslSettings,
-    tls: Option<MakeRustlsConnect>,
+    connector: Option<MakeRustlsConnect>,
     target: &str,
 ) -> Result<Client, tokio_postgres::Error> {
     use tokio_postgres::config::SslMode as Wire;
-    let Some(tls) = tls else {
-        return open_with(config.ssl_mode(Wire::Disable), NoTls, target).await;
-    };
-    match ssl.mode {
-        SslMode::Disable => open_with(config.ssl_mode(Wire::Disable), NoTls, target).await,
-        SslMode::Allow => match open_with(config.ssl_mode(Wire::Disable), NoTls, target).await {
-            Err(e) if e.as_db_error().is_some() => {
-                tracing::debug!(target = %target, "plain connection refused ({}); sslmode=allow, so trying TLS", describe(&e, None));
-                open_with(config.ssl_mode(Wire::Require), tls, target).await
+    match (ssl.mode, connector) {
+        (SslMode::Disable, _) | (_, None) => {
+            open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+        }
+        (SslMode::Allow, Some(connector)) => {
+            match open_with(config.ssl_mode(Wire::Disable), NoTls, target).await {
+                Err(e) if e.as_db_error().is_some() => {
+                    let why = describe(&e, None);
+                    tracing::debug!(%target, "plain connection refused ({why}); sslmode=allow, so trying TLS");
+                    open_with(config.ssl_mode(Wire::Require), connector, target).await
+                }
+                result => result,
             }
-            result => result,
-        },
-        SslMode::Prefer => match open_with(config.ssl_mode(Wire::Prefer), tls, target).await {
-            Err(e) if rustls_error(&e).is_some() => {
-                let why = rustls_error(&e).map(|handshake| tls::explain(handshake, ssl));
-                tracing::warn!(target = %target, "{}; sslmode=prefer, so connecting without TLS", why.unwrap_or_default());
-                open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+        }
+        (SslMode::Prefer, Some(connector)) => {
+            match open_with(config.ssl_mode(Wire::Prefer), connector, target).await {
+                Err(e) if rustls_error(&e).is_some() => {
+                    let why = rustls_error(&e).map(|handshake| tls::explain(handshake, ssl));
+                    let why = why.unwrap_or_default();
+                    tracing::warn!(%target, "{why}; sslmode=prefer, so connecting without TLS");
+                    open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+                }
+                result => result,
             }
-            result => result,
-        },
+        }
         // tokio-postgres' `require` only insists on TLS; the certificate
         // checks of the verify modes are in the rustls configuration.
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-            open_with(config.ssl_mode(Wire::Require), tls, target).await
+        (SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull, Some(connector)) => {
+            open_with(config.ssl_mode(Wire::Require), connector, target).await
         }
     }
 }

@@ -352,3 +352,49 @@ fn plain_name(presented: &str) -> &str {
         })
         .unwrap_or(presented)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mode: SslMode) -> SslSettings {
+        SslSettings {
+            mode,
+            root_cert: Some(RootCerts::File(PathBuf::from("ca.pem"))),
+            client_cert: None,
+        }
+    }
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(plain_name("DnsName(\"db.example.com\")"), "db.example.com");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(plain_name("DirectoryName"), "DirectoryName");
+    }
+
+    #[test]
+    fn the_fix_offered_depends_on_the_mode() {
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        assert_eq!(
+            explain(&expired, &settings(SslMode::VerifyCa)),
+            "the server's certificate failed the validity check (sslmode=verify-ca): it has \
+             expired; renew it on the server, check this machine's clock, or use sslmode=require \
+             to encrypt without verifying the certificate"
+        );
+        assert_eq!(
+            explain(&expired, &settings(SslMode::Require)),
+            "the server's certificate failed the validity check (sslmode=require): it has \
+             expired; renew it on the server, check this machine's clock, or drop sslrootcert \
+             to encrypt without verifying the certificate"
+        );
+    }
+
+    #[test]
+    fn other_handshake_failures_say_so() {
+        let error = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        assert_eq!(
+            explain(&error, &settings(SslMode::Require)),
+            "TLS handshake failed: received fatal alert: HandshakeFailure"
+        );
+    }
+}
