@@ -2,6 +2,7 @@
 
 mod support;
 
+mod clone;
 mod cluster;
 mod engine;
 mod pg_schema;

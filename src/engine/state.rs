@@ -154,6 +154,11 @@ impl RunState {
         if let Ok(outcome) = &result {
             self.outputs
                 .insert(step.id.clone(), outcome.outputs.clone());
+            if !dry_run {
+                for after in &outcome.after_run {
+                    self.after_run.push((step.id.clone(), after.clone()));
+                }
+            }
         }
         let entry = self.entry(&step.id);
         entry.started = Some(started);

@@ -1,6 +1,7 @@
 //! PostgreSQL: connections, throwaway local clusters…
 
 pub mod catalog;
+pub mod clone;
 pub mod cluster;
 pub mod connect;
 pub mod copy;
@@ -8,4 +9,3 @@ pub mod schema;
 pub mod snapshot;
 pub mod swap;
 pub mod url;
-// pub mod clone; (waits for catalog and schema)

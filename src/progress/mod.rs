@@ -496,14 +496,14 @@ fn line_lead(view: &LineView) -> String {
 /// Byte throughput helps read a log; row and item rates are left out.
 fn push_rate(line: &mut String, view: &LineView) {
     if let (Unit::Bytes, Some(rate)) = (view.unit, view.rate_per_sec) {
-        let _ = write!(line, ", {}/s", binary_bytes(rate));
+        let _ = write!(line, ", {}/s", crate::report::human_bytes(rate));
     }
 }
 
 fn amount(unit: Unit, n: u64) -> String {
     match unit {
-        Unit::Bytes => binary_bytes(n as f64),
-        Unit::Rows | Unit::Items => thousands(n),
+        Unit::Bytes => crate::report::human_bytes(n as f64),
+        Unit::Rows | Unit::Items => crate::report::thousands(n),
     }
 }
 
@@ -521,35 +521,6 @@ fn percent(position: u64, total: u64) -> u64 {
     }
     let pct = u128::from(position) * 100 / u128::from(total);
     u64::try_from(pct.min(100)).unwrap_or(100)
-}
-
-/// `512 B`, `1.2 GiB`.
-fn binary_bytes(bytes: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes.max(0.0);
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `12,000`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// `31s`, `1m04s`, `2h05m`.
@@ -636,12 +607,12 @@ mod tests {
 
     #[test]
     fn number_formats() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-        assert_eq!(binary_bytes(512.0), "512 B");
-        assert_eq!(binary_bytes(1536.0), "1.5 KiB");
+        assert_eq!(crate::report::thousands(0), "0");
+        assert_eq!(crate::report::thousands(999), "999");
+        assert_eq!(crate::report::thousands(1_000), "1,000");
+        assert_eq!(crate::report::thousands(1_234_567), "1,234,567");
+        assert_eq!(crate::report::human_bytes(512.0), "512 B");
+        assert_eq!(crate::report::human_bytes(1536.0), "1.5 KiB");
         assert_eq!(percent(5, 0), 100);
         assert_eq!(percent(50, 40), 100);
         assert_eq!(percent(u64::MAX - 1, u64::MAX - 1), 100);

@@ -9,6 +9,7 @@
 pub mod approve;
 pub mod http_check;
 pub mod notify;
+pub mod postgres_clone;
 pub mod postgres_sql;
 pub mod shell;
 
@@ -27,7 +28,14 @@ use crate::workflow::template::Template;
 use crate::workflow::yaml::Span;
 
 /// The kinds this version implements, as written in `uses:`.
-pub const KINDS: &[&str] = &["shell", "postgres.sql", "http.check", "approve", "notify"];
+pub const KINDS: &[&str] = &[
+    "shell",
+    "postgres.sql",
+    "postgres.clone",
+    "http.check",
+    "approve",
+    "notify",
+];
 
 /// Kinds described in the design that this version does not have yet.
 pub const PLANNED_KINDS: &[&str] = &[
@@ -36,7 +44,6 @@ pub const PLANNED_KINDS: &[&str] = &[
     "postgres.staging-only-rows",
     "postgres.backup",
     "postgres.restore",
-    "postgres.clone",
     "media.sync",
 ];
 
@@ -45,6 +52,7 @@ pub const PLANNED_KINDS: &[&str] = &[
 pub enum StepParams {
     Shell(shell::Params),
     PostgresSql(postgres_sql::Params),
+    PostgresClone(postgres_clone::Params),
     HttpCheck(http_check::Params),
     Approve(approve::Params),
     Notify(notify::Params),
@@ -85,6 +93,9 @@ impl StepParams {
         match kind {
             "shell" => shell::Params::parse(with, cx).map(StepParams::Shell),
             "postgres.sql" => postgres_sql::Params::parse(with, cx).map(StepParams::PostgresSql),
+            "postgres.clone" => {
+                postgres_clone::Params::parse(with, cx).map(StepParams::PostgresClone)
+            }
             "http.check" => http_check::Params::parse(with, cx).map(StepParams::HttpCheck),
             "approve" => approve::Params::parse(with, cx).map(StepParams::Approve),
             "notify" => notify::Params::parse(with, cx).map(StepParams::Notify),
@@ -96,6 +107,7 @@ impl StepParams {
         match self {
             StepParams::Shell(_) => "shell",
             StepParams::PostgresSql(_) => "postgres.sql",
+            StepParams::PostgresClone(_) => "postgres.clone",
             StepParams::HttpCheck(_) => "http.check",
             StepParams::Approve(_) => "approve",
             StepParams::Notify(_) => "notify",
@@ -107,6 +119,7 @@ impl StepParams {
         match self {
             StepParams::Shell(p) => p.templates(),
             StepParams::PostgresSql(p) => p.templates(),
+            StepParams::PostgresClone(p) => p.templates(),
             StepParams::HttpCheck(p) => p.templates(),
             StepParams::Approve(p) => p.templates(),
             StepParams::Notify(p) => p.templates(),
@@ -117,6 +130,7 @@ impl StepParams {
     pub fn target_uses(&self) -> Vec<TargetUse> {
         match self {
             StepParams::PostgresSql(p) => p.target_uses(),
+            StepParams::PostgresClone(p) => p.target_uses(),
             StepParams::Shell(_)
             | StepParams::HttpCheck(_)
             | StepParams::Approve(_)
@@ -128,7 +142,9 @@ impl StepParams {
     /// confirmation before a real run).
     pub fn destructive(&self) -> bool {
         match self {
-            StepParams::Shell(_) | StepParams::PostgresSql(_) => true,
+            StepParams::Shell(_) | StepParams::PostgresSql(_) | StepParams::PostgresClone(_) => {
+                true
+            }
             StepParams::HttpCheck(_) | StepParams::Approve(_) | StepParams::Notify(_) => false,
         }
     }
@@ -138,6 +154,7 @@ impl StepParams {
         match self {
             StepParams::Shell(p) => p.plan(ctx).await,
             StepParams::PostgresSql(p) => p.plan(ctx).await,
+            StepParams::PostgresClone(p) => p.plan(ctx).await,
             StepParams::HttpCheck(p) => p.plan(ctx).await,
             StepParams::Approve(p) => p.plan(ctx).await,
             StepParams::Notify(p) => p.plan(ctx).await,
@@ -148,6 +165,7 @@ impl StepParams {
         match self {
             StepParams::Shell(p) => p.run(ctx).await,
             StepParams::PostgresSql(p) => p.run(ctx).await,
+            StepParams::PostgresClone(p) => p.run(ctx).await,
             StepParams::HttpCheck(p) => p.run(ctx).await,
             StepParams::Approve(p) => p.run(ctx).await,
             StepParams::Notify(p) => p.run(ctx).await,
@@ -197,17 +215,13 @@ impl AfterRun {
                         swapped.aside
                     ));
                 }
-                let client =
-                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let client = crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 crate::pg::swap::drop_database(&client, &swapped.aside)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "dropped the previous `{target}` database (`{}`)",
-                    swapped.aside
-                ))
+                Ok(format!("dropped the previous `{target}` database (`{}`)", swapped.aside))
             }
         }
     }
@@ -221,10 +235,9 @@ impl AfterRun {
                 swapped,
                 ..
             } => {
-                let client =
-                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let client = crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let discard = crate::pg::swap::derived_name(&swapped.live, "_fp_discard");
                 crate::pg::swap::swap_back(&client, swapped, &discard)
                     .await

@@ -1,0 +1,694 @@
+//! The clone: production's database copied into a new database on the
+//! staging server, then swapped in for staging.
+//!
+//! 1. A coordinator exports a snapshot; schema and data all come from it.
+//! 2. `pg_dump --section=pre-data` is applied to the new database.
+//! 3. `jobs` workers take tasks from one queue: copy a table (or one ctid
+//!    range of a large table), and, as soon as all of a table's data is in,
+//!    build its indexes, primary key, unique constraints and triggers — ahead
+//!    of any further copy, so index builds overlap the copy of other tables.
+//! 4. Then the rest of post-data in pg_dump's order, foreign keys last (in
+//!    parallel), and sequences set from the source's values.
+//! 5. The swap (see [`super::swap`]).
+//!
+//! On any failure before the swap the new database is dropped and staging
+//! was never touched. Nothing here writes to the source.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::pg::catalog::{self, Table};
+use crate::pg::connect::{connect, describe};
+use crate::pg::copy::{self, RowTransform};
+use crate::pg::schema::{self, Entry, EntryKind, Section};
+use crate::pg::snapshot::Snapshot;
+use crate::pg::swap::{self, Swapped, quote_ident};
+use crate::pg::url;
+use crate::progress::{Progress, Unit};
+use crate::steps::StepError;
+
+/// Table-level rules (from anonymizer files, later): filter or empty a table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableRule {
+    /// A SQL predicate; only matching rows are copied.
+    pub where_clause: Option<String>,
+    /// Create the table empty.
+    pub truncate: bool,
+}
+
+/// Builds the row transform for a table, or `None` to forward it untouched.
+pub type TransformFactory = Arc<dyn Fn(&Table) -> Option<Box<dyn RowTransform>> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct CloneSpec {
+    pub source_name: String,
+    pub source_url: String,
+    pub target_name: String,
+    pub target_url: String,
+    pub jobs: usize,
+    /// Tables larger than this are split into ctid ranges.
+    pub split_bytes: u64,
+    /// Keyed by `Table::qualified`.
+    pub rules: BTreeMap<String, TableRule>,
+    pub transforms: Option<TransformFactory>,
+    /// Makes the temporary database names unique to this run.
+    pub suffix: String,
+}
+
+/// How a table travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Binary,
+    Text,
+}
+
+impl Format {
+    fn sql(self) -> &'static str {
+        match self {
+            Format::Binary => "binary",
+            Format::Text => "text",
+        }
+    }
+}
+
+/// What was copied for one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableCopied {
+    pub qualified: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Wall time from the first range's start to the last range's end.
+    pub duration: Duration,
+    pub ranges: usize,
+    pub format: Format,
+    pub transformed: bool,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cloned {
+    pub tables: Vec<TableCopied>,
+    pub sequences: usize,
+    pub swapped: Swapped,
+    /// Time spent per phase, for the report.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// False when the source's locale was not available on the staging server.
+    pub same_locale: bool,
+}
+
+/// One unit of work for a worker.
+#[derive(Debug, Clone)]
+enum Task {
+    /// Copy table `table` (index into the table list), optionally one ctid range.
+    Copy {
+        table: usize,
+        range: Option<(i64, Option<i64>)>,
+    },
+    /// Run post-data entry `entry`.
+    Build { entry: usize },
+}
+
+/// The shared queue. Index builds go to the front; copies stay in size order.
+struct Queue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+}
+
+struct QueueState {
+    tasks: VecDeque<Task>,
+    /// Tasks taken and not yet done (they may enqueue more).
+    running: usize,
+    /// Per table: ranges not yet copied.
+    ranges_left: Vec<usize>,
+    /// Per table: the post-data entries to run once its data is in.
+    builds: Vec<Vec<usize>>,
+    copied: Vec<Option<TableProgress>>,
+}
+
+#[derive(Debug, Clone)]
+struct TableProgress {
+    rows: u64,
+    bytes: u64,
+    started: Instant,
+    finished: Instant,
+}
+
+impl Queue {
+    /// The next task, waiting while others may still produce one; `None`
+    /// when all work is done.
+    async fn next(&self) -> Option<Task> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut state = self.state.lock().expect("queue lock");
+                if let Some(task) = state.tasks.pop_front() {
+                    state.running += 1;
+                    return Some(task);
+                }
+                if state.running == 0 {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks a task done; a table's last range queues its builds first in line.
+    fn done(&self, task: &Task, copied: Option<(u64, u64, Instant)>) {
+        let mut state = self.state.lock().expect("queue lock");
+        state.running -= 1;
+        if let (Task::Copy { table, .. }, Some((rows, bytes, started))) = (task, copied) {
+            let now = Instant::now();
+            let entry = state.copied[*table].get_or_insert(TableProgress {
+                rows: 0,
+                bytes: 0,
+                started,
+                finished: now,
+            });
+            entry.rows += rows;
+            entry.bytes += bytes;
+            entry.started = entry.started.min(started);
+            entry.finished = now;
+            state.ranges_left[*table] -= 1;
+            if state.ranges_left[*table] == 0 {
+                let builds = std::mem::take(&mut state.builds[*table]);
+                for entry in builds.into_iter().rev() {
+                    state.tasks.push_front(Task::Build { entry });
+                }
+            }
+        }
+        drop(state);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Everything the workers share, read-only.
+struct Job {
+    spec: CloneSpec,
+    tables: Vec<Table>,
+    entries: Vec<Entry>,
+    preamble: String,
+    formats: Vec<Format>,
+    queue: Queue,
+    progress: Progress,
+    step_id: String,
+    overall: crate::progress::Bar,
+}
+
+fn pg_err(
+    target: &str,
+    what: impl std::fmt::Display,
+) -> impl FnOnce(tokio_postgres::Error) -> StepError {
+    let target = target.to_string();
+    let what = what.to_string();
+    move |e| StepError::Postgres {
+        target,
+        message: format!("{what}: {}", describe(&e, None)),
+    }
+}
+
+/// The format a table must travel in.
+pub fn format_for(table: &Table, same_major: bool) -> Format {
+    if same_major && table.binary_ok {
+        Format::Binary
+    } else {
+        Format::Text
+    }
+}
+
+/// Ctid block ranges for a table larger than `split_bytes` (PostgreSQL 14+
+/// scans a TID range without reading the rest of the table).
+pub fn ranges_for(table: &Table, split_bytes: u64, source_major: u32) -> Vec<(i64, Option<i64>)> {
+    // The main fork's size is exact; relpages may be stale (or 0 before the
+    // first VACUUM/ANALYZE).
+    let pages = (table.bytes / 8192).max(table.pages);
+    if source_major < 14 || split_bytes == 0 || pages < 2 {
+        return Vec::new();
+    }
+    let parts = (table.bytes.max(0) as u64).div_ceil(split_bytes).min(16) as i64;
+    if parts < 2 {
+        return Vec::new();
+    }
+    let step = (pages + parts - 1) / parts;
+    (0..parts)
+        .map(|i| {
+            let start = i * step;
+            let end = (i + 1 < parts).then_some((i + 1) * step);
+            (start, end)
+        })
+        .collect()
+}
+
+/// Runs the whole clone; see the module header.
+pub async fn run(
+    spec: CloneSpec,
+    progress: &Progress,
+    step_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Cloned, StepError> {
+    let mut phases = Vec::new();
+    let began = Instant::now();
+    let snapshot = Snapshot::export(&spec.source_name, &spec.source_url, cancel).await?;
+    let source_major = (catalog::server_version_num(&snapshot.client)
+        .await
+        .map_err(pg_err(&spec.source_name, "reading the server version"))?
+        / 10_000) as u32;
+    let tables = catalog::tables(&snapshot.client)
+        .await
+        .map_err(pg_err(&spec.source_name, "listing tables"))?;
+    let locale = swap::locale_of_current(&snapshot.client)
+        .await
+        .map_err(|e| StepError::failed(e.to_string()))?;
+    let pg_dump =
+        schema::find_pg_dump(source_major).map_err(|e| StepError::failed(e.to_string()))?;
+
+    let staging_db = url::database_of(&spec.target_url).ok_or_else(|| {
+        StepError::failed(format!(
+            "target `{}`: the connection URL names no database",
+            spec.target_name
+        ))
+    })?;
+    let maintenance = maintenance_client(&spec, cancel).await?;
+    let target_major = (catalog::server_version_num(&maintenance)
+        .await
+        .map_err(pg_err(&spec.target_name, "reading the server version"))?
+        / 10_000) as u32;
+    let new_db = swap::derived_name(&staging_db, &format!("_fp_new_{}", spec.suffix));
+    let aside = swap::derived_name(&staging_db, &format!("_fp_old_{}", spec.suffix));
+    let same_locale = swap::create_database(&maintenance, &new_db, &locale)
+        .await
+        .map_err(|e| StepError::failed(e.to_string()))?;
+    phases.push(("prepare", began.elapsed()));
+
+    let new_url = url::with_database(&spec.target_url, &new_db);
+    let loaded = load(
+        &spec,
+        &snapshot,
+        &pg_dump,
+        tables,
+        &new_url,
+        source_major == target_major,
+        source_major,
+        progress,
+        step_id,
+        cancel,
+        &mut phases,
+    )
+    .await;
+    drop(snapshot);
+    let (tables, sequences) = match loaded {
+        Ok(done) => done,
+        Err(e) => {
+            // Staging was never touched; the half-built database goes.
+            let _ = swap::drop_database(&maintenance, &new_db).await;
+            return Err(e);
+        }
+    };
+    let swap_began = Instant::now();
+    let swapped = match swap::swap(&maintenance, &staging_db, &new_db, &aside).await {
+        Ok(swapped) => swapped,
+        Err(e) => {
+            let _ = swap::drop_database(&maintenance, &new_db).await;
+            return Err(StepError::failed(e.to_string()));
+        }
+    };
+    phases.push(("swap", swap_began.elapsed()));
+    Ok(Cloned {
+        tables,
+        sequences,
+        swapped,
+        phases,
+        same_locale,
+    })
+}
+
+/// A connection to the staging server's maintenance database.
+pub async fn maintenance_client(
+    spec: &CloneSpec,
+    cancel: &CancellationToken,
+) -> Result<Client, StepError> {
+    let url = url::with_database(&spec.target_url, "postgres");
+    match connect(&spec.target_name, &url, cancel).await {
+        Ok(client) => Ok(client),
+        Err(_) => {
+            let fallback = url::with_database(&spec.target_url, "template1");
+            connect(&spec.target_name, &fallback, cancel).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    spec: &CloneSpec,
+    snapshot: &Snapshot,
+    pg_dump: &schema::PgDump,
+    tables: Vec<Table>,
+    new_url: &str,
+    same_major: bool,
+    source_major: u32,
+    progress: &Progress,
+    step_id: &str,
+    cancel: &CancellationToken,
+    phases: &mut Vec<(&'static str, Duration)>,
+) -> Result<(Vec<TableCopied>, usize), StepError> {
+    let schema_began = Instant::now();
+    let pre = schema::dump_section(
+        pg_dump,
+        &spec.source_url,
+        Section::PreData,
+        Some(&snapshot.id),
+    )
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let post = schema::dump_section(
+        pg_dump,
+        &spec.source_url,
+        Section::PostData,
+        Some(&snapshot.id),
+    )
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let admin = connect(&spec.target_name, new_url, cancel).await?;
+    schema::apply(&admin, &pre)
+        .await
+        .map_err(|e| StepError::failed(format!("applying the schema (pre-data): {e}")))?;
+    let post = schema::split_post_data(&post);
+    phases.push(("schema", schema_began.elapsed()));
+
+    // Which post-data entries follow which table's data.
+    let index: BTreeMap<&str, usize> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.qualified.as_str(), i))
+        .collect();
+    let mut builds: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
+    let mut later: Vec<usize> = Vec::new();
+    let mut foreign_keys: Vec<usize> = Vec::new();
+    for (i, entry) in post.entries.iter().enumerate() {
+        let table = entry.table.as_deref().and_then(|t| index.get(t));
+        match (&entry.kind, table) {
+            (EntryKind::Index | EntryKind::Constraint | EntryKind::Trigger, Some(&t)) => {
+                builds[t].push(i)
+            }
+            (EntryKind::ForeignKey, _) => foreign_keys.push(i),
+            _ => later.push(i),
+        }
+    }
+
+    let mut tasks = VecDeque::new();
+    let mut ranges_left = Vec::with_capacity(tables.len());
+    let formats: Vec<Format> = tables.iter().map(|t| format_for(t, same_major)).collect();
+    for (i, table) in tables.iter().enumerate() {
+        let rule = spec.rules.get(&table.qualified);
+        if rule.is_some_and(|r| r.truncate) {
+            ranges_left.push(1);
+            tasks.push_back(Task::Copy {
+                table: i,
+                range: None,
+            });
+            continue;
+        }
+        let ranges = ranges_for(table, spec.split_bytes, source_major);
+        if ranges.is_empty() {
+            ranges_left.push(1);
+            tasks.push_back(Task::Copy {
+                table: i,
+                range: None,
+            });
+        } else {
+            ranges_left.push(ranges.len());
+            for range in ranges {
+                tasks.push_back(Task::Copy {
+                    table: i,
+                    range: Some(range),
+                });
+            }
+        }
+    }
+    let total_bytes: u64 = tables.iter().map(|t| t.bytes.max(0) as u64).sum();
+    let overall = progress.bar(step_id, "copying", Some(total_bytes), Unit::Bytes);
+    let job = Arc::new(Job {
+        spec: spec.clone(),
+        queue: Queue {
+            state: Mutex::new(QueueState {
+                tasks,
+                running: 0,
+                ranges_left,
+                builds,
+                copied: vec![None; tables.len()],
+            }),
+            notify: Notify::new(),
+        },
+        tables,
+        entries: post.entries,
+        preamble: post.preamble,
+        formats,
+        progress: progress.clone(),
+        step_id: step_id.to_string(),
+        overall,
+    });
+
+    let copy_began = Instant::now();
+    let stop = cancel.child_token();
+    let mut workers = JoinSet::new();
+    for _ in 0..spec.jobs.max(1) {
+        let source = snapshot
+            .worker(&spec.source_name, &spec.source_url, cancel)
+            .await?;
+        let target = connect(&spec.target_name, new_url, cancel).await?;
+        prepare_target_session(&target, &spec.target_name).await?;
+        workers.spawn(worker(job.clone(), source, target, stop.clone()));
+    }
+    first_error(&mut workers, &stop).await?;
+    job.overall.finish();
+    phases.push(("copy and indexes", copy_began.elapsed()));
+
+    let rest_began = Instant::now();
+    for &i in &later {
+        run_entry(&admin, &job, i).await?;
+    }
+    let mut fk_workers = JoinSet::new();
+    let fk_queue = Arc::new(Mutex::new(foreign_keys));
+    for _ in 0..spec.jobs.max(1) {
+        let target = connect(&spec.target_name, new_url, cancel).await?;
+        prepare_target_session(&target, &spec.target_name).await?;
+        let job = job.clone();
+        let fk_queue = fk_queue.clone();
+        let stop = stop.clone();
+        fk_workers.spawn(async move {
+            loop {
+                let next = fk_queue.lock().expect("fk queue").pop();
+                let Some(i) = next else { return Ok(()) };
+                tokio::select! {
+                    result = run_entry(&target, &job, i) => result?,
+                    () = stop.cancelled() => return Err(StepError::Cancelled),
+                }
+            }
+        });
+    }
+    first_error(&mut fk_workers, &stop).await?;
+    let sequences = set_sequences(snapshot, &admin, spec).await?;
+    phases.push(("foreign keys, sequences", rest_began.elapsed()));
+
+    let state = job.queue.state.lock().expect("queue lock");
+    let copied = job
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| {
+            let progress = state.copied[i].clone();
+            let rule = spec.rules.get(&table.qualified);
+            TableCopied {
+                qualified: table.qualified.clone(),
+                rows: progress.as_ref().map_or(0, |p| p.rows),
+                bytes: progress.as_ref().map_or(0, |p| p.bytes),
+                duration: progress
+                    .as_ref()
+                    .map_or(Duration::ZERO, |p| p.finished.duration_since(p.started)),
+                ranges: ranges_for(table, spec.split_bytes, source_major)
+                    .len()
+                    .max(1),
+                format: job.formats[i],
+                transformed: spec.transforms.as_ref().is_some_and(|f| f(table).is_some()),
+                truncated: rule.is_some_and(|r| r.truncate),
+            }
+        })
+        .collect();
+    Ok((copied, sequences))
+}
+
+/// Waits for every worker; on the first error, stops the others and returns it.
+async fn first_error(
+    workers: &mut JoinSet<Result<(), StepError>>,
+    stop: &CancellationToken,
+) -> Result<(), StepError> {
+    let mut first: Option<StepError> = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined
+            .unwrap_or_else(|e| Err(StepError::failed(format!("a clone worker panicked: {e}"))));
+        if let Err(e) = result {
+            stop.cancel();
+            // The first real error wins over the cancellations it caused.
+            if first.is_none() || matches!(first, Some(StepError::Cancelled)) {
+                first = Some(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+async fn prepare_target_session(target: &Client, name: &str) -> Result<(), StepError> {
+    target
+        .batch_execute(
+            "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; \
+             SET statement_timeout = 0; SET lock_timeout = 0",
+        )
+        .await
+        .map_err(pg_err(name, "setting up the session"))
+}
+
+async fn worker(
+    job: Arc<Job>,
+    source: Client,
+    target: Client,
+    stop: CancellationToken,
+) -> Result<(), StepError> {
+    while let Some(task) = job.queue.next().await {
+        let work = async {
+            match &task {
+                Task::Copy { table, range } => copy_one(&job, &source, &target, *table, *range)
+                    .await
+                    .map(Some),
+                Task::Build { entry } => run_entry(&target, &job, *entry).await.map(|()| None),
+            }
+        };
+        let result = tokio::select! {
+            result = work => result,
+            () = stop.cancelled() => Err(StepError::Cancelled),
+        };
+        match result {
+            Ok(copied) => job.queue.done(&task, copied),
+            Err(e) => {
+                job.queue.done(&task, None);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies one table or range; returns (rows, bytes, started).
+async fn copy_one(
+    job: &Job,
+    source: &Client,
+    target: &Client,
+    index: usize,
+    range: Option<(i64, Option<i64>)>,
+) -> Result<(u64, u64, Instant), StepError> {
+    let started = Instant::now();
+    let table = &job.tables[index];
+    let rule = job.spec.rules.get(&table.qualified);
+    if rule.is_some_and(|r| r.truncate) {
+        return Ok((0, 0, started));
+    }
+    let format = job.formats[index];
+    let columns = table
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut filters = Vec::new();
+    if let Some((from, to)) = range {
+        filters.push(format!("ctid >= '({from},0)'::tid"));
+        if let Some(to) = to {
+            filters.push(format!("ctid < '({to},0)'::tid"));
+        }
+    }
+    if let Some(predicate) = rule.and_then(|r| r.where_clause.as_deref()) {
+        filters.push(format!("({predicate})"));
+    }
+    let copy_out = if filters.is_empty() {
+        format!(
+            "COPY {} ({columns}) TO STDOUT (FORMAT {})",
+            table.qualified,
+            format.sql()
+        )
+    } else {
+        format!(
+            "COPY (SELECT {columns} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT {})",
+            table.qualified,
+            filters.join(" AND "),
+            format.sql()
+        )
+    };
+    let copy_in = format!(
+        "COPY {} ({columns}) FROM STDIN (FORMAT {})",
+        table.qualified,
+        format.sql()
+    );
+    let transform = job.spec.transforms.as_ref().and_then(|f| f(table));
+    if transform.is_some() && format == Format::Text {
+        return Err(StepError::failed(format!(
+            "table {}: in-flight transforms need binary COPY, but this table goes through text \
+             (a column type without binary I/O, or different server versions)",
+            table.qualified
+        )));
+    }
+    let label = match range {
+        Some((from, _)) => format!("{} (from block {from})", table.qualified),
+        None => table.qualified.clone(),
+    };
+    let bar = job.progress.bar(&job.step_id, &label, None, Unit::Bytes);
+    let overall = job.overall.clone();
+    let copied = copy::pump(source, &copy_out, target, &copy_in, transform, |n| {
+        bar.inc(n);
+        overall.inc(n);
+    })
+    .await
+    .map_err(|e| StepError::failed(format!("copying {}: {e}", table.qualified)))?;
+    bar.finish();
+    Ok((copied.rows, copied.bytes, started))
+}
+
+async fn run_entry(target: &Client, job: &Job, index: usize) -> Result<(), StepError> {
+    let entry = &job.entries[index];
+    let sql = format!("{}\n{}", job.preamble, entry.sql);
+    schema::apply(target, &sql)
+        .await
+        .map_err(|e| StepError::failed(format!("building `{}`: {e}", entry.name)))
+}
+
+/// Sets every sequence of the new database to the source's value.
+async fn set_sequences(
+    snapshot: &Snapshot,
+    target: &Client,
+    spec: &CloneSpec,
+) -> Result<usize, StepError> {
+    let sequences = catalog::sequences(&snapshot.client)
+        .await
+        .map_err(pg_err(&spec.source_name, "reading sequences"))?;
+    for sequence in &sequences {
+        target
+            .execute(
+                "SELECT pg_catalog.setval($1::text::regclass, $2, $3)",
+                &[
+                    &sequence.qualified,
+                    &sequence.last_value,
+                    &sequence.is_called,
+                ],
+            )
+            .await
+            .map_err(pg_err(
+                &spec.target_name,
+                format!("setting sequence {}", sequence.qualified),
+            ))?;
+    }
+    Ok(sequences.len())
+}
