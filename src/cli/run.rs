@@ -261,12 +261,16 @@ fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
 /// First Ctrl-C cancels the run (steps get the grace period); a second one
 /// exits at once.
 fn watch_ctrl_c(interrupt: CancellationToken) -> tokio::task::JoinHandle<()> {
+    // Registered here, before any step starts: a Ctrl-C that arrives before
+    // the task first runs must not fall through to the default handler.
+    let signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
+        let Ok(mut signals) = signals else { return };
+        if signals.recv().await.is_none() {
             return;
         }
         interrupt.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if signals.recv().await.is_some() {
             eprintln!("interrupted twice: exiting now");
             std::process::exit(EXIT_INTERRUPTED);
         }

@@ -110,11 +110,22 @@ enum Task {
         table: usize,
         range: Option<(i64, Option<i64>)>,
     },
-    /// Run post-data entry `entry`.
-    Build { entry: usize },
+    /// Run post-data entry `entry`, one of `table`'s builds when given.
+    Build { entry: usize, table: Option<usize> },
 }
 
-/// The shared queue. Index builds go to the front; copies stay in size order.
+/// A foreign key that can be added while other tables are still copying:
+/// both of its tables are plain tables of this clone.
+#[derive(Debug, Clone, Copy)]
+struct ForeignKey {
+    entry: usize,
+    from: usize,
+    to: usize,
+}
+
+/// The shared queue. Index builds and foreign keys go to the front as soon
+/// as they can run (finishing tables first keeps the tail short); copies
+/// wait in [`copy_order`].
 struct Queue {
     state: Mutex<QueueState>,
     notify: Notify,
@@ -128,6 +139,12 @@ struct QueueState {
     ranges_left: Vec<usize>,
     /// Per table: the post-data entries to run once its data is in.
     builds: Vec<Vec<usize>>,
+    /// Per table: builds queued or running.
+    builds_left: Vec<usize>,
+    /// Per table: data in and every build done.
+    built: Vec<bool>,
+    /// Foreign keys waiting for their tables.
+    foreign_keys: Vec<ForeignKey>,
     copied: Vec<Option<TableProgress>>,
 }
 
@@ -137,6 +154,61 @@ struct TableProgress {
     bytes: u64,
     started: Instant,
     finished: Instant,
+}
+
+impl QueueState {
+    /// A table's data and builds are done: queue the foreign keys it unblocks.
+    fn mark_built(&mut self, table: usize) {
+        self.built[table] = true;
+        let (ready, waiting): (Vec<ForeignKey>, Vec<ForeignKey>) = self
+            .foreign_keys
+            .iter()
+            .partition(|fk| self.built[fk.from] && self.built[fk.to]);
+        self.foreign_keys = waiting;
+        // Ahead of further copies: finishing tables first keeps the tail short.
+        for fk in ready {
+            self.tasks.push_front(Task::Build {
+                entry: fk.entry,
+                table: None,
+            });
+        }
+    }
+
+    fn copy_done(&mut self, table: usize, rows: u64, bytes: u64, started: Instant) {
+        let now = Instant::now();
+        let entry = self.copied[table].get_or_insert(TableProgress {
+            rows: 0,
+            bytes: 0,
+            started,
+            finished: now,
+        });
+        entry.rows += rows;
+        entry.bytes += bytes;
+        entry.started = entry.started.min(started);
+        entry.finished = now;
+        self.ranges_left[table] -= 1;
+        if self.ranges_left[table] > 0 {
+            return;
+        }
+        let builds = std::mem::take(&mut self.builds[table]);
+        self.builds_left[table] = builds.len();
+        if builds.is_empty() {
+            self.mark_built(table);
+        }
+        for entry in builds.into_iter().rev() {
+            self.tasks.push_front(Task::Build {
+                entry,
+                table: Some(table),
+            });
+        }
+    }
+
+    fn build_done(&mut self, table: usize) {
+        self.builds_left[table] -= 1;
+        if self.builds_left[table] == 0 {
+            self.mark_built(table);
+        }
+    }
 }
 
 impl Queue {
@@ -159,32 +231,32 @@ impl Queue {
         }
     }
 
-    /// Marks a task done; a table's last range queues its builds first in line.
-    fn done(&self, task: &Task, copied: Option<(u64, u64, Instant)>) {
+    /// Marks a task done (successfully when `copied` or `built` says so) and
+    /// queues what it unblocks.
+    fn done(&self, task: &Task, copied: Option<(u64, u64, Instant)>, ok: bool) {
         let mut state = self.state.lock().expect("queue lock");
         state.running -= 1;
-        if let (Task::Copy { table, .. }, Some((rows, bytes, started))) = (task, copied) {
-            let now = Instant::now();
-            let entry = state.copied[*table].get_or_insert(TableProgress {
-                rows: 0,
-                bytes: 0,
-                started,
-                finished: now,
-            });
-            entry.rows += rows;
-            entry.bytes += bytes;
-            entry.started = entry.started.min(started);
-            entry.finished = now;
-            state.ranges_left[*table] -= 1;
-            if state.ranges_left[*table] == 0 {
-                let builds = std::mem::take(&mut state.builds[*table]);
-                for entry in builds.into_iter().rev() {
-                    state.tasks.push_front(Task::Build { entry });
-                }
+        match (task, copied) {
+            (Task::Copy { table, .. }, Some((rows, bytes, started))) if ok => {
+                state.copy_done(*table, rows, bytes, started)
             }
+            (
+                Task::Build {
+                    table: Some(table), ..
+                },
+                _,
+            ) if ok => state.build_done(*table),
+            _ => {}
         }
         drop(state);
         self.notify.notify_waiters();
+    }
+
+    /// Foreign keys that never became ready (their tables failed or are not
+    /// plain tables of this clone).
+    fn leftover_foreign_keys(&self) -> Vec<usize> {
+        let state = self.state.lock().expect("queue lock");
+        state.foreign_keys.iter().map(|fk| fk.entry).collect()
     }
 }
 
@@ -389,25 +461,35 @@ async fn load(
         .collect();
     let mut builds: Vec<Vec<usize>> = vec![Vec::new(); tables.len()];
     let mut later: Vec<usize> = Vec::new();
-    let mut foreign_keys: Vec<usize> = Vec::new();
+    let mut early_foreign_keys: Vec<ForeignKey> = Vec::new();
+    let mut late_foreign_keys: Vec<usize> = Vec::new();
     for (i, entry) in post.entries.iter().enumerate() {
-        let table = entry.table.as_deref().and_then(|t| index.get(t));
-        match (&entry.kind, table) {
-            (EntryKind::Index | EntryKind::Constraint | EntryKind::Trigger, Some(&t)) => {
+        let table = entry.table.as_deref().and_then(|t| index.get(t)).copied();
+        let references = entry
+            .references
+            .as_deref()
+            .and_then(|t| index.get(t))
+            .copied();
+        match (&entry.kind, table, references) {
+            (EntryKind::Index | EntryKind::Constraint | EntryKind::Trigger, Some(t), _) => {
                 builds[t].push(i)
             }
-            (EntryKind::ForeignKey, _) => foreign_keys.push(i),
+            (EntryKind::ForeignKey, Some(from), Some(to)) => {
+                early_foreign_keys.push(ForeignKey { entry: i, from, to })
+            }
+            (EntryKind::ForeignKey, _, _) => late_foreign_keys.push(i),
             _ => later.push(i),
         }
     }
 
     let mut tasks = VecDeque::new();
-    let mut ranges_left = Vec::with_capacity(tables.len());
+    let mut ranges_left = vec![0; tables.len()];
     let formats: Vec<Format> = tables.iter().map(|t| format_for(t, same_major)).collect();
-    for (i, table) in tables.iter().enumerate() {
+    for i in copy_order(&tables, &builds, &early_foreign_keys) {
+        let table = &tables[i];
         let rule = spec.rules.get(&table.qualified);
         if rule.is_some_and(|r| r.truncate) {
-            ranges_left.push(1);
+            ranges_left[i] = 1;
             tasks.push_back(Task::Copy {
                 table: i,
                 range: None,
@@ -416,13 +498,13 @@ async fn load(
         }
         let ranges = ranges_for(table, spec.split_bytes, source_major);
         if ranges.is_empty() {
-            ranges_left.push(1);
+            ranges_left[i] = 1;
             tasks.push_back(Task::Copy {
                 table: i,
                 range: None,
             });
         } else {
-            ranges_left.push(ranges.len());
+            ranges_left[i] = ranges.len();
             for range in ranges {
                 tasks.push_back(Task::Copy {
                     table: i,
@@ -441,6 +523,9 @@ async fn load(
                 running: 0,
                 ranges_left,
                 builds,
+                builds_left: vec![0; tables.len()],
+                built: vec![false; tables.len()],
+                foreign_keys: early_foreign_keys,
                 copied: vec![None; tables.len()],
             }),
             notify: Notify::new(),
@@ -473,6 +558,8 @@ async fn load(
     for &i in &later {
         run_entry(&admin, &job, i).await?;
     }
+    let mut foreign_keys = job.queue.leftover_foreign_keys();
+    foreign_keys.extend(late_foreign_keys);
     let mut fk_workers = JoinSet::new();
     let fk_queue = Arc::new(Mutex::new(foreign_keys));
     for _ in 0..spec.jobs.max(1) {
@@ -523,6 +610,31 @@ async fn load(
     Ok((copied, sequences))
 }
 
+/// The order tables are copied in: heaviest first, where a table's weight is
+/// its own size plus the size of every table whose foreign keys wait for it
+/// (so a small `users` table that big tables reference is not left to the
+/// end, holding their foreign keys back).
+fn copy_order(tables: &[Table], builds: &[Vec<usize>], foreign_keys: &[ForeignKey]) -> Vec<usize> {
+    // A table's own chain: copy, then its index builds, then validating its
+    // foreign keys, each roughly proportional to its size.
+    let mut weight: Vec<i64> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let fks = foreign_keys.iter().filter(|fk| fk.from == i).count();
+            t.bytes.max(0) * (2 + builds[i].len() + fks) as i64
+        })
+        .collect();
+    for fk in foreign_keys {
+        if fk.from != fk.to {
+            weight[fk.to] += tables[fk.from].bytes.max(0);
+        }
+    }
+    let mut order: Vec<usize> = (0..tables.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight[i]));
+    order
+}
+
 /// Waits for every worker; on the first error, stops the others and returns it.
 async fn first_error(
     workers: &mut JoinSet<Result<(), StepError>>,
@@ -546,8 +658,9 @@ async fn first_error(
 async fn prepare_target_session(target: &Client, name: &str) -> Result<(), StepError> {
     target
         .batch_execute(
-            "SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; \
-             SET statement_timeout = 0; SET lock_timeout = 0",
+            "SET synchronous_commit = off; SET statement_timeout = 0; SET lock_timeout = 0; \
+             SELECT set_config('maintenance_work_mem', '256MB', false) \
+             WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < 256 * 1024 * 1024",
         )
         .await
         .map_err(pg_err(name, "setting up the session"))
@@ -565,22 +678,31 @@ async fn worker(
                 Task::Copy { table, range } => copy_one(&job, &source, &target, *table, *range)
                     .await
                     .map(Some),
-                Task::Build { entry } => run_entry(&target, &job, *entry).await.map(|()| None),
+                Task::Build { entry, .. } => run_entry(&target, &job, *entry).await.map(|()| None),
             }
         };
+        let began = Instant::now();
         let result = tokio::select! {
             result = work => result,
             () = stop.cancelled() => Err(StepError::Cancelled),
         };
+        tracing::debug!(task = ?describe_task(&job, &task), seconds = began.elapsed().as_secs_f64(), "clone task done");
         match result {
-            Ok(copied) => job.queue.done(&task, copied),
+            Ok(copied) => job.queue.done(&task, copied, true),
             Err(e) => {
-                job.queue.done(&task, None);
+                job.queue.done(&task, None, false);
                 return Err(e);
             }
         }
     }
     Ok(())
+}
+
+fn describe_task(job: &Job, task: &Task) -> String {
+    match task {
+        Task::Copy { table, range } => format!("copy {} {range:?}", job.tables[*table].qualified),
+        Task::Build { entry, .. } => format!("build {}", job.entries[*entry].name),
+    }
 }
 
 /// Copies one table or range; returns (rows, bytes, started).

@@ -402,6 +402,8 @@ pub struct Entry {
     /// `"schema"."name"` like [`crate::pg::catalog::Table::qualified`], when
     /// its SQL names one.
     pub table: Option<String>,
+    /// For a foreign key, the table it references (same form as `table`).
+    pub references: Option<String>,
     /// The statement(s), self-contained apart from the preamble: an entry
     /// in a tablespace starts with its own `SET default_tablespace`.
     pub sql: String,
@@ -506,9 +508,15 @@ pub fn split_post_data(script: &str) -> PostData {
             .filter(|s| !sets_default_tablespace(s))
             .collect();
 
-        let table = spans
+        let first_tokens = spans
             .first()
-            .and_then(|first| table_of(&lex::tokens(&script[first.clone()]), header.schema));
+            .map(|first| lex::tokens(&script[first.clone()]))
+            .unwrap_or_default();
+        let kind = EntryKind::from_header(header.kind);
+        let table = table_of(&first_tokens, header.schema);
+        let references = (kind == EntryKind::ForeignKey)
+            .then(|| references_of(&first_tokens, header.schema))
+            .flatten();
         let mut sql = String::new();
         for set in carried.drain(..) {
             sql.push_str(set);
@@ -526,10 +534,11 @@ pub fn split_post_data(script: &str) -> PostData {
         }
         carried = next_carried;
         entries.push(Entry {
-            kind: EntryKind::from_header(header.kind),
+            kind,
             schema: header.schema.to_string(),
             name: header.name.to_string(),
             table,
+            references,
             sql,
         });
     }
@@ -634,6 +643,18 @@ fn table_of(tokens: &[Token<'_>], schema: &str) -> Option<String> {
         return c.qualified_name();
     }
     None
+}
+
+/// The table a foreign key statement references: the name after `REFERENCES`.
+fn references_of(tokens: &[Token<'_>], schema: &str) -> Option<String> {
+    let tokens: Vec<Token<'_>> = tokens.iter().copied().filter(|t| !t.is_comment()).collect();
+    let mut c = Cursor {
+        tokens: &tokens,
+        at: 0,
+        schema,
+    };
+    c.skip_to_word("REFERENCES")?;
+    c.qualified_name()
 }
 
 /// Reads names and keywords off a statement's tokens (comments removed).
