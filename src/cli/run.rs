@@ -132,13 +132,14 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
         }
     };
     if let Some(record) = &request.resume
-        && record.workflow != workflow.name {
-            eprintln!(
-                "error: run `{}` was of workflow `{}`, but {} is now workflow `{}`",
-                record.run_id, record.workflow, request.workflow, workflow.name
-            );
-            return EXIT_INVALID;
-        }
+        && record.workflow != workflow.name
+    {
+        eprintln!(
+            "error: run `{}` was of workflow `{}`, but {} is now workflow `{}`",
+            record.run_id, record.workflow, request.workflow, workflow.name
+        );
+        return EXIT_INVALID;
+    }
 
     let interrupt = CancellationToken::new();
     let watcher = watch_ctrl_c(interrupt.clone());
@@ -241,10 +242,11 @@ fn print_report(report: &Report, json: bool) {
 /// `--report-dir`, and `$GITHUB_STEP_SUMMARY` under GitHub Actions.
 fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
     if let Some(dir) = &output.report_dir
-        && let Err(e) = engine::write_reports(report, dir) {
-            eprintln!("error: {e}");
-            return Err(EXIT_STEP_FAILED);
-        }
+        && let Err(e) = engine::write_reports(report, dir)
+    {
+        eprintln!("error: {e}");
+        return Err(EXIT_STEP_FAILED);
+    }
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         let appended = std::fs::OpenOptions::new()
             .append(true)

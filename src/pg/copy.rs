@@ -60,7 +60,11 @@ impl Row<'_> {
 
     /// Replaces field `i`; `None` writes NULL.
     pub fn set(&mut self, i: usize, value: Option<Vec<u8>>) {
-        assert!(i < self.fields.len(), "field {i} of a {}-field row", self.fields.len());
+        assert!(
+            i < self.fields.len(),
+            "field {i} of a {}-field row",
+            self.fields.len()
+        );
         self.replaced.retain(|(at, _)| *at != i);
         self.replaced.push((i, value));
     }
@@ -111,7 +115,10 @@ pub async fn pump(
     mut on_bytes: impl FnMut(u64),
 ) -> Result<Copied, CopyError> {
     let stream = source.copy_out(copy_out).await.map_err(CopyError::Source)?;
-    let sink = target.copy_in::<_, Bytes>(copy_in).await.map_err(CopyError::Target)?;
+    let sink = target
+        .copy_in::<_, Bytes>(copy_in)
+        .await
+        .map_err(CopyError::Target)?;
     futures_util::pin_mut!(stream);
     futures_util::pin_mut!(sink);
     let mut batch = BytesMut::with_capacity(BATCH);
@@ -128,14 +135,18 @@ pub async fn pump(
             _ => batch.extend_from_slice(&chunk),
         }
         if batch.len() >= BATCH {
-            sink.feed(batch.split().freeze()).await.map_err(CopyError::Target)?;
+            sink.feed(batch.split().freeze())
+                .await
+                .map_err(CopyError::Target)?;
         }
     }
     if let Some(decoder) = &decoder {
         decoder.finish()?;
     }
     if !batch.is_empty() {
-        sink.feed(batch.split().freeze()).await.map_err(CopyError::Target)?;
+        sink.feed(batch.split().freeze())
+            .await
+            .map_err(CopyError::Target)?;
     }
     let rows = sink.as_mut().finish().await.map_err(CopyError::Target)?;
     Ok(Copied { rows, bytes: read })
@@ -332,7 +343,9 @@ mod tests {
         let input = stream(&[vec![Some(b"abc")]]);
         let mut decoder = Decoder::default();
         let mut out = BytesMut::new();
-        decoder.feed(&input[..input.len() - 4], &mut Same, &mut out).unwrap();
+        decoder
+            .feed(&input[..input.len() - 4], &mut Same, &mut out)
+            .unwrap();
         assert!(decoder.finish().is_err());
         let mut bad = input.clone();
         bad[0] = b'X';

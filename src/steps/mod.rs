@@ -215,13 +215,17 @@ impl AfterRun {
                         swapped.aside
                     ));
                 }
-                let client = crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client =
+                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 crate::pg::swap::drop_database(&client, &swapped.aside)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(format!("dropped the previous `{target}` database (`{}`)", swapped.aside))
+                Ok(format!(
+                    "dropped the previous `{target}` database (`{}`)",
+                    swapped.aside
+                ))
             }
         }
     }
@@ -235,9 +239,10 @@ impl AfterRun {
                 swapped,
                 ..
             } => {
-                let client = crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let client =
+                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
+                        .await
+                        .map_err(|e| e.to_string())?;
                 let discard = crate::pg::swap::derived_name(&swapped.live, "_fp_discard");
                 crate::pg::swap::swap_back(&client, swapped, &discard)
                     .await
