@@ -63,6 +63,35 @@ fn query_strings(url: &str, sql: &str) -> Vec<String> {
     })
 }
 
+/// Ends, from a second session, the source's COPY of `table` as soon as it
+/// runs; the thread's result says whether it saw one.
+fn kill_copy_when_running(prod_url: &str, table: &str) -> std::thread::JoinHandle<bool> {
+    let prod_url = prod_url.to_string();
+    let pattern = format!("COPY%{table}%");
+    std::thread::spawn(move || {
+        block_on(async {
+            let admin = client(&prod_url).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let rows = admin
+                    .query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND query LIKE $1 \
+                         AND pid <> pg_backend_pid()",
+                        &[&pattern],
+                    )
+                    .await
+                    .unwrap();
+                if !rows.is_empty() {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            false
+        })
+    })
+}
+
 /// A production schema with every feature the clone must carry.
 const PROD_SCHEMA: &str = r#"
 CREATE EXTENSION IF NOT EXISTS citext;
@@ -209,11 +238,16 @@ fn sequences(url: &str) -> Vec<String> {
     )
 }
 
-fn databases() -> Vec<String> {
+/// Databases on the staging server whose names start with `prefix` (each
+/// test uses its own prefix: tests run at the same time).
+fn databases(prefix: &str) -> Vec<String> {
     query_strings(
         &staging_cluster().url("postgres"),
         "SELECT datname::text FROM pg_database ORDER BY 1",
     )
+    .into_iter()
+    .filter(|d| d.starts_with(prefix))
+    .collect()
 }
 
 #[test]
@@ -238,10 +272,7 @@ fn clone_arrives_identical_schema_data_sequences_and_constraints() {
     );
     assert!(invalid.is_empty(), "{invalid:?}");
     // The old staging database is gone after the run succeeded.
-    let left: Vec<String> = databases()
-        .into_iter()
-        .filter(|d| d.starts_with("clone_identical_fp"))
-        .collect();
+    let left: Vec<String> = databases("clone_identical_fp");
     assert!(left.is_empty(), "{left:?}");
 
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -371,31 +402,7 @@ fn a_failure_mid_copy_leaves_staging_untouched_and_the_new_database_gone() {
         "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
     );
     let staging = seed_staging("clone_failure");
-    let prod_url = prod.url.clone();
-    let killer = std::thread::spawn(move || {
-        block_on(async {
-            let admin = client(&prod_url).await;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            loop {
-                let rows = admin
-                    .query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                         WHERE datname = current_database() AND query LIKE 'COPY%event_log%' \
-                         AND pid <> pg_backend_pid()",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                if !rows.is_empty() {
-                    return true;
-                }
-                if std::time::Instant::now() > deadline {
-                    return false;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        })
-    });
+    let killer = kill_copy_when_running(&prod.url, "event_log");
     let test = Test::new()
         .workflow(
             "reset",
@@ -415,10 +422,7 @@ fn a_failure_mid_copy_leaves_staging_untouched_and_the_new_database_gone() {
         query_strings(&staging, "SELECT note FROM old_staging_marker"),
         ["still here"]
     );
-    let left: Vec<String> = databases()
-        .into_iter()
-        .filter(|d| d.starts_with("clone_failure_fp"))
-        .collect();
+    let left: Vec<String> = databases("clone_failure_fp");
     assert!(left.is_empty(), "{left:?}");
 }
 
@@ -426,7 +430,11 @@ fn a_failure_mid_copy_leaves_staging_untouched_and_the_new_database_gone() {
 fn dry_run_writes_nothing_on_either_server() {
     let prod = seed_prod();
     let staging = seed_staging("clone_dry_run");
-    let before = (databases(), schema_of(&staging), fingerprint(&prod.url));
+    let before = (
+        databases("clone_dry_run"),
+        schema_of(&staging),
+        fingerprint(&prod.url),
+    );
     let test = Test::new()
         .workflow("reset", &clone_workflow(&prod.url, &staging, ""))
         .args(["plan", "reset", "--json"]);
@@ -435,7 +443,11 @@ fn dry_run_writes_nothing_on_either_server() {
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let summary = report["steps"][0]["summary"].as_str().unwrap();
     assert!(summary.starts_with("would copy 8 tables"), "{summary}");
-    let after = (databases(), schema_of(&staging), fingerprint(&prod.url));
+    let after = (
+        databases("clone_dry_run"),
+        schema_of(&staging),
+        fingerprint(&prod.url),
+    );
     assert_eq!(before, after);
 }
 
@@ -491,10 +503,7 @@ fn a_failure_after_the_swap_swaps_back_and_keep_old_keeps() {
         query_strings(&staging, "SELECT note FROM old_staging_marker"),
         ["still here"]
     );
-    let left: Vec<String> = databases()
-        .into_iter()
-        .filter(|d| d.starts_with("clone_swap_back_fp"))
-        .collect();
+    let left: Vec<String> = databases("clone_swap_back_fp");
     assert!(left.is_empty(), "{left:?}");
 
     // Fixed, with keep_old: the copy stays, and so does the old database.
@@ -511,14 +520,68 @@ fn a_failure_after_the_swap_swaps_back_and_keep_old_keeps() {
         query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
         ["500"]
     );
-    let kept: Vec<String> = databases()
-        .into_iter()
-        .filter(|d| d.starts_with("clone_swap_back_fp_old"))
-        .collect();
+    let kept: Vec<String> = databases("clone_swap_back_fp_old");
     assert_eq!(kept.len(), 1, "{kept:?}");
     let old_url = staging_cluster().url(&kept[0]);
     assert_eq!(
         query_strings(&old_url, "SELECT note FROM old_staging_marker"),
         ["still here"]
+    );
+}
+
+#[test]
+fn in_place_reloads_staging_in_one_transaction() {
+    let prod = seed_prod();
+    let staging = seed_staging("clone_in_place");
+    let test = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &staging, ", strategy: in-place"),
+        )
+        .args(["run", "reset", "--yes", "--json"]);
+    let out = test.run();
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert_eq!(schema_of(&staging), schema_of(&prod.url));
+    assert_eq!(fingerprint(&staging), fingerprint(&prod.url));
+    assert_eq!(sequences(&staging), sequences(&prod.url));
+    // No other database was created for it.
+    let extra: Vec<String> = databases("clone_in_place_fp");
+    assert!(extra.is_empty(), "{extra:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let summary = report["steps"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("reloaded `staging` in place"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn in_place_failure_rolls_back_to_the_old_staging() {
+    let prod = seed_prod();
+    execute(
+        &prod.url,
+        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
+    );
+    let staging = seed_staging("clone_in_place_failure");
+    let killer = kill_copy_when_running(&prod.url, "event_log");
+    let test = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &staging, ", strategy: in-place"),
+        )
+        .args(["run", "reset", "--yes"]);
+    let out = test.run();
+    assert!(killer.join().unwrap(), "the COPY was never seen running");
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM pg_class WHERE relname = 'auth_user'"
+        ),
+        ["0"]
     );
 }

@@ -6,6 +6,7 @@ mod clone;
 mod cluster;
 mod engine;
 mod pg_schema;
+mod shipped;
 mod steps;
 mod tls;
 mod validate;

@@ -208,3 +208,16 @@ fn unknown_workflow_name() {
         "error: no workflow named `nope` (looked for `nope`, `workflows/nope.yaml`, `workflows/nope.yml`)\n"
     );
 }
+
+#[test]
+fn clone_strategy_typo_is_located() {
+    let stderr = invalid(&format!(
+        "name: broken
+{TARGETS}steps:
+  database:
+    uses: postgres.clone
+    with: {{ source: prod, target: staging, strategy: in_place }}
+"
+    ));
+    insta::assert_snapshot!(stderr);
+}

@@ -396,20 +396,7 @@ fn initial_report(workflow: &Workflow, run_id: &str, dry_run: bool) -> Report {
         duration_ms: None,
         steps: workflow
             .all_steps()
-            .map(|step| StepReport {
-                id: step.id.clone(),
-                kind: step.kind().to_string(),
-                status: StepStatus::Pending,
-                needs: step.needs.clone(),
-                on_failure: step.on_failure,
-                started: None,
-                finished: None,
-                duration_ms: None,
-                summary: None,
-                outputs: Default::default(),
-                details: Vec::new(),
-                error: None,
-            })
+            .map(|step| StepReport::pending(&step.id, step.kind(), &step.needs, step.on_failure))
             .collect(),
     }
 }

@@ -265,17 +265,7 @@ impl RunState {
             }
             self.outputs.remove(&step.id);
             let entry = self.entry(&step.id);
-            *entry = StepReport {
-                status: StepStatus::Pending,
-                started: None,
-                finished: None,
-                duration_ms: None,
-                summary: None,
-                outputs: Default::default(),
-                details: Vec::new(),
-                error: None,
-                ..entry.clone()
-            };
+            *entry = StepReport::pending(&entry.id, &entry.kind, &entry.needs, entry.on_failure);
         }
     }
 }

@@ -214,16 +214,23 @@ impl QueueState {
 impl Queue {
     /// The next task, waiting while others may still produce one; `None`
     /// when all work is done.
-    async fn next(&self) -> Option<Task> {
+    /// `builds_only` workers (no source connection) take index builds and
+    /// foreign keys, never copies.
+    async fn next(&self, builds_only: bool) -> Option<Task> {
         loop {
             let notified = self.notify.notified();
             {
                 let mut state = self.state.lock().expect("queue lock");
-                if let Some(task) = state.tasks.pop_front() {
+                let takes = match state.tasks.front() {
+                    Some(Task::Copy { .. }) => !builds_only,
+                    Some(Task::Build { .. }) => true,
+                    None => false,
+                };
+                if takes {
                     state.running += 1;
-                    return Some(task);
+                    return state.tasks.pop_front();
                 }
-                if state.running == 0 {
+                if state.running == 0 && state.tasks.is_empty() {
                     return None;
                 }
             }
@@ -317,6 +324,43 @@ pub fn ranges_for(table: &Table, split_bytes: u64, source_major: u32) -> Vec<(i6
         .collect()
 }
 
+/// The source side of a clone: the snapshot (its coordinator stays open),
+/// what is in it, and a pg_dump that can read it.
+pub(crate) struct Source {
+    pub snapshot: Snapshot,
+    pub major: u32,
+    pub tables: Vec<Table>,
+    pub pg_dump: schema::PgDump,
+}
+
+impl Source {
+    pub(crate) async fn open(
+        spec: &CloneSpec,
+        cancel: &CancellationToken,
+    ) -> Result<Source, StepError> {
+        let snapshot = Snapshot::export(&spec.source_name, &spec.source_url, cancel).await?;
+        let major = server_major(&snapshot.client, &spec.source_name).await?;
+        let tables = catalog::tables(&snapshot.client)
+            .await
+            .map_err(pg_err(&spec.source_name, "listing tables"))?;
+        let pg_dump = schema::find_pg_dump(major).map_err(|e| StepError::failed(e.to_string()))?;
+        Ok(Source {
+            snapshot,
+            major,
+            tables,
+            pg_dump,
+        })
+    }
+}
+
+/// The server's major version (15 for 15.4).
+pub(crate) async fn server_major(client: &Client, target: &str) -> Result<u32, StepError> {
+    let num = catalog::server_version_num(client)
+        .await
+        .map_err(pg_err(target, "reading the server version"))?;
+    Ok((num / 10_000) as u32)
+}
+
 /// Runs the whole clone; see the module header.
 pub async fn run(
     spec: CloneSpec,
@@ -326,19 +370,15 @@ pub async fn run(
 ) -> Result<Cloned, StepError> {
     let mut phases = Vec::new();
     let began = Instant::now();
-    let snapshot = Snapshot::export(&spec.source_name, &spec.source_url, cancel).await?;
-    let source_major = (catalog::server_version_num(&snapshot.client)
-        .await
-        .map_err(pg_err(&spec.source_name, "reading the server version"))?
-        / 10_000) as u32;
-    let tables = catalog::tables(&snapshot.client)
-        .await
-        .map_err(pg_err(&spec.source_name, "listing tables"))?;
+    let Source {
+        snapshot,
+        major: source_major,
+        tables,
+        pg_dump,
+    } = Source::open(&spec, cancel).await?;
     let locale = swap::locale_of_current(&snapshot.client)
         .await
         .map_err(|e| StepError::failed(e.to_string()))?;
-    let pg_dump =
-        schema::find_pg_dump(source_major).map_err(|e| StepError::failed(e.to_string()))?;
 
     let staging_db = url::database_of(&spec.target_url).ok_or_else(|| {
         StepError::failed(format!(
@@ -347,10 +387,7 @@ pub async fn run(
         ))
     })?;
     let maintenance = maintenance_client(&spec, cancel).await?;
-    let target_major = (catalog::server_version_num(&maintenance)
-        .await
-        .map_err(pg_err(&spec.target_name, "reading the server version"))?
-        / 10_000) as u32;
+    let target_major = server_major(&maintenance, &spec.target_name).await?;
     let new_db = swap::derived_name(&staging_db, &format!("_fp_new_{}", spec.suffix));
     let aside = swap::derived_name(&staging_db, &format!("_fp_old_{}", spec.suffix));
     let same_locale = swap::create_database(&maintenance, &new_db, &locale)
@@ -548,7 +585,15 @@ async fn load(
             .await?;
         let target = connect(&spec.target_name, new_url, cancel).await?;
         prepare_target_session(&target, &spec.target_name).await?;
-        workers.spawn(worker(job.clone(), source, target, stop.clone()));
+        workers.spawn(worker(job.clone(), Some(source), target, stop.clone()));
+    }
+    // As many again for index builds only, so a table's indexes start as
+    // soon as its data is in while the copies go on (2 cores stay busy
+    // through the I/O waits of both).
+    for _ in 0..spec.jobs.max(1) {
+        let target = connect(&spec.target_name, new_url, cancel).await?;
+        prepare_target_session(&target, &spec.target_name).await?;
+        workers.spawn(worker(job.clone(), None, target, stop.clone()));
     }
     first_error(&mut workers, &stop).await?;
     job.overall.finish();
@@ -668,16 +713,25 @@ async fn prepare_target_session(target: &Client, name: &str) -> Result<(), StepE
 
 async fn worker(
     job: Arc<Job>,
-    source: Client,
+    source: Option<Client>,
     target: Client,
     stop: CancellationToken,
 ) -> Result<(), StepError> {
-    while let Some(task) = job.queue.next().await {
+    loop {
+        // A worker waiting for work must also notice that another failed.
+        let next = tokio::select! {
+            next = job.queue.next(source.is_none()) => next,
+            () = stop.cancelled() => return Err(StepError::Cancelled),
+        };
+        let Some(task) = next else { break };
         let work = async {
             match &task {
-                Task::Copy { table, range } => copy_one(&job, &source, &target, *table, *range)
-                    .await
-                    .map(Some),
+                Task::Copy { table, range } => {
+                    let source = source.as_ref().expect("copies go to workers with a source");
+                    copy_one(&job, source, &target, *table, *range)
+                        .await
+                        .map(Some)
+                }
                 Task::Build { entry, .. } => run_entry(&target, &job, *entry).await.map(|()| None),
             }
         };
@@ -714,12 +768,35 @@ async fn copy_one(
     range: Option<(i64, Option<i64>)>,
 ) -> Result<(u64, u64, Instant), StepError> {
     let started = Instant::now();
-    let table = &job.tables[index];
-    let rule = job.spec.rules.get(&table.qualified);
-    if rule.is_some_and(|r| r.truncate) {
-        return Ok((0, 0, started));
-    }
-    let format = job.formats[index];
+    let freeze = if range.is_some() {
+        Freeze::No
+    } else {
+        Freeze::Truncate
+    };
+    let copied = copy_table(
+        &job.spec,
+        &job.tables[index],
+        job.formats[index],
+        range,
+        freeze,
+        source,
+        target,
+        &job.progress,
+        &job.step_id,
+        &job.overall,
+    )
+    .await?;
+    Ok((copied.rows, copied.bytes, started))
+}
+
+/// The two COPY statements for a table (or one ctid range of it).
+fn copy_statements(
+    table: &Table,
+    format: Format,
+    rule: Option<&TableRule>,
+    range: Option<(i64, Option<i64>)>,
+    freeze: bool,
+) -> (String, String) {
     let columns = table
         .columns
         .iter()
@@ -751,11 +828,61 @@ async fn copy_one(
         )
     };
     let copy_in = format!(
-        "COPY {} ({columns}) FROM STDIN (FORMAT {})",
+        "COPY {} ({columns}) FROM STDIN (FORMAT {}{})",
         table.qualified,
-        format.sql()
+        format.sql(),
+        if freeze { ", FREEZE" } else { "" }
     );
-    let transform = job.spec.transforms.as_ref().and_then(|f| f(table));
+    (copy_out, copy_in)
+}
+
+/// How a table's rows are written: `COPY … FREEZE` writes them already
+/// frozen and all-visible, so the index builds and staging's first VACUUM
+/// do not rewrite every page again; it needs the table created or emptied
+/// in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freeze {
+    /// Several ranges load one table at once: plain COPY.
+    No,
+    /// `BEGIN; TRUNCATE; COPY … FREEZE; COMMIT` on the worker's connection.
+    Truncate,
+    /// The table was created in the caller's open transaction.
+    InTransaction,
+}
+
+/// Streams one table (or range) from `source` into `target`, applying the
+/// table's rule and transform, with a progress bar of its own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn copy_table(
+    spec: &CloneSpec,
+    table: &Table,
+    format: Format,
+    range: Option<(i64, Option<i64>)>,
+    freeze: Freeze,
+    source: &Client,
+    target: &Client,
+    progress: &Progress,
+    step_id: &str,
+    overall: &crate::progress::Bar,
+) -> Result<copy::Copied, StepError> {
+    let rule = spec.rules.get(&table.qualified);
+    if rule.is_some_and(|r| r.truncate) {
+        return Ok(copy::Copied::default());
+    }
+    let (copy_out, copy_in) = copy_statements(table, format, rule, range, freeze != Freeze::No);
+    if freeze == Freeze::Truncate {
+        target
+            .batch_execute(&format!("BEGIN; TRUNCATE ONLY {}", table.qualified))
+            .await
+            .map_err(|e| {
+                StepError::failed(format!(
+                    "emptying {}: {}",
+                    table.qualified,
+                    describe(&e, None)
+                ))
+            })?;
+    }
+    let transform = spec.transforms.as_ref().and_then(|f| f(table));
     if transform.is_some() && format == Format::Text {
         return Err(StepError::failed(format!(
             "table {}: in-flight transforms need binary COPY, but this table goes through text \
@@ -767,16 +894,24 @@ async fn copy_one(
         Some((from, _)) => format!("{} (from block {from})", table.qualified),
         None => table.qualified.clone(),
     };
-    let bar = job.progress.bar(&job.step_id, &label, None, Unit::Bytes);
-    let overall = job.overall.clone();
+    let bar = progress.bar(step_id, &label, None, Unit::Bytes);
     let copied = copy::pump(source, &copy_out, target, &copy_in, transform, |n| {
         bar.inc(n);
         overall.inc(n);
     })
     .await
     .map_err(|e| StepError::failed(format!("copying {}: {e}", table.qualified)))?;
+    if freeze == Freeze::Truncate {
+        target.batch_execute("COMMIT").await.map_err(|e| {
+            StepError::failed(format!(
+                "committing {}: {}",
+                table.qualified,
+                describe(&e, None)
+            ))
+        })?;
+    }
     bar.finish();
-    Ok((copied.rows, copied.bytes, started))
+    Ok(copied)
 }
 
 async fn run_entry(target: &Client, job: &Job, index: usize) -> Result<(), StepError> {
@@ -788,7 +923,7 @@ async fn run_entry(target: &Client, job: &Job, index: usize) -> Result<(), StepE
 }
 
 /// Sets every sequence of the new database to the source's value.
-async fn set_sequences(
+pub(crate) async fn set_sequences(
     snapshot: &Snapshot,
     target: &Client,
     spec: &CloneSpec,

@@ -5,6 +5,7 @@ pub mod clone;
 pub mod cluster;
 pub mod connect;
 pub mod copy;
+pub mod in_place;
 pub mod schema;
 pub mod snapshot;
 pub mod swap;

@@ -83,7 +83,8 @@ fn key_values(dsn: &str) -> Vec<(String, String)> {
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded; anything else (a lone `%`) kept as it is.
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

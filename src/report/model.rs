@@ -59,6 +59,26 @@ pub struct StepReport {
     pub error: Option<String>,
 }
 
+impl StepReport {
+    /// A step that has not started.
+    pub fn pending(id: &str, kind: &str, needs: &[String], on_failure: bool) -> Self {
+        StepReport {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            status: StepStatus::Pending,
+            needs: needs.to_vec(),
+            on_failure,
+            started: None,
+            finished: None,
+            duration_ms: None,
+            summary: None,
+            outputs: Default::default(),
+            details: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {

@@ -27,6 +27,8 @@ pub const DEFAULT_SPLIT_BYTES: u64 = 256 * 1024 * 1024;
 pub enum Strategy {
     /// Load a new database, then swap it in for staging (needs CREATEDB).
     Swap,
+    /// Drop and reload staging's schemas inside one transaction.
+    InPlace,
 }
 
 #[derive(Debug, Clone)]
@@ -55,18 +57,18 @@ impl Params {
             None => Some(Strategy::Swap),
             Some(node) => match cx.string(node, "`strategy`").as_deref() {
                 Some("swap") => Some(Strategy::Swap),
+                Some("in-place") => Some(Strategy::InPlace),
                 Some(other) => {
-                    let problem = Problem::new(
-                        "flightpath::clone::strategy",
-                        format!("unknown strategy `{other}`"),
-                        node.span,
-                        "not a strategy",
+                    cx.push(
+                        Problem::new(
+                            "flightpath::clone::strategy",
+                            format!("unknown strategy `{other}`"),
+                            node.span,
+                            "not a strategy",
+                        )
+                        .suggest(other, ["swap", "in-place"])
+                        .help_if_none("use `swap` (needs CREATEDB on staging) or `in-place`"),
                     );
-                    cx.push(if other == "in-place" {
-                        problem.help("`in-place` is not available in this version; use `swap` (needs CREATEDB on staging)")
-                    } else {
-                        problem.suggest(other, ["swap", "in-place"])
-                    });
                     None
                 }
                 None => None,
@@ -150,7 +152,10 @@ impl Params {
         let maintenance = clone::maintenance_client(&spec, &ctx.cancel).await?;
         let target_version = version(&maintenance, &self.target).await?;
         let staging_db = url::database_of(&spec.target_url).unwrap_or_default();
-        check_privileges(&maintenance, &self.target, &staging_db).await?;
+        let warning = match self.strategy {
+            Strategy::Swap => check_privileges(&maintenance, &self.target, &staging_db).await?,
+            Strategy::InPlace => None,
+        };
 
         let same_major = source_version / 10_000 == target_version / 10_000;
         let rows: Vec<Vec<String>> = tables
@@ -175,11 +180,16 @@ impl Params {
         Ok(StepOutcome::new(summary)
             .detail(Detail::fact("source", format!("{} (PostgreSQL {})", self.source, pretty_version(source_version))))
             .detail(Detail::fact("target", format!("{} (PostgreSQL {})", self.target, pretty_version(target_version))))
-            .detail(Detail::fact(
-                "strategy",
-                format!("swap: load a new database, then rename it to `{staging_db}`; the old one is {aside}"),
-            ))
+            .detail(Detail::fact("strategy", match self.strategy {
+                Strategy::Swap => format!(
+                    "swap: load a new database, then rename it to `{staging_db}`; the old one is {aside}"
+                ),
+                Strategy::InPlace => format!(
+                    "in-place: drop and reload every schema of `{staging_db}` in one transaction (one connection)"
+                ),
+            }))
             .detail(Detail::fact("workers", self.jobs.to_string()))
+            .detail(Detail::fact("warning", warning.unwrap_or_else(|| "none".into())))
             .detail(Detail::fact("pg_dump", format!("{} (major {})", pg_dump.path.display(), pg_dump.major)))
             .detail(Detail::Table {
                 title: "tables".into(),
@@ -193,35 +203,12 @@ impl Params {
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let spec = self.spec(ctx);
         let maintenance_url = url::with_database(&spec.target_url, "postgres");
+        if self.strategy == Strategy::InPlace {
+            return self.run_in_place(spec, ctx).await;
+        }
         let cloned = clone::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
         let total_rows: u64 = cloned.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = cloned.tables.iter().map(|t| t.bytes).sum();
-        let rows: Vec<Vec<String>> = cloned
-            .tables
-            .iter()
-            .map(|t| {
-                let secs = t.duration.as_secs_f64();
-                let rate = if secs > 0.0 {
-                    format!("{:.1}", t.bytes as f64 / secs / 1_048_576.0)
-                } else {
-                    "-".into()
-                };
-                vec![
-                    t.qualified.clone(),
-                    crate::report::thousands(t.rows),
-                    human_bytes(t.bytes),
-                    format!("{secs:.1}s"),
-                    rate,
-                    notes(t),
-                ]
-            })
-            .collect();
-        let phases = cloned
-            .phases
-            .iter()
-            .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ");
         let mut outcome = StepOutcome::new(format!(
             "cloned {} tables ({} rows, {}) from `{}` and swapped them into `{}`",
             cloned.tables.len(),
@@ -241,14 +228,8 @@ impl Params {
             ),
         ))
         .detail(Detail::fact("sequences set", cloned.sequences.to_string()))
-        .detail(Detail::fact("phases", phases))
-        .detail(Detail::Table {
-            title: "tables".into(),
-            columns: ["table", "rows", "bytes", "time", "MB/s", "notes"]
-                .map(String::from)
-                .to_vec(),
-            rows,
-        });
+        .detail(Detail::fact("phases", phases_text(&cloned.phases)))
+        .detail(tables_detail(&cloned.tables));
         if !cloned.same_locale {
             outcome = outcome.detail(Detail::fact(
                 "locale",
@@ -262,6 +243,74 @@ impl Params {
             keep_old: self.keep_old,
         });
         Ok(outcome)
+    }
+}
+
+impl Params {
+    async fn run_in_place(&self, spec: CloneSpec, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+        let reloaded =
+            crate::pg::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
+        let total_rows: u64 = reloaded.tables.iter().map(|t| t.rows).sum();
+        let total_bytes: u64 = reloaded.tables.iter().map(|t| t.bytes).sum();
+        Ok(StepOutcome::new(format!(
+            "reloaded `{}` in place from `{}`: {} tables ({} rows, {})",
+            self.target,
+            self.source,
+            reloaded.tables.len(),
+            crate::report::thousands(total_rows),
+            human_bytes(total_bytes)
+        ))
+        .output("tables", reloaded.tables.len())
+        .output("rows", total_rows)
+        .output("bytes", total_bytes)
+        .detail(Detail::fact(
+            "replaced schemas",
+            reloaded.dropped_schemas.join(", "),
+        ))
+        .detail(Detail::fact(
+            "sequences set",
+            reloaded.sequences.to_string(),
+        ))
+        .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
+        .detail(tables_detail(&reloaded.tables)))
+    }
+}
+
+fn phases_text(phases: &[(&str, std::time::Duration)]) -> String {
+    phases
+        .iter()
+        .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Per table: rows, bytes, time, throughput and how it travelled.
+fn tables_detail(tables: &[clone::TableCopied]) -> Detail {
+    let rows = tables
+        .iter()
+        .map(|t| {
+            let secs = t.duration.as_secs_f64();
+            let rate = if secs > 0.0 {
+                format!("{:.1}", t.bytes as f64 / secs / 1_048_576.0)
+            } else {
+                "-".into()
+            };
+            vec![
+                t.qualified.clone(),
+                crate::report::thousands(t.rows),
+                human_bytes(t.bytes),
+                format!("{secs:.1}s"),
+                rate,
+                notes(t),
+            ]
+        })
+        .collect();
+    Detail::Table {
+        title: "tables".into(),
+        columns: ["table", "rows", "bytes", "time", "MB/s", "notes"]
+            .map(String::from)
+            .to_vec(),
+        rows,
     }
 }
 
@@ -301,12 +350,13 @@ fn pretty_version(num: u32) -> String {
     format!("{}.{}", num / 10_000, num % 10_000)
 }
 
-/// Refuses early, with the fix, when the staging role cannot do a swap.
+/// Refuses early, with the fix, when the staging role cannot do a swap;
+/// returns a warning when the swap may fail on other roles' sessions.
 async fn check_privileges(
     maintenance: &Client,
     target: &str,
     database: &str,
-) -> Result<(), StepError> {
+) -> Result<Option<String>, StepError> {
     let row = maintenance
         .query_one(
             "SELECT r.rolsuper, r.rolcreatedb, \
@@ -336,30 +386,18 @@ async fn check_privileges(
             "role `{role}` does not own database `{database}`, so it cannot rename it: `ALTER DATABASE {database} OWNER TO {role}`"
         ));
     }
-    if !superuser && !signal {
-        missing.push(format!(
-            "role `{role}` may not end other roles' sessions on `{database}`: `GRANT pg_signal_backend TO {role}` (sessions of `{role}` itself can still be ended)"
-        ));
+    if !missing.is_empty() {
+        return Err(StepError::failed(format!(
+            "target `{target}`: `strategy: swap` needs more privileges: {}; or use `strategy: in-place`",
+            missing.join("; ")
+        )));
     }
     // Ending other roles' sessions is only a warning: many setups use one role.
-    let blocking: Vec<&String> = missing
-        .iter()
-        .filter(|m| !m.contains("pg_signal_backend"))
-        .collect();
-    if !blocking.is_empty() {
-        return Err(StepError::Failed {
-            message: format!(
-                "target `{target}`: `strategy: swap` needs more privileges: {}",
-                blocking
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            details: Vec::new(),
-        });
-    }
-    Ok(())
+    Ok((!superuser && !signal).then(|| {
+        format!(
+            "role `{role}` may not end other roles' sessions on `{database}`; if another role is connected at the swap, it fails: `GRANT pg_signal_backend TO {role}`"
+        )
+    }))
 }
 
 fn table_plan_row(

@@ -41,6 +41,15 @@ impl Problem {
         self
     }
 
+    /// Sets the help line unless one is already set.
+    pub fn help_if_none(self, help: impl Into<String>) -> Self {
+        if self.help.is_some() {
+            self
+        } else {
+            self.help(help)
+        }
+    }
+
     /// Adds "did you mean `x`?" when one of `candidates` is close to `name`.
     pub fn suggest<'a>(self, name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Self {
         match did_you_mean(name, candidates) {

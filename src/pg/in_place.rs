@@ -1,0 +1,179 @@
+//! `strategy: in-place`, for providers where the staging role cannot create
+//! databases: staging's own schemas are dropped and reloaded inside one
+//! transaction on one connection. Other sessions keep seeing the old data
+//! until the commit (they wait on the tables' locks meanwhile); a failure
+//! rolls everything back, so staging is never half-loaded. Slower than the
+//! swap — one connection loads every table in turn — and nothing to undo
+//! afterwards: a later failure needs a backup to go back.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::pg::catalog;
+use crate::pg::clone::{self, CloneSpec, Source, TableCopied};
+use crate::pg::connect::{connect, describe};
+use crate::pg::schema::{self, Section};
+use crate::progress::{Progress, Unit};
+use crate::steps::StepError;
+
+/// What an in-place reload did.
+#[derive(Debug, Clone)]
+pub struct Reloaded {
+    pub tables: Vec<TableCopied>,
+    pub sequences: usize,
+    /// The schemas dropped before the reload.
+    pub dropped_schemas: Vec<String>,
+    pub phases: Vec<(&'static str, Duration)>,
+}
+
+fn pg_err(target: &str, what: &str) -> impl FnOnce(tokio_postgres::Error) -> StepError {
+    let target = target.to_string();
+    let what = what.to_string();
+    move |e| StepError::Postgres {
+        target,
+        message: format!("{what}: {}", describe(&e, None)),
+    }
+}
+
+pub async fn run(
+    spec: CloneSpec,
+    progress: &Progress,
+    step_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Reloaded, StepError> {
+    let mut phases = Vec::new();
+    let began = Instant::now();
+    let Source {
+        snapshot,
+        major: source_major,
+        tables,
+        pg_dump,
+    } = Source::open(&spec, cancel).await?;
+    let pre = schema::dump_section(
+        &pg_dump,
+        &spec.source_url,
+        Section::PreData,
+        Some(&snapshot.id),
+    )
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let post = schema::dump_section(
+        &pg_dump,
+        &spec.source_url,
+        Section::PostData,
+        Some(&snapshot.id),
+    )
+    .await
+    .map_err(|e| StepError::failed(e.to_string()))?;
+    let post = schema::split_post_data(&post);
+
+    let target = connect(&spec.target_name, &spec.target_url, cancel).await?;
+    let target_major = clone::server_major(&target, &spec.target_name).await?;
+    // Dropping the connection without COMMIT rolls all of this back.
+    target
+        .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0; BEGIN")
+        .await
+        .map_err(pg_err(&spec.target_name, "starting the reload transaction"))?;
+    let dropped_schemas = drop_user_schemas(&target, &spec.target_name).await?;
+    schema::apply(&target, &pre)
+        .await
+        .map_err(|e| StepError::failed(format!("applying the schema (pre-data): {e}")))?;
+    phases.push(("schema", began.elapsed()));
+
+    let copy_began = Instant::now();
+    let total: u64 = tables.iter().map(|t| t.bytes.max(0) as u64).sum();
+    let overall = progress.bar(step_id, "reloading", Some(total), Unit::Bytes);
+    let mut copied = Vec::with_capacity(tables.len());
+    for table in &tables {
+        let format = clone::format_for(table, source_major == target_major);
+        let started = Instant::now();
+        let result = clone::copy_table(
+            &spec,
+            table,
+            format,
+            None,
+            clone::Freeze::InTransaction,
+            &snapshot.client,
+            &target,
+            progress,
+            step_id,
+            &overall,
+        )
+        .await?;
+        copied.push(TableCopied {
+            qualified: table.qualified.clone(),
+            rows: result.rows,
+            bytes: result.bytes,
+            duration: started.elapsed(),
+            ranges: 1,
+            format,
+            transformed: spec.transforms.as_ref().is_some_and(|f| f(table).is_some()),
+            truncated: spec.rules.get(&table.qualified).is_some_and(|r| r.truncate),
+        });
+    }
+    overall.finish();
+    phases.push(("copy", copy_began.elapsed()));
+
+    let rest_began = Instant::now();
+    for entry in &post.entries {
+        schema::apply(&target, &format!("{}\n{}", post.preamble, entry.sql))
+            .await
+            .map_err(|e| StepError::failed(format!("building `{}`: {e}", entry.name)))?;
+    }
+    let sequences = clone::set_sequences(&snapshot, &target, &spec).await?;
+    target
+        .batch_execute("COMMIT")
+        .await
+        .map_err(pg_err(&spec.target_name, "committing the reload"))?;
+    phases.push(("indexes, constraints, sequences", rest_began.elapsed()));
+    Ok(Reloaded {
+        tables: copied,
+        sequences,
+        dropped_schemas,
+        phases,
+    })
+}
+
+/// Drops every schema but the system's, then recreates an empty `public`.
+async fn drop_user_schemas(
+    target: &tokio_postgres::Client,
+    name: &str,
+) -> Result<Vec<String>, StepError> {
+    let rows = target
+        .query(
+            "SELECT nspname::text FROM pg_namespace \
+             WHERE nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%' \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg_err(name, "listing schemas"))?;
+    let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for schema in &schemas {
+        target
+            .batch_execute(&format!(
+                "DROP SCHEMA {} CASCADE",
+                catalog::quote_ident(schema)
+            ))
+            .await
+            .map_err(pg_err(name, &format!("dropping schema {schema}")))?;
+    }
+    // pg_dump leaves `public` out when it is as initdb made it, so put it
+    // back exactly so: owner, comment and privileges of this server version.
+    let major = clone::server_major(target, name).await?;
+    let public = if major >= 15 {
+        "CREATE SCHEMA public AUTHORIZATION pg_database_owner; \
+         GRANT USAGE ON SCHEMA public TO PUBLIC"
+    } else {
+        "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO PUBLIC"
+    };
+    target
+        .batch_execute(&format!(
+            "{public}; COMMENT ON SCHEMA public IS 'standard public schema'"
+        ))
+        .await
+        .map_err(pg_err(name, "recreating schema public"))?;
+    Ok(schemas)
+}
