@@ -64,7 +64,21 @@ impl Scheduler<'_> {
             if running.is_empty() {
                 break;
             }
+            // Biased: once Ctrl-C is in, it wins over steps that finish
+            // because of it (their tokens are children of `interrupt`).
             tokio::select! {
+                biased;
+                () = self.interrupt.cancelled() => {
+                    let names: Vec<&str> = in_flight.values().map(String::as_str).collect();
+                    state.announce(&format!(
+                        "interrupted: cancelling {} (waiting up to {}s)",
+                        if names.is_empty() { "nothing".to_string() } else { names.join(", ") },
+                        self.grace.as_secs()
+                    ));
+                    let abandoned = self.drain(state, &mut running, &mut in_flight).await;
+                    self.mark_not_started(state);
+                    return GroupEnd::Cancelled { abandoned };
+                }
                 joined = running.join_next() => {
                     let Some(joined) = joined else { break };
                     let (index, started, began, result) = match joined {
@@ -77,18 +91,6 @@ impl Scheduler<'_> {
                         refused |= matches!(err, StepError::Refused(_));
                     }
                     state.finish_step(&self.steps[index], started, began.elapsed(), result);
-                }
-                () = self.interrupt.cancelled(), if !cancel.is_cancelled() => {
-                    cancel.cancel();
-                    let names: Vec<&str> = in_flight.values().map(String::as_str).collect();
-                    state.announce(&format!(
-                        "interrupted: cancelling {} (waiting up to {}s)",
-                        if names.is_empty() { "nothing".to_string() } else { names.join(", ") },
-                        self.grace.as_secs()
-                    ));
-                    let abandoned = self.drain(state, &mut running, &mut in_flight).await;
-                    self.mark_not_started(state);
-                    return GroupEnd::Cancelled { abandoned };
                 }
             }
         }
@@ -194,8 +196,9 @@ pub async fn or_interrupt<T>(
     future: impl Future<Output = T>,
 ) -> Option<T> {
     tokio::select! {
-        value = future => Some(value),
+        biased;
         () = interrupt.cancelled() => None,
+        value = future => Some(value),
     }
 }
 
