@@ -538,7 +538,17 @@ fn in_place_reloads_staging_in_one_transaction() {
             "reset",
             &clone_workflow(&prod.url, &staging, ", strategy: in-place"),
         )
-        .args(["run", "reset", "--yes", "--json"]);
+        .args(["plan", "reset", "--json"]);
+    let planned = test.run();
+    assert_eq!(planned.code, 0, "stderr:\n{}", planned.stderr);
+    assert!(
+        planned
+            .stdout
+            .contains("in-place: drop and reload every schema"),
+        "{}",
+        planned.stdout
+    );
+    let test = test.args(["run", "reset", "--yes", "--json"]);
     let out = test.run();
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     assert_eq!(schema_of(&staging), schema_of(&prod.url));

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use crate::pg::catalog::{self, Table};
 use crate::pg::clone::{self, CloneSpec, Format};
-use crate::pg::connect::describe;
+use crate::pg::connect::{connect, describe};
 use crate::pg::snapshot::read_only_session;
 use crate::pg::url;
 use crate::report::model::Detail;
@@ -149,12 +149,19 @@ impl Params {
             .map_err(|e| pg_error(&self.source, "listing tables", &e))?;
         let pg_dump = crate::pg::schema::find_pg_dump(source_version / 10_000)
             .map_err(|e| StepError::failed(e.to_string()))?;
-        let maintenance = clone::maintenance_client(&spec, &ctx.cancel).await?;
-        let target_version = version(&maintenance, &self.target).await?;
         let staging_db = url::database_of(&spec.target_url).unwrap_or_default();
-        let warning = match self.strategy {
-            Strategy::Swap => check_privileges(&maintenance, &self.target, &staging_db).await?,
-            Strategy::InPlace => None,
+        // In place needs nothing but staging itself (managed providers often
+        // refuse connections to their other databases).
+        let (target_version, warning) = match self.strategy {
+            Strategy::Swap => {
+                let maintenance = clone::maintenance_client(&spec, &ctx.cancel).await?;
+                let warning = check_privileges(&maintenance, &self.target, &staging_db).await?;
+                (version(&maintenance, &self.target).await?, warning)
+            }
+            Strategy::InPlace => {
+                let staging = connect(&self.target, &spec.target_url, &ctx.cancel).await?;
+                (version(&staging, &self.target).await?, None)
+            }
         };
 
         let same_major = source_version / 10_000 == target_version / 10_000;
