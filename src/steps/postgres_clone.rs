@@ -184,7 +184,7 @@ impl Params {
             self.source,
             self.target,
         );
-        Ok(StepOutcome::new(summary)
+        let mut outcome = StepOutcome::new(summary)
             .detail(Detail::fact("source", format!("{} (PostgreSQL {})", self.source, pretty_version(source_version))))
             .detail(Detail::fact("target", format!("{} (PostgreSQL {})", self.target, pretty_version(target_version))))
             .detail(Detail::fact("strategy", match self.strategy {
@@ -196,7 +196,6 @@ impl Params {
                 ),
             }))
             .detail(Detail::fact("workers", self.jobs.to_string()))
-            .detail(Detail::fact("warning", warning.unwrap_or_else(|| "none".into())))
             .detail(Detail::fact("pg_dump", format!("{} (major {})", pg_dump.path.display(), pg_dump.major)))
             .detail(Detail::Table {
                 title: "tables".into(),
@@ -204,7 +203,11 @@ impl Params {
                     .map(String::from)
                     .to_vec(),
                 rows,
-            }))
+            });
+        if let Some(warning) = warning {
+            outcome = outcome.detail(Detail::fact("warning", warning));
+        }
+        Ok(outcome)
     }
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
