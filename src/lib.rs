@@ -1,5 +1,6 @@
 //! flightpath: reset a staging environment from production, safely.
 
+pub mod anonymize;
 pub mod cli;
 pub mod engine;
 pub mod pg;

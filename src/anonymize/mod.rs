@@ -1,0 +1,6 @@
+//! In-flight anonymization: rules applied to rows while they stream from the
+//! source's `COPY TO` into staging's `COPY FROM`, so personal data is never
+//! written to staging.
+
+pub mod fakes;
+pub mod keyed;
