@@ -2,6 +2,7 @@
 
 mod support;
 
+mod anonymize_codec;
 mod clone;
 mod cluster;
 mod engine;

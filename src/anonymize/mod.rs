@@ -2,5 +2,6 @@
 //! source's `COPY TO` into staging's `COPY FROM`, so personal data is never
 //! written to staging.
 
+pub mod codec;
 pub mod fakes;
 pub mod keyed;
