@@ -348,25 +348,29 @@ impl StepCtx {
     /// written as JSON (lists become `a,b,c`).
     pub fn render(&self, template: &Template) -> Result<String, StepError> {
         template
-            .render(|step, output| {
-                let value = self.outputs.get(step)?.get(output)?;
-                Some(match value {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Array(items) => items
-                        .iter()
-                        .map(|v| match v {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    other => other.to_string(),
-                })
-            })
+            .render(|step, output| self.output_text(step, output))
             .map_err(|r| StepError::MissingOutput {
                 step: r.step,
                 output: r.output,
             })
+    }
+
+    /// An earlier step's output as text: strings as they are, lists as
+    /// `a,b,c`, anything else as JSON.
+    pub fn output_text(&self, step: &str, output: &str) -> Option<String> {
+        let value = self.outputs.get(step)?.get(output)?;
+        Some(match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        })
     }
 
     /// A template for display in a plan: rendered when its references are

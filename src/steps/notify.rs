@@ -102,7 +102,7 @@ impl Params {
         // Output values are escaped so that braces in them stay text.
         let rendered = self
             .message
-            .render(|step, output| match output_text(ctx, step, output) {
+            .render(|step, output| match ctx.output_text(step, output) {
                 Some(value) => Some(escape_braces(&value)),
                 None if preview => Some(escape_braces(&format!("${{steps.{step}.{output}}}"))),
                 None => None,
@@ -116,22 +116,6 @@ impl Params {
     }
 }
 
-/// An output as text, written the way [`StepCtx::render`] writes it.
-fn output_text(ctx: &StepCtx, step: &str, output: &str) -> Option<String> {
-    let value = ctx.outputs.get(step)?.get(output)?;
-    Some(match value {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    })
-}
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
