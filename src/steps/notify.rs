@@ -116,7 +116,6 @@ impl Params {
     }
 }
 
-
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
 enum Destination {
