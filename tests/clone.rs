@@ -15,7 +15,7 @@ use flightpath::progress::{Mode, Progress};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::cli::Test;
+use crate::support::cli::{Output, Test};
 use crate::support::pg::{TestDb, fresh_db_sync};
 
 /// The staging server: a second cluster, started once.
@@ -90,6 +90,26 @@ fn kill_copy_when_running(prod_url: &str, table: &str) -> std::thread::JoinHandl
             false
         })
     })
+}
+
+/// Clones a production whose `event_log` is big enough that its COPY is
+/// still running when the source session is killed; asserts the run failed
+/// (exit code 1) and returns staging's URL and the run's output.
+fn clone_killed_mid_copy(staging_name: &str, extra: &str) -> (String, Output) {
+    let prod = seed_prod();
+    execute(
+        &prod.url,
+        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
+    );
+    let staging = seed_staging(staging_name);
+    let killer = kill_copy_when_running(&prod.url, "event_log");
+    let test = Test::new()
+        .workflow("reset", &clone_workflow(&prod.url, &staging, extra))
+        .args(["run", "reset", "--yes", "--json"]);
+    let out = test.run();
+    assert!(killer.join().unwrap(), "the COPY was never seen running");
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    (staging, out)
 }
 
 /// A production schema with every feature the clone must carry.
@@ -395,23 +415,7 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
 
 #[test]
 fn a_failure_mid_copy_leaves_staging_untouched_and_the_new_database_gone() {
-    let prod = seed_prod();
-    // Enough rows that the copy is still running when the source session dies.
-    execute(
-        &prod.url,
-        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
-    );
-    let staging = seed_staging("clone_failure");
-    let killer = kill_copy_when_running(&prod.url, "event_log");
-    let test = Test::new()
-        .workflow(
-            "reset",
-            &clone_workflow(&prod.url, &staging, ", split_bytes: 0"),
-        )
-        .args(["run", "reset", "--yes", "--json"]);
-    let out = test.run();
-    assert!(killer.join().unwrap(), "the COPY was never seen running");
-    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    let (staging, out) = clone_killed_mid_copy("clone_failure", ", split_bytes: 0");
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let step = &report["steps"][0];
     assert_eq!(step["status"], "failed");
@@ -567,22 +571,7 @@ fn in_place_reloads_staging_in_one_transaction() {
 
 #[test]
 fn in_place_failure_rolls_back_to_the_old_staging() {
-    let prod = seed_prod();
-    execute(
-        &prod.url,
-        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
-    );
-    let staging = seed_staging("clone_in_place_failure");
-    let killer = kill_copy_when_running(&prod.url, "event_log");
-    let test = Test::new()
-        .workflow(
-            "reset",
-            &clone_workflow(&prod.url, &staging, ", strategy: in-place"),
-        )
-        .args(["run", "reset", "--yes"]);
-    let out = test.run();
-    assert!(killer.join().unwrap(), "the COPY was never seen running");
-    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    let (staging, _) = clone_killed_mid_copy("clone_in_place_failure", ", strategy: in-place");
     assert_eq!(
         query_strings(&staging, "SELECT note FROM old_staging_marker"),
         ["still here"]

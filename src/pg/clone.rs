@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::pg::catalog::{self, Table};
-use crate::pg::connect::{connect, describe};
+use crate::pg::connect::{connect, describe, sql_error};
 use crate::pg::copy::{self, RowTransform};
 use crate::pg::schema::{self, Entry, EntryKind, Section};
 use crate::pg::snapshot::Snapshot;
@@ -280,18 +280,6 @@ struct Job {
     overall: crate::progress::Bar,
 }
 
-fn pg_err(
-    target: &str,
-    what: impl std::fmt::Display,
-) -> impl FnOnce(tokio_postgres::Error) -> StepError {
-    let target = target.to_string();
-    let what = what.to_string();
-    move |e| StepError::Postgres {
-        target,
-        message: format!("{what}: {}", describe(&e, None)),
-    }
-}
-
 /// The format a table must travel in.
 pub fn format_for(table: &Table, same_major: bool) -> Format {
     if same_major && table.binary_ok {
@@ -342,7 +330,7 @@ impl Source {
         let major = server_major(&snapshot.client, &spec.source_name).await?;
         let tables = catalog::tables(&snapshot.client)
             .await
-            .map_err(pg_err(&spec.source_name, "listing tables"))?;
+            .map_err(sql_error(&spec.source_name, "listing tables"))?;
         let pg_dump = schema::find_pg_dump(major).map_err(|e| StepError::failed(e.to_string()))?;
         Ok(Source {
             snapshot,
@@ -353,11 +341,29 @@ impl Source {
     }
 }
 
+/// pg_dump's pre-data and post-data sections, in the snapshot.
+pub(crate) async fn dump_schema(
+    pg_dump: &schema::PgDump,
+    snapshot: &Snapshot,
+    spec: &CloneSpec,
+) -> Result<(String, String), StepError> {
+    let mut sections = Vec::with_capacity(2);
+    for section in [Section::PreData, Section::PostData] {
+        let sql = schema::dump_section(pg_dump, &spec.source_url, section, Some(&snapshot.id))
+            .await
+            .map_err(|e| StepError::failed(e.to_string()))?;
+        sections.push(sql);
+    }
+    let post = sections.pop().unwrap_or_default();
+    let pre = sections.pop().unwrap_or_default();
+    Ok((pre, post))
+}
+
 /// The server's major version (15 for 15.4).
 pub(crate) async fn server_major(client: &Client, target: &str) -> Result<u32, StepError> {
     let num = catalog::server_version_num(client)
         .await
-        .map_err(pg_err(target, "reading the server version"))?;
+        .map_err(sql_error(target, "reading the server version"))?;
     Ok((num / 10_000) as u32)
 }
 
@@ -382,7 +388,7 @@ pub async fn run(
 
     let staging_db = url::database_of(&spec.target_url).ok_or_else(|| {
         StepError::failed(format!(
-            "target `{}`: the connection URL names no database",
+            "target `{}`: the connection URL names no database; end it with the database to replace, e.g. postgres://user@host/staging",
             spec.target_name
         ))
     })?;
@@ -467,22 +473,7 @@ async fn load(
     phases: &mut Vec<(&'static str, Duration)>,
 ) -> Result<(Vec<TableCopied>, usize), StepError> {
     let schema_began = Instant::now();
-    let pre = schema::dump_section(
-        pg_dump,
-        &spec.source_url,
-        Section::PreData,
-        Some(&snapshot.id),
-    )
-    .await
-    .map_err(|e| StepError::failed(e.to_string()))?;
-    let post = schema::dump_section(
-        pg_dump,
-        &spec.source_url,
-        Section::PostData,
-        Some(&snapshot.id),
-    )
-    .await
-    .map_err(|e| StepError::failed(e.to_string()))?;
+    let (pre, post) = dump_schema(pg_dump, snapshot, spec).await?;
     let admin = connect(&spec.target_name, new_url, cancel).await?;
     schema::apply(&admin, &pre)
         .await
@@ -708,7 +699,7 @@ async fn prepare_target_session(target: &Client, name: &str) -> Result<(), StepE
              WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < 256 * 1024 * 1024",
         )
         .await
-        .map_err(pg_err(name, "setting up the session"))
+        .map_err(sql_error(name, "setting up the session"))
 }
 
 async fn worker(
@@ -930,7 +921,7 @@ pub(crate) async fn set_sequences(
 ) -> Result<usize, StepError> {
     let sequences = catalog::sequences(&snapshot.client)
         .await
-        .map_err(pg_err(&spec.source_name, "reading sequences"))?;
+        .map_err(sql_error(&spec.source_name, "reading sequences"))?;
     for sequence in &sequences {
         target
             .execute(
@@ -942,7 +933,7 @@ pub(crate) async fn set_sequences(
                 ],
             )
             .await
-            .map_err(pg_err(
+            .map_err(sql_error(
                 &spec.target_name,
                 format!("setting sequence {}", sequence.qualified),
             ))?;

@@ -170,6 +170,20 @@ fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
     None
 }
 
+/// For `map_err`: a database error on the target named `target` while doing
+/// `what`, with the server's own text.
+pub fn sql_error(
+    target: &str,
+    what: impl std::fmt::Display,
+) -> impl FnOnce(tokio_postgres::Error) -> StepError {
+    let target = target.to_string();
+    let what = what.to_string();
+    move |e| StepError::Postgres {
+        target,
+        message: format!("{what}: {}", describe(&e, None)),
+    }
+}
+
 /// A database error as the server reported it — `ERROR: message (SQLSTATE
 /// code)`, with position in `sql` when known, detail and hint — or, for
 /// any other error, its innermost cause ("connection refused").
@@ -196,31 +210,8 @@ pub fn describe(err: &tokio_postgres::Error, sql: Option<&str>) -> String {
     out
 }
 
-/// The innermost error in the chain, e.g. "connection refused" rather than
-/// "error connecting to server"; without the "(os error N)" suffix.
 fn cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = err;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    let text = inner.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
-    };
-    lowercase_first(&text)
-}
-
-/// "Connection refused" → "connection refused"; "SSL …" stays.
-fn lowercase_first(text: &str) -> String {
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => first
-            .to_lowercase()
-            .chain(text[first.len_utf8()..].chars())
-            .collect(),
-        _ => text.to_string(),
-    }
+    crate::steps::innermost_cause(err)
 }
 
 /// 1-based line and column of the 1-based character position `at`.
@@ -278,8 +269,11 @@ mod tests {
 
     #[test]
     fn causes_read_as_sentences() {
-        assert_eq!(lowercase_first("Connection refused"), "connection refused");
-        assert_eq!(lowercase_first("SSL required"), "SSL required");
+        assert_eq!(
+            crate::steps::as_phrase("Connection refused"),
+            "connection refused"
+        );
+        assert_eq!(crate::steps::as_phrase("SSL required"), "SSL required");
     }
 
     #[tokio::test]

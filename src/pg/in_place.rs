@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pg::catalog;
 use crate::pg::clone::{self, CloneSpec, Source, TableCopied};
-use crate::pg::connect::{connect, describe};
-use crate::pg::schema::{self, Section};
+use crate::pg::connect::{connect, sql_error};
+use crate::pg::schema;
 use crate::progress::{Progress, Unit};
 use crate::steps::StepError;
 
@@ -25,15 +25,6 @@ pub struct Reloaded {
     /// The schemas dropped before the reload.
     pub dropped_schemas: Vec<String>,
     pub phases: Vec<(&'static str, Duration)>,
-}
-
-fn pg_err(target: &str, what: &str) -> impl FnOnce(tokio_postgres::Error) -> StepError {
-    let target = target.to_string();
-    let what = what.to_string();
-    move |e| StepError::Postgres {
-        target,
-        message: format!("{what}: {}", describe(&e, None)),
-    }
 }
 
 pub async fn run(
@@ -50,22 +41,7 @@ pub async fn run(
         tables,
         pg_dump,
     } = Source::open(&spec, cancel).await?;
-    let pre = schema::dump_section(
-        &pg_dump,
-        &spec.source_url,
-        Section::PreData,
-        Some(&snapshot.id),
-    )
-    .await
-    .map_err(|e| StepError::failed(e.to_string()))?;
-    let post = schema::dump_section(
-        &pg_dump,
-        &spec.source_url,
-        Section::PostData,
-        Some(&snapshot.id),
-    )
-    .await
-    .map_err(|e| StepError::failed(e.to_string()))?;
+    let (pre, post) = clone::dump_schema(&pg_dump, &snapshot, &spec).await?;
     let post = schema::split_post_data(&post);
 
     let target = connect(&spec.target_name, &spec.target_url, cancel).await?;
@@ -74,7 +50,10 @@ pub async fn run(
     target
         .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0; BEGIN")
         .await
-        .map_err(pg_err(&spec.target_name, "starting the reload transaction"))?;
+        .map_err(sql_error(
+            &spec.target_name,
+            "starting the reload transaction",
+        ))?;
     let dropped_schemas = drop_user_schemas(&target, &spec.target_name).await?;
     schema::apply(&target, &pre)
         .await
@@ -125,7 +104,7 @@ pub async fn run(
     target
         .batch_execute("COMMIT")
         .await
-        .map_err(pg_err(&spec.target_name, "committing the reload"))?;
+        .map_err(sql_error(&spec.target_name, "committing the reload"))?;
     phases.push(("indexes, constraints, sequences", rest_began.elapsed()));
     Ok(Reloaded {
         tables: copied,
@@ -149,7 +128,7 @@ async fn drop_user_schemas(
             &[],
         )
         .await
-        .map_err(pg_err(name, "listing schemas"))?;
+        .map_err(sql_error(name, "listing schemas"))?;
     let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     for schema in &schemas {
         target
@@ -158,7 +137,7 @@ async fn drop_user_schemas(
                 catalog::quote_ident(schema)
             ))
             .await
-            .map_err(pg_err(name, &format!("dropping schema {schema}")))?;
+            .map_err(sql_error(name, &format!("dropping schema {schema}")))?;
     }
     // pg_dump leaves `public` out when it is as initdb made it, so put it
     // back exactly so: owner, comment and privileges of this server version.
@@ -174,6 +153,6 @@ async fn drop_user_schemas(
             "{public}; COMMENT ON SCHEMA public IS 'standard public schema'"
         ))
         .await
-        .map_err(pg_err(name, "recreating schema public"))?;
+        .map_err(sql_error(name, "recreating schema public"))?;
     Ok(schemas)
 }

@@ -7,7 +7,7 @@
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::pg::connect::{connect, describe};
+use crate::pg::connect::{connect, sql_error};
 use crate::steps::StepError;
 
 /// Session settings for every source connection.
@@ -22,15 +22,6 @@ const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 pub struct Snapshot {
     pub client: Client,
     pub id: String,
-}
-
-fn sql_error(target: &str, what: &str) -> impl FnOnce(tokio_postgres::Error) -> StepError {
-    let target = target.to_string();
-    let what = what.to_string();
-    move |e| StepError::Postgres {
-        target,
-        message: format!("{what}: {}", describe(&e, None)),
-    }
 }
 
 /// Opens a read-only session on the source.

@@ -281,33 +281,14 @@ pub(crate) fn request_error(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
         return format!("timed out after {}", format_duration(timeout));
     }
-    let Some(mut inner) = std::error::Error::source(err) else {
+    let Some(inner) = std::error::Error::source(err) else {
         let text = err.to_string();
         return match err.url() {
             Some(url) => text.replace(url.as_str(), "<url>"),
             None => text,
         };
     };
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    as_phrase(&inner.to_string())
-}
-
-/// "Connection refused (os error 111)" → "connection refused".
-fn as_phrase(text: &str) -> String {
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => first
-            .to_lowercase()
-            .chain(text[first.len_utf8()..].chars())
-            .collect(),
-        _ => text.to_string(),
-    }
+    super::innermost_cause(inner)
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -342,10 +323,13 @@ mod tests {
     #[test]
     fn causes_read_as_phrases() {
         assert_eq!(
-            as_phrase("Connection refused (os error 111)"),
+            super::super::as_phrase("Connection refused (os error 111)"),
             "connection refused"
         );
-        assert_eq!(as_phrase("TLS handshake failed"), "TLS handshake failed");
+        assert_eq!(
+            super::super::as_phrase("TLS handshake failed"),
+            "TLS handshake failed"
+        );
     }
 
     #[test]

@@ -395,3 +395,30 @@ impl StepCtx {
             .unwrap_or_else(|| panic!("target `{target}` was validated to have `postgres:`"))
     }
 }
+
+/// The innermost error of a chain as a phrase: "connection refused" rather
+/// than "error connecting to server: Connection refused (os error 111)".
+pub fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = err;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    as_phrase(&inner.to_string())
+}
+
+/// "Connection refused (os error 111)" → "connection refused"; "SSL …" and
+/// other words in capitals stay as they are.
+pub fn as_phrase(text: &str) -> String {
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_string(),
+    }
+}

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 
 use crate::pg::catalog::{self, Table};
 use crate::pg::clone::{self, CloneSpec, Format};
-use crate::pg::connect::{connect, describe};
+use crate::pg::connect::{connect, sql_error};
 use crate::pg::snapshot::read_only_session;
 use crate::pg::url;
 use crate::report::model::Detail;
@@ -146,7 +146,7 @@ impl Params {
         let source_version = version(&source, &self.source).await?;
         let tables = catalog::tables(&source)
             .await
-            .map_err(|e| pg_error(&self.source, "listing tables", &e))?;
+            .map_err(sql_error(&self.source, "listing tables"))?;
         let pg_dump = crate::pg::schema::find_pg_dump(source_version / 10_000)
             .map_err(|e| StepError::failed(e.to_string()))?;
         let staging_db = url::database_of(&spec.target_url).unwrap_or_default();
@@ -342,18 +342,11 @@ fn run_suffix(run_id: &str) -> String {
     cleaned[tail..].to_string()
 }
 
-fn pg_error(target: &str, what: &str, e: &tokio_postgres::Error) -> StepError {
-    StepError::Postgres {
-        target: target.to_string(),
-        message: format!("{what}: {}", describe(e, None)),
-    }
-}
-
 async fn version(client: &Client, target: &str) -> Result<u32, StepError> {
     catalog::server_version_num(client)
         .await
         .map(|v| v as u32)
-        .map_err(|e| pg_error(target, "reading the server version", &e))
+        .map_err(sql_error(target, "reading the server version"))
 }
 
 fn pretty_version(num: u32) -> String {
@@ -377,7 +370,7 @@ async fn check_privileges(
             &[&database],
         )
         .await
-        .map_err(|e| pg_error(target, "checking privileges", &e))?;
+        .map_err(sql_error(target, "checking privileges"))?;
     let (superuser, createdb, signal, owner, role): (bool, bool, bool, Option<bool>, String) =
         (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
     let Some(owner) = owner else {

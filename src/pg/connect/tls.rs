@@ -56,14 +56,16 @@ pub enum SetupError {
 pub fn connector(settings: &SslSettings) -> Result<MakeRustlsConnect, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algorithms = provider.signature_verification_algorithms;
-    let verifier: Arc<dyn ServerCertVerifier> = match settings.verification() {
-        Verification::None => Arc::new(AnyCertificate { algorithms }),
-        check => Arc::new(CaVerifier {
-            roots: Arc::new(root_store(&settings.roots())?),
-            check_host_name: check == Verification::ChainAndHostName,
-            algorithms,
-        }),
+    let check = settings.verification();
+    let roots = match check {
+        Verification::None => None,
+        _ => Some(Arc::new(root_store(&settings.roots())?)),
     };
+    let verifier: Arc<dyn ServerCertVerifier> = Arc::new(Verifier {
+        roots,
+        check_host_name: check == Verification::ChainAndHostName,
+        algorithms,
+    });
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports TLS 1.2 and 1.3")
@@ -133,71 +135,32 @@ fn read_error(
     }
 }
 
-/// The verifier of `sslmode=require` (and of `prefer`/`allow`) when no
-/// `sslrootcert` is given: **it accepts any certificate**, as libpq does in
-/// these modes. The connection is encrypted against passive eavesdropping,
-/// but nothing proves who is at the other end: anyone able to intercept the
-/// connection can present a certificate of their own. Use `verify-full`
-/// (or give `sslrootcert`) to rule that out.
+/// The server certificate check of every mode.
 ///
-/// The handshake signature is still verified: the peer must hold the private
-/// key of the certificate it sent, so the session keys are bound to that
-/// certificate (which SCRAM channel binding relies on).
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // Deliberately no check at all: see the type's documentation.
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` and `verify-full` (and the weaker modes with `sslrootcert`):
-/// the certificate must chain to one of `roots` and be within its validity
-/// period; with `check_host_name` it must also name the host connected to
-/// (the `host` of the connection string, not `hostaddr`). These are the
-/// checks of rustls' own `WebPkiServerVerifier`, through its public
+/// Without `roots` (`sslmode=require`, `prefer`, `allow` and no
+/// `sslrootcert`) **it accepts any certificate**, as libpq does in these
+/// modes: the connection is encrypted against passive eavesdropping, but
+/// nothing proves who is at the other end. Use `verify-full` (or give
+/// `sslrootcert`) to rule that out.
+///
+/// With `roots` (`verify-ca`, `verify-full`, and the weaker modes with
+/// `sslrootcert`) the certificate must chain to one of them and be within its
+/// validity period; with `check_host_name` it must also name the host
+/// connected to (the `host` of the connection string, not `hostaddr`). These
+/// are the checks of rustls' own `WebPkiServerVerifier`, through its public
 /// functions, with the host name check made optional.
+///
+/// Either way the handshake signature is verified: the peer must hold the
+/// private key of the certificate it sent, so the session keys are bound to
+/// that certificate (which SCRAM channel binding relies on).
 #[derive(Debug)]
-struct CaVerifier {
-    roots: Arc<RootCertStore>,
+struct Verifier {
+    roots: Option<Arc<RootCertStore>>,
     check_host_name: bool,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for CaVerifier {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -206,10 +169,14 @@ impl ServerCertVerifier for CaVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        // No roots: deliberately no check at all (see the type's documentation).
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let cert = ParsedCertificate::try_from(end_entity)?;
         verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.algorithms.all,
