@@ -24,13 +24,13 @@ fn staging_cluster() -> &'static LocalCluster {
     CLUSTER.get_or_init(|| LocalCluster::start("staging").expect("starting the staging cluster"))
 }
 
-fn staging_db(name: &str) -> String {
+pub(crate) fn staging_db(name: &str) -> String {
     let cluster = staging_cluster();
     cluster.create_database(name).unwrap();
     cluster.url(name)
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -38,7 +38,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
         .block_on(future)
 }
 
-async fn client(url: &str) -> Client {
+pub(crate) async fn client(url: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
@@ -46,11 +46,11 @@ async fn client(url: &str) -> Client {
     client
 }
 
-fn execute(url: &str, sql: &str) {
+pub(crate) fn execute(url: &str, sql: &str) {
     block_on(async { client(url).await.batch_execute(sql).await.unwrap() });
 }
 
-fn query_strings(url: &str, sql: &str) -> Vec<String> {
+pub(crate) fn query_strings(url: &str, sql: &str) -> Vec<String> {
     block_on(async {
         client(url)
             .await
@@ -339,32 +339,41 @@ impl RowTransform for Shout {
 fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
     let prod = seed_prod();
     let staging = staging_db("clone_transform");
-    let transforms: flightpath::pg::clone::TransformFactory = Arc::new(|table: &Table| {
-        (table.name == "auth_user").then(|| {
-            let column = table
-                .columns
-                .iter()
-                .position(|c| c.name == "first_name")
-                .unwrap();
-            Box::new(Shout { column }) as Box<dyn RowTransform>
-        })
+    // Rules are bound once the snapshot's tables are known (the transform
+    // needs the column's position).
+    let binder: flightpath::pg::clone::Binder = Arc::new(|tables: &[Table]| {
+        let users = tables.iter().find(|t| t.name == "auth_user").unwrap();
+        let column = users
+            .columns
+            .iter()
+            .position(|c| c.name == "first_name")
+            .unwrap();
+        let shout: flightpath::pg::clone::TransformFactory =
+            Arc::new(move |_format| Box::new(Shout { column }) as Box<dyn RowTransform>);
+        Ok(BTreeMap::from([
+            (
+                users.qualified.clone(),
+                TableRule {
+                    transform: Some(shout),
+                    ..Default::default()
+                },
+            ),
+            (
+                "\"public\".\"event_log\"".to_string(),
+                TableRule {
+                    truncate: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "\"public\".\"Order Items\"".to_string(),
+                TableRule {
+                    where_clause: Some("\"Amount\" > 100".into()),
+                    ..Default::default()
+                },
+            ),
+        ]))
     });
-    let rules = BTreeMap::from([
-        (
-            "\"public\".\"event_log\"".to_string(),
-            TableRule {
-                truncate: true,
-                ..Default::default()
-            },
-        ),
-        (
-            "\"public\".\"Order Items\"".to_string(),
-            TableRule {
-                where_clause: Some("\"Amount\" > 100".into()),
-                ..Default::default()
-            },
-        ),
-    ]);
     let spec = CloneSpec {
         source_name: "prod".into(),
         source_url: prod.url.clone(),
@@ -372,8 +381,8 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
         target_url: staging.clone(),
         jobs: 2,
         split_bytes: 0,
-        rules,
-        transforms: Some(transforms),
+        rules: BTreeMap::new(),
+        binder: Some(binder),
         suffix: "t1".into(),
     };
     let cloned = block_on(flightpath::pg::clone::run(

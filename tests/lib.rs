@@ -2,6 +2,7 @@
 
 mod support;
 
+mod anonymize;
 mod anonymize_codec;
 mod clone;
 mod cluster;

@@ -2,6 +2,14 @@
 //! source's `COPY TO` into staging's `COPY FROM`, so personal data is never
 //! written to staging.
 
+pub mod apply;
+pub mod bind;
 pub mod codec;
+pub mod detect;
 pub mod fakes;
 pub mod keyed;
+pub mod patterns;
+pub mod redact;
+pub mod rewrite;
+pub mod rules;
+pub mod transform;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::progress::Progress;
 use crate::report::model::{Report, RunStatus, SCHEMA_VERSION, StepReport, StepStatus};
 use crate::steps::Interaction;
+use crate::steps::StepError;
 use crate::workflow::model::{Step, Workflow};
 
 use journal::{Entry, Journal, JournalError, RunRecord};
@@ -206,6 +207,7 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
         return match planned {
             PlanEnd::Planned => Exit::Success,
             PlanEnd::Failed => Exit::StepFailed,
+            PlanEnd::Refused(reason) => Exit::Refused(reason),
             PlanEnd::Interrupted => Exit::Cancelled(Vec::new()),
         };
     }
@@ -214,6 +216,10 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
         PlanEnd::Failed => {
             state.announce("planning failed; nothing was changed");
             return Exit::StepFailed;
+        }
+        PlanEnd::Refused(reason) => {
+            state.announce("planning refused; nothing was changed");
+            return Exit::Refused(reason);
         }
         PlanEnd::Interrupted => return Exit::Cancelled(Vec::new()),
     }
@@ -281,6 +287,8 @@ async fn settle(state: &mut RunState, success: bool) {
 enum PlanEnd {
     Planned,
     Failed,
+    /// A plan refused for safety (exit code 3): its reason.
+    Refused(String),
     Interrupted,
 }
 
@@ -292,6 +300,7 @@ async fn plan_steps(
     interrupt: &CancellationToken,
 ) -> PlanEnd {
     let mut failed = false;
+    let mut refused = None;
     let dry_run = state.report.dry_run;
     for step in steps {
         let ctx = state.step_ctx(step, interrupt.child_token());
@@ -301,6 +310,9 @@ async fn plan_steps(
             return PlanEnd::Interrupted;
         };
         failed |= result.is_err();
+        if let Err(StepError::Refused(reason)) = &result {
+            refused.get_or_insert_with(|| reason.clone());
+        }
         if dry_run {
             state.finish_step(step, started, began.elapsed(), result);
         } else {
@@ -308,12 +320,17 @@ async fn plan_steps(
                 Ok(outcome) => state.record_plan(step, outcome),
                 Err(err) => {
                     state.finish_step(step, started, began.elapsed(), Err(err));
-                    return PlanEnd::Failed;
+                    return match refused {
+                        Some(reason) => PlanEnd::Refused(reason),
+                        None => PlanEnd::Failed,
+                    };
                 }
             }
         }
     }
-    if failed {
+    if let Some(reason) = refused {
+        PlanEnd::Refused(reason)
+    } else if failed {
         PlanEnd::Failed
     } else {
         PlanEnd::Planned

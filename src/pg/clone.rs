@@ -33,17 +33,43 @@ use crate::pg::url;
 use crate::progress::{Progress, Unit};
 use crate::steps::StepError;
 
-/// Table-level rules (from anonymizer files, later): filter or empty a table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What happens to one table's rows on the way (from the anonymizer rules).
+#[derive(Clone, Default)]
 pub struct TableRule {
     /// A SQL predicate; only matching rows are copied.
     pub where_clause: Option<String>,
     /// Create the table empty.
     pub truncate: bool,
+    /// By column position: an SQL expression the source computes instead of
+    /// the column (a constant, or a `CASE` keeping `except` rows).
+    pub expressions: BTreeMap<usize, String>,
+    /// SQL expressions read after the columns, for the transform only
+    /// (never written): an `except` predicate, a template's `id::text`.
+    pub extras: Vec<String>,
+    /// Builds the row transform for one COPY of this table.
+    pub transform: Option<TransformFactory>,
 }
 
-/// Builds the row transform for a table, or `None` to forward it untouched.
-pub type TransformFactory = Arc<dyn Fn(&Table) -> Option<Box<dyn RowTransform>> + Send + Sync>;
+impl std::fmt::Debug for TableRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableRule")
+            .field("where_clause", &self.where_clause)
+            .field("truncate", &self.truncate)
+            .field("expressions", &self.expressions)
+            .field("extras", &self.extras)
+            .field("transform", &self.transform.is_some())
+            .finish()
+    }
+}
+
+/// Builds a table's row transform for one COPY in the given format.
+pub type TransformFactory = Arc<dyn Fn(Format) -> Box<dyn RowTransform> + Send + Sync>;
+
+/// Decides the rules once the snapshot's tables are known, before anything
+/// is written; an error stops the clone with staging untouched. Keyed by
+/// `Table::qualified`.
+pub type Binder =
+    Arc<dyn Fn(&[Table]) -> Result<BTreeMap<String, TableRule>, StepError> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct CloneSpec {
@@ -54,28 +80,24 @@ pub struct CloneSpec {
     pub jobs: usize,
     /// Tables larger than this are split into ctid ranges.
     pub split_bytes: u64,
-    /// Keyed by `Table::qualified`.
+    /// Keyed by `Table::qualified`; filled by `binder` when there is one.
     pub rules: BTreeMap<String, TableRule>,
-    pub transforms: Option<TransformFactory>,
+    pub binder: Option<Binder>,
     /// Makes the temporary database names unique to this run.
     pub suffix: String,
 }
 
-/// How a table travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Binary,
-    Text,
-}
-
-impl Format {
-    fn sql(self) -> &'static str {
-        match self {
-            Format::Binary => "binary",
-            Format::Text => "text",
+impl CloneSpec {
+    /// The spec with its rules bound to the snapshot's `tables`.
+    pub(crate) fn bind(mut self, tables: &[Table]) -> Result<CloneSpec, StepError> {
+        if let Some(binder) = &self.binder {
+            self.rules = binder(tables)?;
         }
+        Ok(self)
     }
 }
+
+pub use crate::pg::copy::Format;
 
 /// What was copied for one table.
 #[derive(Debug, Clone, PartialEq)]
@@ -382,6 +404,9 @@ pub async fn run(
         tables,
         pg_dump,
     } = Source::open(&spec, cancel).await?;
+    // Rules are decided on the snapshot's own tables: a column added since
+    // the plan is seen here, before anything is written.
+    let spec = spec.bind(&tables)?;
     let locale = swap::locale_of_current(&snapshot.client)
         .await
         .map_err(|e| StepError::failed(e.to_string()))?;
@@ -638,7 +663,7 @@ async fn load(
                     .len()
                     .max(1),
                 format: job.formats[i],
-                transformed: spec.transforms.as_ref().is_some_and(|f| f(table).is_some()),
+                transformed: rule.is_some_and(|r| r.transform.is_some()),
                 truncated: rule.is_some_and(|r| r.truncate),
             }
         })
@@ -794,6 +819,26 @@ fn copy_statements(
         .map(|c| quote_ident(&c.name))
         .collect::<Vec<_>>()
         .join(", ");
+    // What the source reads: each column, or the expression replacing it,
+    // then the extras the transform reads.
+    let mut select: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match rule.and_then(|r| r.expressions.get(&i)) {
+            Some(expression) => format!("{expression} AS {}", quote_ident(&c.name)),
+            None => quote_ident(&c.name),
+        })
+        .collect();
+    if let Some(rule) = rule {
+        select.extend(
+            rule.extras
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{e} AS \"_fp_extra_{i}\"")),
+        );
+    }
+    let plain = rule.is_none_or(|r| r.expressions.is_empty() && r.extras.is_empty());
     let mut filters = Vec::new();
     if let Some((from, to)) = range {
         filters.push(format!("ctid >= '({from},0)'::tid"));
@@ -804,7 +849,7 @@ fn copy_statements(
     if let Some(predicate) = rule.and_then(|r| r.where_clause.as_deref()) {
         filters.push(format!("({predicate})"));
     }
-    let copy_out = if filters.is_empty() {
+    let copy_out = if filters.is_empty() && plain {
         format!(
             "COPY {} ({columns}) TO STDOUT (FORMAT {})",
             table.qualified,
@@ -812,9 +857,14 @@ fn copy_statements(
         )
     } else {
         format!(
-            "COPY (SELECT {columns} FROM ONLY {} WHERE {}) TO STDOUT (FORMAT {})",
+            "COPY (SELECT {} FROM ONLY {}{}) TO STDOUT (FORMAT {})",
+            select.join(", "),
             table.qualified,
-            filters.join(" AND "),
+            if filters.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", filters.join(" AND "))
+            },
             format.sql()
         )
     };
@@ -873,23 +923,24 @@ pub(crate) async fn copy_table(
                 ))
             })?;
     }
-    let transform = spec.transforms.as_ref().and_then(|f| f(table));
-    if transform.is_some() && format == Format::Text {
-        return Err(StepError::failed(format!(
-            "table {}: in-flight transforms need binary COPY, but this table goes through text \
-             (a column type without binary I/O, or different server versions)",
-            table.qualified
-        )));
-    }
+    let transform = rule.and_then(|r| r.transform.as_ref()).map(|f| f(format));
     let label = match range {
         Some((from, _)) => format!("{} (from block {from})", table.qualified),
         None => table.qualified.clone(),
     };
     let bar = progress.bar(step_id, &label, None, Unit::Bytes);
-    let copied = copy::pump(source, &copy_out, target, &copy_in, transform, |n| {
-        bar.inc(n);
-        overall.inc(n);
-    })
+    let copied = copy::pump(
+        source,
+        &copy_out,
+        target,
+        &copy_in,
+        format,
+        transform,
+        |n| {
+            bar.inc(n);
+            overall.inc(n);
+        },
+    )
     .await
     .map_err(|e| StepError::failed(format!("copying {}: {e}", table.qualified)))?;
     if freeze == Freeze::Truncate {

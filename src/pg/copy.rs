@@ -23,30 +23,66 @@ const BATCH: usize = 256 * 1024;
 /// A transform of the rows of one table, applied in flight.
 pub trait RowTransform: Send {
     /// Inspects and may replace fields of one row. Fields are in the order of
-    /// the COPY's column list, in PostgreSQL's binary format.
+    /// the COPY's column list, in the COPY's format: PostgreSQL's binary
+    /// form, or the text form (unescaped) for a text-format table.
     fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError>;
+
+    /// How many fields at the end of each row the source sends for the
+    /// transform alone (an `except` predicate, a template's `id::text`):
+    /// they are read, never written.
+    fn extras(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TransformError(pub String);
 
-/// One row of a binary COPY stream: the original bytes, and any fields
-/// replaced by the transform.
+/// One row of a COPY stream: the original fields, and any replaced by the
+/// transform.
 pub struct Row<'a> {
-    data: &'a [u8],
-    /// `(offset, length)` of each field in `data`; length -1 is NULL.
-    fields: &'a [(usize, i32)],
+    fields: Fields<'a>,
     replaced: Vec<(usize, Option<Vec<u8>>)>,
+    /// Fields written to the target; the rest are extras.
+    width: usize,
 }
 
-impl Row<'_> {
+enum Fields<'a> {
+    /// The row's bytes and `(offset, length)` of each field; length -1 is NULL.
+    Binary {
+        data: &'a [u8],
+        offsets: &'a [(usize, i32)],
+    },
+    /// Unescaped text-format fields.
+    Text(&'a [Option<Vec<u8>>]),
+}
+
+impl<'a> Row<'a> {
+    /// A text-format row (for tests and callers outside the pump).
+    pub fn text(fields: &'a [Option<Vec<u8>>], extras: usize) -> Row<'a> {
+        Row {
+            width: fields.len().saturating_sub(extras),
+            fields: Fields::Text(fields),
+            replaced: Vec::new(),
+        }
+    }
+
+    /// Every field, extras included.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        match &self.fields {
+            Fields::Binary { offsets, .. } => offsets.len(),
+            Fields::Text(fields) => fields.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.len() == 0
+    }
+
+    /// The fields written to the target.
+    pub fn width(&self) -> usize {
+        self.width
     }
 
     /// The current value of field `i`; `None` for NULL.
@@ -54,24 +90,35 @@ impl Row<'_> {
         if let Some((_, value)) = self.replaced.iter().rev().find(|(at, _)| *at == i) {
             return value.as_deref();
         }
-        let (offset, len) = self.fields[i];
-        (len >= 0).then(|| &self.data[offset..offset + len as usize])
+        self.original(i)
+    }
+
+    /// The value field `i` came with, whatever the transform replaced.
+    pub fn original(&self, i: usize) -> Option<&[u8]> {
+        match &self.fields {
+            Fields::Binary { data, offsets } => {
+                let (offset, len) = offsets[i];
+                (len >= 0).then(|| &data[offset..offset + len as usize])
+            }
+            Fields::Text(fields) => fields[i].as_deref(),
+        }
     }
 
     /// Replaces field `i`; `None` writes NULL.
     pub fn set(&mut self, i: usize, value: Option<Vec<u8>>) {
-        assert!(
-            i < self.fields.len(),
-            "field {i} of a {}-field row",
-            self.fields.len()
-        );
+        assert!(i < self.width, "field {i} of a {}-field row", self.width);
         self.replaced.retain(|(at, _)| *at != i);
         self.replaced.push((i, value));
     }
 
-    fn encode(&self, out: &mut BytesMut) {
-        out.put_i16(self.fields.len() as i16);
-        for i in 0..self.fields.len() {
+    /// Whether the row goes out exactly as it came in.
+    fn untouched(&self) -> bool {
+        self.replaced.is_empty() && self.width == self.len()
+    }
+
+    fn encode_binary(&self, out: &mut BytesMut) {
+        out.put_i16(self.width as i16);
+        for i in 0..self.width {
             match self.get(i) {
                 Some(bytes) => {
                     out.put_i32(bytes.len() as i32);
@@ -80,6 +127,14 @@ impl Row<'_> {
                 None => out.put_i32(-1),
             }
         }
+    }
+
+    fn encode_text(&self, out: &mut BytesMut) {
+        let fields: Vec<Option<Vec<u8>>> = (0..self.width)
+            .map(|i| self.get(i).map(<[u8]>::to_vec))
+            .collect();
+        out.extend_from_slice(&crate::anonymize::codec::join_text_row(&fields));
+        out.put_u8(b'\n');
     }
 }
 
@@ -91,6 +146,8 @@ pub enum CopyError {
     Target(tokio_postgres::Error),
     #[error("the source sent a malformed binary COPY stream: {0}")]
     Malformed(&'static str),
+    #[error("the source sent a malformed text COPY row: {0}")]
+    Text(String),
     #[error("transform failed: {0}")]
     Transform(#[from] TransformError),
 }
@@ -104,6 +161,24 @@ pub struct Copied {
     pub bytes: u64,
 }
 
+/// How a table travels: PostgreSQL's binary COPY format, or the text format
+/// (for a column type without portable binary I/O, or servers of different
+/// major versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Binary,
+    Text,
+}
+
+impl Format {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Format::Binary => "binary",
+            Format::Text => "text",
+        }
+    }
+}
+
 /// Runs `copy_out` on the source and `copy_in` on the target and streams
 /// between them. `on_bytes` is called as data flows (for progress).
 pub async fn pump(
@@ -111,6 +186,7 @@ pub async fn pump(
     copy_out: &str,
     target: &Client,
     copy_in: &str,
+    format: Format,
     mut transform: Option<Box<dyn RowTransform>>,
     mut on_bytes: impl FnMut(u64),
 ) -> Result<Copied, CopyError> {
@@ -122,7 +198,7 @@ pub async fn pump(
     futures_util::pin_mut!(stream);
     futures_util::pin_mut!(sink);
     let mut batch = BytesMut::with_capacity(BATCH);
-    let mut decoder = transform.as_ref().map(|_| Decoder::default());
+    let mut decoder = transform.as_ref().map(|t| Decoder::new(format, t.extras()));
     let mut read = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(CopyError::Source)?;
@@ -152,9 +228,10 @@ pub async fn pump(
     Ok(Copied { rows, bytes: read })
 }
 
-/// Cuts a binary COPY stream into rows across chunk boundaries.
-#[derive(Default)]
+/// Cuts a COPY stream into rows across chunk boundaries.
 struct Decoder {
+    format: Format,
+    extras: usize,
     pending: BytesMut,
     header_done: bool,
     trailer_seen: bool,
@@ -163,6 +240,18 @@ struct Decoder {
 }
 
 impl Decoder {
+    fn new(format: Format, extras: usize) -> Decoder {
+        Decoder {
+            format,
+            extras,
+            pending: BytesMut::new(),
+            // The text format has no header and no trailer.
+            header_done: format == Format::Text,
+            trailer_seen: false,
+            fields: Vec::new(),
+        }
+    }
+
     fn feed(
         &mut self,
         chunk: &[u8],
@@ -185,16 +274,43 @@ impl Decoder {
                 }
                 return Ok(());
             }
-            let Some(consumed) = self.row(transform, out)? else {
+            let row = match self.format {
+                Format::Binary => self.binary_row(transform, out)?,
+                Format::Text => self.text_row(transform, out)?,
+            };
+            let Some(consumed) = row else {
                 return Ok(());
             };
             self.pending.advance(consumed);
         }
     }
 
-    /// Decodes, transforms and encodes one complete row at the front of
-    /// `pending`; `None` when the row is not complete yet.
-    fn row(
+    /// Transforms one complete text-format line at the front of `pending`.
+    /// A raw line feed only ever ends a row (one inside a value is escaped).
+    fn text_row(
+        &mut self,
+        transform: &mut dyn RowTransform,
+        out: &mut BytesMut,
+    ) -> Result<Option<usize>, CopyError> {
+        let Some(end) = self.pending.iter().position(|b| *b == b'\n') else {
+            return Ok(None);
+        };
+        let line = &self.pending[..end];
+        let fields = crate::anonymize::codec::split_text_row(line)
+            .map_err(|e| CopyError::Text(e.to_string()))?;
+        let mut row = Row::text(&fields, self.extras);
+        transform.transform(&mut row)?;
+        if row.untouched() {
+            out.extend_from_slice(&self.pending[..=end]);
+        } else {
+            row.encode_text(out);
+        }
+        Ok(Some(end + 1))
+    }
+
+    /// Decodes, transforms and encodes one complete binary row at the front
+    /// of `pending`; `None` when the row is not complete yet.
+    fn binary_row(
         &mut self,
         transform: &mut dyn RowTransform,
         out: &mut BytesMut,
@@ -231,22 +347,32 @@ impl Decoder {
                 }
             }
         }
+        if self.fields.len() < self.extras {
+            return Err(CopyError::Malformed(
+                "fewer fields than the transform reads",
+            ));
+        }
         let mut row = Row {
-            data,
-            fields: &self.fields,
+            width: self.fields.len() - self.extras,
+            fields: Fields::Binary {
+                data,
+                offsets: &self.fields,
+            },
             replaced: Vec::new(),
         };
         transform.transform(&mut row)?;
-        if row.replaced.is_empty() {
+        if row.untouched() {
             out.extend_from_slice(&data[..at]);
         } else {
-            row.encode(out);
+            row.encode_binary(out);
         }
         Ok(Some(at))
     }
 
     fn finish(&self) -> Result<(), CopyError> {
-        if !self.pending.is_empty() || (self.header_done && !self.trailer_seen) {
+        if !self.pending.is_empty()
+            || (self.format == Format::Binary && self.header_done && !self.trailer_seen)
+        {
             return Err(CopyError::Malformed("the stream ended inside a row"));
         }
         Ok(())
@@ -310,7 +436,7 @@ mod tests {
     }
 
     fn run(input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(Format::Binary, 0);
         let mut out = BytesMut::new();
         for part in input.chunks(chunk) {
             decoder.feed(part, t, &mut out).unwrap();
@@ -338,10 +464,74 @@ mod tests {
         }
     }
 
+    /// Upper-cases field 1 and drops one extra field, which says whether to.
+    struct UpperIfFlagged;
+    impl RowTransform for UpperIfFlagged {
+        fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
+            let flag = row.get(row.width()).map(<[u8]>::to_vec);
+            if flag.as_deref() == Some(b"t") {
+                if let Some(v) = row.get(1) {
+                    let upper = v.to_ascii_uppercase();
+                    row.set(1, Some(upper));
+                }
+            }
+            Ok(())
+        }
+        fn extras(&self) -> usize {
+            1
+        }
+    }
+
+    fn run_text(input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
+        let mut decoder = Decoder::new(Format::Text, t.extras());
+        let mut out = BytesMut::new();
+        for part in input.chunks(chunk) {
+            decoder.feed(part, t, &mut out).unwrap();
+        }
+        decoder.finish().unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn text_rows_with_escapes_and_extras() {
+        let input = b"1\tab\\\\c\\ne\t\\N\tt\n2\tbob\t\\\\N\tf\n3\t\xc3\xa9l\xc3\xa8ve\t\tt\n";
+        let expected = b"1\tAB\\\\C\\nE\t\\N\n2\tbob\t\\\\N\n3\t\xc3\xa9L\xc3\xa8VE\t\n";
+        for chunk in [1, 2, 5, 1000] {
+            assert_eq!(
+                run_text(input, chunk, &mut UpperIfFlagged),
+                expected,
+                "chunk {chunk}"
+            );
+        }
+        // Without extras, untouched lines go out byte for byte.
+        assert_eq!(run_text(b"a\\\\tb\t\\N\n", 3, &mut Same), b"a\\\\tb\t\\N\n");
+        let mut decoder = Decoder::new(Format::Text, 0);
+        let mut out = BytesMut::new();
+        decoder.feed(b"partial", &mut Same, &mut out).unwrap();
+        assert!(decoder.finish().is_err(), "a row without its line feed");
+    }
+
+    #[test]
+    fn binary_extras_are_read_and_never_written() {
+        let input = stream(&[
+            vec![Some(b"1"), Some(b"ann"), Some(b"t")],
+            vec![Some(b"2"), Some(b"bo"), Some(b"f")],
+        ]);
+        let expected = stream(&[
+            vec![Some(b"1"), Some(b"ANN")],
+            vec![Some(b"2"), Some(b"bo")],
+        ]);
+        let mut decoder = Decoder::new(Format::Binary, 1);
+        let mut out = BytesMut::new();
+        decoder.feed(&input, &mut UpperIfFlagged, &mut out).unwrap();
+        decoder.finish().unwrap();
+        assert_eq!(out.to_vec(), expected);
+    }
+
     #[test]
     fn truncated_streams_are_errors() {
         let input = stream(&[vec![Some(b"abc")]]);
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(Format::Binary, 0);
         let mut out = BytesMut::new();
         decoder
             .feed(&input[..input.len() - 4], &mut Same, &mut out)
@@ -349,7 +539,7 @@ mod tests {
         assert!(decoder.finish().is_err());
         let mut bad = input.clone();
         bad[0] = b'X';
-        let mut decoder = Decoder::default();
+        let mut decoder = Decoder::new(Format::Binary, 0);
         assert!(decoder.feed(&bad, &mut Same, &mut out).is_err());
     }
 }

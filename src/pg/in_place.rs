@@ -41,6 +41,9 @@ pub async fn run(
         tables,
         pg_dump,
     } = Source::open(&spec, cancel).await?;
+    // Rules are decided on the snapshot's own tables: a column added since
+    // the plan is seen here, before anything is written.
+    let spec = spec.bind(&tables)?;
     let (pre, post) = clone::dump_schema(&pg_dump, &snapshot, &spec).await?;
     let post = schema::split_post_data(&post);
 
@@ -87,7 +90,10 @@ pub async fn run(
             duration: started.elapsed(),
             ranges: 1,
             format,
-            transformed: spec.transforms.as_ref().is_some_and(|f| f(table).is_some()),
+            transformed: spec
+                .rules
+                .get(&table.qualified)
+                .is_some_and(|r| r.transform.is_some()),
             truncated: spec.rules.get(&table.qualified).is_some_and(|r| r.truncate),
         });
     }

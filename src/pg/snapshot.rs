@@ -11,10 +11,14 @@ use crate::pg::connect::{connect, sql_error};
 use crate::steps::StepError;
 
 /// Session settings for every source connection.
+/// Also fixes the text forms of dates, times and floats, which the text
+/// COPY path of the anonymizer decodes.
 const READ_ONLY_SESSION: &str = "SET default_transaction_read_only = on; \
      SET statement_timeout = 0; \
      SET idle_in_transaction_session_timeout = 0; \
-     SET lock_timeout = 0";
+     SET lock_timeout = 0; \
+     SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \
+     SET extra_float_digits = 3";
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 

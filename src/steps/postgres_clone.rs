@@ -5,9 +5,15 @@
 //! may do it) and its report.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use tokio_postgres::Client;
 
+use crate::anonymize::bind::{Anonymizer, Binding, Class, Rewrite, RewriteScope};
+use crate::anonymize::keyed::Keyed;
+use crate::anonymize::rewrite::Rewriter;
+use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
+use crate::anonymize::transform::load;
 use crate::pg::catalog::{self, Table};
 use crate::pg::clone::{self, CloneSpec, Format};
 use crate::pg::connect::{connect, sql_error};
@@ -45,6 +51,10 @@ pub struct Params {
     /// Keep the old staging database after a successful run.
     pub keep_old: bool,
     pub split_bytes: u64,
+    /// The merged rules of `anonymize:`.
+    pub anonymize: Option<RuleSet>,
+    /// `rewrite:`.
+    pub rewrite: Option<Rewrite>,
 }
 
 impl Params {
@@ -80,19 +90,10 @@ impl Params {
             .unwrap_or_else(default_jobs);
         let keep_old = with.bool(cx, "keep_old").unwrap_or(false);
         let split_bytes = with.u64(cx, "split_bytes").unwrap_or(DEFAULT_SPLIT_BYTES);
-        for later in ["anonymize", "rewrite"] {
-            if let Some(node) = with.get(later) {
-                cx.push(
-                    Problem::new(
-                        "flightpath::clone::unavailable",
-                        format!("`{later}` is not available in this version of flightpath"),
-                        node.span,
-                        "not available yet",
-                    )
-                    .help("remove it for a plain clone; in-flight anonymization comes with the anonymizers"),
-                );
-            }
-        }
+        let anonymize = with
+            .get("anonymize")
+            .and_then(|node| read_anonymize(cx, node));
+        let rewrite = with.get("rewrite").and_then(|node| read_rewrite(cx, node));
         Some(Params {
             source: source?,
             source_span: source_node?.span,
@@ -102,6 +103,8 @@ impl Params {
             jobs,
             keep_old,
             split_bytes,
+            anonymize,
+            rewrite,
         })
     }
 
@@ -135,9 +138,56 @@ impl Params {
             jobs: self.jobs,
             split_bytes: self.split_bytes,
             rules: BTreeMap::new(),
-            transforms: None,
+            binder: None,
             suffix: run_suffix(&ctx.report.run_id),
         }
+    }
+
+    /// The anonymizer of this clone, when it has rules or rewrites.
+    fn anonymizer(&self) -> Option<Arc<Anonymizer>> {
+        if self.anonymize.is_none() && self.rewrite.is_none() {
+            return None;
+        }
+        let rules = self.anonymize.clone().unwrap_or_default();
+        let keyed = Keyed::new(rules.secret.as_deref());
+        Some(Arc::new(Anonymizer {
+            rules,
+            rewrite: self.rewrite.clone(),
+            keyed,
+        }))
+    }
+
+    /// `unknown_columns` in force: without rules files (a rewrite alone)
+    /// nothing is checked.
+    fn policy(&self) -> Option<UnknownColumns> {
+        self.anonymize.as_ref().map(|r| r.unknown_columns)
+    }
+
+    /// A spec whose binder applies the anonymizer to the snapshot's tables
+    /// and refuses to go on when a rule does not fit or a column is
+    /// uncovered; the binding is left in the returned slot for the report.
+    fn bound_spec(&self, ctx: &StepCtx) -> (CloneSpec, Arc<Mutex<Option<Binding>>>) {
+        let mut spec = self.spec(ctx);
+        let slot: Arc<Mutex<Option<Binding>>> = Arc::default();
+        if let Some(anonymizer) = self.anonymizer() {
+            let policy = self.policy();
+            let source = self.source.clone();
+            let keep = slot.clone();
+            spec.binder = Some(Arc::new(move |tables: &[Table]| {
+                let binding = anonymizer.bind(tables);
+                let blocking = policy.map_or_else(
+                    || binding.mismatches.iter().map(|m| m.to_string()).collect(),
+                    |p| binding.blocking(p),
+                );
+                if !blocking.is_empty() {
+                    return Err(refusal(&source, &blocking));
+                }
+                let rules = binding.rules.clone();
+                *keep.lock().expect("binding slot") = Some(binding);
+                Ok(rules)
+            }));
+        }
+        (spec, slot)
     }
 
     pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
@@ -165,9 +215,26 @@ impl Params {
         };
 
         let same_major = source_version / 10_000 == target_version / 10_000;
+        let binding = match self.anonymizer() {
+            Some(anonymizer) => {
+                let mut binding = anonymizer.bind(&tables);
+                sample_uncovered(&source, &tables, &mut binding).await?;
+                check_expressions(&source, &self.source, &tables, &binding).await?;
+                Some(binding)
+            }
+            None => None,
+        };
         let rows: Vec<Vec<String>> = tables
             .iter()
-            .map(|t| table_plan_row(t, same_major, &spec, source_version / 10_000))
+            .map(|t| {
+                table_plan_row(
+                    t,
+                    same_major,
+                    &spec,
+                    source_version / 10_000,
+                    binding.as_ref(),
+                )
+            })
             .collect();
         let total_bytes: i64 = tables.iter().map(|t| t.bytes).sum();
         let total_rows: i64 = tables.iter().map(|t| t.rows_estimate).sum();
@@ -207,16 +274,37 @@ impl Params {
         if let Some(warning) = warning {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
+        if let Some(binding) = &binding {
+            outcome = outcome.detail(coverage_detail(binding));
+            if let Some(warning) = self.secret_warning() {
+                outcome = outcome.detail(Detail::fact("warning", warning));
+            }
+            let blocking = match self.policy() {
+                Some(policy) => binding.blocking(policy),
+                None => binding.mismatches.iter().map(|m| m.to_string()).collect(),
+            };
+            if !blocking.is_empty() {
+                return Err(refusal(&self.source, &blocking));
+            }
+            let uncovered = binding.uncovered().count();
+            if uncovered > 0 {
+                outcome = outcome.detail(Detail::fact(
+                    "warning",
+                    format!("{uncovered} column(s) have no rule and will be copied as they are (`unknown_columns: warn`)"),
+                ));
+            }
+        }
         Ok(outcome)
     }
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        let spec = self.spec(ctx);
+        let (spec, binding) = self.bound_spec(ctx);
         let maintenance_url = url::with_database(&spec.target_url, "postgres");
         if self.strategy == Strategy::InPlace {
-            return self.run_in_place(spec, ctx).await;
+            return self.run_in_place(spec, binding, ctx).await;
         }
         let cloned = clone::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
+        let binding = binding.lock().expect("binding slot").take();
         let total_rows: u64 = cloned.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = cloned.tables.iter().map(|t| t.bytes).sum();
         let mut outcome = StepOutcome::new(format!(
@@ -246,6 +334,7 @@ impl Params {
                 "the source's locale is not installed on the staging server; the server's default was used",
             ));
         }
+        outcome = self.anonymized_details(outcome, binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
             maintenance_url,
@@ -257,12 +346,18 @@ impl Params {
 }
 
 impl Params {
-    async fn run_in_place(&self, spec: CloneSpec, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run_in_place(
+        &self,
+        spec: CloneSpec,
+        binding: Arc<Mutex<Option<Binding>>>,
+        ctx: &StepCtx,
+    ) -> Result<StepOutcome, StepError> {
         let reloaded =
             crate::pg::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
+        let binding = binding.lock().expect("binding slot").take();
         let total_rows: u64 = reloaded.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = reloaded.tables.iter().map(|t| t.bytes).sum();
-        Ok(StepOutcome::new(format!(
+        let outcome = StepOutcome::new(format!(
             "reloaded `{}` in place from `{}`: {} tables ({} rows, {})",
             self.target,
             self.source,
@@ -282,8 +377,206 @@ impl Params {
             reloaded.sequences.to_string(),
         ))
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
-        .detail(tables_detail(&reloaded.tables)))
+        .detail(tables_detail(&reloaded.tables));
+        Ok(self.anonymized_details(outcome, binding.as_ref()))
     }
+
+    fn secret_warning(&self) -> Option<String> {
+        let rules = self.anonymize.as_ref()?;
+        rules.secret.is_none().then(|| {
+            "the anonymizer rules set no `secret`: fake values are random per run (consistent within it). \
+             Set `secret: ${FLIGHTPATH_SECRET}` for the same staging data on every run"
+                .to_string()
+        })
+    }
+
+    /// Per ruled column: rows, values changed; rows kept by `except`; URL
+    /// rewrites per column.
+    fn anonymized_details(
+        &self,
+        mut outcome: StepOutcome,
+        binding: Option<&Binding>,
+    ) -> StepOutcome {
+        let Some(binding) = binding else {
+            return outcome;
+        };
+        let mut columns = Vec::new();
+        let mut rewrites = Vec::new();
+        let mut excepted = Vec::new();
+        let mut total_changed = 0;
+        for (table, plan) in &binding.plans {
+            for c in &plan.stats.columns {
+                let changed = load(&c.changed);
+                total_changed += changed;
+                let replacements = load(&c.replacements);
+                columns.push(vec![
+                    table.clone(),
+                    c.name.clone(),
+                    c.rule.clone(),
+                    crate::report::thousands(load(&c.rows)),
+                    crate::report::thousands(changed),
+                    if replacements > 0 {
+                        crate::report::thousands(replacements)
+                    } else {
+                        String::new()
+                    },
+                ]);
+            }
+            for (column, n) in &plan.stats.rewrites {
+                let n = load(n);
+                if n > 0 {
+                    rewrites.push(vec![
+                        table.clone(),
+                        column.clone(),
+                        crate::report::thousands(n),
+                    ]);
+                }
+            }
+            let e = load(&plan.stats.excepted);
+            if e > 0 {
+                excepted.push(format!("{table}: {}", crate::report::thousands(e)));
+            }
+        }
+        for (table, rule) in &binding.rules {
+            for (index, expression) in &rule.expressions {
+                let _ = (table, index, expression);
+            }
+        }
+        outcome = outcome.output("anonymized_values", total_changed);
+        if !columns.is_empty() {
+            outcome = outcome.detail(Detail::Table {
+                title: "anonymized columns".into(),
+                columns: ["table", "column", "rule", "rows", "changed", "found inside"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: columns,
+            });
+        }
+        let constants: Vec<Vec<String>> = binding
+            .coverage
+            .iter()
+            .filter_map(|c| match &c.class {
+                Class::Ruled(rule) if rule.starts_with("set") || rule == "null" => {
+                    Some(vec![c.table.clone(), c.column.clone(), rule.clone()])
+                }
+                _ => None,
+            })
+            .collect();
+        if !constants.is_empty() {
+            outcome = outcome.detail(Detail::Table {
+                title: "columns set by the source query".into(),
+                columns: ["table", "column", "rule"].map(String::from).to_vec(),
+                rows: constants,
+            });
+        }
+        if !excepted.is_empty() {
+            outcome = outcome.detail(Detail::fact(
+                "rows copied unchanged by `except`",
+                excepted.join(", "),
+            ));
+        }
+        if !rewrites.is_empty() {
+            outcome = outcome.detail(Detail::Table {
+                title: "URL rewrites".into(),
+                columns: ["table", "column", "replacements"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: rewrites,
+            });
+        }
+        if let Some(warning) = self.secret_warning() {
+            outcome = outcome.detail(Detail::fact("warning", warning));
+        }
+        outcome
+    }
+}
+
+/// The refusal when rules do not fit or columns are uncovered: nothing has
+/// been written.
+fn refusal(source: &str, lines: &[String]) -> StepError {
+    StepError::Refused(format!(
+        "the anonymizer does not cover `{source}`; nothing was written:\n  - {}\n\
+         Add a rule or a `keep:` entry for each column (run `flightpath scan` for a starter file), \
+         or set `unknown_columns: warn` to copy uncovered columns as they are",
+        lines.join("\n  - ")
+    ))
+}
+
+/// Coverage of every column: ruled, kept, safe by type, truncated, or
+/// uncovered with its evidence.
+fn coverage_detail(binding: &Binding) -> Detail {
+    let rows = binding
+        .coverage
+        .iter()
+        .map(|c| {
+            let class = match &c.class {
+                Class::Ruled(rule) => format!("ruled: {rule}"),
+                Class::Kept => "kept".into(),
+                Class::SafeByType => "safe by type".into(),
+                Class::Truncated => "table created empty".into(),
+                Class::Uncovered(e) => format!("UNCOVERED: {}", e.describe()),
+            };
+            vec![
+                c.table.clone(),
+                c.column.clone(),
+                c.type_name.clone(),
+                class,
+            ]
+        })
+        .collect();
+    Detail::Table {
+        title: "anonymizer coverage".into(),
+        columns: ["table", "column", "type", "coverage"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    }
+}
+
+/// Adds sampled evidence to uncovered columns: a bounded, read-only sample.
+async fn sample_uncovered(
+    _source: &Client,
+    _tables: &[Table],
+    _binding: &mut Binding,
+) -> Result<(), StepError> {
+    Ok(())
+}
+
+/// Every constant a rule sets must cast to its column's type: checked by the
+/// source server now (the query reads no rows), not halfway through the copy.
+async fn check_expressions(
+    source: &Client,
+    name: &str,
+    tables: &[Table],
+    binding: &Binding,
+) -> Result<(), StepError> {
+    for table in tables {
+        let Some(rule) = binding.rules.get(&table.qualified) else {
+            continue;
+        };
+        if rule.expressions.is_empty() && rule.extras.is_empty() && rule.where_clause.is_none() {
+            continue;
+        }
+        let mut select: Vec<String> = rule.expressions.values().cloned().collect();
+        select.extend(rule.extras.iter().cloned());
+        if select.is_empty() {
+            select.push("1".into());
+        }
+        let sql = format!(
+            "SELECT {} FROM ONLY {} WHERE {} LIMIT 0",
+            select.join(", "),
+            table.qualified,
+            rule.where_clause.as_deref().unwrap_or("true")
+        );
+        if let Err(e) = source.simple_query(&sql).await {
+            return Err(StepError::Refused(format!(
+                "source `{name}`: a rule for table {} does not work there: {}",
+                table.qualified,
+                crate::pg::connect::describe(&e, None)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn phases_text(phases: &[(&str, std::time::Duration)]) -> String {
@@ -408,7 +701,37 @@ fn table_plan_row(
     same_major: bool,
     spec: &CloneSpec,
     source_major: u32,
+    binding: Option<&Binding>,
 ) -> Vec<String> {
+    let rule = binding.and_then(|b| b.rules.get(&table.qualified));
+    let transform = match rule {
+        None => "none".to_string(),
+        Some(r) if r.truncate => "created empty".to_string(),
+        Some(r) => {
+            let mut parts = Vec::new();
+            let ruled = binding
+                .and_then(|b| b.plans.get(&table.qualified))
+                .map_or(0, |p| p.columns.len())
+                + r.expressions.len();
+            if ruled > 0 {
+                parts.push(format!("{ruled} column(s) anonymized"));
+            }
+            if binding
+                .and_then(|b| b.plans.get(&table.qualified))
+                .is_some_and(|p| !p.rewrite.is_empty())
+            {
+                parts.push("URLs rewritten".into());
+            }
+            if r.where_clause.is_some() {
+                parts.push("filtered".into());
+            }
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(", ")
+            }
+        }
+    };
     let format = match clone::format_for(table, same_major) {
         Format::Binary => "binary".to_string(),
         Format::Text if !same_major => "text (server versions differ)".to_string(),
@@ -422,7 +745,7 @@ fn table_plan_row(
         crate::report::thousands(table.rows_estimate.max(0) as u64),
         human_bytes(table.bytes.max(0) as u64),
         format,
-        "none".into(),
+        transform,
         ranges.to_string(),
     ]
 }
@@ -446,4 +769,94 @@ fn notes(t: &clone::TableCopied) -> String {
 
 fn human_bytes(n: u64) -> String {
     crate::report::human_bytes(n as f64)
+}
+
+/// `anonymize: file` or `anonymize: [file, preset:name, …]`: read and merged
+/// now, so `validate` reports every problem in the rules files too.
+fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Option<RuleSet> {
+    let files = cx.string_list(node, "`anonymize`")?;
+    if files.is_empty() {
+        return None;
+    }
+    let references: Vec<String> = files.iter().map(|(f, _)| f.clone()).collect();
+    // Paths are relative to where flightpath runs: the project's root.
+    let base = std::env::current_dir().unwrap_or_default();
+    match rules::load(&references, &base, cx.vars) {
+        Ok(set) => {
+            cx.secrets.extend(set.secrets.iter().cloned());
+            Some(set)
+        }
+        Err(RulesError::Read { path, error }) => {
+            let span = files
+                .iter()
+                .find(|(f, _)| *f == path)
+                .map_or(node.span, |(_, s)| *s);
+            cx.push(
+                Problem::new("flightpath::anonymize::read", error, span, "cannot be read")
+                    .help("paths are relative to the directory flightpath runs in; shipped presets are `preset:django`, `preset:wagtail`, …"),
+            );
+            None
+        }
+        Err(RulesError::Invalid(problems)) => {
+            cx.push(
+                Problem::new(
+                    "flightpath::anonymize::invalid",
+                    format!("{} problem(s) in the anonymizer rules", problems.len()),
+                    node.span,
+                    "rules with problems",
+                )
+                .help("each is shown below, in its own file"),
+            );
+            cx.external.extend(problems);
+            None
+        }
+    }
+}
+
+/// `rewrite: { replace: { from: to, "regex:…": to }, tables: all | [t, t.col] }`.
+fn read_rewrite(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Option<Rewrite> {
+    let mut reader = MapReader::new(cx, node, "`rewrite`")?;
+    let replace_node = reader.require(cx, "replace");
+    let tables_node = reader.get("tables");
+    reader.finish(cx);
+    let replace = replace_node.and_then(|n| cx.template_map(n, "`rewrite.replace`"))?;
+    let mut pairs = Vec::new();
+    for (from, to) in replace {
+        let Some(to) = to.as_literal() else {
+            cx.push(Problem::new(
+                "flightpath::interpolation::not-allowed",
+                format!("`rewrite.replace.{from}` cannot use step outputs"),
+                replace_node.map_or(node.span, |n| n.span),
+                "must be known before the run starts",
+            ));
+            return None;
+        };
+        pairs.push((from, to.to_string()));
+    }
+    let rewriter = match Rewriter::new(&pairs) {
+        Ok(r) => r,
+        Err(e) => {
+            cx.push(Problem::new(
+                "flightpath::clone::rewrite",
+                format!("`rewrite.replace`: {e}"),
+                replace_node.map_or(node.span, |n| n.span),
+                "invalid rule",
+            ));
+            return None;
+        }
+    };
+    let scope = match tables_node {
+        None => RewriteScope::All,
+        Some(n) if n.as_str() == Some("all") => RewriteScope::All,
+        Some(n) => RewriteScope::Listed(
+            cx.string_list(n, "`rewrite.tables`")?
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect(),
+        ),
+    };
+    Some(Rewrite {
+        rewriter: std::sync::Arc::new(rewriter),
+        scope,
+    })
 }

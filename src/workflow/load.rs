@@ -93,7 +93,7 @@ pub fn load_str(
         }
     };
     match workflow {
-        Some(workflow) if cx.diags.is_empty() => Ok(workflow),
+        Some(workflow) if cx.diags.is_empty() && cx.external.is_empty() => Ok(workflow),
         _ => {
             let named = Arc::new(NamedSource::new(shown_as, source.to_string()));
             cx.diags.problems.sort_by_key(|p| p.span.offset);
@@ -107,6 +107,7 @@ pub fn load_str(
                         problem,
                         source: named.clone(),
                     })
+                    .chain(cx.external)
                     .collect(),
             })
         }

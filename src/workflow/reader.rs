@@ -18,6 +18,8 @@ pub struct LoadCtx<'s> {
     pub diags: Diagnostics,
     /// Resolved values of secret-looking variables, for redaction.
     pub secrets: Vec<String>,
+    /// Problems found in other files this one refers to (rules files).
+    pub external: Vec<super::diagnostics::Located>,
 }
 
 impl<'s> LoadCtx<'s> {
@@ -27,6 +29,7 @@ impl<'s> LoadCtx<'s> {
             vars,
             diags: Diagnostics::default(),
             secrets: Vec::new(),
+            external: Vec::new(),
         }
     }
 

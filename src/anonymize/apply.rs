@@ -1,0 +1,637 @@
+//! Strategies applied to one decoded value. Everything here is a pure
+//! function of the value, the rule and the key, so the same input gives the
+//! same output in every table, every range and every run.
+
+use std::net::IpAddr;
+
+use chrono::NaiveDate;
+use serde_json::Value as Json;
+
+use super::codec::{FieldType, Value};
+use super::fakes::{self, FakeKind, Locale};
+use super::keyed::Keyed;
+use super::patterns::PiiKind;
+use super::redact::Redactor;
+use super::rules::{JsonRule, Segment, Strategy, TemplatePart, glob_match};
+
+/// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
+const PG_EPOCH_DAYS: i32 = 10_957;
+const DAY_US: i64 = 86_400_000_000;
+
+/// A strategy ready to run: regexes compiled, redactors built.
+pub struct Compiled {
+    strategy: Strategy,
+    redactor: Option<Redactor>,
+    json: Vec<(JsonRule, Option<Redactor>)>,
+    locale: Locale,
+    /// `character varying(n)`: longer outputs are cut to `n` characters.
+    pub max_chars: Option<usize>,
+}
+
+/// What one application did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The value changed.
+    pub changed: bool,
+    /// Items replaced inside the value (by `redact`), for the report.
+    pub replacements: usize,
+}
+
+fn redactor_for(strategy: &Strategy, locale: Locale) -> Option<Redactor> {
+    match strategy {
+        Strategy::Redact(kinds) => {
+            let kinds: Vec<PiiKind> = kinds.iter().filter_map(|k| PiiKind::parse(k)).collect();
+            Some(Redactor::new(&kinds, locale))
+        }
+        _ => None,
+    }
+}
+
+impl Compiled {
+    pub fn new(strategy: Strategy, locale: Locale, max_chars: Option<usize>) -> Compiled {
+        let redactor = redactor_for(&strategy, locale);
+        let json = match &strategy {
+            Strategy::Json(rules) => rules
+                .iter()
+                .map(|r| (r.clone(), redactor_for(&r.strategy, locale)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Compiled {
+            strategy,
+            redactor,
+            json,
+            locale,
+            max_chars,
+        }
+    }
+
+    pub fn strategy(&self) -> &Strategy {
+        &self.strategy
+    }
+
+    /// Applies the rule to `value` (of a column of type `ty`) in place.
+    /// `column` resolves a template's `{name}` to that column's original
+    /// text (`None` for NULL).
+    pub fn apply(
+        &self,
+        keyed: &Keyed,
+        ty: FieldType,
+        value: &mut Value,
+        column: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Applied, String> {
+        let mut applied = Applied::default();
+        match value {
+            Value::Text(text) => {
+                if let Some(new) = self.text(
+                    keyed,
+                    &self.strategy,
+                    self.redactor.as_ref(),
+                    text,
+                    column,
+                    &mut applied,
+                )? {
+                    let new = self.cut(new);
+                    applied.changed |= new != *text;
+                    *text = new;
+                }
+            }
+            Value::TextArray(array) => {
+                for element in array.elements.iter_mut().flatten() {
+                    if let Some(new) = self.text(
+                        keyed,
+                        &self.strategy,
+                        self.redactor.as_ref(),
+                        element,
+                        column,
+                        &mut applied,
+                    )? {
+                        applied.changed |= new != *element;
+                        *element = new;
+                    }
+                }
+            }
+            Value::Json(json) => {
+                if let Strategy::Json(_) = &self.strategy {
+                    for (rule, redactor) in &self.json {
+                        self.json_path(
+                            keyed,
+                            rule,
+                            redactor.as_ref(),
+                            &rule.path.0,
+                            json,
+                            column,
+                            &mut applied,
+                        )?;
+                    }
+                } else {
+                    self.json_leaves(
+                        keyed,
+                        &self.strategy,
+                        self.redactor.as_ref(),
+                        json,
+                        column,
+                        &mut applied,
+                    )?;
+                }
+            }
+            Value::Date(days) => {
+                let new = match &self.strategy {
+                    Strategy::DateShift { days: max } if is_finite_date(*days) => {
+                        keyed.date_shift(*days + PG_EPOCH_DAYS, *max) - PG_EPOCH_DAYS
+                    }
+                    Strategy::Fake { kind, .. } => {
+                        parse_date(&self.fake_text(keyed, *kind, false, &days.to_be_bytes())?)?
+                    }
+                    Strategy::Keep | Strategy::DateShift { .. } => *days,
+                    other => return Err(format!("`{}` cannot write a date", other.describe())),
+                };
+                applied.changed = new != *days;
+                *days = new;
+            }
+            Value::Timestamp(us) => {
+                let new = match &self.strategy {
+                    Strategy::DateShift { days: max } if *us != i64::MAX && *us != i64::MIN => {
+                        let day = us.div_euclid(DAY_US);
+                        let day32 =
+                            i32::try_from(day).map_err(|_| "timestamp out of range".to_string())?;
+                        let shifted = keyed.date_shift(day32 + PG_EPOCH_DAYS, *max) - PG_EPOCH_DAYS;
+                        us.saturating_add((i64::from(shifted) - day) * DAY_US)
+                    }
+                    Strategy::Fake { kind, .. } => {
+                        let days =
+                            parse_date(&self.fake_text(keyed, *kind, false, &us.to_be_bytes())?)?;
+                        i64::from(days) * DAY_US
+                    }
+                    Strategy::Keep | Strategy::DateShift { .. } => *us,
+                    other => {
+                        return Err(format!("`{}` cannot write a timestamp", other.describe()));
+                    }
+                };
+                applied.changed = new != *us;
+                *us = new;
+            }
+            Value::Inet(addr, bits, _) => {
+                let new: IpAddr = match &self.strategy {
+                    Strategy::Fake { kind, unique, .. } => {
+                        let seed = addr.to_string();
+                        self.fake_text(keyed, *kind, *unique, seed.as_bytes())?
+                            .parse()
+                            .map_err(|_| format!("`fake: {kind}` did not give an IP address"))?
+                    }
+                    Strategy::Keep => *addr,
+                    other => {
+                        return Err(format!("`{}` cannot write an IP address", other.describe()));
+                    }
+                };
+                if new != *addr {
+                    applied.changed = true;
+                    *bits = if new.is_ipv4() { 32 } else { 128 };
+                    *addr = new;
+                }
+            }
+        }
+        let _ = ty;
+        Ok(applied)
+    }
+
+    fn cut(&self, text: String) -> String {
+        match self.max_chars {
+            Some(n) if text.chars().count() > n => text.chars().take(n).collect(),
+            _ => text,
+        }
+    }
+
+    fn fake_text(
+        &self,
+        keyed: &Keyed,
+        kind: FakeKind,
+        unique: bool,
+        input: &[u8],
+    ) -> Result<String, String> {
+        let locale = match &self.strategy {
+            Strategy::Fake {
+                locale: Some(l), ..
+            } => *l,
+            _ => self.locale,
+        };
+        fakes::fake(kind, locale, keyed, input, unique).map_err(|e| e.to_string())
+    }
+
+    /// A text strategy on one string; `None` leaves it as it is.
+    #[allow(clippy::too_many_arguments)]
+    fn text(
+        &self,
+        keyed: &Keyed,
+        strategy: &Strategy,
+        redactor: Option<&Redactor>,
+        input: &str,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<Option<String>, String> {
+        Ok(Some(match strategy {
+            Strategy::Fake {
+                kind,
+                unique,
+                locale,
+            } => {
+                let locale = locale.unwrap_or(self.locale);
+                fakes::fake(*kind, locale, keyed, input.as_bytes(), *unique)
+                    .map_err(|e| e.to_string())?
+            }
+            Strategy::Hash { length } => keyed.hash(input.as_bytes(), *length),
+            Strategy::Mask { first, last, with } => Keyed::mask(input, *first, *last, *with),
+            Strategy::Regex { pattern, replace } => Keyed::regex_replace(pattern, input, replace),
+            Strategy::Template(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    TemplatePart::Text(t) => t.clone(),
+                    TemplatePart::Column(c) => column(c).unwrap_or_default(),
+                })
+                .collect(),
+            Strategy::Set(Some(v)) => v.clone(),
+            Strategy::Set(None)
+            | Strategy::Keep
+            | Strategy::Json(_)
+            | Strategy::DateShift { .. } => return Ok(None),
+            Strategy::Redact(_) => match redactor.and_then(|r| r.redact(keyed, input)) {
+                Some((text, n)) => {
+                    applied.replacements += n;
+                    text
+                }
+                None => return Ok(None),
+            },
+        }))
+    }
+
+    /// A strategy on every string inside a JSON value (and on numbers, which
+    /// become strings when a strategy rewrites them).
+    #[allow(clippy::too_many_arguments)]
+    fn json_leaves(
+        &self,
+        keyed: &Keyed,
+        strategy: &Strategy,
+        redactor: Option<&Redactor>,
+        json: &mut Json,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<(), String> {
+        match json {
+            Json::String(s) => {
+                if let Some(new) = self.text(keyed, strategy, redactor, s, column, applied)? {
+                    if new != *s {
+                        applied.changed = true;
+                        *s = new;
+                    }
+                }
+            }
+            Json::Number(n) => {
+                if matches!(strategy, Strategy::Redact(_) | Strategy::Keep) {
+                    return Ok(());
+                }
+                let text = n.to_string();
+                if let Some(new) = self.text(keyed, strategy, redactor, &text, column, applied)? {
+                    if new != text {
+                        applied.changed = true;
+                        *json = Json::String(new);
+                    }
+                }
+            }
+            Json::Array(items) => {
+                for item in items {
+                    self.json_leaves(keyed, strategy, redactor, item, column, applied)?;
+                }
+            }
+            Json::Object(map) => {
+                for item in map.values_mut() {
+                    self.json_leaves(keyed, strategy, redactor, item, column, applied)?;
+                }
+            }
+            Json::Bool(_) | Json::Null => {}
+        }
+        Ok(())
+    }
+
+    /// Follows `path` from `json`; what it reaches gets `rule.strategy`.
+    #[allow(clippy::too_many_arguments)]
+    fn json_path(
+        &self,
+        keyed: &Keyed,
+        rule: &JsonRule,
+        redactor: Option<&Redactor>,
+        path: &[Segment],
+        json: &mut Json,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<(), String> {
+        // Arrays are walked through at every level.
+        if let Json::Array(items) = json {
+            for item in items {
+                self.json_path(keyed, rule, redactor, path, item, column, applied)?;
+            }
+            return Ok(());
+        }
+        let Some((first, rest)) = path.split_first() else {
+            return self.json_reached(keyed, rule, redactor, json, column, applied);
+        };
+        let Json::Object(map) = json else {
+            return Ok(());
+        };
+        match first {
+            Segment::Key(pattern) => {
+                for (key, value) in map.iter_mut() {
+                    if glob_match(pattern, key) {
+                        self.json_path(keyed, rule, redactor, rest, value, column, applied)?;
+                    }
+                }
+            }
+            Segment::AnyDepth => {
+                // `**` matches no level here, or one more level below.
+                if !rest.is_empty() {
+                    self.json_path(keyed, rule, redactor, rest, json, column, applied)?;
+                }
+                let Json::Object(map) = json else {
+                    return Ok(());
+                };
+                for value in map.values_mut() {
+                    self.json_path(keyed, rule, redactor, path, value, column, applied)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn json_reached(
+        &self,
+        keyed: &Keyed,
+        rule: &JsonRule,
+        redactor: Option<&Redactor>,
+        json: &mut Json,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<(), String> {
+        match &rule.strategy {
+            Strategy::Set(None) => {
+                if !json.is_null() {
+                    applied.changed = true;
+                    *json = Json::Null;
+                }
+                Ok(())
+            }
+            Strategy::Set(Some(v)) => {
+                if json.as_str() != Some(v) {
+                    applied.changed = true;
+                    *json = Json::String(v.clone());
+                }
+                Ok(())
+            }
+            strategy => self.json_leaves(keyed, strategy, redactor, json, column, applied),
+        }
+    }
+}
+
+fn is_finite_date(days: i32) -> bool {
+    days != i32::MAX && days != i32::MIN
+}
+
+/// `YYYY-MM-DD` → days since 2000-01-01.
+fn parse_date(text: &str) -> Result<i32, String> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date"))?;
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
+    Ok((date - epoch).num_days() as i32)
+}
+
+/// Which column types a strategy can write; `Err` explains why not.
+pub fn check_type(strategy: &Strategy, ty: FieldType) -> Result<(), String> {
+    use FieldType as T;
+    let ok = match strategy {
+        Strategy::Keep | Strategy::Set(_) => true,
+        Strategy::Fake { kind, .. } => match ty {
+            T::Text | T::TextArray | T::Json | T::Jsonb => true,
+            T::Date | T::Timestamp | T::Timestamptz => *kind == FakeKind::DateOfBirth,
+            T::Inet | T::Cidr => matches!(kind, FakeKind::Ipv4 | FakeKind::Ipv6),
+        },
+        Strategy::Hash { .. }
+        | Strategy::Mask { .. }
+        | Strategy::Regex { .. }
+        | Strategy::Template(_)
+        | Strategy::Redact(_) => matches!(ty, T::Text | T::TextArray | T::Json | T::Jsonb),
+        Strategy::Json(_) => matches!(ty, T::Json | T::Jsonb | T::Text),
+        Strategy::DateShift { .. } => matches!(ty, T::Date | T::Timestamp | T::Timestamptz),
+    };
+    if ok {
+        return Ok(());
+    }
+    let fits = match ty {
+        T::Date | T::Timestamp | T::Timestamptz => {
+            "`date_shift`, `fake: date_of_birth`, `set` or `null`"
+        }
+        T::Inet | T::Cidr => "`fake: ipv4`, `fake: ipv6`, `set` or `null`",
+        _ => "a text strategy",
+    };
+    Err(format!(
+        "`{}` cannot produce a value of type {ty}; use {fits}",
+        strategy.describe()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::rules::JsonPath;
+
+    fn compiled(strategy: Strategy) -> Compiled {
+        Compiled::new(strategy, Locale::En, None)
+    }
+
+    fn no_columns(_: &str) -> Option<String> {
+        None
+    }
+
+    fn json_rule(path: &str, strategy: Strategy) -> JsonRule {
+        JsonRule {
+            path: JsonPath::parse(path).unwrap(),
+            strategy,
+        }
+    }
+
+    #[test]
+    fn json_paths_globs_and_arrays() {
+        let keyed = Keyed::new(Some("k"));
+        let email = Strategy::Fake {
+            kind: FakeKind::Email,
+            unique: false,
+            locale: None,
+        };
+        let c = compiled(Strategy::Json(vec![
+            json_rule("contact.email", email.clone()),
+            json_rule("*phone*", Strategy::Set(None)),
+            json_rule("**.ip", Strategy::Set(Some("x".into()))),
+            json_rule("items.name", Strategy::Hash { length: Some(6) }),
+        ]));
+        let mut v = Value::Json(
+            serde_json::from_str(
+                r#"{
+            "contact": {"email": "a@example.net", "other": "keep"},
+            "mobile_phone": "555", "home_phone": 1, "theme": "dark",
+            "deep": {"deeper": {"ip": "192.0.2.1"}}, "ip": "192.0.2.2",
+            "items": [{"name": "n1", "qty": 1.10}, {"name": "n2"}]
+        }"#,
+            )
+            .unwrap(),
+        );
+        let applied = c
+            .apply(&keyed, FieldType::Jsonb, &mut v, &no_columns)
+            .unwrap();
+        assert!(applied.changed);
+        let Value::Json(j) = v else { panic!() };
+        assert_ne!(j["contact"]["email"], "a@example.net");
+        assert!(
+            j["contact"]["email"]
+                .as_str()
+                .unwrap()
+                .contains("@example.")
+        );
+        assert_eq!(j["contact"]["other"], "keep");
+        assert_eq!(j["mobile_phone"], Json::Null);
+        assert_eq!(j["home_phone"], Json::Null);
+        assert_eq!(j["theme"], "dark");
+        assert_eq!(j["deep"]["deeper"]["ip"], "x");
+        assert_eq!(j["ip"], "x");
+        assert_eq!(j["items"][0]["name"].as_str().unwrap().len(), 6);
+        assert_eq!(
+            j["items"][0]["qty"].to_string(),
+            "1.10",
+            "numbers keep their spelling"
+        );
+    }
+
+    #[test]
+    fn same_input_same_output_across_strategies_and_types() {
+        let keyed = Keyed::new(Some("k"));
+        let email = Strategy::Fake {
+            kind: FakeKind::Email,
+            unique: true,
+            locale: None,
+        };
+        let c = compiled(email);
+        let mut a = Value::Text("jo@example.com".into());
+        let mut b = Value::TextArray(crate::anonymize::codec::TextArray::of_text(vec![
+            Some("jo@example.com".into()),
+            None,
+        ]));
+        c.apply(&keyed, FieldType::Text, &mut a, &no_columns)
+            .unwrap();
+        c.apply(&keyed, FieldType::TextArray, &mut b, &no_columns)
+            .unwrap();
+        let Value::Text(a) = a else { panic!() };
+        let Value::TextArray(b) = b else { panic!() };
+        assert_eq!(b.elements, vec![Some(a), None]);
+    }
+
+    #[test]
+    fn templates_dates_ips_and_limits() {
+        let keyed = Keyed::new(Some("k"));
+        let t = compiled(Strategy::Template(vec![
+            TemplatePart::Text("user".into()),
+            TemplatePart::Column("id".into()),
+        ]));
+        let mut v = Value::Text("old".into());
+        t.apply(&keyed, FieldType::Text, &mut v, &|c| {
+            (c == "id").then(|| "42".into())
+        })
+        .unwrap();
+        assert_eq!(v, Value::Text("user42".into()));
+
+        let shift = compiled(Strategy::DateShift { days: 10 });
+        let mut d = Value::Date(9000);
+        shift
+            .apply(&keyed, FieldType::Date, &mut d, &no_columns)
+            .unwrap();
+        let Value::Date(moved) = d else { panic!() };
+        assert!(moved != 9000 && (moved - 9000).abs() <= 10);
+        let mut inf = Value::Date(i32::MAX);
+        assert!(
+            !shift
+                .apply(&keyed, FieldType::Date, &mut inf, &no_columns)
+                .unwrap()
+                .changed
+        );
+        let mut ts = Value::Timestamp(9000 * DAY_US + 3_600_000_000);
+        shift
+            .apply(&keyed, FieldType::Timestamp, &mut ts, &no_columns)
+            .unwrap();
+        assert_eq!(
+            ts,
+            Value::Timestamp(i64::from(moved) * DAY_US + 3_600_000_000),
+            "same day, same shift, time kept"
+        );
+
+        let ip = compiled(Strategy::Fake {
+            kind: FakeKind::Ipv4,
+            unique: false,
+            locale: None,
+        });
+        let mut addr = Value::Inet("10.1.2.3".parse().unwrap(), 8, false);
+        ip.apply(&keyed, FieldType::Inet, &mut addr, &no_columns)
+            .unwrap();
+        let Value::Inet(a, bits, _) = addr else {
+            panic!()
+        };
+        assert!(
+            a.to_string().starts_with("192.0.2.")
+                || a.to_string().starts_with("198.51.100.")
+                || a.to_string().starts_with("203.0.113.")
+        );
+        assert_eq!(bits, 32);
+
+        let short = Compiled::new(Strategy::Hash { length: None }, Locale::En, Some(10));
+        let mut h = Value::Text("x".into());
+        short
+            .apply(&keyed, FieldType::Text, &mut h, &no_columns)
+            .unwrap();
+        let Value::Text(h) = h else { panic!() };
+        assert_eq!(h.len(), 10);
+    }
+
+    #[test]
+    fn type_checks() {
+        assert!(check_type(&Strategy::Hash { length: None }, FieldType::Date).is_err());
+        assert!(check_type(&Strategy::DateShift { days: 3 }, FieldType::Text).is_err());
+        assert!(
+            check_type(
+                &Strategy::Fake {
+                    kind: FakeKind::Email,
+                    unique: false,
+                    locale: None
+                },
+                FieldType::Inet
+            )
+            .is_err()
+        );
+        assert!(
+            check_type(
+                &Strategy::Fake {
+                    kind: FakeKind::Ipv6,
+                    unique: false,
+                    locale: None
+                },
+                FieldType::Inet
+            )
+            .is_ok()
+        );
+        assert!(
+            check_type(
+                &Strategy::Fake {
+                    kind: FakeKind::DateOfBirth,
+                    unique: false,
+                    locale: None
+                },
+                FieldType::Date
+            )
+            .is_ok()
+        );
+    }
+}

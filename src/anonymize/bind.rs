@@ -1,0 +1,476 @@
+//! Rules meet the live schema: every rule is matched to a table and column
+//! of the source (a rule for something that no longer exists is an error),
+//! checked against the column's type, and every column of every copied table
+//! is classified for coverage. The result is, per table, what the clone's
+//! COPY reads (expressions, extras) and the transform it runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::apply::{Compiled, check_type};
+use super::codec::FieldType;
+use super::detect;
+use super::keyed::Keyed;
+use super::rewrite::Rewriter;
+use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
+use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats, TableTransform};
+use crate::pg::catalog::{Table, quote_ident};
+use crate::pg::clone::{TableRule, TransformFactory};
+use crate::workflow::diagnostics::did_you_mean;
+
+/// Which tables and columns `rewrite:` reaches.
+#[derive(Debug, Clone)]
+pub enum RewriteScope {
+    All,
+    /// `table` or `table.column` (a table may be `schema.table`).
+    Listed(Vec<String>),
+}
+
+/// `rewrite:` of a clone, compiled.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pub rewriter: Arc<Rewriter>,
+    pub scope: RewriteScope,
+}
+
+/// The anonymizer of one clone: merged rules, the key, the rewrite.
+#[derive(Debug, Clone)]
+pub struct Anonymizer {
+    pub rules: RuleSet,
+    pub rewrite: Option<Rewrite>,
+    pub keyed: Keyed,
+}
+
+/// How a column is covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    /// A rule writes it: the rule's description.
+    Ruled(String),
+    Kept,
+    /// Its type cannot hold personal data and its name does not suggest any.
+    SafeByType,
+    /// The whole table is created empty.
+    Truncated,
+    /// Nothing covers it; why it is a finding.
+    Uncovered(Evidence),
+}
+
+/// Why an uncovered column is a finding: never the values themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// The personal-data word its name contains.
+    pub name_hint: Option<&'static str>,
+    /// Whether it is of a type that can hold text.
+    pub textual: bool,
+    /// Filled by sampling: values looked at, and matches per kind.
+    pub sampled: u64,
+    pub matches: Vec<(String, u64)>,
+}
+
+impl Evidence {
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(word) = self.name_hint {
+            parts.push(format!("name contains `{word}`"));
+        }
+        for (kind, n) in &self.matches {
+            parts.push(format!(
+                "{n} of {} sampled values look like {kind}",
+                self.sampled
+            ));
+        }
+        if parts.is_empty() {
+            parts.push(if self.textual {
+                "can hold text, and no rule covers it".to_string()
+            } else {
+                "no rule covers it".to_string()
+            });
+        }
+        parts.join("; ")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    /// `Table::qualified`.
+    pub table: String,
+    pub column: String,
+    pub type_name: String,
+    pub class: Class,
+}
+
+/// A rule that does not fit the source.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    pub origin: Origin,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin.location(), self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, " ({help})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The rules bound to one list of tables.
+pub struct Binding {
+    pub rules: BTreeMap<String, TableRule>,
+    /// The plans behind the transforms, for the report's counts.
+    pub plans: BTreeMap<String, Arc<TablePlan>>,
+    pub coverage: Vec<Coverage>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Binding {
+    pub fn uncovered(&self) -> impl Iterator<Item = &Coverage> {
+        self.coverage
+            .iter()
+            .filter(|c| matches!(c.class, Class::Uncovered(_)))
+    }
+
+    /// Everything that must stop the run: mismatched rules always, uncovered
+    /// columns under `unknown_columns: error`. One line each.
+    pub fn blocking(&self, policy: UnknownColumns) -> Vec<String> {
+        let mut out: Vec<String> = self.mismatches.iter().map(|m| m.to_string()).collect();
+        if policy == UnknownColumns::Error {
+            out.extend(self.uncovered().map(uncovered_line));
+        }
+        out
+    }
+}
+
+/// `"public"."users".email (text): name contains `email``.
+pub fn uncovered_line(c: &Coverage) -> String {
+    let Class::Uncovered(evidence) = &c.class else {
+        return String::new();
+    };
+    format!(
+        "column {}.{} ({}) has no rule: {}",
+        c.table,
+        quote_ident(&c.column),
+        c.type_name,
+        evidence.describe()
+    )
+}
+
+/// `character varying(20)` → 20; `character(2)` → 2.
+fn max_chars(type_name: &str) -> Option<usize> {
+    let rest = type_name
+        .strip_prefix("character varying(")
+        .or_else(|| type_name.strip_prefix("character("))?;
+    rest.strip_suffix(')')?.parse().ok()
+}
+
+/// `'it''s'`.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Anonymizer {
+    /// Binds the rules to `tables` (the source's copied tables).
+    pub fn bind(&self, tables: &[Table]) -> Binding {
+        let mut binding = Binding {
+            rules: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            coverage: Vec::new(),
+            mismatches: Vec::new(),
+        };
+        let by_key: BTreeMap<String, &Table> = tables
+            .iter()
+            .map(|t| (format!("{}.{}", t.schema, t.name), t))
+            .collect();
+        // Rules for tables that are not there.
+        for (key, rules) in &self.rules.tables {
+            if by_key.contains_key(key) || rules.optional {
+                continue;
+            }
+            let (schema, name) = split_table_name(&rules.name);
+            let candidates: Vec<String> = tables
+                .iter()
+                .map(|t| {
+                    if schema == "public" && t.schema == "public" {
+                        t.name.clone()
+                    } else {
+                        format!("{}.{}", t.schema, t.name)
+                    }
+                })
+                .collect();
+            let wanted = if schema == "public" {
+                name.to_string()
+            } else {
+                key.clone()
+            };
+            binding.mismatches.push(Mismatch {
+                origin: rules.origin.clone(),
+                message: format!("table `{}` does not exist in the source database", rules.name),
+                help: Some(
+                    did_you_mean(&wanted, candidates.iter().map(String::as_str))
+                        .map(|best| format!("did you mean `{best}`?"))
+                        .unwrap_or_else(|| {
+                            "remove its rules, or add `optional: true` if it exists only in some databases".into()
+                        }),
+                ),
+            });
+        }
+        for table in tables {
+            self.bind_table(table, &mut binding);
+        }
+        binding
+    }
+
+    fn rewrite_reaches(&self, table: &Table, column: &str) -> bool {
+        let Some(rewrite) = &self.rewrite else {
+            return false;
+        };
+        match &rewrite.scope {
+            RewriteScope::All => true,
+            RewriteScope::Listed(items) => items.iter().any(|item| {
+                let parts: Vec<&str> = item.split('.').collect();
+                let (schema, name, col) = match parts.as_slice() {
+                    [t] => ("public", *t, None),
+                    [a, b] if table.columns.iter().any(|c| c.name == *b) && *a == table.name => {
+                        ("public", *a, Some(*b))
+                    }
+                    [s, t] => (*s, *t, None),
+                    [s, t, c] => (*s, *t, Some(*c)),
+                    _ => return false,
+                };
+                schema == table.schema && name == table.name && col.is_none_or(|c| c == column)
+            }),
+        }
+    }
+
+    fn bind_table(&self, table: &Table, binding: &mut Binding) {
+        let key = format!("{}.{}", table.schema, table.name);
+        let rules = self.rules.tables.get(&key);
+        let mut rule = TableRule::default();
+        let mut columns: Vec<RuledColumn> = Vec::new();
+        let mut stats = TableStats::default();
+        let mut sources: Vec<(String, Source)> = Vec::new();
+        let mut extras: Vec<String> = Vec::new();
+        let mut except_extra = None;
+        let mut key_extras = Vec::new();
+        let column_names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+
+        if let Some(rules) = rules {
+            // Stale column rules and keeps.
+            let ruled = rules.columns.iter().map(|(n, r)| (n, &r.origin));
+            for (name, origin) in ruled.chain(rules.kept.iter()) {
+                if !column_names.contains(&name.as_str()) {
+                    binding.mismatches.push(Mismatch {
+                        origin: origin.clone(),
+                        message: format!(
+                            "column `{}.{name}` does not exist in the source database",
+                            rules.name
+                        ),
+                        help: Some(
+                            did_you_mean(name, column_names.iter().copied())
+                                .map(|b| format!("did you mean `{b}`?"))
+                                .unwrap_or_else(|| "remove the rule: the column is gone".into()),
+                        ),
+                    });
+                }
+            }
+            rule.truncate = rules.truncates();
+            rule.where_clause = rules.where_clause.as_ref().map(|(w, _)| w.clone());
+            if let Some((predicate, _)) = &rules.except {
+                except_extra = Some(extras.len());
+                extras.push(format!("COALESCE(({predicate}), false)"));
+            }
+        }
+        let truncated = rule.truncate;
+
+        for (index, column) in table.columns.iter().enumerate() {
+            let ty = FieldType::from_pg(&column.type_name);
+            let ruled = rules.and_then(|r| r.columns.get(&column.name));
+            let kept = rules.is_some_and(|r| {
+                r.kept.contains_key(&column.name) || matches!(r.keep, Keep::All(_))
+            });
+            let class = if truncated {
+                Class::Truncated
+            } else if let Some(ruled) = ruled {
+                let strategy = &ruled.strategy;
+                let mismatch = |message: String, help: Option<String>| Mismatch {
+                    origin: ruled.origin.clone(),
+                    message,
+                    help,
+                };
+                match strategy {
+                    Strategy::Keep => {}
+                    Strategy::Set(value) => {
+                        let constant = match value {
+                            Some(v) => format!("CAST({} AS {})", literal(v), column.type_name),
+                            None => format!("CAST(NULL AS {})", column.type_name),
+                        };
+                        let expression = match rules.and_then(|r| r.except.as_ref()) {
+                            Some((predicate, _)) => format!(
+                                "CASE WHEN COALESCE(({predicate}), false) THEN {} ELSE {constant} END",
+                                quote_ident(&column.name)
+                            ),
+                            None => constant,
+                        };
+                        rule.expressions.insert(index, expression);
+                    }
+                    _ => match ty {
+                        None => binding.mismatches.push(mismatch(
+                            format!(
+                                "column `{}.{}` is of type {}, which `{}` cannot transform",
+                                table.name,
+                                column.name,
+                                column.type_name,
+                                strategy.describe()
+                            ),
+                            Some("rules transform text, json/jsonb, inet/cidr, dates, timestamps and text arrays; for other types use `set`, `null` or `keep`".into()),
+                        )),
+                        Some(ty) => {
+                            if let Err(e) = check_type(strategy, ty) {
+                                binding.mismatches.push(mismatch(
+                                    format!("column `{}.{}`: {e}", table.name, column.name),
+                                    None,
+                                ));
+                            } else {
+                                let limit = max_chars(&column.type_name);
+                                if let (Some(n), Strategy::Fake { unique: true, .. }) = (limit, strategy) {
+                                    if n < 40 {
+                                        binding.mismatches.push(mismatch(
+                                            format!(
+                                                "column `{}.{}` holds at most {n} characters, too few for unique fake values",
+                                                table.name, column.name
+                                            ),
+                                            Some(format!("use `{{ hash: {} }}` for a short unique value", n.min(64))),
+                                        ));
+                                    }
+                                }
+                                for read in strategy.reads() {
+                                    if sources.iter().any(|(n, _)| n == read) {
+                                        continue;
+                                    }
+                                    let Some(i) = column_names.iter().position(|c| c == &read) else {
+                                        binding.mismatches.push(mismatch(
+                                            format!("column `{}.{}`: the template reads `{{{read}}}`, which is not a column of the table", table.name, column.name),
+                                            did_you_mean(read, column_names.iter().copied()).map(|b| format!("did you mean `{b}`?")),
+                                        ));
+                                        continue;
+                                    };
+                                    let direct = FieldType::from_pg(&table.columns[i].type_name)
+                                        == Some(FieldType::Text)
+                                        && !rules.is_some_and(|r| {
+                                            r.columns.get(read).is_some_and(|c| matches!(c.strategy, Strategy::Set(_)))
+                                        });
+                                    let source = if direct {
+                                        Source::Field(i)
+                                    } else {
+                                        extras.push(format!("{}::text", quote_ident(read)));
+                                        Source::Extra(extras.len() - 1)
+                                    };
+                                    sources.push((read.to_string(), source));
+                                }
+                                if matches!(strategy, Strategy::Json(_)) && ty == FieldType::Text && key_extras.is_empty() {
+                                    for pk in &table.primary_key {
+                                        extras.push(format!("{}::text", quote_ident(pk)));
+                                        key_extras.push((pk.clone(), extras.len() - 1));
+                                    }
+                                }
+                                stats.columns.push(ColumnStats {
+                                    name: column.name.clone(),
+                                    rule: strategy.describe(),
+                                    ..Default::default()
+                                });
+                                columns.push(RuledColumn {
+                                    name: column.name.clone(),
+                                    index,
+                                    ty,
+                                    rule: Compiled::new(strategy.clone(), self.rules.locale, limit),
+                                });
+                            }
+                        }
+                    },
+                }
+                if matches!(strategy, Strategy::Keep) {
+                    Class::Kept
+                } else {
+                    Class::Ruled(strategy.describe())
+                }
+            } else if kept {
+                Class::Kept
+            } else {
+                let hint = detect::name_hint(&column.name);
+                if hint.is_none() && detect::safe_by_type(&column.type_name) {
+                    Class::SafeByType
+                } else {
+                    Class::Uncovered(Evidence {
+                        name_hint: hint,
+                        textual: ty.is_some(),
+                        ..Default::default()
+                    })
+                }
+            };
+            binding.coverage.push(Coverage {
+                table: table.qualified.clone(),
+                column: column.name.clone(),
+                type_name: column.type_name.clone(),
+                class,
+            });
+        }
+        if truncated {
+            binding.rules.insert(table.qualified.clone(), rule);
+            return;
+        }
+
+        // URL rewrites: every textual column the scope reaches, unless a
+        // constant replaces it.
+        let mut rewrite = Vec::new();
+        if let Some(r) = &self.rewrite {
+            for (index, column) in table.columns.iter().enumerate() {
+                let Some(ty) = FieldType::from_pg(&column.type_name) else {
+                    continue;
+                };
+                if !matches!(
+                    ty,
+                    FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
+                ) || rule.expressions.contains_key(&index)
+                    || !self.rewrite_reaches(table, &column.name)
+                {
+                    continue;
+                }
+                rewrite.push((index, ty));
+                stats
+                    .rewrites
+                    .push((column.name.clone(), Default::default()));
+            }
+            let _ = r;
+        }
+        if !columns.is_empty() || !rewrite.is_empty() || except_extra.is_some() {
+            let plan = Arc::new(TablePlan {
+                table: table.qualified.clone(),
+                keyed: self.keyed.clone(),
+                columns,
+                sources,
+                except: except_extra,
+                key: key_extras,
+                rewriter: self.rewrite.as_ref().map(|r| r.rewriter.clone()),
+                rewrite,
+                extras: extras.len(),
+                stats: Arc::new(stats),
+            });
+            let for_copy = plan.clone();
+            let factory: TransformFactory = Arc::new(move |format| {
+                Box::new(TableTransform::new(for_copy.clone(), format))
+                    as Box<dyn crate::pg::copy::RowTransform>
+            });
+            rule.transform = Some(factory);
+            binding.plans.insert(table.qualified.clone(), plan);
+        }
+        rule.extras = extras;
+        let plain =
+            rule.where_clause.is_none() && rule.expressions.is_empty() && rule.transform.is_none();
+        if !plain {
+            binding.rules.insert(table.qualified.clone(), rule);
+        }
+    }
+}

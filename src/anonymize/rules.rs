@@ -1,0 +1,1525 @@
+//! Rules files (`anonymizers/*.yaml`): read strictly, every problem located
+//! in its file, then merged into one [`RuleSet`]. What can be checked without
+//! a database is checked here (strategies, fake kinds, patterns, templates,
+//! conflicts between files); tables and columns are checked against the live
+//! source schema by [`super::bind`].
+//!
+//! Merging: a file's `extends:` are read first and the file itself overrides
+//! them (that is what extending a preset is for). Files listed side by side
+//! in `anonymize: [a, b]` must not disagree: the same column ruled two ways,
+//! or a table setting given two values, is an error naming both places.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::NamedSource;
+use regex::Regex;
+
+use super::fakes::{self, FakeKind, Locale};
+use crate::workflow::diagnostics::{Located, Problem};
+use crate::workflow::reader::{LoadCtx, MapReader};
+use crate::workflow::template::Vars;
+use crate::workflow::yaml::{self, Node, Span, Value};
+
+/// The presets shipped inside the binary, usable as `preset:<name>` in
+/// `anonymize:` and `extends:` without copying them into a project.
+pub const PRESETS: &[(&str, &str)] = &[];
+
+/// The kinds `redact:` can find inside text.
+pub const REDACT_KINDS: &[&str] = &["email", "phone", "ip", "card", "iban"];
+
+/// Every column strategy, by its key in a rules file.
+pub const STRATEGIES: &[&str] = &[
+    "fake",
+    "hash",
+    "mask",
+    "regex",
+    "template",
+    "set",
+    "null",
+    "keep",
+    "json",
+    "redact",
+    "date_shift",
+];
+
+/// A rules file as loaded, for locating problems found later (at plan time).
+#[derive(Debug)]
+pub struct SourceFile {
+    /// How the file is named in messages: the path as written, or `preset:x`.
+    pub shown: String,
+    pub text: String,
+}
+
+/// Where a rule was written.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub file: Arc<SourceFile>,
+    pub span: Span,
+}
+
+impl Origin {
+    /// `file:line:column`, for messages outside miette.
+    pub fn location(&self) -> String {
+        let before = &self.file.text[..self.span.offset.min(self.file.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{column}", self.file.shown)
+    }
+
+    /// A problem at this place, ready to render.
+    pub fn located(&self, problem: Problem) -> Located {
+        Located {
+            problem: Problem {
+                span: self.span,
+                ..problem
+            },
+            source: Arc::new(NamedSource::new(
+                self.file.shown.clone(),
+                self.file.text.clone(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.location())
+    }
+}
+
+/// What happens to columns nobody wrote a rule for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownColumns {
+    /// Stop before writing anything (the default: fail closed).
+    #[default]
+    Error,
+    /// Report them and copy them as they are.
+    Warn,
+}
+
+/// One column strategy.
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    Fake {
+        kind: FakeKind,
+        unique: bool,
+        locale: Option<Locale>,
+    },
+    Hash {
+        length: Option<usize>,
+    },
+    Mask {
+        first: usize,
+        last: usize,
+        with: char,
+    },
+    Regex {
+        pattern: Regex,
+        replace: String,
+    },
+    Template(Vec<TemplatePart>),
+    /// A constant in the column's text form; `None` writes NULL.
+    Set(Option<String>),
+    Keep,
+    Json(Vec<JsonRule>),
+    Redact(Vec<String>),
+    DateShift {
+        days: u32,
+    },
+}
+
+impl Strategy {
+    /// A short description for reports: `fake: email (unique)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Strategy::Fake { kind, unique, .. } => {
+                format!("fake: {kind}{}", if *unique { " (unique)" } else { "" })
+            }
+            Strategy::Hash { length: None } => "hash".into(),
+            Strategy::Hash { length: Some(n) } => format!("hash ({n})"),
+            Strategy::Mask { first, last, .. } => format!("mask (first {first}, last {last})"),
+            Strategy::Regex { pattern, .. } => format!("regex `{}`", pattern.as_str()),
+            Strategy::Template(parts) => format!("template \"{}\"", template_text(parts)),
+            Strategy::Set(None) => "null".into(),
+            Strategy::Set(Some(v)) => format!("set \"{v}\""),
+            Strategy::Keep => "keep".into(),
+            Strategy::Json(rules) => format!(
+                "json: {}",
+                rules
+                    .iter()
+                    .map(|r| r.path.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Strategy::Redact(kinds) => format!("redact: {}", kinds.join(", ")),
+            Strategy::DateShift { days } => format!("date_shift ±{days} days"),
+        }
+    }
+
+    /// Columns of the same row this strategy reads (templates).
+    pub fn reads(&self) -> Vec<&str> {
+        match self {
+            Strategy::Template(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    TemplatePart::Column(c) => Some(c.as_str()),
+                    TemplatePart::Text(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    Column(String),
+}
+
+fn template_text(parts: &[TemplatePart]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Text(t) => t.replace('{', "{{").replace('}', "}}"),
+            TemplatePart::Column(c) => format!("{{{c}}}"),
+        })
+        .collect()
+}
+
+/// `json:` entry: a key path and the strategy for what it reaches.
+#[derive(Debug, Clone)]
+pub struct JsonRule {
+    pub path: JsonPath,
+    pub strategy: Strategy,
+}
+
+/// `contact.email`, `"*phone*"`, `"**.email"`: segments matched from the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(pub Vec<Segment>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A key, with `*` matching any run of characters.
+    Key(String),
+    /// `**`: any number of levels, including none.
+    AnyDepth,
+}
+
+impl JsonPath {
+    pub fn parse(text: &str) -> Option<JsonPath> {
+        if text.is_empty() {
+            return None;
+        }
+        let segments: Vec<Segment> = text
+            .split('.')
+            .map(|s| match s {
+                "**" => Segment::AnyDepth,
+                key => Segment::Key(key.to_string()),
+            })
+            .collect();
+        segments
+            .iter()
+            .all(|s| !matches!(s, Segment::Key(k) if k.is_empty()))
+            .then_some(JsonPath(segments))
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            match s {
+                Segment::Key(k) => f.write_str(k)?,
+                Segment::AnyDepth => f.write_str("**")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnRule {
+    pub strategy: Strategy,
+    pub origin: Origin,
+}
+
+/// `keep:` of a table.
+#[derive(Debug, Clone, Default)]
+pub enum Keep {
+    #[default]
+    Listed,
+    All(Origin),
+}
+
+/// The rules of one table, merged.
+#[derive(Debug, Clone)]
+pub struct TableRules {
+    /// As written: `auth_user` or `schema.table`.
+    pub name: String,
+    pub origin: Origin,
+    pub columns: BTreeMap<String, ColumnRule>,
+    /// Columns listed in `keep:`, with where.
+    pub kept: BTreeMap<String, Origin>,
+    pub keep: Keep,
+    pub truncate: Option<(bool, Origin)>,
+    pub where_clause: Option<(String, Origin)>,
+    pub except: Option<(String, Origin)>,
+    /// Applies only when the table exists.
+    pub optional: bool,
+}
+
+impl TableRules {
+    fn new(name: &str, origin: Origin) -> Self {
+        TableRules {
+            name: name.to_string(),
+            origin,
+            columns: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            keep: Keep::Listed,
+            truncate: None,
+            where_clause: None,
+            except: None,
+            optional: false,
+        }
+    }
+
+    pub fn truncates(&self) -> bool {
+        self.truncate.as_ref().is_some_and(|(t, _)| *t)
+    }
+
+    /// `(schema, table)`; an unqualified name is in `public`.
+    pub fn schema_and_table(&self) -> (&str, &str) {
+        split_table_name(&self.name)
+    }
+}
+
+/// `public.x` → `("public", "x")`; `x` → `("public", "x")`.
+pub fn split_table_name(name: &str) -> (&str, &str) {
+    match name.split_once('.') {
+        Some((schema, table)) => (schema, table),
+        None => ("public", name),
+    }
+}
+
+/// All rules files of a clone, merged.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub secret: Option<String>,
+    pub locale: Locale,
+    pub unknown_columns: UnknownColumns,
+    /// Keyed by `schema.table` (an unqualified name gets `public.`).
+    pub tables: BTreeMap<String, TableRules>,
+    /// The files read, in order (extends first).
+    pub files: Vec<String>,
+    /// Values to keep out of every output (the secret, secret variables).
+    pub secrets: Vec<String>,
+}
+
+/// Why rules files could not be loaded.
+#[derive(Debug)]
+pub enum RulesError {
+    Read { path: String, error: String },
+    Invalid(Vec<Located>),
+}
+
+/// What one file said, before merging.
+struct FileRules {
+    secret: Option<String>,
+    locale: Option<Locale>,
+    unknown_columns: Option<UnknownColumns>,
+    tables: Vec<TableRules>,
+}
+
+/// A reference to a rules file: a path or `preset:<name>`.
+fn resolve(reference: &str, base: &Path) -> Result<(String, String, Option<PathBuf>), String> {
+    if let Some(name) = reference.strip_prefix("preset:") {
+        let name = name.trim_end_matches(".yaml");
+        return PRESETS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| (format!("preset:{n}"), text.to_string(), None))
+            .ok_or_else(|| {
+                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+                format!(
+                    "no preset named `{name}`; the presets are: {}",
+                    names.join(", ")
+                )
+            });
+    }
+    let path = base.join(reference);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read rules file `{reference}`: {e}"))?;
+    Ok((reference.to_string(), text, Some(path)))
+}
+
+/// Loads and merges `references` (paths relative to `base`, or
+/// `preset:<name>`). Files side by side must not conflict.
+pub fn load(references: &[String], base: &Path, vars: &Vars) -> Result<RuleSet, RulesError> {
+    let mut loader = Loader {
+        vars,
+        problems: Vec::new(),
+        reading: Vec::new(),
+        secrets: Vec::new(),
+    };
+    let mut files = Vec::new();
+    let mut all = Merged {
+        secret: None,
+        locale: None,
+        unknown_columns: None,
+        tables: BTreeMap::new(),
+    };
+    for reference in references {
+        match loader.file(reference, base, &mut files) {
+            Ok(Some(merged)) => merge_into(&mut all, merged, Merge::Side, &mut loader.problems),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(RulesError::Read {
+                    path: reference.clone(),
+                    error: e,
+                });
+            }
+        }
+    }
+    if loader.problems.is_empty() {
+        Ok(RuleSet {
+            secret: all.secret,
+            locale: all.locale.unwrap_or_default(),
+            unknown_columns: all.unknown_columns.unwrap_or_default(),
+            tables: all.tables,
+            files,
+            secrets: loader.secrets,
+        })
+    } else {
+        Err(RulesError::Invalid(loader.problems))
+    }
+}
+
+struct Loader<'v> {
+    vars: &'v Vars,
+    problems: Vec<Located>,
+    /// Files being read, for `extends` cycles.
+    reading: Vec<String>,
+    secrets: Vec<String>,
+}
+
+/// A file's rules merged with everything it extends.
+struct Merged {
+    secret: Option<String>,
+    locale: Option<Locale>,
+    unknown_columns: Option<UnknownColumns>,
+    tables: BTreeMap<String, TableRules>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// The later file extends the earlier: it wins.
+    Override,
+    /// Files side by side: a disagreement is an error.
+    Side,
+}
+
+impl Loader<'_> {
+    fn file(
+        &mut self,
+        reference: &str,
+        base: &Path,
+        files: &mut Vec<String>,
+    ) -> Result<Option<Merged>, String> {
+        let (shown, text, path) = resolve(reference, base)?;
+        if self.reading.contains(&shown) {
+            return Err(format!(
+                "`extends` goes round in a circle: {} → {shown}",
+                self.reading.join(" → ")
+            ));
+        }
+        let file = Arc::new(SourceFile {
+            shown: shown.clone(),
+            text,
+        });
+        let mut cx = LoadCtx::new(&file.text, self.vars);
+        let (extends, parsed) = match yaml::parse(&file.text) {
+            Ok(root) => read_file(&mut cx, &root, &file),
+            Err(err) => {
+                cx.push(Problem::new(
+                    "flightpath::yaml::syntax",
+                    format!("invalid YAML: {}", err.message),
+                    err.span,
+                    "here",
+                ));
+                (Vec::new(), None)
+            }
+        };
+        self.secrets.append(&mut cx.secrets);
+        let named = Arc::new(NamedSource::new(shown.clone(), file.text.clone()));
+        let failed = !cx.diags.is_empty();
+        for problem in cx.diags.problems {
+            self.problems.push(Located {
+                problem,
+                source: named.clone(),
+            });
+        }
+        let Some(parsed) = parsed.filter(|_| !failed) else {
+            return Ok(None);
+        };
+        // The file's directory is the base of its own `extends`; a preset's
+        // `extends` name other presets.
+        let dir = match &path {
+            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => base.to_path_buf(),
+        };
+        self.reading.push(shown.clone());
+        let mut merged = Merged {
+            secret: None,
+            locale: None,
+            unknown_columns: None,
+            tables: BTreeMap::new(),
+        };
+        for (parent, span) in extends {
+            let parent = if path.is_none() && !parent.starts_with("preset:") {
+                format!("preset:{parent}")
+            } else {
+                parent
+            };
+            match self.file(&parent, &dir, files) {
+                Ok(Some(inner)) => merge_into(&mut merged, inner, Merge::Side, &mut self.problems),
+                Ok(None) => {}
+                Err(e) => self.problems.push(Located {
+                    problem: Problem::new(
+                        "flightpath::anonymize::extends",
+                        e,
+                        span,
+                        "cannot be read",
+                    ),
+                    source: named.clone(),
+                }),
+            }
+        }
+        self.reading.pop();
+        let own = Merged {
+            secret: parsed.secret,
+            locale: parsed.locale,
+            unknown_columns: parsed.unknown_columns,
+            tables: parsed
+                .tables
+                .into_iter()
+                .map(|t| (table_key(&t.name), t))
+                .collect(),
+        };
+        merge_into(&mut merged, own, Merge::Override, &mut self.problems);
+        files.push(shown);
+        Ok(Some(merged))
+    }
+}
+
+/// `auth_user` → `public.auth_user`.
+pub fn table_key(name: &str) -> String {
+    let (schema, table) = split_table_name(name);
+    format!("{schema}.{table}")
+}
+
+fn conflict(what: String, first: &Origin, second: &Origin) -> Located {
+    second.located(
+        Problem::new(
+            "flightpath::anonymize::conflict",
+            what,
+            second.span,
+            "conflicts with another rules file",
+        )
+        .help(format!(
+            "also set at {first}; keep one of them, or make this file `extends:` the other so it overrides it"
+        )),
+    )
+}
+
+fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Located>) {
+    if from.secret.is_some() {
+        into.secret = from.secret;
+    }
+    if from.locale.is_some() {
+        into.locale = from.locale;
+    }
+    if from.unknown_columns.is_some() {
+        // The stricter setting wins between files side by side.
+        into.unknown_columns = match (how, into.unknown_columns, from.unknown_columns) {
+            (Merge::Side, Some(UnknownColumns::Error), _) => Some(UnknownColumns::Error),
+            (_, _, theirs) => theirs,
+        };
+    }
+    for (key, table) in from.tables {
+        let Some(existing) = into.tables.get_mut(&key) else {
+            into.tables.insert(key, table);
+            continue;
+        };
+        merge_table(existing, table, how, problems);
+    }
+}
+
+fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &mut Vec<Located>) {
+    let side = how == Merge::Side;
+    into.optional = into.optional && from.optional;
+    for (name, rule) in from.columns {
+        if side {
+            if let Some(existing) = into.columns.get(&name) {
+                problems.push(conflict(
+                    format!("column `{}.{name}` is ruled in two files", into.name),
+                    &existing.origin,
+                    &rule.origin,
+                ));
+                continue;
+            }
+            if let Some(kept) = into.kept.get(&name) {
+                problems.push(conflict(
+                    format!(
+                        "column `{}.{name}` is ruled here and kept in another file",
+                        into.name
+                    ),
+                    kept,
+                    &rule.origin,
+                ));
+                continue;
+            }
+        }
+        into.kept.remove(&name);
+        into.columns.insert(name, rule);
+    }
+    for (name, origin) in from.kept {
+        if let Some(existing) = into.columns.get(&name) {
+            if side {
+                problems.push(conflict(
+                    format!(
+                        "column `{}.{name}` is kept here and ruled in another file",
+                        into.name
+                    ),
+                    &existing.origin,
+                    &origin,
+                ));
+                continue;
+            }
+            into.columns.remove(&name);
+        }
+        into.kept.insert(name, origin);
+    }
+    if let Keep::All(origin) = from.keep {
+        into.keep = Keep::All(origin);
+    }
+    merge_setting(
+        &into.name,
+        "truncate",
+        &mut into.truncate,
+        from.truncate,
+        side,
+        problems,
+    );
+    merge_setting(
+        &into.name,
+        "where",
+        &mut into.where_clause,
+        from.where_clause,
+        side,
+        problems,
+    );
+    merge_setting(
+        &into.name,
+        "except",
+        &mut into.except,
+        from.except,
+        side,
+        problems,
+    );
+}
+
+fn merge_setting<T: PartialEq>(
+    table: &str,
+    key: &str,
+    into: &mut Option<(T, Origin)>,
+    from: Option<(T, Origin)>,
+    side: bool,
+    problems: &mut Vec<Located>,
+) {
+    let Some((value, origin)) = from else { return };
+    if side {
+        if let Some((existing, first)) = into.as_ref() {
+            if *existing != value {
+                problems.push(conflict(
+                    format!("table `{table}` has two different `{key}:` settings"),
+                    first,
+                    &origin,
+                ));
+            }
+            return;
+        }
+    }
+    *into = Some((value, origin));
+}
+
+/// Reads one file's top level: its `extends` and its own rules.
+fn read_file(
+    cx: &mut LoadCtx,
+    root: &Node,
+    file: &Arc<SourceFile>,
+) -> (Vec<(String, Span)>, Option<FileRules>) {
+    let Some(mut top) = MapReader::new(cx, root, "the rules file") else {
+        return (Vec::new(), None);
+    };
+    let extends = top.string_list(cx, "extends").unwrap_or_default();
+    let secret = top.get("secret").and_then(|node| {
+        let value = cx.string(node, "`secret`")?;
+        // The secret is never printed, whatever its variable is called.
+        if !value.is_empty() {
+            cx.secrets.push(value.clone());
+        }
+        Some(value)
+    });
+    // `secret: ${FLIGHTPATH_SECRET:-}` with the variable unset means no secret.
+    let secret = secret.filter(|s| !s.is_empty());
+    let locale = top.get("locale").and_then(|node| {
+        let name = cx.string(node, "`locale`")?;
+        let locale = Locale::parse(&name);
+        if locale.is_none() {
+            cx.push(
+                Problem::new(
+                    "flightpath::anonymize::locale",
+                    format!("unknown locale `{name}`"),
+                    node.span,
+                    "not a locale",
+                )
+                .suggest(&name, fakes::LOCALES.iter().copied())
+                .help_if_none(format!("use one of: {}", fakes::LOCALES.join(", "))),
+            );
+        }
+        locale
+    });
+    let unknown_columns = top.get("unknown_columns").and_then(|node| {
+        match cx.string(node, "`unknown_columns`").as_deref() {
+            Some("error") => Some(UnknownColumns::Error),
+            Some("warn") => Some(UnknownColumns::Warn),
+            Some(other) => {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::unknown-columns",
+                        format!("`unknown_columns` must be `error` or `warn`, not `{other}`"),
+                        node.span,
+                        "not a setting",
+                    )
+                    .suggest(other, ["error", "warn"]),
+                );
+                None
+            }
+            None => None,
+        }
+    });
+    let tables_node = top.get("tables");
+    top.finish(cx);
+    let mut tables = Vec::new();
+    if let Some(node) = tables_node {
+        match &node.value {
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let origin = Origin {
+                        file: file.clone(),
+                        span: key.span,
+                    };
+                    if let Some(t) = read_table(cx, &key.name, value, origin, file) {
+                        tables.push(t);
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => cx.push(Problem::new(
+                "flightpath::yaml::type",
+                format!(
+                    "`tables` must be a mapping of table names, found {}",
+                    node.kind()
+                ),
+                node.span,
+                "expected a mapping",
+            )),
+        }
+    }
+    (
+        extends,
+        Some(FileRules {
+            secret,
+            locale,
+            unknown_columns,
+            tables,
+        }),
+    )
+}
+
+fn read_table(
+    cx: &mut LoadCtx,
+    name: &str,
+    node: &Node,
+    origin: Origin,
+    file: &Arc<SourceFile>,
+) -> Option<TableRules> {
+    if name.split('.').count() > 2 || name.is_empty() {
+        cx.push(
+            Problem::new(
+                "flightpath::anonymize::table-name",
+                format!("`{name}` is not a table name"),
+                origin.span,
+                "expected `table` or `schema.table`",
+            )
+            .help("write the table as `name` (schema public) or `schema.name`, without quotes"),
+        );
+        return None;
+    }
+    let what = format!("table `{name}`");
+    let mut reader = MapReader::new(cx, node, what.clone())?;
+    let mut table = TableRules::new(name, origin);
+    let at = |span: Span| Origin {
+        file: file.clone(),
+        span,
+    };
+    if let Some(node) = reader.get("columns") {
+        match &node.value {
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    let what = format!("column `{name}.{}`", key.name);
+                    if let Some(strategy) = read_strategy(cx, value, &what, 0) {
+                        table.columns.insert(
+                            key.name.clone(),
+                            ColumnRule {
+                                strategy,
+                                origin: at(key.span),
+                            },
+                        );
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => cx.push(Problem::new(
+                "flightpath::yaml::type",
+                format!("{what} `columns` must be a mapping of column names to rules"),
+                node.span,
+                "expected a mapping",
+            )),
+        }
+    }
+    if let Some(node) = reader.get("keep") {
+        if node.as_str() == Some("all") {
+            table.keep = Keep::All(at(node.span));
+        } else if let Some(list) = cx.string_list(node, &format!("{what} `keep`")) {
+            for (column, span) in list {
+                if table.columns.contains_key(&column) {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::keep-and-rule",
+                            format!("column `{name}.{column}` is both kept and ruled"),
+                            span,
+                            "also has a rule under `columns`",
+                        )
+                        .help("remove it from `keep:` or remove its rule"),
+                    );
+                    continue;
+                }
+                table.kept.insert(column, at(span));
+            }
+        }
+    }
+    if let Some(node) = reader.get("truncate") {
+        if let Some(value) = cx.bool(node, &format!("{what} `truncate`")) {
+            table.truncate = Some((value, at(node.span)));
+        }
+    }
+    for (key, slot) in [("where", 0), ("except", 1)] {
+        if let Some(node) = reader.get(key) {
+            if let Some(sql) = cx.string(node, &format!("{what} `{key}`")) {
+                if sql.trim().is_empty() || sql.contains(';') {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::predicate",
+                            format!("{what} `{key}` must be one SQL condition"),
+                            node.span,
+                            "not a condition",
+                        )
+                        .help("write a boolean expression over the table's columns, such as `is_staff` or `created_at > now() - interval '90 days'`"),
+                    );
+                    continue;
+                }
+                let value = Some((sql, at(node.span)));
+                if slot == 0 {
+                    table.where_clause = value;
+                } else {
+                    table.except = value;
+                }
+            }
+        }
+    }
+    table.optional = reader.bool(cx, "optional").unwrap_or(false);
+    reader.finish(cx);
+    if table.truncates() && (!table.columns.is_empty() || table.except.is_some()) {
+        cx.push(
+            Problem::new(
+                "flightpath::anonymize::truncate",
+                format!("{what} is truncated, so its column rules and `except` would never apply"),
+                table.origin.span,
+                "truncated",
+            )
+            .help("remove `truncate: true`, or the rules"),
+        );
+    }
+    Some(table)
+}
+
+/// A column rule: `keep`, `null`, `hash`, or a mapping with one strategy key
+/// and its options.
+fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Option<Strategy> {
+    match &node.value {
+        Value::Null => return Some(Strategy::Set(None)),
+        Value::Str(s) => {
+            return match s.as_str() {
+                "keep" => Some(Strategy::Keep),
+                "null" => Some(Strategy::Set(None)),
+                "hash" => Some(Strategy::Hash { length: None }),
+                other => {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::strategy",
+                            format!("{what}: unknown strategy `{other}`"),
+                            node.span,
+                            "not a strategy",
+                        )
+                        .suggest(other, STRATEGIES.iter().copied())
+                        .help_if_none(
+                            "write `keep`, `null`, `hash`, or a mapping such as `{ fake: email }`",
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        Value::Map(_) => {}
+        _ => {
+            cx.push(Problem::new(
+                "flightpath::anonymize::strategy",
+                format!(
+                    "{what} must be a rule such as `{{ fake: email }}`, found {}",
+                    node.kind()
+                ),
+                node.span,
+                "not a rule",
+            ));
+            return None;
+        }
+    }
+    let Value::Map(entries) = &node.value else {
+        unreachable!()
+    };
+    let named: Vec<&str> = entries
+        .iter()
+        .map(|(k, _)| k.name.as_str())
+        .filter(|k| STRATEGIES.contains(k))
+        .collect();
+    if named.len() != 1 {
+        let (message, help) = if named.is_empty() {
+            let unknown = entries
+                .iter()
+                .map(|(k, _)| k.name.as_str())
+                .find(|k| !matches!(*k, "unique" | "locale"));
+            let help = unknown
+                .and_then(|k| {
+                    crate::workflow::diagnostics::did_you_mean(k, STRATEGIES.iter().copied())
+                })
+                .map(|best| format!("did you mean `{best}`?"))
+                .unwrap_or_else(|| format!("strategies: {}", STRATEGIES.join(", ")));
+            (format!("{what} names no strategy"), help)
+        } else {
+            (
+                format!(
+                    "{what} names {} strategies: {}",
+                    named.len(),
+                    named.join(", ")
+                ),
+                "a column gets exactly one strategy".to_string(),
+            )
+        };
+        cx.push(
+            Problem::new(
+                "flightpath::anonymize::strategy",
+                message,
+                node.span,
+                "one strategy expected",
+            )
+            .help(help),
+        );
+        return None;
+    }
+    let mut reader = MapReader::new(cx, node, what.to_string())?;
+    let strategy = match named[0] {
+        "fake" => {
+            let node = reader.get("fake")?;
+            let name = cx.string(node, &format!("{what} `fake`"))?;
+            let Some(kind) = FakeKind::parse(&name) else {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::fake-kind",
+                        format!("{what}: unknown fake kind `{name}`"),
+                        node.span,
+                        "not a fake kind",
+                    )
+                    .suggest(&name, fakes::FAKE_KINDS.iter().copied())
+                    .help_if_none(format!("kinds: {}", fakes::FAKE_KINDS.join(", "))),
+                );
+                reader.get("unique");
+                reader.get("locale");
+                reader.finish(cx);
+                return None;
+            };
+            let unique_node = reader.get("unique");
+            let unique = unique_node
+                .and_then(|n| cx.bool(n, &format!("{what} `unique`")))
+                .unwrap_or(false);
+            if unique && !kind.supports_unique() {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::unique",
+                        format!("{what}: `unique: true` is not possible for `fake: {kind}`"),
+                        unique_node.map_or(node.span, |n| n.span),
+                        "cannot be unique",
+                    )
+                    .help("its values come from a small or fixed range; use `hash` or `template` for a unique column"),
+                );
+            }
+            let locale = reader.get("locale").and_then(|n| {
+                let name = cx.string(n, &format!("{what} `locale`"))?;
+                let locale = Locale::parse(&name);
+                if locale.is_none() {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::locale",
+                            format!("unknown locale `{name}`"),
+                            n.span,
+                            "not a locale",
+                        )
+                        .suggest(&name, fakes::LOCALES.iter().copied()),
+                    );
+                }
+                locale
+            });
+            Strategy::Fake {
+                kind,
+                unique,
+                locale,
+            }
+        }
+        "hash" => {
+            let node = reader.get("hash")?;
+            let length = match &node.value {
+                Value::Bool(true) | Value::Null => None,
+                Value::Int(n) if (1..=super::keyed::HASH_MAX_LEN as i64).contains(n) => {
+                    Some(*n as usize)
+                }
+                _ => {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::hash",
+                            format!(
+                                "{what}: `hash` takes `true` or a length from 1 to {}",
+                                super::keyed::HASH_MAX_LEN
+                            ),
+                            node.span,
+                            "not a length",
+                        )
+                        .help("`{ hash: true }` writes 64 hex characters; `{ hash: 16 }` the first 16"),
+                    );
+                    None
+                }
+            };
+            Strategy::Hash { length }
+        }
+        "mask" => {
+            let node = reader.get("mask")?;
+            let mut m = MapReader::new(cx, node, format!("{what} `mask`"))?;
+            let first = m.u64(cx, "first").unwrap_or(0) as usize;
+            let last = m.u64(cx, "last").unwrap_or(0) as usize;
+            let with = match m.string(cx, "with") {
+                None => '*',
+                Some(s) if s.chars().count() == 1 => s.chars().next().unwrap_or('*'),
+                Some(_) => {
+                    cx.push(Problem::new(
+                        "flightpath::anonymize::mask",
+                        format!("{what}: `mask.with` must be one character"),
+                        node.span,
+                        "one character",
+                    ));
+                    '*'
+                }
+            };
+            m.finish(cx);
+            Strategy::Mask { first, last, with }
+        }
+        "regex" => {
+            let node = reader.get("regex")?;
+            let mut m = MapReader::new(cx, node, format!("{what} `regex`"))?;
+            let pattern_node = m.require(cx, "pattern");
+            let replace = m.required_string(cx, "replace");
+            m.finish(cx);
+            let pattern_node = pattern_node?;
+            let pattern = cx.string(pattern_node, &format!("{what} `regex.pattern`"))?;
+            match Regex::new(&pattern) {
+                Ok(re) => Strategy::Regex {
+                    pattern: re,
+                    replace: replace?,
+                },
+                Err(e) => {
+                    cx.push(Problem::new(
+                        "flightpath::anonymize::regex",
+                        format!("{what}: invalid pattern: {e}"),
+                        pattern_node.span,
+                        "invalid pattern",
+                    ));
+                    return None;
+                }
+            }
+        }
+        "template" => {
+            let node = reader.get("template")?;
+            let text = cx.string(node, &format!("{what} `template`"))?;
+            match parse_template(&text) {
+                Ok(parts) => Strategy::Template(parts),
+                Err(e) => {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::template",
+                            format!("{what}: {e}"),
+                            node.span,
+                            "invalid template",
+                        )
+                        .help(
+                            "write other columns as `{column}` and literal braces as `{{` and `}}`",
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        "set" => {
+            let node = reader.get("set")?;
+            match &node.value {
+                Value::Null => Strategy::Set(None),
+                _ => Strategy::Set(Some(cx.string(node, &format!("{what} `set`"))?)),
+            }
+        }
+        "null" => {
+            let node = reader.get("null")?;
+            if !matches!(node.value, Value::Bool(true) | Value::Null) {
+                cx.push(Problem::new(
+                    "flightpath::anonymize::strategy",
+                    format!("{what}: write `null: true` (or just `null`)"),
+                    node.span,
+                    "expected `true`",
+                ));
+            }
+            Strategy::Set(None)
+        }
+        "keep" => {
+            let node = reader.get("keep")?;
+            if !matches!(node.value, Value::Bool(true) | Value::Null) {
+                cx.push(Problem::new(
+                    "flightpath::anonymize::strategy",
+                    format!("{what}: write `keep: true` (or just `keep`)"),
+                    node.span,
+                    "expected `true`",
+                ));
+            }
+            Strategy::Keep
+        }
+        "json" => {
+            let node = reader.get("json")?;
+            let Value::Map(entries) = &node.value else {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::json",
+                        format!("{what}: `json` must map key paths to rules"),
+                        node.span,
+                        "expected a mapping",
+                    )
+                    .help("for example `json: { email: { fake: email }, \"*phone*\": { fake: phone } }`"),
+                );
+                return None;
+            };
+            if depth > 0 {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::json",
+                        format!("{what}: `json` cannot be nested inside `json`"),
+                        node.span,
+                        "nested",
+                    )
+                    .help("write the nested key as a path instead: `outer.inner`"),
+                );
+                return None;
+            }
+            let mut rules = Vec::new();
+            for (key, value) in entries {
+                let Some(path) = JsonPath::parse(&key.name) else {
+                    cx.push(Problem::new(
+                        "flightpath::anonymize::json-path",
+                        format!("{what}: `{}` is not a key path", key.name),
+                        key.span,
+                        "empty key in the path",
+                    ));
+                    continue;
+                };
+                let inner = format!("{what} json `{}`", key.name);
+                if let Some(strategy) = read_strategy(cx, value, &inner, depth + 1) {
+                    rules.push(JsonRule { path, strategy });
+                }
+            }
+            Strategy::Json(rules)
+        }
+        "redact" => {
+            let node = reader.get("redact")?;
+            let list = cx.string_list(node, &format!("{what} `redact`"))?;
+            let mut kinds = Vec::new();
+            for (kind, span) in list {
+                if REDACT_KINDS.contains(&kind.as_str()) {
+                    kinds.push(kind);
+                } else {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::redact",
+                            format!("{what}: `redact` cannot find `{kind}`"),
+                            span,
+                            "unknown kind",
+                        )
+                        .suggest(&kind, REDACT_KINDS.iter().copied())
+                        .help_if_none(format!("it finds: {}", REDACT_KINDS.join(", "))),
+                    );
+                }
+            }
+            if kinds.is_empty() {
+                return None;
+            }
+            Strategy::Redact(kinds)
+        }
+        "date_shift" => {
+            let node = reader.get("date_shift")?;
+            let days = cx.u64(node, &format!("{what} `date_shift`"))?;
+            if days == 0 || days > 36_500 {
+                cx.push(Problem::new(
+                    "flightpath::anonymize::date-shift",
+                    format!("{what}: `date_shift` takes a number of days from 1 to 36500"),
+                    node.span,
+                    "out of range",
+                ));
+                return None;
+            }
+            Strategy::DateShift { days: days as u32 }
+        }
+        _ => unreachable!("listed in STRATEGIES"),
+    };
+    // Options only `fake` takes.
+    if !matches!(strategy, Strategy::Fake { .. }) {
+        for option in ["unique", "locale"] {
+            if let Some((key, _)) = entries.iter().find(|(k, _)| k.name == option) {
+                reader.get(if option == "unique" {
+                    "unique"
+                } else {
+                    "locale"
+                });
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::option",
+                        format!("{what}: `{option}` only applies to `fake`"),
+                        key.span,
+                        "not an option of this strategy",
+                    )
+                    .help("remove it; `unique` and `locale` are options of `fake`"),
+                );
+            }
+        }
+    }
+    reader.finish(cx);
+    Some(strategy)
+}
+
+/// `user{id}@example.com` → text and column references; `{{`/`}}` are
+/// literal braces.
+pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => return Err(format!("`{{{name}` is not closed with `}}`")),
+                    }
+                }
+                let name = name.trim().to_string();
+                if name.is_empty() {
+                    return Err("`{}` names no column".into());
+                }
+                if !literal.is_empty() {
+                    parts.push(TemplatePart::Text(std::mem::take(&mut literal)));
+                }
+                parts.push(TemplatePart::Column(name));
+            }
+            '}' => return Err("a lone `}` (write `}}` for a literal brace)".into()),
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(TemplatePart::Text(literal));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    fn load_dir(dir: &Path, files: &[&str]) -> Result<RuleSet, RulesError> {
+        let vars = Vars::only(BTreeMap::from([("SECRET".to_string(), "s3".to_string())]));
+        let files: Vec<String> = files.iter().map(|s| s.to_string()).collect();
+        load(&files, dir, &vars)
+    }
+
+    fn messages(err: RulesError) -> Vec<String> {
+        match err {
+            RulesError::Invalid(problems) => problems
+                .into_iter()
+                .map(|l| {
+                    format!(
+                        "{}: {}",
+                        l.problem.message,
+                        l.problem.help.unwrap_or_default()
+                    )
+                })
+                .collect(),
+            RulesError::Read { error, .. } => vec![error],
+        }
+    }
+
+    #[test]
+    fn reads_every_strategy() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "r.yaml",
+            r#"
+secret: ${SECRET}
+locale: en_GB
+tables:
+  auth_user:
+    columns:
+      email: { fake: email, unique: true }
+      username: { template: "user{id}" }
+      password: { set: "!" }
+      token: hash
+      short: { hash: 8 }
+      last_name: { mask: { first: 1 } }
+      phone: { regex: { pattern: "[0-9]", replace: "0" } }
+      gone: null
+      bio: { redact: [email, phone] }
+      born: { date_shift: 30 }
+      prefs: { json: { email: { fake: email }, "*phone*": { fake: phone }, "**.ip": null } }
+      ok: keep
+    keep: [id, is_staff]
+    except: is_staff
+  audit.log: { truncate: true }
+"#,
+        );
+        let set = load_dir(dir.path(), &["r.yaml"]).unwrap();
+        assert_eq!(set.secret.as_deref(), Some("s3"));
+        assert_eq!(set.locale, Locale::EnGb);
+        let user = &set.tables["public.auth_user"];
+        assert_eq!(user.columns.len(), 12);
+        assert!(matches!(
+            user.columns["email"].strategy,
+            Strategy::Fake {
+                kind: FakeKind::Email,
+                unique: true,
+                ..
+            }
+        ));
+        assert_eq!(user.columns["username"].strategy.reads(), vec!["id"],);
+        assert!(matches!(user.columns["gone"].strategy, Strategy::Set(None)));
+        let Strategy::Json(rules) = &user.columns["prefs"].strategy else {
+            panic!()
+        };
+        assert_eq!(
+            rules[2].path.0,
+            vec![Segment::AnyDepth, Segment::Key("ip".into())]
+        );
+        assert_eq!(user.kept.len(), 2);
+        assert_eq!(user.except.as_ref().unwrap().0, "is_staff");
+        assert!(set.tables["audit.log"].truncates());
+        assert_eq!(user.columns["email"].origin.location(), "r.yaml:7:7");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_a_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "r.yaml",
+            r#"
+locale: fr
+unknwon_columns: warn
+tables:
+  users:
+    colums: {}
+    columns:
+      a: { fake: emial }
+      b: { fkae: email }
+      c: { fake: phone, unique: true }
+      d: { hash: 100 }
+      e: { regex: { pattern: "(", replace: "" } }
+      f: { template: "user{id" }
+      g: { redact: [emial] }
+      h: { set: "x", hash: true }
+      i: { set: "x", unique: true }
+      j: nope
+      k: keep
+    keep: [k]
+"#,
+        );
+        let problems = messages(load_dir(dir.path(), &["r.yaml"]).unwrap_err());
+        let all = problems.join("\n");
+        for expected in [
+            "unknown locale `fr`",
+            "unknown key `unknwon_columns`",
+            "did you mean `unknown_columns`?",
+            "did you mean `columns`?",
+            "unknown fake kind `emial`: did you mean `email`?",
+            "names no strategy: did you mean `fake`?",
+            "`unique: true` is not possible for `fake: phone`",
+            "`hash` takes `true` or a length",
+            "invalid pattern",
+            "is not closed",
+            "`redact` cannot find `emial`: did you mean `email`?",
+            "names 2 strategies",
+            "`unique` only applies to `fake`",
+            "unknown strategy `nope`",
+            "is both kept and ruled",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn extends_overrides_and_side_by_side_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "base.yaml",
+            "tables:\n  users:\n    columns:\n      email: { fake: email }\n      name: { fake: name }\n",
+        );
+        write(
+            dir.path(),
+            "site.yaml",
+            "extends: [base.yaml]\ntables:\n  users:\n    keep: [name]\n    columns:\n      email: { hash: true }\n",
+        );
+        let set = load_dir(dir.path(), &["site.yaml"]).unwrap();
+        let users = &set.tables["public.users"];
+        assert!(matches!(
+            users.columns["email"].strategy,
+            Strategy::Hash { .. }
+        ));
+        assert!(users.kept.contains_key("name") && !users.columns.contains_key("name"));
+        assert_eq!(set.files, vec!["base.yaml", "site.yaml"]);
+
+        write(
+            dir.path(),
+            "other.yaml",
+            "tables:\n  public.users:\n    columns:\n      email: { fake: safe_email }\n    where: \"id > 1\"\n",
+        );
+        write(
+            dir.path(),
+            "third.yaml",
+            "tables:\n  users:\n    where: \"id > 2\"\n",
+        );
+        let problems =
+            messages(load_dir(dir.path(), &["base.yaml", "other.yaml", "third.yaml"]).unwrap_err());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("`public.users.email` is ruled in two files")
+                || problems[0].contains("`users.email` is ruled in two files")
+        );
+        assert!(problems[0].contains("base.yaml:4:7"), "{}", problems[0]);
+        assert!(problems[1].contains("two different `where:`"));
+    }
+
+    #[test]
+    fn extends_cycles_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", "extends: [b.yaml]\n");
+        write(dir.path(), "b.yaml", "extends: a.yaml\n");
+        let problems = messages(load_dir(dir.path(), &["a.yaml"]).unwrap_err());
+        assert!(
+            problems.iter().any(|p| p.contains("circle")),
+            "{problems:?}"
+        );
+        let err = load_dir(dir.path(), &["missing.yaml"]).unwrap_err();
+        assert!(matches!(err, RulesError::Read { .. }));
+    }
+
+    #[test]
+    fn templates_and_globs() {
+        assert_eq!(
+            parse_template("u{id}@x{{y}}").unwrap(),
+            vec![
+                TemplatePart::Text("u".into()),
+                TemplatePart::Column("id".into()),
+                TemplatePart::Text("@x{y}".into()),
+            ]
+        );
+        assert!(parse_template("a}").is_err());
+        assert!(parse_template("{}").is_err());
+        assert!(glob_match("*phone*", "mobile_phone_number"));
+        assert!(glob_match("email", "email"));
+        assert!(!glob_match("email", "emails"));
+        assert!(glob_match("e*l", "email"));
+        assert!(!glob_match("*phone", "phones"));
+    }
+}

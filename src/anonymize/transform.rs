@@ -1,0 +1,315 @@
+//! The row transform of one table: decodes the fields that rules apply to,
+//! applies them, re-encodes what changed and leaves every other field's bytes
+//! alone. Counts are kept per transform and added to the table's shared
+//! statistics when it is dropped (one COPY range ends), so workers never
+//! contend on a counter per row.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::apply::Compiled;
+use super::codec::{self, FieldType, Value};
+use super::keyed::Keyed;
+use super::rewrite::{Rewriter, rewrite_json};
+use crate::pg::copy::{Format, Row, RowTransform, TransformError};
+
+/// Where a template reads another column from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The row's own field (a text column, original value).
+    Field(usize),
+    /// An extra field `"column"::text` sent by the source.
+    Extra(usize),
+}
+
+/// One ruled column of a table.
+pub struct RuledColumn {
+    pub name: String,
+    pub index: usize,
+    pub ty: FieldType,
+    pub rule: Compiled,
+}
+
+/// Counters of one table, shared by every range of it.
+#[derive(Debug, Default)]
+pub struct TableStats {
+    /// Per ruled column: non-NULL values seen, values changed, items
+    /// replaced inside values (redact).
+    pub columns: Vec<ColumnStats>,
+    /// Rows copied unchanged because they matched `except`.
+    pub excepted: AtomicU64,
+    /// Per rewritten column: replacements made.
+    pub rewrites: Vec<(String, AtomicU64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct ColumnStats {
+    pub name: String,
+    pub rule: String,
+    pub rows: AtomicU64,
+    pub changed: AtomicU64,
+    pub replacements: AtomicU64,
+}
+
+/// Everything a table's transforms share.
+pub struct TablePlan {
+    pub table: String,
+    pub keyed: Keyed,
+    pub columns: Vec<RuledColumn>,
+    /// Template sources by column name.
+    pub sources: Vec<(String, Source)>,
+    /// The extra field holding the `except` predicate.
+    pub except: Option<usize>,
+    /// Extra fields holding the primary key as text, for error messages.
+    pub key: Vec<(String, usize)>,
+    pub rewriter: Option<Arc<Rewriter>>,
+    /// Columns the rewrite applies to.
+    pub rewrite: Vec<(usize, FieldType)>,
+    pub extras: usize,
+    pub stats: Arc<TableStats>,
+}
+
+/// The transform for one COPY.
+pub struct TableTransform {
+    plan: Arc<TablePlan>,
+    format: Format,
+    counts: Vec<[u64; 3]>,
+    excepted: u64,
+    rewrites: Vec<u64>,
+}
+
+impl TableTransform {
+    pub fn new(plan: Arc<TablePlan>, format: Format) -> TableTransform {
+        TableTransform {
+            counts: vec![[0; 3]; plan.columns.len()],
+            rewrites: vec![0; plan.rewrite.len()],
+            excepted: 0,
+            plan,
+            format,
+        }
+    }
+
+    fn decode(&self, ty: FieldType, bytes: &[u8]) -> Result<Value, codec::CodecError> {
+        match self.format {
+            Format::Binary => codec::decode(ty, bytes),
+            Format::Text => decode_text(ty, bytes),
+        }
+    }
+
+    fn encode(&self, ty: FieldType, value: &Value) -> Result<Vec<u8>, codec::CodecError> {
+        match self.format {
+            Format::Binary => codec::encode(ty, value),
+            Format::Text => encode_text(ty, value),
+        }
+    }
+
+    /// "table t, column c, row with id = 7": where a value could not be
+    /// handled, without the value itself.
+    fn place(&self, row: &Row<'_>, column: &str) -> String {
+        let key: Vec<String> = self
+            .plan
+            .key
+            .iter()
+            .map(|(name, extra)| {
+                let value = row
+                    .original(row.width() + extra)
+                    .map_or("NULL".into(), |v| String::from_utf8_lossy(v).into_owned());
+                format!("{name} = {value}")
+            })
+            .collect();
+        if key.is_empty() {
+            format!("table {}, column `{column}`", self.plan.table)
+        } else {
+            format!(
+                "table {}, column `{column}`, row with {}",
+                self.plan.table,
+                key.join(", ")
+            )
+        }
+    }
+
+    fn rewrite_row(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
+        let Some(rewriter) = self.plan.rewriter.clone() else {
+            return Ok(());
+        };
+        for (k, (index, ty)) in self.plan.rewrite.clone().into_iter().enumerate() {
+            let Some(bytes) = row.get(index) else {
+                continue;
+            };
+            // Cheap test first: most values hold no URL at all.
+            if is_textual(ty) && !rewriter.might_match(bytes) {
+                continue;
+            }
+            let mut value = self.decode(ty, bytes).map_err(|e| {
+                TransformError(format!(
+                    "{}: {e}",
+                    self.place(row, &column_name(&self.plan, index))
+                ))
+            })?;
+            let n = match &mut value {
+                Value::Text(text) => match rewriter.rewrite(text) {
+                    Some((new, n)) => {
+                        *text = new;
+                        n
+                    }
+                    None => 0,
+                },
+                Value::Json(json) => rewrite_json(&rewriter, json),
+                Value::TextArray(array) => array
+                    .elements
+                    .iter_mut()
+                    .flatten()
+                    .map(|e| match rewriter.rewrite(e) {
+                        Some((new, n)) => {
+                            *e = new;
+                            n
+                        }
+                        None => 0,
+                    })
+                    .sum(),
+                _ => 0,
+            };
+            if n > 0 {
+                self.rewrites[k] += n as u64;
+                let encoded = self.encode(ty, &value).map_err(|e| {
+                    TransformError(format!(
+                        "{}: {e}",
+                        self.place(row, &column_name(&self.plan, index))
+                    ))
+                })?;
+                row.set(index, Some(encoded));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_textual(ty: FieldType) -> bool {
+    matches!(
+        ty,
+        FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
+    )
+}
+
+/// Text-format fields of the types whose text form is the value itself.
+/// (Placeholder until the full text codec lands.)
+fn decode_text(ty: FieldType, bytes: &[u8]) -> Result<Value, codec::CodecError> {
+    match ty {
+        FieldType::Text => codec::decode(ty, bytes),
+        FieldType::Json => codec::decode(ty, bytes),
+        FieldType::Jsonb => codec::decode(FieldType::Json, bytes),
+        _ => Err(codec::CodecError::Mismatch {
+            ty,
+            value: "text-format",
+        }),
+    }
+}
+
+fn encode_text(ty: FieldType, value: &Value) -> Result<Vec<u8>, codec::CodecError> {
+    match ty {
+        FieldType::Text | FieldType::Json => codec::encode(ty, value),
+        FieldType::Jsonb => codec::encode(FieldType::Json, value),
+        _ => Err(codec::CodecError::Mismatch {
+            ty,
+            value: "text-format",
+        }),
+    }
+}
+
+fn column_name(plan: &TablePlan, index: usize) -> String {
+    plan.columns
+        .iter()
+        .find(|c| c.index == index)
+        .map(|c| c.name.clone())
+        .or_else(|| {
+            plan.sources
+                .iter()
+                .find(|(_, s)| matches!(s, Source::Field(i) if *i == index))
+                .map(|(n, _)| n.clone())
+        })
+        .unwrap_or_else(|| format!("#{}", index + 1))
+}
+
+/// A boolean field in either format.
+fn is_true(format: Format, bytes: Option<&[u8]>) -> bool {
+    match (format, bytes) {
+        (Format::Binary, Some([1])) => true,
+        (Format::Text, Some(b"t")) => true,
+        _ => false,
+    }
+}
+
+impl RowTransform for TableTransform {
+    fn extras(&self) -> usize {
+        self.plan.extras
+    }
+
+    fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
+        let plan = self.plan.clone();
+        if let Some(extra) = plan.except {
+            if is_true(self.format, row.original(row.width() + extra)) {
+                self.excepted += 1;
+                return self.rewrite_row(row);
+            }
+        }
+        let width = row.width();
+        let mut replaced: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (k, column) in plan.columns.iter().enumerate() {
+            let Some(bytes) = row.original(column.index) else {
+                continue;
+            };
+            self.counts[k][0] += 1;
+            let mut value = self
+                .decode(column.ty, bytes)
+                .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
+            let lookup = |name: &str| -> Option<String> {
+                let (_, source) = plan.sources.iter().find(|(n, _)| n == name)?;
+                let bytes = match source {
+                    Source::Field(i) => row.original(*i)?,
+                    Source::Extra(i) => row.original(width + i)?,
+                };
+                Some(String::from_utf8_lossy(bytes).into_owned())
+            };
+            let applied = column
+                .rule
+                .apply(&plan.keyed, column.ty, &mut value, &lookup)
+                .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
+            self.counts[k][2] += applied.replacements as u64;
+            if applied.changed {
+                self.counts[k][1] += 1;
+                let encoded = self.encode(column.ty, &value).map_err(|e| {
+                    TransformError(format!("{}: {e}", self.place(row, &column.name)))
+                })?;
+                replaced.push((column.index, encoded));
+            }
+        }
+        for (index, bytes) in replaced {
+            row.set(index, Some(bytes));
+        }
+        self.rewrite_row(row)
+    }
+}
+
+impl Drop for TableTransform {
+    fn drop(&mut self) {
+        let stats = &self.plan.stats;
+        for (k, [rows, changed, replacements]) in self.counts.iter().enumerate() {
+            if let Some(c) = stats.columns.get(k) {
+                c.rows.fetch_add(*rows, Ordering::Relaxed);
+                c.changed.fetch_add(*changed, Ordering::Relaxed);
+                c.replacements.fetch_add(*replacements, Ordering::Relaxed);
+            }
+        }
+        stats.excepted.fetch_add(self.excepted, Ordering::Relaxed);
+        for (k, n) in self.rewrites.iter().enumerate() {
+            if let Some((_, c)) = stats.rewrites.get(k) {
+                c.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// For tests and reports: reads a counter.
+pub fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}

@@ -1,0 +1,446 @@
+//! In-flight anonymization, end to end through `flightpath run`: production
+//! full of (synthetic) personal data is cloned into staging with rules, and
+//! staging is then searched, every text and JSON column of every table, for
+//! any value production had in a ruled column. Also: determinism across runs
+//! and secrets, joins on anonymized e-mails, unique fakes on a large table,
+//! and a new personal-data column stopping the run before it writes.
+
+use aho_corasick::AhoCorasick;
+
+use crate::clone::{execute, query_strings, staging_db};
+use crate::support::cli::{Output, Test};
+use crate::support::pg::fresh_db_sync;
+
+/// Production: users, profiles with JSON, comments with addresses inside
+/// free text (also URL-encoded), form submissions, a newsletter list that
+/// shares e-mails with users, pages linking to the production host,
+/// sessions. Every personal value carries its row number, so no fake can
+/// produce it by chance.
+const PROD: &str = r#"
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TABLE auth_user (
+    id integer PRIMARY KEY,
+    username varchar(150) NOT NULL UNIQUE,
+    email citext NOT NULL UNIQUE,
+    first_name varchar(150) NOT NULL,
+    last_name varchar(150) NOT NULL,
+    password varchar(128) NOT NULL,
+    is_staff boolean NOT NULL DEFAULT false,
+    date_joined timestamptz NOT NULL,
+    last_login_ip inet
+);
+INSERT INTO auth_user
+SELECT n, 'login' || n || 'q', 'person' || n || '.quill@mail.test', 'Firstzq' || n, 'Lastzq' || n,
+       'pbkdf2_sha256$600000$salt' || n || '$hashhashhash', n % 50 = 0,
+       timestamptz '2020-01-01' + n * interval '1 hour', ('10.9.' || (n / 250) || '.' || (n % 250 + 1))::inet
+FROM generate_series(1, 400) n;
+
+CREATE TABLE profile (
+    user_id integer PRIMARY KEY REFERENCES auth_user(id),
+    phone text,
+    street text,
+    born date,
+    prefs jsonb
+);
+INSERT INTO profile
+SELECT n, '+44 20 7946 ' || lpad(n::text, 4, '0'), n || ' Quillstreet Road', date '1970-01-01' + n * 20,
+       jsonb_build_object('theme', 'dark', 'contact', jsonb_build_object('email', 'alt' || n || '.quill@mail.test', 'phone', '0161 496 ' || lpad(n::text, 4, '0')), 'size', 1.50)
+FROM generate_series(1, 400) n;
+UPDATE profile SET phone = NULL, prefs = NULL WHERE user_id % 7 = 0;
+
+CREATE TABLE comment (
+    id serial PRIMARY KEY,
+    user_id integer REFERENCES auth_user(id),
+    body text NOT NULL,
+    created timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO comment (user_id, body)
+SELECT n, 'Great post! Mail me at person' || n || '.quill@mail.test or see https://www.prod.test/about?ref=person' || n || '.quill%40mail.test'
+FROM generate_series(1, 400) n;
+
+CREATE TABLE form_submission (
+    id serial PRIMARY KEY,
+    form_data json NOT NULL,
+    submitted timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO form_submission (form_data)
+SELECT json_build_object('name', 'Firstzq' || n || ' Lastzq' || n, 'email', 'form' || n || '.quill@mail.test', 'message', 'hello', 'mobile_phone', '0161 496 ' || lpad(n::text, 4, '0'))
+FROM generate_series(1, 400) n;
+
+CREATE TABLE newsletter (
+    email citext PRIMARY KEY,
+    subscribed date NOT NULL
+);
+INSERT INTO newsletter SELECT 'person' || n || '.quill@mail.test', date '2024-01-01' + n FROM generate_series(1, 400, 3) n;
+
+CREATE TABLE page (
+    id serial PRIMARY KEY,
+    title text NOT NULL,
+    body text NOT NULL
+);
+INSERT INTO page (title, body)
+SELECT 'Page ' || n, '<a href="https://www.prod.test/p/' || n || '">more</a> and https://prod.test/x, write to info@prod.test'
+FROM generate_series(1, 50) n;
+
+CREATE TABLE django_session (
+    session_key varchar(40) PRIMARY KEY,
+    session_data text NOT NULL,
+    expire_date timestamptz NOT NULL
+);
+INSERT INTO django_session SELECT 'key' || n, 'data for person' || n || '.quill@mail.test', now() FROM generate_series(1, 50) n;
+
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    user_id integer REFERENCES auth_user(id),
+    total numeric(10,2) NOT NULL,
+    placed timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO orders (user_id, total) SELECT n % 400 + 1, n * 1.25 FROM generate_series(1, 2000) n;
+ANALYZE;
+"#;
+
+const RULES: &str = r#"
+secret: ${FLIGHTPATH_SECRET}
+locale: en_GB
+tables:
+  auth_user:
+    columns:
+      email: { fake: email, unique: true }
+      username: { template: "user{id}" }
+      first_name: { fake: first_name }
+      last_name: { fake: last_name }
+      password: { set: "!" }
+      last_login_ip: { fake: ipv4 }
+    keep: [is_staff, date_joined]
+  profile:
+    columns:
+      phone: { fake: phone }
+      street: { fake: street_address }
+      born: { date_shift: 60 }
+      prefs:
+        json: { contact.email: { fake: email }, "contact.*phone*": { fake: phone } }
+  comment:
+    columns:
+      body: { redact: [email, phone] }
+  form_submission:
+    columns:
+      form_data:
+        json: { email: { fake: email }, name: { fake: name }, "*phone*": { fake: phone } }
+  newsletter:
+    columns:
+      email: { fake: email, unique: true }
+  page:
+    keep: [title, body]
+  django_session: { truncate: true }
+"#;
+
+fn workflow(prod: &str, staging: &str, extra: &str) -> String {
+    format!(
+        r#"
+        name: reset
+        targets:
+          prod: {{ postgres: "{prod}", protected: true }}
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          database:
+            uses: postgres.clone
+            with:
+              source: prod
+              target: staging
+              jobs: 2
+              anonymize: anonymizers/site.yaml
+        {extra}
+        "#
+    )
+}
+
+const REWRITE: &str = r#"
+              rewrite:
+                replace:
+                  "www.prod.test": "www.staging.test"
+                  "prod.test": "staging.test"
+"#;
+
+fn seeded_prod() -> String {
+    let prod = fresh_db_sync();
+    execute(&prod.url, PROD);
+    prod.url
+}
+
+fn run_clone(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) -> Output {
+    let test = Test::new()
+        .file("anonymizers/site.yaml", rules)
+        .workflow("reset", &workflow(prod, staging, extra))
+        .env("FLIGHTPATH_SECRET", secret)
+        .args(["run", "reset", "--yes", "--json"]);
+    test.run()
+}
+
+/// Every value production holds in a ruled column, and every e-mail address
+/// anywhere in production's JSON.
+fn production_secrets(prod: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    for sql in [
+        "SELECT email::text FROM auth_user",
+        "SELECT username FROM auth_user",
+        "SELECT first_name FROM auth_user",
+        "SELECT last_name FROM auth_user",
+        "SELECT password FROM auth_user",
+        "SELECT host(last_login_ip) FROM auth_user",
+        "SELECT phone FROM profile WHERE phone IS NOT NULL",
+        "SELECT street FROM profile",
+        "SELECT prefs->'contact'->>'email' FROM profile WHERE prefs IS NOT NULL",
+        "SELECT prefs->'contact'->>'phone' FROM profile WHERE prefs IS NOT NULL",
+        "SELECT form_data->>'email' FROM form_submission",
+        "SELECT form_data->>'name' FROM form_submission",
+        "SELECT form_data->>'mobile_phone' FROM form_submission",
+        "SELECT email::text FROM newsletter",
+        "SELECT session_data FROM django_session",
+        // The names inside the e-mails, so a partial leak is caught too.
+        "SELECT 'person' || id || '.quill' FROM auth_user",
+    ] {
+        values.extend(query_strings(prod, sql));
+    }
+    values
+}
+
+/// Every text and JSON value of every table of `url`, as text.
+fn all_text(url: &str) -> Vec<(String, String)> {
+    let columns = query_strings(
+        url,
+        "SELECT format('%I.%I.%I', table_schema, table_name, column_name) FROM information_schema.columns \
+         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'USER-DEFINED', 'json', 'jsonb', 'inet', 'ARRAY')",
+    );
+    let mut out = Vec::new();
+    for column in columns {
+        let parts: Vec<&str> = column.splitn(3, '.').collect();
+        let sql = format!(
+            "SELECT {}::text FROM {}.{} WHERE {} IS NOT NULL",
+            parts[2], parts[0], parts[1], parts[2]
+        );
+        for value in query_strings(url, &sql) {
+            out.push((column.clone(), value));
+        }
+    }
+    out
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+#[test]
+fn no_production_value_of_a_ruled_column_reaches_staging() {
+    let prod = seeded_prod();
+    let staging = staging_db("anon_leak");
+    let out = run_clone(&prod, &staging, RULES, "s3cret-one", REWRITE);
+    assert_ok(&out);
+
+    let secrets = production_secrets(&prod);
+    assert!(secrets.len() > 4000, "{} values", secrets.len());
+    let finder = AhoCorasick::new(&secrets).unwrap();
+    let text = all_text(&staging);
+    assert!(text.len() > 3000, "{} values in staging", text.len());
+    let leaks: Vec<String> = text
+        .iter()
+        .filter_map(|(column, value)| {
+            finder
+                .find(value)
+                .map(|m| format!("{column}: contains `{}`", &value[m.start()..m.end()]))
+        })
+        .take(10)
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "leaked into staging:\n{}",
+        leaks.join("\n")
+    );
+
+    // What was not ruled is intact, and the rest changed as the rules say.
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM orders"),
+        ["2000"]
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM django_session"),
+        ["0"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM auth_user WHERE username <> 'user' || id OR password <> '!'"
+        ),
+        ["0"]
+    );
+    let domains = query_strings(
+        &staging,
+        "SELECT DISTINCT split_part(email::text, '@', 2) FROM auth_user UNION SELECT DISTINCT split_part(prefs->'contact'->>'email', '@', 2) FROM profile WHERE prefs IS NOT NULL ORDER BY 1",
+    );
+    assert!(
+        domains
+            .iter()
+            .all(|d| ["example.com", "example.net", "example.org"].contains(&d.as_str())),
+        "{domains:?}"
+    );
+    // NULL stays NULL; JSON keys no rule reaches are untouched.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM profile WHERE (phone IS NULL) <> (user_id % 7 = 0)"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT DISTINCT (prefs->>'theme') || ' ' || (prefs->'size')::text FROM profile WHERE prefs IS NOT NULL"
+        ),
+        ["dark 1.50"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM profile p JOIN (SELECT user_id, born FROM profile) x USING (user_id) WHERE p.born = date '1970-01-01' + p.user_id * 20"
+        ),
+        ["0"],
+        "every date moved"
+    );
+    // URLs rewritten, longest first; the e-mail on the same domain stays.
+    let body = query_strings(&staging, "SELECT body FROM page WHERE id = 1");
+    assert_eq!(
+        body,
+        [
+            "<a href=\"https://www.staging.test/p/1\">more</a> and https://staging.test/x, write to info@prod.test"
+        ]
+    );
+
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let details = report["steps"][0]["details"].to_string();
+    for expected in [
+        "anonymized columns",
+        "URL rewrites",
+        "fake: email (unique)",
+        "redact: email, phone",
+    ] {
+        assert!(
+            details.contains(expected),
+            "{expected} missing from {details}"
+        );
+    }
+}
+
+#[test]
+fn the_same_secret_gives_the_same_staging_and_joins_on_emails_hold() {
+    let prod = seeded_prod();
+    let first = staging_db("anon_det_1");
+    let second = staging_db("anon_det_2");
+    let other = staging_db("anon_det_3");
+    assert_ok(&run_clone(&prod, &first, RULES, "same", ""));
+    assert_ok(&run_clone(&prod, &second, RULES, "same", ""));
+    assert_ok(&run_clone(&prod, &other, RULES, "different", ""));
+    let digest = |url: &str| {
+        query_strings(
+            url,
+            "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (\
+               SELECT u::text AS t FROM auth_user u UNION ALL SELECT p::text FROM profile p \
+               UNION ALL SELECT c.id || c.body FROM comment c UNION ALL SELECT f.form_data::text FROM form_submission f \
+               UNION ALL SELECT n::text FROM newsletter n) x",
+        )
+    };
+    assert_eq!(digest(&first), digest(&second), "same secret, same data");
+    assert_ne!(digest(&first), digest(&other), "another secret, other data");
+
+    let joined = "SELECT count(*)::text FROM newsletter n JOIN auth_user u ON u.email = n.email";
+    assert_eq!(query_strings(&first, joined), query_strings(&prod, joined));
+    assert_eq!(query_strings(&first, joined), ["134"]);
+}
+
+#[test]
+fn a_new_personal_column_without_a_rule_stops_the_run_before_it_writes() {
+    let prod = seeded_prod();
+    execute(
+        &prod,
+        "ALTER TABLE profile ADD COLUMN mobile text; UPDATE profile SET mobile = '07700 900' || lpad(user_id::text, 3, '0');\
+         ALTER TABLE orders ADD COLUMN gift_note text;",
+    );
+    let staging = staging_db("anon_new_column");
+    execute(
+        &staging,
+        "CREATE TABLE old_staging_marker (note text); INSERT INTO old_staging_marker VALUES ('still here');",
+    );
+    let out = run_clone(&prod, &staging, RULES, "s", "");
+    assert_eq!(
+        out.code, 3,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("\\\"profile\\\".\\\"mobile\\\"") || all.contains("\"profile\".\"mobile\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("name contains `mobile`") || all.contains("phone"),
+        "{all}"
+    );
+    assert!(all.contains("gift_note"), "{all}");
+    assert!(
+        !all.contains("07700 900001"),
+        "values never appear in messages"
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+}
+
+#[test]
+fn a_stale_rule_is_an_error_naming_the_place_with_a_suggestion() {
+    let prod = seeded_prod();
+    let staging = staging_db("anon_stale");
+    let rules = RULES.replace(
+        "      street: { fake: street_address }",
+        "      stret: { fake: street_address }",
+    );
+    let out = run_clone(&prod, &staging, &rules, "s", "");
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("anonymizers/site.yaml:14:7"), "{all}");
+    assert!(
+        all.contains("column `profile.stret` does not exist"),
+        "{all}"
+    );
+    assert!(all.contains("did you mean `street`?"), "{all}");
+}
+
+#[test]
+fn unique_fake_emails_hold_a_unique_index_on_200k_users() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);\
+         INSERT INTO users SELECT n, 'u' || n || '@mail.test', 'N' || n FROM generate_series(1, 200000) n; ANALYZE;",
+    );
+    let staging = staging_db("anon_unique");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          users:
+            columns:
+              email: { fake: email, unique: true }
+              name: { fake: name }
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "u", "");
+    assert_ok(&out);
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(DISTINCT email)::text || ' ' || count(*) FILTER (WHERE email LIKE 'u%@mail.test') FROM users"
+        ),
+        ["200000 0"]
+    );
+}
