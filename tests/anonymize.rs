@@ -205,7 +205,7 @@ fn production_secrets(prod: &str) -> Vec<String> {
 }
 
 /// Every text and JSON value of every table of `url`, as text.
-fn all_text(url: &str) -> Vec<(String, String)> {
+pub(crate) fn all_text(url: &str) -> Vec<(String, String)> {
     let columns = query_strings(
         url,
         "SELECT format('%I.%I.%I', table_schema, table_name, column_name) FROM information_schema.columns \

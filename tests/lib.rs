@@ -8,6 +8,7 @@ mod clone;
 mod cluster;
 mod engine;
 mod pg_schema;
+mod presets;
 mod shipped;
 mod steps;
 mod tls;

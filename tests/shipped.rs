@@ -1,7 +1,7 @@
 //! Every YAML file the repository ships is a test: each workflow under
 //! `workflows/`, `examples/` and `benches/` passes `flightpath validate`
-//! (with a placeholder for every variable it reads), and so does every file
-//! under `anonymizers/` once that format exists.
+//! (with a placeholder for every variable it reads), and every rules file
+//! under `anonymizers/` loads and is built into the binary as a preset.
 
 use std::path::{Path, PathBuf};
 
@@ -80,10 +80,34 @@ fn every_shipped_workflow_validates() {
 }
 
 #[test]
-fn anonymizer_presets_are_not_shipped_before_their_validator() {
-    // Anonymizer files arrive with the anonymizers; until `validate` can
-    // check them, none may be shipped unchecked.
+fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
+    use flightpath::anonymize::rules::{self, PRESETS, RulesError};
+    use flightpath::workflow::template::Vars;
+
+    let dir = repository().join("anonymizers");
     let mut files = Vec::new();
-    yaml_files(&repository().join("anonymizers"), &mut files);
-    assert!(files.is_empty(), "unvalidated anonymizer files: {files:?}");
+    yaml_files(&dir, &mut files);
+    assert!(files.len() >= 4, "presets missing: {files:?}");
+    let vars = Vars::only(Default::default());
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        match rules::load(std::slice::from_ref(&name), &dir, &vars) {
+            Ok(set) => assert!(!set.tables.is_empty(), "{name} has no tables"),
+            Err(RulesError::Invalid(problems)) => panic!(
+                "{name} does not load:\n{}",
+                flightpath::workflow::diagnostics::render(&problems, false)
+            ),
+            Err(RulesError::Read { error, .. }) => panic!("{name}: {error}"),
+        }
+        // The same text is built into the binary as `preset:<name>`.
+        let stem = name.trim_end_matches(".yaml");
+        let built_in = PRESETS.iter().find(|(n, _)| *n == stem);
+        assert_eq!(
+            built_in.map(|(_, text)| *text),
+            Some(std::fs::read_to_string(file).unwrap().as_str()),
+            "{name} is not built in as preset:{stem}"
+        );
+        let by_name = vec![format!("preset:{stem}")];
+        assert!(rules::load(&by_name, Path::new("/nonexistent"), &vars).is_ok());
+    }
 }

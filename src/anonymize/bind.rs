@@ -261,7 +261,7 @@ impl Anonymizer {
             // Stale column rules and keeps.
             let ruled = rules.columns.iter().map(|(n, r)| (n, &r.origin));
             for (name, origin) in ruled.chain(rules.kept.iter()) {
-                if !column_names.contains(&name.as_str()) {
+                if !column_names.contains(&name.as_str()) && !rules.optional_columns.contains(name) {
                     binding.mismatches.push(Mismatch {
                         origin: origin.clone(),
                         message: format!(

@@ -25,7 +25,12 @@ use crate::workflow::yaml::{self, Node, Span, Value};
 
 /// The presets shipped inside the binary, usable as `preset:<name>` in
 /// `anonymize:` and `extends:` without copying them into a project.
-pub const PRESETS: &[(&str, &str)] = &[];
+pub const PRESETS: &[(&str, &str)] = &[
+    ("django", include_str!("../../anonymizers/django.yaml")),
+    ("wagtail", include_str!("../../anonymizers/wagtail.yaml")),
+    ("rails-devise", include_str!("../../anonymizers/rails-devise.yaml")),
+    ("side-effects", include_str!("../../anonymizers/side-effects.yaml")),
+];
 
 /// The kinds `redact:` can find inside text.
 pub const REDACT_KINDS: &[&str] = &["email", "phone", "ip", "card", "iban"];
@@ -295,6 +300,9 @@ pub struct TableRules {
     pub except: Option<(String, Origin)>,
     /// Applies only when the table exists.
     pub optional: bool,
+    /// Columns named by a file that marked the table `optional`: they may be
+    /// missing too (Devise's modules add columns only some apps have).
+    pub optional_columns: std::collections::BTreeSet<String>,
 }
 
 impl TableRules {
@@ -309,6 +317,7 @@ impl TableRules {
             where_clause: None,
             except: None,
             optional: false,
+            optional_columns: Default::default(),
         }
     }
 
@@ -586,6 +595,7 @@ fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Lo
 fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &mut Vec<Located>) {
     let side = how == Merge::Side;
     into.optional = into.optional && from.optional;
+    into.optional_columns.extend(from.optional_columns.iter().cloned());
     for (name, rule) in from.columns {
         if side {
             if let Some(existing) = into.columns.get(&name) {
@@ -878,6 +888,9 @@ fn read_table(
         }
     }
     table.optional = reader.bool(cx, "optional").unwrap_or(false);
+    if table.optional {
+        table.optional_columns = table.columns.keys().chain(table.kept.keys()).cloned().collect();
+    }
     reader.finish(cx);
     if table.truncates() && (!table.columns.is_empty() || table.except.is_some()) {
         cx.push(
