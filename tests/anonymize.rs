@@ -96,6 +96,23 @@ CREATE TABLE orders (
     placed timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO orders (user_id, total) SELECT n % 400 + 1, n * 1.25 FROM generate_series(1, 2000) n;
+
+-- An array of an enum has no portable binary form: this table travels as text.
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE survey (
+    id integer PRIMARY KEY,
+    moods mood[],
+    respondent text NOT NULL,
+    answers jsonb,
+    taken timestamptz NOT NULL,
+    tags text[]
+);
+INSERT INTO survey
+SELECT n, ARRAY['ok', 'happy']::mood[], 'resp' || n || '.quill@mail.test',
+       jsonb_build_object('email', 'ans' || n || '.quill@mail.test', 'q1', E'tab\there "quoted" \\ back'),
+       timestamptz '2024-03-01 12:30:45.123456+02' + n * interval '1 day',
+       ARRAY['tag' || n || '.quill@mail.test', NULL, 'plain "x"']
+FROM generate_series(1, 300) n;
 ANALYZE;
 "#;
 
@@ -132,6 +149,13 @@ tables:
   page:
     keep: [title, body]
   django_session: { truncate: true }
+  survey:
+    columns:
+      respondent: { fake: email }
+      answers: { json: { email: { fake: email } } }
+      taken: { date_shift: 30 }
+      tags: { redact: [email] }
+    keep: [moods]
 "#;
 
 fn workflow(prod: &str, staging: &str, extra: &str) -> String {
@@ -195,6 +219,9 @@ fn production_secrets(prod: &str) -> Vec<String> {
         "SELECT form_data->>'name' FROM form_submission",
         "SELECT form_data->>'mobile_phone' FROM form_submission",
         "SELECT email::text FROM newsletter",
+        "SELECT respondent FROM survey",
+        "SELECT answers->>'email' FROM survey",
+        "SELECT 'tag' || id || '.quill@mail.test' FROM survey",
         "SELECT session_data FROM django_session",
         // The names inside the e-mails, so a partial leak is caught too.
         "SELECT 'person' || id || '.quill' FROM auth_user",
@@ -309,6 +336,17 @@ fn no_production_value_of_a_ruled_column_reaches_staging() {
         ["0"],
         "every date moved"
     );
+    // The text-format table: values intact where no rule reaches, and
+    // every timestamp moved by whole days, its time of day kept.
+    assert_eq!(
+        query_strings(
+            &staging,
+            r#"SELECT count(*)::text FROM survey WHERE moods = '{ok,happy}' AND answers->>'q1' = E'tab\there "quoted" \\ back'
+               AND tags[2] IS NULL AND tags[3] = 'plain "x"' AND (taken AT TIME ZONE 'UTC')::time = '10:30:45.123456'
+               AND taken <> timestamptz '2024-03-01 12:30:45.123456+02' + id * interval '1 day'"#
+        ),
+        ["300"]
+    );
     // URLs rewritten, longest first; the e-mail on the same domain stays.
     let body = query_strings(&staging, "SELECT body FROM page WHERE id = 1");
     assert_eq!(
@@ -325,6 +363,7 @@ fn no_production_value_of_a_ruled_column_reaches_staging() {
         "URL rewrites",
         "fake: email (unique)",
         "redact: email, phone",
+        "text format",
     ] {
         assert!(
             details.contains(expected),

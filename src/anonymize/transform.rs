@@ -92,14 +92,14 @@ impl TableTransform {
     fn decode(&self, ty: FieldType, bytes: &[u8]) -> Result<Value, codec::CodecError> {
         match self.format {
             Format::Binary => codec::decode(ty, bytes),
-            Format::Text => decode_text(ty, bytes),
+            Format::Text => codec::decode_text(ty, bytes),
         }
     }
 
     fn encode(&self, ty: FieldType, value: &Value) -> Result<Vec<u8>, codec::CodecError> {
         match self.format {
             Format::Binary => codec::encode(ty, value),
-            Format::Text => encode_text(ty, value),
+            Format::Text => codec::encode_text(ty, value),
         }
     }
 
@@ -189,31 +189,6 @@ fn is_textual(ty: FieldType) -> bool {
         ty,
         FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
     )
-}
-
-/// Text-format fields of the types whose text form is the value itself.
-/// (Placeholder until the full text codec lands.)
-fn decode_text(ty: FieldType, bytes: &[u8]) -> Result<Value, codec::CodecError> {
-    match ty {
-        FieldType::Text => codec::decode(ty, bytes),
-        FieldType::Json => codec::decode(ty, bytes),
-        FieldType::Jsonb => codec::decode(FieldType::Json, bytes),
-        _ => Err(codec::CodecError::Mismatch {
-            ty,
-            value: "text-format",
-        }),
-    }
-}
-
-fn encode_text(ty: FieldType, value: &Value) -> Result<Vec<u8>, codec::CodecError> {
-    match ty {
-        FieldType::Text | FieldType::Json => codec::encode(ty, value),
-        FieldType::Jsonb => codec::encode(FieldType::Json, value),
-        _ => Err(codec::CodecError::Mismatch {
-            ty,
-            value: "text-format",
-        }),
-    }
 }
 
 fn column_name(plan: &TablePlan, index: usize) -> String {

@@ -11,14 +11,10 @@ use crate::pg::connect::{connect, sql_error};
 use crate::steps::StepError;
 
 /// Session settings for every source connection.
-/// Also fixes the text forms of dates, times and floats, which the text
-/// COPY path of the anonymizer decodes.
 const READ_ONLY_SESSION: &str = "SET default_transaction_read_only = on; \
      SET statement_timeout = 0; \
      SET idle_in_transaction_session_timeout = 0; \
-     SET lock_timeout = 0; \
-     SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'; \
-     SET extra_float_digits = 3";
+     SET lock_timeout = 0";
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
@@ -36,7 +32,12 @@ pub async fn read_only_session(
 ) -> Result<Client, StepError> {
     let client = connect(target, url, cancel).await?;
     client
-        .batch_execute(READ_ONLY_SESSION)
+        // Also fixes the text forms of dates, times and floats, which the
+        // anonymizer decodes on tables that travel in the text format.
+        .batch_execute(&format!(
+            "{READ_ONLY_SESSION}; {}",
+            crate::anonymize::codec::TEXT_SESSION_SETTINGS
+        ))
         .await
         .map_err(sql_error(target, "setting up a read-only session"))?;
     Ok(client)
