@@ -5,3 +5,4 @@
 pub mod codec;
 pub mod fakes;
 pub mod keyed;
+pub mod patterns;
