@@ -6,3 +6,4 @@ pub mod codec;
 pub mod fakes;
 pub mod keyed;
 pub mod patterns;
+pub mod redact;
