@@ -3,6 +3,7 @@
 mod support;
 
 mod anonymize_codec;
+mod anonymize_detect;
 mod clone;
 mod cluster;
 mod engine;

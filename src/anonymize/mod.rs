@@ -3,6 +3,7 @@
 //! written to staging.
 
 pub mod codec;
+pub mod detect;
 pub mod fakes;
 pub mod keyed;
 pub mod patterns;
