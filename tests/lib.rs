@@ -4,6 +4,7 @@ mod support;
 
 mod anonymize;
 mod anonymize_codec;
+mod anonymize_detect;
 mod clone;
 mod cluster;
 mod engine;

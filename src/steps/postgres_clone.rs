@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::Client;
 
-use crate::anonymize::bind::{Anonymizer, Binding, Class, Rewrite, RewriteScope};
+use crate::anonymize::bind::{Anonymizer, Binding, Class, Evidence, Rewrite, RewriteScope};
+use crate::anonymize::detect;
 use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rewrite::Rewriter;
 use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
@@ -533,12 +534,65 @@ fn coverage_detail(binding: &Binding) -> Detail {
     }
 }
 
-/// Adds sampled evidence to uncovered columns: a bounded, read-only sample.
+/// Rows read per table for coverage evidence.
+const SAMPLE_ROWS: u32 = 1000;
+
+/// Adds sampled evidence to uncovered columns, and turns a column that is
+/// safe by type into a finding when its values look personal (a bigint of
+/// card numbers): one bounded, read-only query per table, values never kept.
 async fn sample_uncovered(
-    _source: &Client,
-    _tables: &[Table],
-    _binding: &mut Binding,
+    source: &Client,
+    tables: &[Table],
+    binding: &mut Binding,
 ) -> Result<(), StepError> {
+    for table in tables {
+        let columns: Vec<String> = binding
+            .coverage
+            .iter()
+            .filter(|c| {
+                c.table == table.qualified
+                    && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
+            })
+            .map(|c| c.column.clone())
+            .collect();
+        if columns.is_empty() {
+            continue;
+        }
+        let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
+            .await
+            .map_err(|e| {
+                StepError::failed(format!(
+                    "sampling {} for coverage: {}",
+                    table.qualified,
+                    crate::pg::connect::describe(&e, None)
+                ))
+            })?;
+        for coverage in binding.coverage.iter_mut().filter(|c| c.table == table.qualified) {
+            let Some(sample) = samples.get(&coverage.column) else {
+                continue;
+            };
+            let matches: Vec<(String, u64)> = sample
+                .matches
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(kind, n)| (kind.name().to_string(), *n))
+                .collect();
+            match &mut coverage.class {
+                Class::Uncovered(evidence) => {
+                    evidence.sampled = sample.sampled;
+                    evidence.matches = matches;
+                }
+                Class::SafeByType if !matches.is_empty() => {
+                    coverage.class = Class::Uncovered(Evidence {
+                        sampled: sample.sampled,
+                        matches,
+                        ..Default::default()
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
