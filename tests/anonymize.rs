@@ -448,7 +448,7 @@ fn a_stale_rule_is_an_error_naming_the_place_with_a_suggestion() {
     let out = run_clone(&prod, &staging, &rules, "s", "");
     assert_eq!(out.code, 3, "{}", out.stderr);
     let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(all.contains("anonymizers/site.yaml:14:7"), "{all}");
+    assert!(all.contains("anonymizers/site.yaml:16:7"), "{all}");
     assert!(
         all.contains("column `profile.stret` does not exist"),
         "{all}"

@@ -91,7 +91,7 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
     let vars = Vars::only(Default::default());
     for file in &files {
         let name = file.file_name().unwrap().to_str().unwrap().to_string();
-        match rules::load(std::slice::from_ref(&name), &dir, &vars) {
+        match rules::load(std::slice::from_ref(&name), std::slice::from_ref(&dir), &vars) {
             Ok(set) => assert!(!set.tables.is_empty(), "{name} has no tables"),
             Err(RulesError::Invalid(problems)) => panic!(
                 "{name} does not load:\n{}",
@@ -108,6 +108,6 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
             "{name} is not built in as preset:{stem}"
         );
         let by_name = vec![format!("preset:{stem}")];
-        assert!(rules::load(&by_name, Path::new("/nonexistent"), &vars).is_ok());
+        assert!(rules::load(&by_name, &[], &vars).is_ok());
     }
 }

@@ -474,3 +474,62 @@ impl Anonymizer {
         }
     }
 }
+
+/// Rows read per table for coverage evidence.
+pub const SAMPLE_ROWS: u32 = 1000;
+
+impl Binding {
+    /// Adds sampled evidence to uncovered columns, and turns a column that
+    /// is safe by type into a finding when its values look personal (a
+    /// bigint of card numbers): one bounded, read-only query per table; the
+    /// values are counted, never kept.
+    pub async fn sample(
+        &mut self,
+        source: &tokio_postgres::Client,
+        tables: &[Table],
+    ) -> Result<(), String> {
+        for table in tables {
+            let columns: Vec<String> = self
+                .coverage
+                .iter()
+                .filter(|c| {
+                    c.table == table.qualified
+                        && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
+                })
+                .map(|c| c.column.clone())
+                .collect();
+            if columns.is_empty() {
+                continue;
+            }
+            let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
+                .await
+                .map_err(|e| format!("{}: {}", table.qualified, crate::pg::connect::describe(&e, None)))?;
+            for coverage in self.coverage.iter_mut().filter(|c| c.table == table.qualified) {
+                let Some(sample) = samples.get(&coverage.column) else {
+                    continue;
+                };
+                let matches: Vec<(String, u64)> = sample
+                    .matches
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(kind, n)| (kind.name().to_string(), *n))
+                    .collect();
+                match &mut coverage.class {
+                    Class::Uncovered(evidence) => {
+                        evidence.sampled = sample.sampled;
+                        evidence.matches = matches;
+                    }
+                    Class::SafeByType if !matches.is_empty() => {
+                        coverage.class = Class::Uncovered(Evidence {
+                            sampled: sample.sampled,
+                            matches,
+                            ..Default::default()
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -12,4 +12,5 @@ pub mod patterns;
 pub mod redact;
 pub mod rewrite;
 pub mod rules;
+pub mod starter;
 pub mod transform;

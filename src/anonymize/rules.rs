@@ -369,7 +369,7 @@ struct FileRules {
 }
 
 /// A reference to a rules file: a path or `preset:<name>`.
-fn resolve(reference: &str, base: &Path) -> Result<(String, String, Option<PathBuf>), String> {
+fn resolve(reference: &str, bases: &[PathBuf]) -> Result<(String, String, Option<PathBuf>), String> {
     if let Some(name) = reference.strip_prefix("preset:") {
         let name = name.trim_end_matches(".yaml");
         return PRESETS
@@ -384,15 +384,19 @@ fn resolve(reference: &str, base: &Path) -> Result<(String, String, Option<PathB
                 )
             });
     }
-    let path = base.join(reference);
+    let path = bases
+        .iter()
+        .map(|base| base.join(reference))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| bases.first().map_or_else(|| PathBuf::from(reference), |b| b.join(reference)));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read rules file `{reference}`: {e}"))?;
     Ok((reference.to_string(), text, Some(path)))
 }
 
-/// Loads and merges `references` (paths relative to `base`, or
-/// `preset:<name>`). Files side by side must not conflict.
-pub fn load(references: &[String], base: &Path, vars: &Vars) -> Result<RuleSet, RulesError> {
+/// Loads and merges `references` (paths, each looked for under `bases` in
+/// order, or `preset:<name>`). Files side by side must not conflict.
+pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<RuleSet, RulesError> {
     let mut loader = Loader {
         vars,
         problems: Vec::new(),
@@ -407,7 +411,7 @@ pub fn load(references: &[String], base: &Path, vars: &Vars) -> Result<RuleSet, 
         tables: BTreeMap::new(),
     };
     for reference in references {
-        match loader.file(reference, base, &mut files) {
+        match loader.file(reference, bases, &mut files) {
             Ok(Some(merged)) => merge_into(&mut all, merged, Merge::Side, &mut loader.problems),
             Ok(None) => {}
             Err(e) => {
@@ -460,10 +464,10 @@ impl Loader<'_> {
     fn file(
         &mut self,
         reference: &str,
-        base: &Path,
+        bases: &[PathBuf],
         files: &mut Vec<String>,
     ) -> Result<Option<Merged>, String> {
-        let (shown, text, path) = resolve(reference, base)?;
+        let (shown, text, path) = resolve(reference, bases)?;
         if self.reading.contains(&shown) {
             return Err(format!(
                 "`extends` goes round in a circle: {} → {shown}",
@@ -501,9 +505,9 @@ impl Loader<'_> {
         };
         // The file's directory is the base of its own `extends`; a preset's
         // `extends` name other presets.
-        let dir = match &path {
-            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
-            None => base.to_path_buf(),
+        let dirs = match &path {
+            Some(p) => vec![p.parent().map(Path::to_path_buf).unwrap_or_default()],
+            None => bases.to_vec(),
         };
         self.reading.push(shown.clone());
         let mut merged = Merged {
@@ -518,7 +522,7 @@ impl Loader<'_> {
             } else {
                 parent
             };
-            match self.file(&parent, &dir, files) {
+            match self.file(&parent, &dirs, files) {
                 Ok(Some(inner)) => merge_into(&mut merged, inner, Merge::Side, &mut self.problems),
                 Ok(None) => {}
                 Err(e) => self.problems.push(Located {
@@ -1334,7 +1338,7 @@ mod tests {
     fn load_dir(dir: &Path, files: &[&str]) -> Result<RuleSet, RulesError> {
         let vars = Vars::only(BTreeMap::from([("SECRET".to_string(), "s3".to_string())]));
         let files: Vec<String> = files.iter().map(|s| s.to_string()).collect();
-        load(&files, dir, &vars)
+        load(&files, &[dir.to_path_buf()], &vars)
     }
 
     fn messages(err: RulesError) -> Vec<String> {

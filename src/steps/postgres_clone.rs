@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_postgres::Client;
 
-use crate::anonymize::bind::{Anonymizer, Binding, Class, Evidence, Rewrite, RewriteScope};
-use crate::anonymize::detect;
+use crate::anonymize::bind::{Anonymizer, Binding, Class, Rewrite, RewriteScope};
 use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rewrite::Rewriter;
 use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
@@ -219,7 +218,10 @@ impl Params {
         let binding = match self.anonymizer() {
             Some(anonymizer) => {
                 let mut binding = anonymizer.bind(&tables);
-                sample_uncovered(&source, &tables, &mut binding).await?;
+                binding
+                    .sample(&source, &tables)
+                    .await
+                    .map_err(|e| StepError::failed(format!("sampling `{}` for coverage: {e}", self.source)))?;
                 check_expressions(&source, &self.source, &tables, &binding).await?;
                 Some(binding)
             }
@@ -534,68 +536,6 @@ fn coverage_detail(binding: &Binding) -> Detail {
     }
 }
 
-/// Rows read per table for coverage evidence.
-const SAMPLE_ROWS: u32 = 1000;
-
-/// Adds sampled evidence to uncovered columns, and turns a column that is
-/// safe by type into a finding when its values look personal (a bigint of
-/// card numbers): one bounded, read-only query per table, values never kept.
-async fn sample_uncovered(
-    source: &Client,
-    tables: &[Table],
-    binding: &mut Binding,
-) -> Result<(), StepError> {
-    for table in tables {
-        let columns: Vec<String> = binding
-            .coverage
-            .iter()
-            .filter(|c| {
-                c.table == table.qualified
-                    && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
-            })
-            .map(|c| c.column.clone())
-            .collect();
-        if columns.is_empty() {
-            continue;
-        }
-        let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
-            .await
-            .map_err(|e| {
-                StepError::failed(format!(
-                    "sampling {} for coverage: {}",
-                    table.qualified,
-                    crate::pg::connect::describe(&e, None)
-                ))
-            })?;
-        for coverage in binding.coverage.iter_mut().filter(|c| c.table == table.qualified) {
-            let Some(sample) = samples.get(&coverage.column) else {
-                continue;
-            };
-            let matches: Vec<(String, u64)> = sample
-                .matches
-                .iter()
-                .filter(|(_, n)| **n > 0)
-                .map(|(kind, n)| (kind.name().to_string(), *n))
-                .collect();
-            match &mut coverage.class {
-                Class::Uncovered(evidence) => {
-                    evidence.sampled = sample.sampled;
-                    evidence.matches = matches;
-                }
-                Class::SafeByType if !matches.is_empty() => {
-                    coverage.class = Class::Uncovered(Evidence {
-                        sampled: sample.sampled,
-                        matches,
-                        ..Default::default()
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Every constant a rule sets must cast to its column's type: checked by the
 /// source server now (the query reads no rows), not halfway through the copy.
 async fn check_expressions(
@@ -833,9 +773,14 @@ fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Optio
         return None;
     }
     let references: Vec<String> = files.iter().map(|(f, _)| f.clone()).collect();
-    // Paths are relative to where flightpath runs: the project's root.
-    let base = std::env::current_dir().unwrap_or_default();
-    match rules::load(&references, &base, cx.vars) {
+    // Paths are relative to where flightpath runs (the project's root), or
+    // else to the workflow file.
+    let bases: Vec<std::path::PathBuf> = std::env::current_dir()
+        .ok()
+        .into_iter()
+        .chain(cx.dir.clone())
+        .collect();
+    match rules::load(&references, &bases, cx.vars) {
         Ok(set) => {
             cx.secrets.extend(set.secrets.iter().cloned());
             Some(set)
@@ -847,7 +792,7 @@ fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Optio
                 .map_or(node.span, |(_, s)| *s);
             cx.push(
                 Problem::new("flightpath::anonymize::read", error, span, "cannot be read")
-                    .help("paths are relative to the directory flightpath runs in; shipped presets are `preset:django`, `preset:wagtail`, …"),
+                    .help("paths are relative to the directory flightpath runs in, or to the workflow's own; the shipped presets are `preset:django`, `preset:wagtail`, `preset:rails-devise` and `preset:side-effects`"),
             );
             None
         }

@@ -80,6 +80,7 @@ pub fn load_str(
     vars: &Vars,
 ) -> Result<Workflow, LoadError> {
     let mut cx = LoadCtx::new(source, vars);
+    cx.dir = path.parent().map(Path::to_path_buf);
     let workflow = match yaml::parse(source) {
         Ok(root) => read_workflow(&mut cx, &root, path),
         Err(err) => {

@@ -20,6 +20,8 @@ pub struct LoadCtx<'s> {
     pub secrets: Vec<String>,
     /// Problems found in other files this one refers to (rules files).
     pub external: Vec<super::diagnostics::Located>,
+    /// The directory of the file being read, where files it names may be.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 impl<'s> LoadCtx<'s> {
@@ -30,6 +32,7 @@ impl<'s> LoadCtx<'s> {
             diags: Diagnostics::default(),
             secrets: Vec::new(),
             external: Vec::new(),
+            dir: None,
         }
     }
 
