@@ -58,14 +58,23 @@ fn clone_with(fixture_name: &str, presets: &[&str]) -> String {
         out.stdout, out.stderr
     );
 
-    let email = Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").unwrap();
+    let email =
+        Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").unwrap();
     let mut addresses: Vec<String> = all_text(&prod.url)
         .iter()
-        .flat_map(|(_, v)| email.find_iter(v).map(|m| m.as_str().to_string()).collect::<Vec<_>>())
+        .flat_map(|(_, v)| {
+            email
+                .find_iter(v)
+                .map(|m| m.as_str().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
     addresses.sort();
     addresses.dedup();
-    assert!(!addresses.is_empty(), "{fixture_name} holds no e-mail addresses to check");
+    assert!(
+        !addresses.is_empty(),
+        "{fixture_name} holds no e-mail addresses to check"
+    );
     let finder = AhoCorasick::new(&addresses).unwrap();
     let leaks: Vec<String> = all_text(&staging)
         .iter()

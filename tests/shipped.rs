@@ -91,7 +91,11 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
     let vars = Vars::only(Default::default());
     for file in &files {
         let name = file.file_name().unwrap().to_str().unwrap().to_string();
-        match rules::load(std::slice::from_ref(&name), std::slice::from_ref(&dir), &vars) {
+        match rules::load(
+            std::slice::from_ref(&name),
+            std::slice::from_ref(&dir),
+            &vars,
+        ) {
             Ok(set) => assert!(!set.tables.is_empty(), "{name} has no tables"),
             Err(RulesError::Invalid(problems)) => panic!(
                 "{name} does not load:\n{}",

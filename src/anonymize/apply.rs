@@ -70,13 +70,12 @@ impl Compiled {
         &self.strategy
     }
 
-    /// Applies the rule to `value` (of a column of type `ty`) in place.
+    /// Applies the rule to `value` in place.
     /// `column` resolves a template's `{name}` to that column's original
     /// text (`None` for NULL).
     pub fn apply(
         &self,
         keyed: &Keyed,
-        ty: FieldType,
         value: &mut Value,
         column: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Applied, String> {
@@ -191,7 +190,6 @@ impl Compiled {
                 }
             }
         }
-        let _ = ty;
         Ok(applied)
     }
 
@@ -278,11 +276,11 @@ impl Compiled {
     ) -> Result<(), String> {
         match json {
             Json::String(s) => {
-                if let Some(new) = self.text(keyed, strategy, redactor, s, column, applied)? {
-                    if new != *s {
-                        applied.changed = true;
-                        *s = new;
-                    }
+                if let Some(new) = self.text(keyed, strategy, redactor, s, column, applied)?
+                    && new != *s
+                {
+                    applied.changed = true;
+                    *s = new;
                 }
             }
             Json::Number(n) => {
@@ -290,11 +288,11 @@ impl Compiled {
                     return Ok(());
                 }
                 let text = n.to_string();
-                if let Some(new) = self.text(keyed, strategy, redactor, &text, column, applied)? {
-                    if new != text {
-                        applied.changed = true;
-                        *json = Json::String(new);
-                    }
+                if let Some(new) = self.text(keyed, strategy, redactor, &text, column, applied)?
+                    && new != text
+                {
+                    applied.changed = true;
+                    *json = Json::String(new);
                 }
             }
             Json::Array(items) => {
@@ -482,9 +480,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let applied = c
-            .apply(&keyed, FieldType::Jsonb, &mut v, &no_columns)
-            .unwrap();
+        let applied = c.apply(&keyed, &mut v, &no_columns).unwrap();
         assert!(applied.changed);
         let Value::Json(j) = v else { panic!() };
         assert_ne!(j["contact"]["email"], "a@example.net");
@@ -522,10 +518,8 @@ mod tests {
             Some("jo@example.com".into()),
             None,
         ]));
-        c.apply(&keyed, FieldType::Text, &mut a, &no_columns)
-            .unwrap();
-        c.apply(&keyed, FieldType::TextArray, &mut b, &no_columns)
-            .unwrap();
+        c.apply(&keyed, &mut a, &no_columns).unwrap();
+        c.apply(&keyed, &mut b, &no_columns).unwrap();
         let Value::Text(a) = a else { panic!() };
         let Value::TextArray(b) = b else { panic!() };
         assert_eq!(b.elements, vec![Some(a), None]);
@@ -539,30 +533,19 @@ mod tests {
             TemplatePart::Column("id".into()),
         ]));
         let mut v = Value::Text("old".into());
-        t.apply(&keyed, FieldType::Text, &mut v, &|c| {
-            (c == "id").then(|| "42".into())
-        })
-        .unwrap();
+        t.apply(&keyed, &mut v, &|c| (c == "id").then(|| "42".into()))
+            .unwrap();
         assert_eq!(v, Value::Text("user42".into()));
 
         let shift = compiled(Strategy::DateShift { days: 10 });
         let mut d = Value::Date(9000);
-        shift
-            .apply(&keyed, FieldType::Date, &mut d, &no_columns)
-            .unwrap();
+        shift.apply(&keyed, &mut d, &no_columns).unwrap();
         let Value::Date(moved) = d else { panic!() };
         assert!(moved != 9000 && (moved - 9000).abs() <= 10);
         let mut inf = Value::Date(i32::MAX);
-        assert!(
-            !shift
-                .apply(&keyed, FieldType::Date, &mut inf, &no_columns)
-                .unwrap()
-                .changed
-        );
+        assert!(!shift.apply(&keyed, &mut inf, &no_columns).unwrap().changed);
         let mut ts = Value::Timestamp(9000 * DAY_US + 3_600_000_000);
-        shift
-            .apply(&keyed, FieldType::Timestamp, &mut ts, &no_columns)
-            .unwrap();
+        shift.apply(&keyed, &mut ts, &no_columns).unwrap();
         assert_eq!(
             ts,
             Value::Timestamp(i64::from(moved) * DAY_US + 3_600_000_000),
@@ -575,8 +558,7 @@ mod tests {
             locale: None,
         });
         let mut addr = Value::Inet("10.1.2.3".parse().unwrap(), 8, false);
-        ip.apply(&keyed, FieldType::Inet, &mut addr, &no_columns)
-            .unwrap();
+        ip.apply(&keyed, &mut addr, &no_columns).unwrap();
         let Value::Inet(a, bits, _) = addr else {
             panic!()
         };
@@ -589,9 +571,7 @@ mod tests {
 
         let short = Compiled::new(Strategy::Hash { length: None }, Locale::En, Some(10));
         let mut h = Value::Text("x".into());
-        short
-            .apply(&keyed, FieldType::Text, &mut h, &no_columns)
-            .unwrap();
+        short.apply(&keyed, &mut h, &no_columns).unwrap();
         let Value::Text(h) = h else { panic!() };
         assert_eq!(h.len(), 10);
     }

@@ -261,7 +261,8 @@ impl Anonymizer {
             // Stale column rules and keeps.
             let ruled = rules.columns.iter().map(|(n, r)| (n, &r.origin));
             for (name, origin) in ruled.chain(rules.kept.iter()) {
-                if !column_names.contains(&name.as_str()) && !rules.optional_columns.contains(name) {
+                if !column_names.contains(&name.as_str()) && !rules.optional_columns.contains(name)
+                {
                     binding.mismatches.push(Mismatch {
                         origin: origin.clone(),
                         message: format!(
@@ -335,8 +336,8 @@ impl Anonymizer {
                                 ));
                             } else {
                                 let limit = max_chars(&column.type_name);
-                                if let (Some(n), Strategy::Fake { unique: true, .. }) = (limit, strategy) {
-                                    if n < 40 {
+                                if let (Some(n), Strategy::Fake { unique: true, .. }) = (limit, strategy)
+                                    && n < 40 {
                                         binding.mismatches.push(mismatch(
                                             format!(
                                                 "column `{}.{}` holds at most {n} characters, too few for unique fake values",
@@ -345,7 +346,6 @@ impl Anonymizer {
                                             Some(format!("use `{{ hash: {} }}` for a short unique value", n.min(64))),
                                         ));
                                     }
-                                }
                                 for read in strategy.reads() {
                                     if sources.iter().any(|(n, _)| n == read) {
                                         continue;
@@ -425,7 +425,7 @@ impl Anonymizer {
         // URL rewrites: every textual column the scope reaches, unless a
         // constant replaces it.
         let mut rewrite = Vec::new();
-        if let Some(r) = &self.rewrite {
+        if self.rewrite.is_some() {
             for (index, column) in table.columns.iter().enumerate() {
                 let Some(ty) = FieldType::from_pg(&column.type_name) else {
                     continue;
@@ -443,7 +443,6 @@ impl Anonymizer {
                     .rewrites
                     .push((column.name.clone(), Default::default()));
             }
-            let _ = r;
         }
         if !columns.is_empty() || !rewrite.is_empty() || except_extra.is_some() {
             let plan = Arc::new(TablePlan {
@@ -503,8 +502,18 @@ impl Binding {
             }
             let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
                 .await
-                .map_err(|e| format!("{}: {}", table.qualified, crate::pg::connect::describe(&e, None)))?;
-            for coverage in self.coverage.iter_mut().filter(|c| c.table == table.qualified) {
+                .map_err(|e| {
+                    format!(
+                        "{}: {}",
+                        table.qualified,
+                        crate::pg::connect::describe(&e, None)
+                    )
+                })?;
+            for coverage in self
+                .coverage
+                .iter_mut()
+                .filter(|c| c.table == table.qualified)
+            {
                 let Some(sample) = samples.get(&coverage.column) else {
                     continue;
                 };

@@ -28,8 +28,14 @@ use crate::workflow::yaml::{self, Node, Span, Value};
 pub const PRESETS: &[(&str, &str)] = &[
     ("django", include_str!("../../anonymizers/django.yaml")),
     ("wagtail", include_str!("../../anonymizers/wagtail.yaml")),
-    ("rails-devise", include_str!("../../anonymizers/rails-devise.yaml")),
-    ("side-effects", include_str!("../../anonymizers/side-effects.yaml")),
+    (
+        "rails-devise",
+        include_str!("../../anonymizers/rails-devise.yaml"),
+    ),
+    (
+        "side-effects",
+        include_str!("../../anonymizers/side-effects.yaml"),
+    ),
 ];
 
 /// The kinds `redact:` can find inside text.
@@ -369,7 +375,10 @@ struct FileRules {
 }
 
 /// A reference to a rules file: a path or `preset:<name>`.
-fn resolve(reference: &str, bases: &[PathBuf]) -> Result<(String, String, Option<PathBuf>), String> {
+fn resolve(
+    reference: &str,
+    bases: &[PathBuf],
+) -> Result<(String, String, Option<PathBuf>), String> {
     if let Some(name) = reference.strip_prefix("preset:") {
         let name = name.trim_end_matches(".yaml");
         return PRESETS
@@ -388,7 +397,11 @@ fn resolve(reference: &str, bases: &[PathBuf]) -> Result<(String, String, Option
         .iter()
         .map(|base| base.join(reference))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| bases.first().map_or_else(|| PathBuf::from(reference), |b| b.join(reference)));
+        .unwrap_or_else(|| {
+            bases
+                .first()
+                .map_or_else(|| PathBuf::from(reference), |b| b.join(reference))
+        });
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read rules file `{reference}`: {e}"))?;
     Ok((reference.to_string(), text, Some(path)))
@@ -599,7 +612,8 @@ fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Lo
 fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &mut Vec<Located>) {
     let side = how == Merge::Side;
     into.optional = into.optional && from.optional;
-    into.optional_columns.extend(from.optional_columns.iter().cloned());
+    into.optional_columns
+        .extend(from.optional_columns.iter().cloned());
     for (name, rule) in from.columns {
         if side {
             if let Some(existing) = into.columns.get(&name) {
@@ -680,17 +694,15 @@ fn merge_setting<T: PartialEq>(
     problems: &mut Vec<Located>,
 ) {
     let Some((value, origin)) = from else { return };
-    if side {
-        if let Some((existing, first)) = into.as_ref() {
-            if *existing != value {
-                problems.push(conflict(
-                    format!("table `{table}` has two different `{key}:` settings"),
-                    first,
-                    &origin,
-                ));
-            }
-            return;
+    if side && let Some((existing, first)) = into.as_ref() {
+        if *existing != value {
+            problems.push(conflict(
+                format!("table `{table}` has two different `{key}:` settings"),
+                first,
+                &origin,
+            ));
         }
+        return;
     }
     *into = Some((value, origin));
 }
@@ -862,16 +874,17 @@ fn read_table(
             }
         }
     }
-    if let Some(node) = reader.get("truncate") {
-        if let Some(value) = cx.bool(node, &format!("{what} `truncate`")) {
-            table.truncate = Some((value, at(node.span)));
-        }
+    if let Some(node) = reader.get("truncate")
+        && let Some(value) = cx.bool(node, &format!("{what} `truncate`"))
+    {
+        table.truncate = Some((value, at(node.span)));
     }
     for (key, slot) in [("where", 0), ("except", 1)] {
-        if let Some(node) = reader.get(key) {
-            if let Some(sql) = cx.string(node, &format!("{what} `{key}`")) {
-                if sql.trim().is_empty() || sql.contains(';') {
-                    cx.push(
+        if let Some(node) = reader.get(key)
+            && let Some(sql) = cx.string(node, &format!("{what} `{key}`"))
+        {
+            if sql.trim().is_empty() || sql.contains(';') {
+                cx.push(
                         Problem::new(
                             "flightpath::anonymize::predicate",
                             format!("{what} `{key}` must be one SQL condition"),
@@ -880,20 +893,24 @@ fn read_table(
                         )
                         .help("write a boolean expression over the table's columns, such as `is_staff` or `created_at > now() - interval '90 days'`"),
                     );
-                    continue;
-                }
-                let value = Some((sql, at(node.span)));
-                if slot == 0 {
-                    table.where_clause = value;
-                } else {
-                    table.except = value;
-                }
+                continue;
+            }
+            let value = Some((sql, at(node.span)));
+            if slot == 0 {
+                table.where_clause = value;
+            } else {
+                table.except = value;
             }
         }
     }
     table.optional = reader.bool(cx, "optional").unwrap_or(false);
     if table.optional {
-        table.optional_columns = table.columns.keys().chain(table.kept.keys()).cloned().collect();
+        table.optional_columns = table
+            .columns
+            .keys()
+            .chain(table.kept.keys())
+            .cloned()
+            .collect();
     }
     reader.finish(cx);
     if table.truncates() && (!table.columns.is_empty() || table.except.is_some()) {

@@ -28,8 +28,14 @@ fn suggest(type_name: &str, evidence: &Evidence, column: &str) -> String {
         Some(FieldType::Text | FieldType::TextArray) => match word {
             "email" | "mail" => "{ fake: email }".into(),
             "phone" | "mobile" | "tel" | "fax" => "{ fake: phone }".into(),
-            "name" if lower.contains("first") || lower.contains("given") => "{ fake: first_name }".into(),
-            "name" if lower.contains("last") || lower.contains("family") || lower.contains("surname") => {
+            "name" if lower.contains("first") || lower.contains("given") => {
+                "{ fake: first_name }".into()
+            }
+            "name"
+                if lower.contains("last")
+                    || lower.contains("family")
+                    || lower.contains("surname") =>
+            {
                 "{ fake: last_name }".into()
             }
             "name" if lower.contains("user") => "{ fake: username, unique: true }".into(),
@@ -77,7 +83,10 @@ fn yaml_key(name: &str) -> String {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !matches!(name, "null" | "true" | "false" | "yes" | "no" | "on" | "off");
+        && !matches!(
+            name,
+            "null" | "true" | "false" | "yes" | "no" | "on" | "off"
+        );
     if plain {
         name.to_string()
     } else {
@@ -161,19 +170,37 @@ mod tests {
             textual: true,
             ..Default::default()
         };
-        assert_eq!(suggest("character varying(254)", &named("email"), "email"), "{ fake: email }");
-        assert_eq!(suggest("text", &named("name"), "first_name"), "{ fake: first_name }");
-        assert_eq!(suggest("date", &named("birth"), "date_of_birth"), "{ fake: date_of_birth }");
+        assert_eq!(
+            suggest("character varying(254)", &named("email"), "email"),
+            "{ fake: email }"
+        );
+        assert_eq!(
+            suggest("text", &named("name"), "first_name"),
+            "{ fake: first_name }"
+        );
+        assert_eq!(
+            suggest("date", &named("birth"), "date_of_birth"),
+            "{ fake: date_of_birth }"
+        );
         assert_eq!(suggest("inet", &named("ip"), "last_ip"), "{ fake: ipv4 }");
-        assert_eq!(suggest("text", &named("token"), "api_token"), "{ hash: true }");
+        assert_eq!(
+            suggest("text", &named("token"), "api_token"),
+            "{ hash: true }"
+        );
         let sampled = Evidence {
             sampled: 100,
             matches: vec![("email".into(), 3), ("phone".into(), 1)],
             textual: true,
             ..Default::default()
         };
-        assert_eq!(suggest("text", &sampled, "notes"), "{ redact: [email, phone] }");
-        assert_eq!(suggest("bytea", &named("password"), "password_hash"), "null");
+        assert_eq!(
+            suggest("text", &sampled, "notes"),
+            "{ redact: [email, phone] }"
+        );
+        assert_eq!(
+            suggest("bytea", &named("password"), "password_hash"),
+            "null"
+        );
         assert_eq!(yaml_key("Order Items"), "\"Order Items\"");
         assert_eq!(yaml_key("null"), "\"null\"");
     }

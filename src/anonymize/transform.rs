@@ -207,11 +207,10 @@ fn column_name(plan: &TablePlan, index: usize) -> String {
 
 /// A boolean field in either format.
 fn is_true(format: Format, bytes: Option<&[u8]>) -> bool {
-    match (format, bytes) {
-        (Format::Binary, Some([1])) => true,
-        (Format::Text, Some(b"t")) => true,
-        _ => false,
-    }
+    matches!(
+        (format, bytes),
+        (Format::Binary, Some([1])) | (Format::Text, Some(b"t"))
+    )
 }
 
 impl RowTransform for TableTransform {
@@ -221,11 +220,11 @@ impl RowTransform for TableTransform {
 
     fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
         let plan = self.plan.clone();
-        if let Some(extra) = plan.except {
-            if is_true(self.format, row.original(row.width() + extra)) {
-                self.excepted += 1;
-                return self.rewrite_row(row);
-            }
+        if let Some(extra) = plan.except
+            && is_true(self.format, row.original(row.width() + extra))
+        {
+            self.excepted += 1;
+            return self.rewrite_row(row);
         }
         let width = row.width();
         let mut replaced: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -247,7 +246,7 @@ impl RowTransform for TableTransform {
             };
             let applied = column
                 .rule
-                .apply(&plan.keyed, column.ty, &mut value, &lookup)
+                .apply(&plan.keyed, &mut value, &lookup)
                 .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
             self.counts[k][2] += applied.replacements as u64;
             if applied.changed {

@@ -40,14 +40,20 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     let client = match read_only_session("source", &args.source, &CancellationToken::new()).await {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("error: {}", crate::engine::redact::mask_url_passwords(&e.to_string()));
+            eprintln!(
+                "error: {}",
+                crate::engine::redact::mask_url_passwords(&e.to_string())
+            );
             return EXIT_STEP_FAILED;
         }
     };
     let tables = match catalog::tables(&client).await {
         Ok(tables) => tables,
         Err(e) => {
-            eprintln!("error: listing tables of {shown}: {}", crate::pg::connect::describe(&e, None));
+            eprintln!(
+                "error: listing tables of {shown}: {}",
+                crate::pg::connect::describe(&e, None)
+            );
             return EXIT_STEP_FAILED;
         }
     };

@@ -469,11 +469,11 @@ mod tests {
     impl RowTransform for UpperIfFlagged {
         fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
             let flag = row.get(row.width()).map(<[u8]>::to_vec);
-            if flag.as_deref() == Some(b"t") {
-                if let Some(v) = row.get(1) {
-                    let upper = v.to_ascii_uppercase();
-                    row.set(1, Some(upper));
-                }
+            if flag.as_deref() == Some(b"t")
+                && let Some(v) = row.get(1)
+            {
+                let upper = v.to_ascii_uppercase();
+                row.set(1, Some(upper));
             }
             Ok(())
         }

@@ -218,10 +218,9 @@ impl Params {
         let binding = match self.anonymizer() {
             Some(anonymizer) => {
                 let mut binding = anonymizer.bind(&tables);
-                binding
-                    .sample(&source, &tables)
-                    .await
-                    .map_err(|e| StepError::failed(format!("sampling `{}` for coverage: {e}", self.source)))?;
+                binding.sample(&source, &tables).await.map_err(|e| {
+                    StepError::failed(format!("sampling `{}` for coverage: {e}", self.source))
+                })?;
                 check_expressions(&source, &self.source, &tables, &binding).await?;
                 Some(binding)
             }
@@ -438,11 +437,6 @@ impl Params {
             let e = load(&plan.stats.excepted);
             if e > 0 {
                 excepted.push(format!("{table}: {}", crate::report::thousands(e)));
-            }
-        }
-        for (table, rule) in &binding.rules {
-            for (index, expression) in &rule.expressions {
-                let _ = (table, index, expression);
             }
         }
         outcome = outcome.output("anonymized_values", total_changed);
