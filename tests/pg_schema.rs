@@ -447,7 +447,10 @@ async fn apply_points_at_the_failing_statement_and_leaves_nothing() {
     )
     .await
     .unwrap_err();
-    let SchemaError::Sql { message, statement } = &err else {
+    let SchemaError::Sql {
+        message, statement, ..
+    } = &err
+    else {
         panic!("{err:?}")
     };
     assert_eq!(

@@ -28,7 +28,11 @@ fn line<'a>(stdout: &'a str, column: &str) -> &'a str {
 fn scan_lists_the_demo_databases_personal_columns() {
     let prod = demo_prod();
     let out = Test::new().args(["scan", "--source", &prod]).run();
-    assert_eq!(out.code, 1, "uncovered columns exit 1:\n{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 1,
+        "uncovered columns exit 1:\n{}{}",
+        out.stdout, out.stderr
+    );
     let stdout = &out.stdout;
     for (column, evidence) in [
         ("email", "name contains `email`"),
@@ -41,11 +45,17 @@ fn scan_lists_the_demo_databases_personal_columns() {
         assert!(l.contains("UNCOVERED") && l.contains(evidence), "{l}");
     }
     let form = line(stdout, "form_data");
-    assert!(form.contains("UNCOVERED") && form.contains("look like email"), "{form}");
+    assert!(
+        form.contains("UNCOVERED") && form.contains("look like email"),
+        "{form}"
+    );
     for safe in ["is_staff", "date_joined", "submit_time", "owner_id"] {
         assert!(line(stdout, safe).contains("safe by type"), "{safe}");
     }
-    assert!(!stdout.contains("@example"), "values are never printed:\n{stdout}");
+    assert!(
+        !stdout.contains("@example"),
+        "values are never printed:\n{stdout}"
+    );
     assert!(stdout.contains("uncovered"), "{stdout}");
 
     // With the demo's rules, everything is covered.
@@ -72,11 +82,18 @@ fn the_starter_file_covers_the_database_it_came_from() {
     let starter = test.read("starter.yaml");
     assert!(starter.contains("email: { fake: email }"), "{starter}");
     assert!(starter.contains("password: { set: \"!\" }"), "{starter}");
-    assert!(starter.contains("first_name: { fake: first_name }"), "{starter}");
+    assert!(
+        starter.contains("first_name: { fake: first_name }"),
+        "{starter}"
+    );
     let again = Test::new()
         .file("starter.yaml", &starter)
         .env("FLIGHTPATH_SECRET", "x")
         .args(["scan", "--source", &prod, "--anonymize", "starter.yaml"])
         .run();
-    assert_eq!(again.code, 0, "{}\n{}{}", starter, again.stdout, again.stderr);
+    assert_eq!(
+        again.code, 0,
+        "{}\n{}{}",
+        starter, again.stdout, again.stderr
+    );
 }

@@ -52,6 +52,8 @@ fn every_shipped_workflow_validates() {
     for dir in ["workflows", "examples", "benches"] {
         yaml_files(&root.join(dir), &mut files);
     }
+    // Rules files beside workflows are checked by the test below.
+    files.retain(|f| !is_rules_file(f));
     assert!(
         files
             .iter()
@@ -76,6 +78,42 @@ fn every_shipped_workflow_validates() {
             file.display(),
             out.stderr
         );
+    }
+}
+
+/// An anonymizer rules file: a top-level `tables:` and no `steps:`.
+fn is_rules_file(path: &Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().any(|l| l.starts_with("tables:")) && !text.lines().any(|l| l.starts_with("steps:"))
+}
+
+#[test]
+fn rules_files_beside_workflows_load() {
+    use flightpath::anonymize::rules;
+    use flightpath::workflow::template::Vars;
+
+    let root = repository();
+    let mut files = Vec::new();
+    for dir in ["workflows", "examples", "benches"] {
+        yaml_files(&root.join(dir), &mut files);
+    }
+    files.retain(|f| is_rules_file(f));
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("examples/demo/anonymize.yaml"))
+            && files
+                .iter()
+                .any(|f| f.ends_with("benches/anonymizers/bench.yaml")),
+        "{files:?}"
+    );
+    let vars = Vars::only(Default::default());
+    for file in &files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let dir = file.parent().unwrap().to_path_buf();
+        if let Err(e) = rules::load(&[name], &[dir], &vars) {
+            panic!("{} does not load: {e:?}", file.display());
+        }
     }
 }
 

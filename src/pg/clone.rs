@@ -959,9 +959,22 @@ pub(crate) async fn copy_table(
 async fn run_entry(target: &Client, job: &Job, index: usize) -> Result<(), StepError> {
     let entry = &job.entries[index];
     let sql = format!("{}\n{}", job.preamble, entry.sql);
-    schema::apply(target, &sql)
-        .await
-        .map_err(|e| StepError::failed(format!("building `{}`: {e}", entry.name)))
+    // Foreign keys between two tables that point at each other, added at
+    // once, can deadlock (each locks both tables); the server picks one to
+    // fail, and it succeeds when run again.
+    let mut attempts = 0;
+    loop {
+        match schema::apply(target, &sql).await {
+            Ok(()) => return Ok(()),
+            Err(schema::SchemaError::Sql { deadlock: true, .. }) if attempts < 5 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+            }
+            Err(e) => {
+                return Err(StepError::failed(format!("building `{}`: {e}", entry.name)));
+            }
+        }
+    }
 }
 
 /// Sets every sequence of the new database to the source's value.

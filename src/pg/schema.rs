@@ -66,6 +66,9 @@ pub enum SchemaError {
     Sql {
         message: String,
         statement: Option<String>,
+        /// The server chose this statement as a deadlock's victim: running
+        /// it again can succeed.
+        deadlock: bool,
     },
 }
 
@@ -343,6 +346,7 @@ pub async fn apply(client: &Client, sql: &str) -> Result<(), SchemaError> {
         .map_err(|err| SchemaError::Sql {
             message: describe(&err, Some(sql)),
             statement: failing_statement(&err, sql),
+            deadlock: err.code() == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED),
         })
 }
 
