@@ -483,3 +483,73 @@ fn unique_fake_emails_hold_a_unique_index_on_200k_users() {
         ["200000 0"]
     );
 }
+
+#[test]
+fn except_rows_are_copied_unchanged_and_invalid_json_is_named_by_its_key() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE staff (id integer PRIMARY KEY, email text NOT NULL, is_staff boolean NOT NULL, notes text);\
+         INSERT INTO staff SELECT n, 'worker' || n || '@corp.test', n <= 3, '{\"phone\": \"0161 496 0000\"}' FROM generate_series(1, 20) n;",
+    );
+    let staging = staging_db("anon_except");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          staff:
+            columns:
+              email: { fake: email, unique: true }
+              notes: { json: { phone: { fake: phone } } }
+            keep: [is_staff]
+            except: "is_staff"
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "e", "");
+    assert_ok(&out);
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT string_agg(email, ',' ORDER BY id) FROM staff WHERE is_staff"
+        ),
+        ["worker1@corp.test,worker2@corp.test,worker3@corp.test"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM staff WHERE NOT is_staff AND (email LIKE '%corp.test' OR notes LIKE '%0161%')"
+        ),
+        ["0"]
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(
+        report["steps"][0]["details"]
+            .to_string()
+            .contains(r#"\"public\".\"staff\": 3"#),
+        "except rows are counted"
+    );
+
+    // A text column that should hold JSON but does not: the run fails,
+    // naming table, column and key, never the value; staging is untouched.
+    execute(
+        &prod.url,
+        "UPDATE staff SET notes = 'not json: 0161 496 0999' WHERE id = 7",
+    );
+    let staging = staging_db("anon_bad_json");
+    execute(
+        &staging,
+        "CREATE TABLE old_staging_marker (note text); INSERT INTO old_staging_marker VALUES ('still here');",
+    );
+    let out = run_clone(&prod.url, &staging, rules, "e", "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("\"public\".\"staff\", column `notes`, row with id = 7")
+            && out.stderr.contains("not valid JSON"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("0161 496 0999"), "{}", out.stderr);
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+}

@@ -81,6 +81,30 @@ impl Compiled {
     ) -> Result<Applied, String> {
         let mut applied = Applied::default();
         match value {
+            Value::Text(text) if matches!(self.strategy, Strategy::Json(_)) => {
+                // JSON kept in a text column: parsed, ruled, written back
+                // only when a rule changed it.
+                let mut json: Json = serde_json::from_str(text).map_err(|e| {
+                    format!(
+                        "the value is not valid JSON ({}), so `json:` rules cannot apply",
+                        json_error_kind(&e)
+                    )
+                })?;
+                for (rule, redactor) in &self.json {
+                    self.json_path(
+                        keyed,
+                        rule,
+                        redactor.as_ref(),
+                        &rule.path.0,
+                        &mut json,
+                        column,
+                        &mut applied,
+                    )?;
+                }
+                if applied.changed {
+                    *text = json.to_string();
+                }
+            }
             Value::Text(text) => {
                 if let Some(new) = self.text(
                     keyed,
@@ -613,5 +637,16 @@ mod tests {
             )
             .is_ok()
         );
+    }
+}
+
+/// What kind of JSON error, without the position's context (which could
+/// quote the value).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Eof => "it ends too early",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Io => "a read error",
     }
 }

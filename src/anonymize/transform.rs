@@ -40,6 +40,9 @@ pub struct TableStats {
     pub excepted: AtomicU64,
     /// Per rewritten column: replacements made.
     pub rewrites: Vec<(String, AtomicU64)>,
+    /// Time spent in the transform (decode, rules, encode), in nanoseconds:
+    /// what anonymization costs on top of the copy.
+    pub nanos: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +79,7 @@ pub struct TableTransform {
     counts: Vec<[u64; 3]>,
     excepted: u64,
     rewrites: Vec<u64>,
+    busy: std::time::Duration,
 }
 
 impl TableTransform {
@@ -84,6 +88,7 @@ impl TableTransform {
             counts: vec![[0; 3]; plan.columns.len()],
             rewrites: vec![0; plan.rewrite.len()],
             excepted: 0,
+            busy: std::time::Duration::ZERO,
             plan,
             format,
         }
@@ -219,6 +224,15 @@ impl RowTransform for TableTransform {
     }
 
     fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
+        let began = std::time::Instant::now();
+        let result = self.transform_row(row);
+        self.busy += began.elapsed();
+        result
+    }
+}
+
+impl TableTransform {
+    fn transform_row(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
         let plan = self.plan.clone();
         if let Some(extra) = plan.except
             && is_true(self.format, row.original(row.width() + extra))
@@ -275,6 +289,9 @@ impl Drop for TableTransform {
             }
         }
         stats.excepted.fetch_add(self.excepted, Ordering::Relaxed);
+        stats
+            .nanos
+            .fetch_add(self.busy.as_nanos() as u64, Ordering::Relaxed);
         for (k, n) in self.rewrites.iter().enumerate() {
             if let Some((_, c)) = stats.rewrites.get(k) {
                 c.fetch_add(*n, Ordering::Relaxed);

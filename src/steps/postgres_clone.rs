@@ -439,7 +439,18 @@ impl Params {
                 excepted.push(format!("{table}: {}", crate::report::thousands(e)));
             }
         }
+        let nanos: u64 = binding.plans.values().map(|p| load(&p.stats.nanos)).sum();
         outcome = outcome.output("anonymized_values", total_changed);
+        if !binding.plans.is_empty() {
+            outcome = outcome.detail(Detail::fact(
+                "time in transforms",
+                format!(
+                    "{:.2} s over {} tables (decoding, rules, encoding; spread over the workers)",
+                    nanos as f64 / 1e9,
+                    binding.plans.len()
+                ),
+            ));
+        }
         if !columns.is_empty() {
             outcome = outcome.detail(Detail::Table {
                 title: "anonymized columns".into(),
