@@ -459,6 +459,17 @@ pub fn check_type(strategy: &Strategy, ty: FieldType) -> Result<(), String> {
     ))
 }
 
+/// What kind of JSON error, without the position's context (which could
+/// quote the value).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax => "a syntax error",
+        serde_json::error::Category::Eof => "it ends too early",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Io => "a read error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,16 +648,5 @@ mod tests {
             )
             .is_ok()
         );
-    }
-}
-
-/// What kind of JSON error, without the position's context (which could
-/// quote the value).
-fn json_error_kind(e: &serde_json::Error) -> &'static str {
-    match e.classify() {
-        serde_json::error::Category::Syntax => "a syntax error",
-        serde_json::error::Category::Eof => "it ends too early",
-        serde_json::error::Category::Data => "unexpected data",
-        serde_json::error::Category::Io => "a read error",
     }
 }
