@@ -7,7 +7,7 @@
 
 use aho_corasick::AhoCorasick;
 
-use crate::clone::{execute, query_strings, staging_db};
+use crate::clone::{clone_workflow, execute, query_strings, staging_db};
 use crate::support::cli::{Output, Test};
 use crate::support::pg::fresh_db_sync;
 
@@ -158,32 +158,8 @@ tables:
     keep: [moods]
 "#;
 
-fn workflow(prod: &str, staging: &str, extra: &str) -> String {
-    format!(
-        r#"
-        name: reset
-        targets:
-          prod: {{ postgres: "{prod}", protected: true }}
-          staging: {{ postgres: "{staging}" }}
-        steps:
-          database:
-            uses: postgres.clone
-            with:
-              source: prod
-              target: staging
-              jobs: 2
-              anonymize: anonymizers/site.yaml
-        {extra}
-        "#
-    )
-}
-
-const REWRITE: &str = r#"
-              rewrite:
-                replace:
-                  "www.prod.test": "www.staging.test"
-                  "prod.test": "staging.test"
-"#;
+/// `rewrite:` for the clone step, added to its `with:`.
+const REWRITE: &str = r#", rewrite: { replace: { "www.prod.test": "www.staging.test", "prod.test": "staging.test" } }"#;
 
 fn seeded_prod() -> String {
     let prod = fresh_db_sync();
@@ -194,7 +170,14 @@ fn seeded_prod() -> String {
 fn run_clone(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) -> Output {
     let test = Test::new()
         .file("anonymizers/site.yaml", rules)
-        .workflow("reset", &workflow(prod, staging, extra))
+        .workflow(
+            "reset",
+            &clone_workflow(
+                prod,
+                staging,
+                &format!(", anonymize: anonymizers/site.yaml{extra}"),
+            ),
+        )
         .env("FLIGHTPATH_SECRET", secret)
         .args(["run", "reset", "--yes", "--json"]);
     test.run()

@@ -197,7 +197,7 @@ fn seed_staging(name: &str) -> String {
     url
 }
 
-fn clone_workflow(prod: &str, staging: &str, extra: &str) -> String {
+pub(crate) fn clone_workflow(prod: &str, staging: &str, extra: &str) -> String {
     format!(
         r#"
         name: reset

@@ -8,7 +8,7 @@ use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use crate::anonymize::all_text;
-use crate::clone::{execute, staging_db};
+use crate::clone::{clone_workflow, execute, staging_db};
 use crate::support::cli::Test;
 use crate::support::pg::fresh_db_sync;
 
@@ -35,18 +35,10 @@ fn clone_with(fixture_name: &str, presets: &[&str]) -> String {
         .file("anonymizers/secret.yaml", "secret: ${FLIGHTPATH_SECRET}\n")
         .workflow(
             "reset",
-            &format!(
-                r#"
-                name: reset
-                targets:
-                  prod: {{ postgres: "{}", protected: true }}
-                  staging: {{ postgres: "{staging}" }}
-                steps:
-                  database:
-                    uses: postgres.clone
-                    with: {{ source: prod, target: staging, jobs: 2, anonymize: [{list}, anonymizers/secret.yaml] }}
-                "#,
-                prod.url
+            &clone_workflow(
+                &prod.url,
+                &staging,
+                &format!(", anonymize: [{list}, anonymizers/secret.yaml]"),
             ),
         )
         .env("FLIGHTPATH_SECRET", "presets")

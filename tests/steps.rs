@@ -353,6 +353,23 @@ fn postgres_sql_readonly_transaction_rejects_writes() {
 }
 
 #[test]
+fn postgres_sql_readonly_stays_read_only_after_a_commit_in_the_sql() {
+    // A COMMIT ends the read-only transaction; what follows must still not
+    // write, or `readonly: true` on a protected target would be a way in.
+    let db = sites_db();
+    let out = sql_test(&db, "prod", "COMMIT; UPDATE site SET name = 'x'", true)
+        .args(["run", "sql", "--yes"])
+        .run();
+    out.expect_code(1);
+    let all = everything(&out);
+    assert!(
+        all.contains("cannot execute UPDATE in a read-only transaction"),
+        "{all}"
+    );
+    assert_eq!(names(&db), ["www.example.org", "shop.example.org"]);
+}
+
+#[test]
 fn postgres_sql_error_has_the_server_text_and_no_password() {
     let db = sites_db();
     let out = sql_test(

@@ -495,12 +495,7 @@ impl Loader<'_> {
         let (extends, parsed) = match yaml::parse(&file.text) {
             Ok(root) => read_file(&mut cx, &root, &file),
             Err(err) => {
-                cx.push(Problem::new(
-                    "flightpath::yaml::syntax",
-                    format!("invalid YAML: {}", err.message),
-                    err.span,
-                    "here",
-                ));
+                cx.push(err.problem());
                 (Vec::new(), None)
             }
         };
@@ -1166,29 +1161,21 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                 _ => Strategy::Set(Some(cx.string(node, &format!("{what} `set`"))?)),
             }
         }
-        "null" => {
-            let node = reader.get("null")?;
+        flag @ ("null" | "keep") => {
+            let node = reader.get(if flag == "null" { "null" } else { "keep" })?;
             if !matches!(node.value, Value::Bool(true) | Value::Null) {
                 cx.push(Problem::new(
                     "flightpath::anonymize::strategy",
-                    format!("{what}: write `null: true` (or just `null`)"),
+                    format!("{what}: write `{flag}: true` (or just `{flag}`)"),
                     node.span,
                     "expected `true`",
                 ));
             }
-            Strategy::Set(None)
-        }
-        "keep" => {
-            let node = reader.get("keep")?;
-            if !matches!(node.value, Value::Bool(true) | Value::Null) {
-                cx.push(Problem::new(
-                    "flightpath::anonymize::strategy",
-                    format!("{what}: write `keep: true` (or just `keep`)"),
-                    node.span,
-                    "expected `true`",
-                ));
+            if flag == "null" {
+                Strategy::Set(None)
+            } else {
+                Strategy::Keep
             }
-            Strategy::Keep
         }
         "json" => {
             let node = reader.get("json")?;

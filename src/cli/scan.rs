@@ -36,7 +36,7 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             }
         }
     };
-    let shown = crate::engine::redact::mask_url_passwords(&args.source);
+    let shown = crate::pg::connect::mask_connection_string(&args.source);
     let client = match read_only_session("source", &args.source, &CancellationToken::new()).await {
         Ok(client) => client,
         Err(e) => {

@@ -187,7 +187,11 @@ async fn query_text(client: &Client, sql: &str) -> Option<String> {
 }
 
 fn url_identity(url: &str, database: &str) -> Identity {
-    let config: Option<tokio_postgres::Config> = url.parse().ok();
+    // tokio-postgres refuses libpq's TLS keys (`sslmode=verify-full`,
+    // `sslrootcert`), so they are taken out first.
+    let config: Option<tokio_postgres::Config> = crate::pg::connect::split_tls_params(url)
+        .ok()
+        .and_then(|(_, rest)| rest.parse().ok());
     let host = config
         .as_ref()
         .and_then(|c| c.get_hosts().first().cloned())

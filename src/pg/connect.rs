@@ -11,6 +11,10 @@
 //! are not read: the connection string says everything.
 
 mod params;
+
+/// The TLS keys of a connection string split from the rest, which
+/// `tokio_postgres::Config` can then parse.
+pub(crate) use params::split as split_tls_params;
 mod tls;
 
 use tokio_postgres::error::ErrorPosition;

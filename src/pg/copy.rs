@@ -435,8 +435,9 @@ mod tests {
         }
     }
 
-    fn run(input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
-        let mut decoder = Decoder::new(Format::Binary, 0);
+    /// Feeds `input` to a decoder in `chunk`-byte pieces.
+    fn run_format(format: Format, input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
+        let mut decoder = Decoder::new(format, t.extras());
         let mut out = BytesMut::new();
         for part in input.chunks(chunk) {
             decoder.feed(part, t, &mut out).unwrap();
@@ -482,14 +483,12 @@ mod tests {
         }
     }
 
+    fn run(input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
+        run_format(Format::Binary, input, chunk, t)
+    }
+
     fn run_text(input: &[u8], chunk: usize, t: &mut dyn RowTransform) -> Vec<u8> {
-        let mut decoder = Decoder::new(Format::Text, t.extras());
-        let mut out = BytesMut::new();
-        for part in input.chunks(chunk) {
-            decoder.feed(part, t, &mut out).unwrap();
-        }
-        decoder.finish().unwrap();
-        out.to_vec()
+        run_format(Format::Text, input, chunk, t)
     }
 
     #[test]
@@ -521,11 +520,13 @@ mod tests {
             vec![Some(b"1"), Some(b"ANN")],
             vec![Some(b"2"), Some(b"bo")],
         ]);
-        let mut decoder = Decoder::new(Format::Binary, 1);
-        let mut out = BytesMut::new();
-        decoder.feed(&input, &mut UpperIfFlagged, &mut out).unwrap();
-        decoder.finish().unwrap();
-        assert_eq!(out.to_vec(), expected);
+        for chunk in [1, 3, 1000] {
+            assert_eq!(
+                run(&input, chunk, &mut UpperIfFlagged),
+                expected,
+                "chunk {chunk}"
+            );
+        }
     }
 
     #[test]

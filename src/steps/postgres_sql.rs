@@ -120,8 +120,11 @@ impl Params {
     /// reported. On error the transaction is left open and rolled back when
     /// the client is dropped.
     async fn execute(&self, client: &Client, sql: &str) -> Result<u64, StepError> {
+        // Read-only for the whole session, not just this transaction: a
+        // `COMMIT` inside the SQL would otherwise end the read-only
+        // transaction and let the statements after it write.
         let begin = if self.readonly {
-            "BEGIN READ ONLY"
+            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; BEGIN READ ONLY"
         } else {
             "BEGIN"
         };

@@ -84,12 +84,7 @@ pub fn load_str(
     let workflow = match yaml::parse(source) {
         Ok(root) => read_workflow(&mut cx, &root, path),
         Err(err) => {
-            cx.push(Problem::new(
-                "flightpath::yaml::syntax",
-                format!("invalid YAML: {}", err.message),
-                err.span,
-                "here",
-            ));
+            cx.push(err.problem());
             None
         }
     };

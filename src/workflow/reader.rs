@@ -354,7 +354,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => number * 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(seconds))
+    // Too large (or negative) for a Duration is "not a duration", not a panic.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -388,5 +389,7 @@ mod tests {
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5 parsecs"), None);
+        // Too large for a Duration: refused, not a panic.
+        assert_eq!(parse_duration("99999999999999999999h"), None);
     }
 }

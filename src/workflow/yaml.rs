@@ -120,6 +120,18 @@ pub struct SyntaxError {
     pub span: Span,
 }
 
+impl SyntaxError {
+    /// The error as a located problem, for any file read with [`parse`].
+    pub fn problem(&self) -> super::diagnostics::Problem {
+        super::diagnostics::Problem::new(
+            "flightpath::yaml::syntax",
+            format!("invalid YAML: {}", self.message),
+            self.span,
+            "here",
+        )
+    }
+}
+
 /// Parses a whole document. An empty document is an empty mapping.
 pub fn parse(source: &str) -> Result<Node, SyntaxError> {
     if source.trim().is_empty() {
