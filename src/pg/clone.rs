@@ -450,6 +450,11 @@ pub async fn run(
             return Err(e);
         }
     };
+    // Cancelled while the last entries ran: nothing is swapped in.
+    if cancel.is_cancelled() {
+        let _ = swap::drop_database(&maintenance, &new_db).await;
+        return Err(StepError::Cancelled);
+    }
     let swap_began = Instant::now();
     let swapped = match swap::swap(&maintenance, &staging_db, &new_db, &aside).await {
         Ok(swapped) => swapped,
@@ -516,6 +521,7 @@ async fn load(
     let mut later: Vec<usize> = Vec::new();
     let mut early_foreign_keys: Vec<ForeignKey> = Vec::new();
     let mut late_foreign_keys: Vec<usize> = Vec::new();
+    let mut comments: Vec<usize> = Vec::new();
     for (i, entry) in post.entries.iter().enumerate() {
         let table = entry.table.as_deref().and_then(|t| index.get(t)).copied();
         let references = entry
@@ -531,6 +537,8 @@ async fn load(
                 early_foreign_keys.push(ForeignKey { entry: i, from, to })
             }
             (EntryKind::ForeignKey, _, _) => late_foreign_keys.push(i),
+            // A comment may be on a foreign key added at the very end.
+            (EntryKind::Other(kind), _, _) if kind == "COMMENT" => comments.push(i),
             _ => later.push(i),
         }
     }
@@ -641,6 +649,9 @@ async fn load(
         });
     }
     first_error(&mut fk_workers, &stop).await?;
+    for &i in &comments {
+        run_entry(&admin, &job, i).await?;
+    }
     let sequences = set_sequences(snapshot, &admin, spec).await?;
     phases.push(("foreign keys, sequences", rest_began.elapsed()));
 
@@ -659,9 +670,13 @@ async fn load(
                 duration: progress
                     .as_ref()
                     .map_or(Duration::ZERO, |p| p.finished.duration_since(p.started)),
-                ranges: ranges_for(table, spec.split_bytes, source_major)
-                    .len()
-                    .max(1),
+                ranges: if rule.is_some_and(|r| r.truncate) {
+                    1
+                } else {
+                    ranges_for(table, spec.split_bytes, source_major)
+                        .len()
+                        .max(1)
+                },
                 format: job.formats[i],
                 transformed: rule.is_some_and(|r| r.transform.is_some()),
                 truncated: rule.is_some_and(|r| r.truncate),

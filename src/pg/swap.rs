@@ -105,17 +105,6 @@ pub async fn drop_database(maintenance: &Client, name: &str) -> Result<(), SwapE
         .map_err(fail(format!("dropping database `{name}`")))
 }
 
-pub async fn database_exists(maintenance: &Client, name: &str) -> Result<bool, SwapError> {
-    let row = maintenance
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await
-        .map_err(fail("listing databases"))?;
-    Ok(row.get::<_, i64>(0) > 0)
-}
-
 /// A completed swap: `live` now holds the new data, `aside` the old.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Swapped {
@@ -131,9 +120,17 @@ pub async fn swap(
     aside: &str,
 ) -> Result<Swapped, SwapError> {
     rename_over(maintenance, live, aside).await?;
-    if let Err(e) = rename_over(maintenance, incoming, live).await {
-        // Put staging back before reporting.
-        let _ = rename_plain(maintenance, aside, live).await;
+    if let Err(mut e) = rename_over(maintenance, incoming, live).await {
+        // Put staging back before reporting; if even that fails, say where
+        // staging is now and how to get it back.
+        if let Err(back) = rename_over(maintenance, aside, live).await {
+            e.message.push_str(&format!(
+                "; putting staging back failed too ({back}): it is now `{aside}`; \
+                 `ALTER DATABASE {} RENAME TO {}` restores it",
+                quote_ident(aside),
+                quote_ident(live)
+            ));
+        }
         return Err(e);
     }
     Ok(Swapped {
@@ -149,7 +146,20 @@ pub async fn swap_back(
     discard: &str,
 ) -> Result<(), SwapError> {
     rename_over(maintenance, &swapped.live, discard).await?;
-    rename_plain(maintenance, &swapped.aside, &swapped.live).await?;
+    // The aside database takes connections again since the swap: end them
+    // too, or the rename back fails and nothing is called staging.
+    if let Err(mut e) = rename_over(maintenance, &swapped.aside, &swapped.live).await {
+        if rename_over(maintenance, discard, &swapped.live)
+            .await
+            .is_ok()
+        {
+            e.message
+                .push_str("; the new copy was put back as staging, the previous one is still `");
+            e.message.push_str(&swapped.aside);
+            e.message.push('`');
+        }
+        return Err(e);
+    }
     drop_database(maintenance, discard).await
 }
 

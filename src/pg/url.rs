@@ -3,10 +3,23 @@
 //! `postgres` maintenance database). Both URL (`postgres://…/db?…`) and
 //! key=value (`host=… dbname=…`) forms are handled.
 
+/// `user:password@host:port/db?query` → (`user:password@`, `host:port/db`,
+/// `?query`): the query starts after the credentials (as tokio-postgres
+/// reads it), so a `?` or `/` in a password is not taken for one.
+fn url_parts(rest: &str) -> (&str, &str, &str) {
+    let credentials = rest.find('@').map_or(0, |at| at + 1);
+    let (userinfo, after) = rest.split_at(credentials);
+    let (path, query) = match after.find(['?', '#']) {
+        Some(at) => after.split_at(at),
+        None => (after, ""),
+    };
+    (userinfo, path, query)
+}
+
 /// The database a connection string names, if it names one.
 pub fn database_of(url: &str) -> Option<String> {
     if let Some(rest) = strip_scheme(url) {
-        let path = rest.split(['?', '#']).next().unwrap_or("");
+        let (_, path, _) = url_parts(rest);
         let (_, db) = path.split_once('/')?;
         return (!db.is_empty()).then(|| percent_decode(db));
     }
@@ -20,12 +33,12 @@ pub fn database_of(url: &str) -> Option<String> {
 pub fn with_database(url: &str, database: &str) -> String {
     if let Some(rest) = strip_scheme(url) {
         let scheme = &url[..url.len() - rest.len()];
-        let (before_query, query) = match rest.find(['?', '#']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        let authority = before_query.split('/').next().unwrap_or("");
-        return format!("{scheme}{authority}/{}{query}", percent_encode(database));
+        let (userinfo, path, query) = url_parts(rest);
+        let authority = path.split('/').next().unwrap_or("");
+        return format!(
+            "{scheme}{userinfo}{authority}/{}{query}",
+            percent_encode(database)
+        );
     }
     let mut pairs: Vec<(String, String)> = key_values(url)
         .into_iter()
@@ -118,6 +131,16 @@ fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_question_mark_or_slash_in_the_password_is_not_the_path_or_query() {
+        let url = "postgres://app:a?b/c@db:5432/staging?sslmode=require";
+        assert_eq!(database_of(url).as_deref(), Some("staging"));
+        assert_eq!(
+            with_database(url, "postgres"),
+            "postgres://app:a?b/c@db:5432/postgres?sslmode=require"
+        );
+    }
 
     #[test]
     fn urls() {

@@ -245,13 +245,19 @@ impl Params {
         } else {
             "dropped after the run succeeds"
         };
+        let how = match self.strategy {
+            Strategy::Swap => format!("into a new database and swap it in for `{}`", self.target),
+            Strategy::InPlace => format!(
+                "into `{}`, reloaded in place in one transaction",
+                self.target
+            ),
+        };
         let summary = format!(
-            "would copy {} tables (about {} rows, {}) from `{}` into a new database and swap it in for `{}`",
+            "would copy {} tables (about {} rows, {}) from `{}` {how}",
             tables.len(),
             crate::report::thousands(total_rows.max(0) as u64),
             human_bytes(total_bytes.max(0) as u64),
             self.source,
-            self.target,
         );
         let mut outcome = StepOutcome::new(summary)
             .detail(Detail::fact("source", format!("{} (PostgreSQL {})", self.source, pretty_version(source_version))))
@@ -323,8 +329,14 @@ impl Params {
         .detail(Detail::fact(
             "swapped",
             format!(
-                "`{}` now holds the copy; the previous staging database is `{}` until the run ends",
-                cloned.swapped.live, cloned.swapped.aside
+                "`{}` now holds the copy; the previous staging database is `{}` {}",
+                cloned.swapped.live,
+                cloned.swapped.aside,
+                if self.keep_old {
+                    "(kept after the run: `keep_old: true`)"
+                } else {
+                    "until the run ends"
+                }
             ),
         ))
         .detail(Detail::fact("sequences set", cloned.sequences.to_string()))
@@ -736,9 +748,13 @@ fn table_plan_row(
         Format::Text if !same_major => "text (server versions differ)".to_string(),
         Format::Text => "text (a column type has no portable binary form)".to_string(),
     };
-    let ranges = clone::ranges_for(table, spec.split_bytes, source_major)
-        .len()
-        .max(1);
+    let ranges = if rule.is_some_and(|r| r.truncate) {
+        1
+    } else {
+        clone::ranges_for(table, spec.split_bytes, source_major)
+            .len()
+            .max(1)
+    };
     vec![
         table.qualified.clone(),
         crate::report::thousands(table.rows_estimate.max(0) as u64),
