@@ -4,10 +4,9 @@
 
 use std::net::IpAddr;
 
-use chrono::NaiveDate;
 use serde_json::Value as Json;
 
-use super::codec::{FieldType, Value};
+use super::codec::{self, FieldType, Value};
 use super::fakes::{self, FakeKind, Locale};
 use super::keyed::Keyed;
 use super::patterns::PiiKind;
@@ -15,8 +14,8 @@ use super::redact::Redactor;
 use super::rules::{JsonRule, Segment, Strategy, TemplatePart, glob_match};
 
 /// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
-const PG_EPOCH_DAYS: i32 = 10_957;
-const DAY_US: i64 = 86_400_000_000;
+const PG_EPOCH_DAYS: i32 = codec::UNIX_TO_PG_EPOCH_DAYS as i32;
+const DAY_US: i64 = codec::USECS_PER_DAY;
 
 /// A strategy ready to run: regexes compiled, redactors built.
 pub struct Compiled {
@@ -64,10 +63,6 @@ impl Compiled {
             locale,
             max_chars,
         }
-    }
-
-    pub fn strategy(&self) -> &Strategy {
-        &self.strategy
     }
 
     /// Applies the rule to `value` in place.
@@ -129,6 +124,7 @@ impl Compiled {
                         column,
                         &mut applied,
                     )? {
+                        let new = self.cut(new);
                         applied.changed |= new != *element;
                         *element = new;
                     }
@@ -163,9 +159,13 @@ impl Compiled {
                     Strategy::DateShift { days: max } if is_finite_date(*days) => {
                         keyed.date_shift(*days + PG_EPOCH_DAYS, *max) - PG_EPOCH_DAYS
                     }
-                    Strategy::Fake { kind, .. } => {
-                        parse_date(&self.fake_text(keyed, *kind, false, &days.to_be_bytes())?)?
-                    }
+                    Strategy::Fake { kind, locale, .. } => parse_date(&self.fake_with(
+                        keyed,
+                        *kind,
+                        *locale,
+                        false,
+                        &days.to_be_bytes(),
+                    )?)?,
                     Strategy::Keep | Strategy::DateShift { .. } => *days,
                     other => return Err(format!("`{}` cannot write a date", other.describe())),
                 };
@@ -181,10 +181,10 @@ impl Compiled {
                         let shifted = keyed.date_shift(day32 + PG_EPOCH_DAYS, *max) - PG_EPOCH_DAYS;
                         us.saturating_add((i64::from(shifted) - day) * DAY_US)
                     }
-                    Strategy::Fake { kind, .. } => {
-                        let days =
-                            parse_date(&self.fake_text(keyed, *kind, false, &us.to_be_bytes())?)?;
-                        i64::from(days) * DAY_US
+                    Strategy::Fake { kind, locale, .. } => {
+                        let fake =
+                            self.fake_with(keyed, *kind, *locale, false, &us.to_be_bytes())?;
+                        i64::from(parse_date(&fake)?) * DAY_US
                     }
                     Strategy::Keep | Strategy::DateShift { .. } => *us,
                     other => {
@@ -196,9 +196,13 @@ impl Compiled {
             }
             Value::Inet(addr, bits, _) => {
                 let new: IpAddr = match &self.strategy {
-                    Strategy::Fake { kind, unique, .. } => {
+                    Strategy::Fake {
+                        kind,
+                        unique,
+                        locale,
+                    } => {
                         let seed = addr.to_string();
-                        self.fake_text(keyed, *kind, *unique, seed.as_bytes())?
+                        self.fake_with(keyed, *kind, *locale, *unique, seed.as_bytes())?
                             .parse()
                             .map_err(|_| format!("`fake: {kind}` did not give an IP address"))?
                     }
@@ -217,27 +221,34 @@ impl Compiled {
         Ok(applied)
     }
 
+    /// Cuts a value to the column's `character varying(n)`, except an
+    /// e-mail address or URL: cut, `@example.com` could become a real
+    /// domain. Binding refuses those kinds on columns too short for them.
     fn cut(&self, text: String) -> String {
+        let keeps_whole = matches!(
+            self.strategy,
+            Strategy::Fake {
+                kind: FakeKind::Email | FakeKind::SafeEmail | FakeKind::Url,
+                ..
+            }
+        );
         match self.max_chars {
-            Some(n) if text.chars().count() > n => text.chars().take(n).collect(),
+            Some(n) if !keeps_whole && text.chars().count() > n => text.chars().take(n).collect(),
             _ => text,
         }
     }
 
-    fn fake_text(
+    /// A fake of `kind` for `input`, in the rule's locale or the file's.
+    fn fake_with(
         &self,
         keyed: &Keyed,
         kind: FakeKind,
+        locale: Option<Locale>,
         unique: bool,
         input: &[u8],
     ) -> Result<String, String> {
-        let locale = match &self.strategy {
-            Strategy::Fake {
-                locale: Some(l), ..
-            } => *l,
-            _ => self.locale,
-        };
-        fakes::fake(kind, locale, keyed, input, unique).map_err(|e| e.to_string())
+        fakes::fake(kind, locale.unwrap_or(self.locale), keyed, input, unique)
+            .map_err(|e| e.to_string())
     }
 
     /// A text strategy on one string; `None` leaves it as it is.
@@ -256,11 +267,7 @@ impl Compiled {
                 kind,
                 unique,
                 locale,
-            } => {
-                let locale = locale.unwrap_or(self.locale);
-                fakes::fake(*kind, locale, keyed, input.as_bytes(), *unique)
-                    .map_err(|e| e.to_string())?
-            }
+            } => self.fake_with(keyed, *kind, *locale, *unique, input.as_bytes())?,
             Strategy::Hash { length } => keyed.hash(input.as_bytes(), *length),
             Strategy::Mask { first, last, with } => Keyed::mask(input, *first, *last, *with),
             Strategy::Regex { pattern, replace } => Keyed::regex_replace(pattern, input, replace),
@@ -417,12 +424,12 @@ fn is_finite_date(days: i32) -> bool {
     days != i32::MAX && days != i32::MIN
 }
 
-/// `YYYY-MM-DD` → days since 2000-01-01.
+/// `YYYY-MM-DD` → days since 2000-01-01, read by the text codec.
 fn parse_date(text: &str) -> Result<i32, String> {
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("`{text}` is not a date"))?;
-    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid date");
-    Ok((date - epoch).num_days() as i32)
+    match codec::decode_text(FieldType::Date, text.as_bytes()) {
+        Ok(Value::Date(days)) => Ok(days),
+        _ => Err(format!("`{text}` is not a date")),
+    }
 }
 
 /// Which column types a strategy can write; `Err` explains why not.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::apply::{Compiled, check_type};
 use super::codec::FieldType;
 use super::detect;
+use super::fakes::FakeKind;
 use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
@@ -53,6 +54,30 @@ pub enum Class {
     Truncated,
     /// Nothing covers it; why it is a finding.
     Uncovered(Evidence),
+}
+
+impl Class {
+    /// The coverage column of the plan and of `scan`.
+    pub fn describe(&self) -> String {
+        match self {
+            Class::Ruled(rule) => format!("ruled: {rule}"),
+            Class::Kept => "kept".into(),
+            Class::SafeByType => "safe by type".into(),
+            Class::Truncated => "table created empty".into(),
+            Class::Uncovered(e) => format!("UNCOVERED: {}", e.describe()),
+        }
+    }
+
+    /// Position in the summary counts: ruled, kept, safe, emptied, uncovered.
+    pub fn slot(&self) -> usize {
+        match self {
+            Class::Ruled(_) => 0,
+            Class::Kept => 1,
+            Class::SafeByType => 2,
+            Class::Truncated => 3,
+            Class::Uncovered(_) => 4,
+        }
+    }
 }
 
 /// Why an uncovered column is a finding: never the values themselves.
@@ -124,6 +149,8 @@ pub struct Binding {
     pub plans: BTreeMap<String, Arc<TablePlan>>,
     pub coverage: Vec<Coverage>,
     pub mismatches: Vec<Mismatch>,
+    /// `rewrite.tables` entries that name no table or column of the source.
+    pub unreached: Vec<String>,
 }
 
 impl Binding {
@@ -133,11 +160,13 @@ impl Binding {
             .filter(|c| matches!(c.class, Class::Uncovered(_)))
     }
 
-    /// Everything that must stop the run: mismatched rules always, uncovered
-    /// columns under `unknown_columns: error`. One line each.
-    pub fn blocking(&self, policy: UnknownColumns) -> Vec<String> {
+    /// Everything that must stop the run, one line each: rules and rewrite
+    /// entries that do not fit the source always; uncovered columns under
+    /// `unknown_columns: error` (`None`: no rules files, nothing to cover).
+    pub fn blocking(&self, policy: Option<UnknownColumns>) -> Vec<String> {
         let mut out: Vec<String> = self.mismatches.iter().map(|m| m.to_string()).collect();
-        if policy == UnknownColumns::Error {
+        out.extend(self.unreached.iter().cloned());
+        if policy == Some(UnknownColumns::Error) {
             out.extend(self.uncovered().map(uncovered_line));
         }
         out
@@ -158,12 +187,51 @@ pub fn uncovered_line(c: &Coverage) -> String {
     )
 }
 
+/// Whether a `rewrite.tables` entry (`table`, `table.column`,
+/// `schema.table`, `schema.table.column`) names `table` (and `column`, when
+/// given).
+fn item_reaches(item: &str, table: &Table, column: Option<&str>) -> bool {
+    let parts: Vec<&str> = item.split('.').collect();
+    let (schema, name, col) = match parts.as_slice() {
+        [t] => ("public", *t, None),
+        [a, b] if table.columns.iter().any(|c| c.name == *b) && *a == table.name => {
+            ("public", *a, Some(*b))
+        }
+        [s, t] => (*s, *t, None),
+        [s, t, c] => (*s, *t, Some(*c)),
+        _ => return false,
+    };
+    schema == table.schema
+        && name == table.name
+        && match (col, column) {
+            (None, _) => true,
+            (Some(c), Some(column)) => c == column,
+            (Some(c), None) => table.columns.iter().any(|t| t.name == c),
+        }
+}
+
 /// `character varying(20)` → 20; `character(2)` → 2.
 fn max_chars(type_name: &str) -> Option<usize> {
+    // `character varying(20)[]`: the limit of each element.
+    let type_name = type_name.trim_end_matches("[]");
     let rest = type_name
         .strip_prefix("character varying(")
         .or_else(|| type_name.strip_prefix("character("))?;
     rest.strip_suffix(')')?.parse().ok()
+}
+
+/// The narrowest `character varying(n)` a strategy's values may be cut to
+/// safely: e-mail addresses and URLs must stay whole (their reserved
+/// domain), and unique values must keep their suffix.
+fn min_width(strategy: &Strategy) -> Option<usize> {
+    match strategy {
+        Strategy::Fake {
+            kind: FakeKind::Email | FakeKind::SafeEmail | FakeKind::Url,
+            ..
+        } => Some(64),
+        Strategy::Fake { unique: true, .. } => Some(40),
+        _ => None,
+    }
 }
 
 /// `'it''s'`.
@@ -179,6 +247,7 @@ impl Anonymizer {
             plans: BTreeMap::new(),
             coverage: Vec::new(),
             mismatches: Vec::new(),
+            unreached: Vec::new(),
         };
         let by_key: BTreeMap<String, &Table> = tables
             .iter()
@@ -220,6 +289,23 @@ impl Anonymizer {
         for table in tables {
             self.bind_table(table, &mut binding);
         }
+        if let Some(Rewrite {
+            scope: RewriteScope::Listed(items),
+            ..
+        }) = &self.rewrite
+        {
+            for item in items {
+                if !tables.iter().any(|t| item_reaches(item, t, None)) {
+                    let names = tables.iter().map(|t| t.name.as_str());
+                    binding.unreached.push(format!(
+                        "`rewrite.tables` names `{item}`, which is no table or column of the source{}",
+                        did_you_mean(item, names)
+                            .map(|b| format!(" (did you mean `{b}`?)"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
         binding
     }
 
@@ -229,19 +315,9 @@ impl Anonymizer {
         };
         match &rewrite.scope {
             RewriteScope::All => true,
-            RewriteScope::Listed(items) => items.iter().any(|item| {
-                let parts: Vec<&str> = item.split('.').collect();
-                let (schema, name, col) = match parts.as_slice() {
-                    [t] => ("public", *t, None),
-                    [a, b] if table.columns.iter().any(|c| c.name == *b) && *a == table.name => {
-                        ("public", *a, Some(*b))
-                    }
-                    [s, t] => (*s, *t, None),
-                    [s, t, c] => (*s, *t, Some(*c)),
-                    _ => return false,
-                };
-                schema == table.schema && name == table.name && col.is_none_or(|c| c == column)
-            }),
+            RewriteScope::Listed(items) => items
+                .iter()
+                .any(|item| item_reaches(item, table, Some(column))),
         }
     }
 
@@ -331,21 +407,24 @@ impl Anonymizer {
                         Some(ty) => {
                             if let Err(e) = check_type(strategy, ty) {
                                 binding.mismatches.push(mismatch(
-                                    format!("column `{}.{}`: {e}", table.name, column.name),
+                                    format!("column `{}.{}`: {e}", table.qualified, column.name),
                                     None,
                                 ));
                             } else {
                                 let limit = max_chars(&column.type_name);
-                                if let (Some(n), Strategy::Fake { unique: true, .. }) = (limit, strategy)
-                                    && n < 40 {
-                                        binding.mismatches.push(mismatch(
-                                            format!(
-                                                "column `{}.{}` holds at most {n} characters, too few for unique fake values",
-                                                table.name, column.name
-                                            ),
-                                            Some(format!("use `{{ hash: {} }}` for a short unique value", n.min(64))),
-                                        ));
-                                    }
+                                if let (Some(n), Some(needs)) = (limit, min_width(strategy))
+                                    && n < needs
+                                {
+                                    binding.mismatches.push(mismatch(
+                                        format!(
+                                            "column `{}.{}` holds at most {n} characters, too few for `{}` (cut, it could lose its reserved domain or its unique suffix)",
+                                            rules.map_or(table.name.as_str(), |r| r.name.as_str()),
+                                            column.name,
+                                            strategy.describe()
+                                        ),
+                                        Some(format!("use `{{ hash: {n} }}` or a `template` that fits")),
+                                    ));
+                                }
                                 for read in strategy.reads() {
                                     if sources.iter().any(|(n, _)| n == read) {
                                         continue;
@@ -405,7 +484,7 @@ impl Anonymizer {
                 } else {
                     Class::Uncovered(Evidence {
                         name_hint: hint,
-                        textual: ty.is_some(),
+                        textual: ty.is_some_and(FieldType::holds_text),
                         ..Default::default()
                     })
                 }
@@ -430,10 +509,8 @@ impl Anonymizer {
                 let Some(ty) = FieldType::from_pg(&column.type_name) else {
                     continue;
                 };
-                if !matches!(
-                    ty,
-                    FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
-                ) || rule.expressions.contains_key(&index)
+                if !ty.holds_text()
+                    || rule.expressions.contains_key(&index)
                     || !self.rewrite_reaches(table, &column.name)
                 {
                     continue;

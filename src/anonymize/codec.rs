@@ -82,6 +82,15 @@ impl FieldType {
         })
     }
 
+    /// Whether values of this type are or hold text (what URL rewrites and
+    /// text strategies reach).
+    pub fn holds_text(self) -> bool {
+        matches!(
+            self,
+            FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
+        )
+    }
+
     /// The SQL name, for messages.
     pub fn sql_name(self) -> &'static str {
         match self {
@@ -697,10 +706,10 @@ pub const TEXT_SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, MDY'; SET TimeZon
      SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
 
 /// Microseconds in a day.
-const USECS_PER_DAY: i64 = 86_400_000_000;
+pub(crate) const USECS_PER_DAY: i64 = 86_400_000_000;
 /// Days from 1970-01-01, where [`days_from_civil`] counts from, to
 /// 2000-01-01, where PostgreSQL does.
-const UNIX_TO_PG_EPOCH_DAYS: i64 = 10_957;
+pub(crate) const UNIX_TO_PG_EPOCH_DAYS: i64 = 10_957;
 /// The widest UTC offset the server accepts or prints, in seconds (15:59:59).
 const MAX_OFFSET_SECS: i64 = 16 * 3600 - 1;
 

@@ -84,10 +84,6 @@ impl Rewriter {
         !self.regexes.is_empty() || self.literals.as_ref().is_some_and(|ac| ac.is_match(bytes))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.literals.is_none() && self.regexes.is_empty()
-    }
-
     /// The rewritten text and the number of replacements; `None` when
     /// nothing matched (the caller keeps the original bytes).
     pub fn rewrite(&self, text: &str) -> Option<(String, usize)> {

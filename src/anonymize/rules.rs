@@ -39,7 +39,7 @@ pub const PRESETS: &[(&str, &str)] = &[
 ];
 
 /// The kinds `redact:` can find inside text.
-pub const REDACT_KINDS: &[&str] = &["email", "phone", "ip", "card", "iban"];
+pub use super::patterns::PII_KINDS as REDACT_KINDS;
 
 /// Every column strategy, by its key in a rules file.
 pub const STRATEGIES: &[&str] = &[
@@ -76,8 +76,16 @@ impl Origin {
     pub fn location(&self) -> String {
         let before = &self.file.text[..self.span.offset.min(self.file.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .chars()
+            .count()
+            + 1;
         format!("{}:{line}:{column}", self.file.shown)
+    }
+
+    /// Whether both name the same text of the same file.
+    pub fn is_same_place(&self, other: &Origin) -> bool {
+        self.file.shown == other.file.shown && self.span == other.span
     }
 
     /// A problem at this place, ready to render.
@@ -232,10 +240,13 @@ impl JsonPath {
                 key => Segment::Key(key.to_string()),
             })
             .collect();
-        segments
-            .iter()
-            .all(|s| !matches!(s, Segment::Key(k) if k.is_empty()))
-            .then_some(JsonPath(segments))
+        // `**` must lead to a key: on its own, or last, it names nothing.
+        let ends_in_key = matches!(segments.last(), Some(Segment::Key(_)));
+        (ends_in_key
+            && segments
+                .iter()
+                .all(|s| !matches!(s, Segment::Key(k) if k.is_empty())))
+        .then_some(JsonPath(segments))
     }
 }
 
@@ -329,11 +340,6 @@ impl TableRules {
 
     pub fn truncates(&self) -> bool {
         self.truncate.as_ref().is_some_and(|(t, _)| *t)
-    }
-
-    /// `(schema, table)`; an unqualified name is in `public`.
-    pub fn schema_and_table(&self) -> (&str, &str) {
-        split_table_name(&self.name)
     }
 }
 
@@ -556,7 +562,9 @@ impl Loader<'_> {
                 .collect(),
         };
         merge_into(&mut merged, own, Merge::Override, &mut self.problems);
-        files.push(shown);
+        if !files.contains(&shown) {
+            files.push(shown);
+        }
         Ok(Some(merged))
     }
 }
@@ -612,6 +620,10 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
     for (name, rule) in from.columns {
         if side {
             if let Some(existing) = into.columns.get(&name) {
+                // The same rule reached twice (two files extend one base).
+                if existing.origin.is_same_place(&rule.origin) {
+                    continue;
+                }
                 problems.push(conflict(
                     format!("column `{}.{name}` is ruled in two files", into.name),
                     &existing.origin,
@@ -635,6 +647,13 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
         into.columns.insert(name, rule);
     }
     for (name, origin) in from.kept {
+        if into
+            .kept
+            .get(&name)
+            .is_some_and(|o| o.is_same_place(&origin))
+        {
+            continue;
+        }
         if let Some(existing) = into.columns.get(&name) {
             if side {
                 problems.push(conflict(
@@ -804,7 +823,7 @@ fn read_table(
     origin: Origin,
     file: &Arc<SourceFile>,
 ) -> Option<TableRules> {
-    if name.split('.').count() > 2 || name.is_empty() {
+    if name.split('.').count() > 2 || name.split('.').any(str::is_empty) {
         cx.push(
             Problem::new(
                 "flightpath::anonymize::table-name",
@@ -1206,12 +1225,15 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
             let mut rules = Vec::new();
             for (key, value) in entries {
                 let Some(path) = JsonPath::parse(&key.name) else {
-                    cx.push(Problem::new(
-                        "flightpath::anonymize::json-path",
-                        format!("{what}: `{}` is not a key path", key.name),
-                        key.span,
-                        "empty key in the path",
-                    ));
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::json-path",
+                            format!("{what}: `{}` is not a key path", key.name),
+                            key.span,
+                            "not a key path",
+                        )
+                        .help("write keys separated by `.`, none empty, ending in a key: `contact.email`, `\"**.email\"`"),
+                    );
                     continue;
                 };
                 let inner = format!("{what} json `{}`", key.name);
@@ -1219,11 +1241,24 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                     rules.push(JsonRule { path, strategy });
                 }
             }
+            if entries.is_empty() {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::json",
+                        format!("{what}: `json` names no key path, so it would change nothing"),
+                        node.span,
+                        "empty",
+                    )
+                    .help("add a rule per key: `json: { email: { fake: email } }`, or use `keep`"),
+                );
+                return None;
+            }
             Strategy::Json(rules)
         }
         "redact" => {
             let node = reader.get("redact")?;
             let list = cx.string_list(node, &format!("{what} `redact`"))?;
+            let list_was_empty = list.is_empty();
             let mut kinds = Vec::new();
             for (kind, span) in list {
                 if REDACT_KINDS.contains(&kind.as_str()) {
@@ -1242,6 +1277,19 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                 }
             }
             if kinds.is_empty() {
+                if list_was_empty {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::redact",
+                            format!(
+                                "{what}: `redact` names nothing to find, so it would change nothing"
+                            ),
+                            node.span,
+                            "empty",
+                        )
+                        .help(format!("list what to find: {}", REDACT_KINDS.join(", "))),
+                    );
+                }
                 return None;
             }
             Strategy::Redact(kinds)
@@ -1509,6 +1557,50 @@ tables:
         );
         assert!(problems[0].contains("base.yaml:4:7"), "{}", problems[0]);
         assert!(problems[1].contains("two different `where:`"));
+    }
+
+    #[test]
+    fn two_files_extending_one_base_do_not_conflict_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "base.yaml",
+            "tables:\n  users:\n    columns:\n      email: { fake: email }\n    keep: [id]\n",
+        );
+        write(
+            dir.path(),
+            "a.yaml",
+            "extends: [base.yaml]\ntables:\n  a: { keep: all }\n",
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            "extends: [base.yaml]\ntables:\n  b: { keep: all }\n",
+        );
+        let set = load_dir(dir.path(), &["a.yaml", "b.yaml"]).unwrap();
+        assert_eq!(set.tables.len(), 3);
+        assert_eq!(set.files, vec!["base.yaml", "a.yaml", "b.yaml"]);
+    }
+
+    #[test]
+    fn rules_that_would_change_nothing_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "r.yaml",
+            "tables:\n  t:\n    columns:\n      a: { redact: [] }\n      b: { json: {} }\n      c: { json: { \"contact.**\": null } }\n",
+        );
+        let all = messages(load_dir(dir.path(), &["r.yaml"]).unwrap_err()).join("\n");
+        for expected in [
+            "`redact` names nothing to find",
+            "`json` names no key path",
+            "`contact.**` is not a key path",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        write(dir.path(), "s.yaml", "tables:\n  public.: { keep: all }\n");
+        let all = messages(load_dir(dir.path(), &["s.yaml"]).unwrap_err()).join("\n");
+        assert!(all.contains("`public.` is not a table name"), "{all}");
     }
 
     #[test]

@@ -51,12 +51,7 @@ fn suggest(type_name: &str, evidence: &Evidence, column: &str) -> String {
                 "{ fake: email }".into()
             }
             _ => {
-                let kinds: Vec<&str> = evidence
-                    .matches
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .filter(|k| ["email", "phone", "ip", "card", "iban"].contains(k))
-                    .collect();
+                let kinds: Vec<&str> = evidence.matches.iter().map(|(k, _)| k.as_str()).collect();
                 format!("{{ redact: [{}] }}", kinds.join(", "))
             }
         },
@@ -116,10 +111,11 @@ pub fn starter(binding: &Binding, tables: &[Table], source: &str) -> String {
             continue;
         };
         any = true;
+        // One key, quoted as a whole when needed: `"My Schema.orders"`.
         let name = if table.schema == "public" {
             yaml_key(&table.name)
         } else {
-            format!("{}.{}", yaml_key(&table.schema), yaml_key(&table.name))
+            yaml_key(&format!("{}.{}", table.schema, table.name))
         };
         let _ = writeln!(out, "  {name}:");
         let mut rules = Vec::new();

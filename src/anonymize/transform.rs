@@ -134,23 +134,22 @@ impl TableTransform {
     }
 
     fn rewrite_row(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
-        let Some(rewriter) = self.plan.rewriter.clone() else {
+        let plan = Arc::clone(&self.plan);
+        let Some(rewriter) = &plan.rewriter else {
             return Ok(());
         };
-        for (k, (index, ty)) in self.plan.rewrite.clone().into_iter().enumerate() {
+        for (k, &(index, ty)) in plan.rewrite.iter().enumerate() {
             let Some(bytes) = row.get(index) else {
                 continue;
             };
             // Cheap test first: most values hold no URL at all.
-            if is_textual(ty) && !rewriter.might_match(bytes) {
+            if !rewriter.might_match(bytes) {
                 continue;
             }
-            let mut value = self.decode(ty, bytes).map_err(|e| {
-                TransformError(format!(
-                    "{}: {e}",
-                    self.place(row, &column_name(&self.plan, index))
-                ))
-            })?;
+            let column = &plan.stats.rewrites[k].0;
+            let mut value = self
+                .decode(ty, bytes)
+                .map_err(|e| TransformError(format!("{}: {e}", self.place(row, column))))?;
             let n = match &mut value {
                 Value::Text(text) => match rewriter.rewrite(text) {
                     Some((new, n)) => {
@@ -159,7 +158,7 @@ impl TableTransform {
                     }
                     None => 0,
                 },
-                Value::Json(json) => rewrite_json(&rewriter, json),
+                Value::Json(json) => rewrite_json(rewriter, json),
                 Value::TextArray(array) => array
                     .elements
                     .iter_mut()
@@ -172,42 +171,19 @@ impl TableTransform {
                         None => 0,
                     })
                     .sum(),
+                // Binding only lets text, JSON and text arrays through.
                 _ => 0,
             };
             if n > 0 {
-                self.rewrites[k] += n as u64;
-                let encoded = self.encode(ty, &value).map_err(|e| {
-                    TransformError(format!(
-                        "{}: {e}",
-                        self.place(row, &column_name(&self.plan, index))
-                    ))
-                })?;
+                let encoded = self
+                    .encode(ty, &value)
+                    .map_err(|e| TransformError(format!("{}: {e}", self.place(row, column))))?;
                 row.set(index, Some(encoded));
+                self.rewrites[k] += n as u64;
             }
         }
         Ok(())
     }
-}
-
-fn is_textual(ty: FieldType) -> bool {
-    matches!(
-        ty,
-        FieldType::Text | FieldType::Json | FieldType::Jsonb | FieldType::TextArray
-    )
-}
-
-fn column_name(plan: &TablePlan, index: usize) -> String {
-    plan.columns
-        .iter()
-        .find(|c| c.index == index)
-        .map(|c| c.name.clone())
-        .or_else(|| {
-            plan.sources
-                .iter()
-                .find(|(_, s)| matches!(s, Source::Field(i) if *i == index))
-                .map(|(n, _)| n.clone())
-        })
-        .unwrap_or_else(|| format!("#{}", index + 1))
 }
 
 /// A boolean field in either format.

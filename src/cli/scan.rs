@@ -8,7 +8,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::anonymize::bind::{Anonymizer, Class};
+use crate::anonymize::bind::Anonymizer;
 use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rules::{self, RuleSet, RulesError};
 use crate::anonymize::starter::starter;
@@ -75,15 +75,13 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             println!("{}", c.table);
             current = &c.table;
         }
-        let (slot, text) = match &c.class {
-            Class::Ruled(rule) => (0, format!("ruled: {rule}")),
-            Class::Kept => (1, "kept".to_string()),
-            Class::SafeByType => (2, "safe by type".to_string()),
-            Class::Truncated => (3, "table created empty".to_string()),
-            Class::Uncovered(e) => (4, format!("UNCOVERED: {}", e.describe())),
-        };
-        counts[slot] += 1;
-        println!("  {:<32} {:<28} {text}", c.column, c.type_name);
+        counts[c.class.slot()] += 1;
+        println!(
+            "  {:<32} {:<28} {}",
+            c.column,
+            c.type_name,
+            c.class.describe()
+        );
     }
     for m in &binding.mismatches {
         println!("rule problem: {m}");

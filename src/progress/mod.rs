@@ -37,12 +37,6 @@ pub enum Unit {
 /// How often a bar prints a line in [`Mode::Lines`] unless told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Chooses the mode for this process: quiet under `--json`, plain lines when
-/// stderr is not a terminal or `CI` is set, bars otherwise.
-pub fn detect(json: bool) -> Progress {
-    Progress::detect(json)
-}
-
 #[derive(Clone, Debug)]
 pub struct Progress {
     inner: Arc<Inner>,
@@ -88,10 +82,6 @@ impl Progress {
                 sink,
             }),
         }
-    }
-
-    pub fn mode(&self) -> Mode {
-        self.inner.mode
     }
 
     /// A new bar for `step`; `total` is unknown for spinners.

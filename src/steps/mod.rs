@@ -333,7 +333,7 @@ pub struct StepCtx {
     pub cancel: CancellationToken,
     pub targets: Arc<BTreeMap<String, Target>>,
     /// Outputs of steps that finished before this one started.
-    pub outputs: Arc<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    pub outputs: crate::engine::scheduler::Outputs,
     pub progress: Progress,
     pub interaction: Interaction,
     pub redactor: Redactor,

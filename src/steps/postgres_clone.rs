@@ -175,10 +175,7 @@ impl Params {
             let keep = slot.clone();
             spec.binder = Some(Arc::new(move |tables: &[Table]| {
                 let binding = anonymizer.bind(tables);
-                let blocking = policy.map_or_else(
-                    || binding.mismatches.iter().map(|m| m.to_string()).collect(),
-                    |p| binding.blocking(p),
-                );
+                let blocking = binding.blocking(policy);
                 if !blocking.is_empty() {
                     return Err(refusal(&source, &blocking));
                 }
@@ -287,10 +284,7 @@ impl Params {
             if let Some(warning) = self.secret_warning() {
                 outcome = outcome.detail(Detail::fact("warning", warning));
             }
-            let blocking = match self.policy() {
-                Some(policy) => binding.blocking(policy),
-                None => binding.mismatches.iter().map(|m| m.to_string()).collect(),
-            };
+            let blocking = binding.blocking(self.policy());
             if !blocking.is_empty() {
                 return Err(refusal(&self.source, &blocking));
             }
@@ -529,13 +523,7 @@ fn coverage_detail(binding: &Binding) -> Detail {
         .coverage
         .iter()
         .map(|c| {
-            let class = match &c.class {
-                Class::Ruled(rule) => format!("ruled: {rule}"),
-                Class::Kept => "kept".into(),
-                Class::SafeByType => "safe by type".into(),
-                Class::Truncated => "table created empty".into(),
-                Class::Uncovered(e) => format!("UNCOVERED: {}", e.describe()),
-            };
+            let class = c.class.describe();
             vec![
                 c.table.clone(),
                 c.column.clone(),

@@ -73,12 +73,7 @@ pub fn load(path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadEr
     load_str(&source, path, shown_as, vars)
 }
 
-pub fn load_str(
-    source: &str,
-    path: &Path,
-    shown_as: &str,
-    vars: &Vars,
-) -> Result<Workflow, LoadError> {
+fn load_str(source: &str, path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadError> {
     let mut cx = LoadCtx::new(source, vars);
     cx.dir = path.parent().map(Path::to_path_buf);
     let workflow = match yaml::parse(source) {

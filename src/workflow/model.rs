@@ -60,10 +60,6 @@ impl Workflow {
         self.steps.iter().chain(self.on_failure.iter())
     }
 
-    pub fn step(&self, id: &str) -> Option<&Step> {
-        self.all_steps().find(|s| s.id == id)
-    }
-
     /// Names of the targets some step writes, sorted (the lock's key).
     pub fn written_targets(&self) -> Vec<String> {
         let mut names: Vec<String> = self
