@@ -56,7 +56,14 @@ fn scan_lists_the_demo_databases_personal_columns() {
         !stdout.contains("@example"),
         "values are never printed:\n{stdout}"
     );
-    assert!(stdout.contains("uncovered"), "{stdout}");
+    // The summary counts exactly the findings listed.
+    let findings = stdout.lines().filter(|l| l.contains("UNCOVERED")).count();
+    assert!(findings >= 6, "{stdout}");
+    let summary = stdout.lines().rev().find(|l| !l.is_empty()).unwrap();
+    assert!(
+        summary.ends_with(&format!(" {findings} uncovered")),
+        "{summary}"
+    );
 
     // With the demo's rules, everything is covered.
     let rules = std::fs::read_to_string(concat!(

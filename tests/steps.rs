@@ -404,7 +404,7 @@ fn postgres_sql_unreachable_target_names_it_without_the_password() {
         .env("PROD_DATABASE_URL", "postgres://app@127.0.0.1:2/app")
         .args(["run", "sql", "--dry-run"])
         .run();
-    assert_ne!(out.code, 0);
+    out.expect_code(1);
     let all = everything(&out);
     assert!(
         all.contains("could not connect (postgres://app:***@127.0.0.1:1/app): connection refused"),

@@ -13,7 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::pg::{DATABASE_URL_VAR, fresh_db};
+use crate::support::pg::fresh_db;
 
 /// Ignored by the servers (trust authentication); must never be shown.
 const PASSWORD: &str = "tls-test-s3cret";
@@ -348,10 +348,10 @@ async fn an_unknown_sslmode_lists_the_accepted_ones() {
     );
 }
 
-/// The shared test server's URL for a fresh database with `query`, or
-/// `None` when it has TLS on (an external server given by
-/// `FLIGHTPATH_TEST_DATABASE_URL` may).
-async fn plain_server_url(query: &str) -> Option<String> {
+/// A URL with `query` for a server without TLS: the shared test server,
+/// or, when that has TLS on (an external server given by
+/// `FLIGHTPATH_TEST_DATABASE_URL` may), a throwaway cluster of its own.
+async fn plain_server_url(query: &str) -> String {
     let db = fresh_db().await;
     let ssl: String = db
         .client()
@@ -360,20 +360,26 @@ async fn plain_server_url(query: &str) -> Option<String> {
         .await
         .unwrap()
         .get(0);
-    if ssl == "on" {
-        eprintln!("skipped: the server of {DATABASE_URL_VAR} has TLS on");
-        return None;
-    }
-    let separator = if db.url.contains('?') { '&' } else { '?' };
-    Some(format!("{}{separator}{query}", db.url))
+    let url = if ssl == "on" {
+        tokio::task::spawn_blocking(|| {
+            static PLAIN: OnceLock<LocalCluster> = OnceLock::new();
+            PLAIN
+                .get_or_init(|| LocalCluster::start("plain").expect("starting a plain cluster"))
+                .url("postgres")
+        })
+        .await
+        .unwrap()
+    } else {
+        db.url
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{query}")
 }
 
 #[tokio::test]
 async fn require_fails_clearly_against_a_server_without_tls() {
     for mode in ["require", "verify-full"] {
-        let Some(url) = plain_server_url(&format!("sslmode={mode}")).await else {
-            return;
-        };
+        let url = plain_server_url(&format!("sslmode={mode}")).await;
         assert_eq!(
             encrypted(&url).await,
             Err(format!(
@@ -389,9 +395,7 @@ async fn require_fails_clearly_against_a_server_without_tls() {
 #[tokio::test]
 async fn prefer_falls_back_to_plain_against_a_server_without_tls() {
     for query in ["sslmode=prefer", "sslmode=allow", "application_name=x"] {
-        let Some(url) = plain_server_url(query).await else {
-            return;
-        };
+        let url = plain_server_url(query).await;
         assert_eq!(encrypted(&url).await, Ok(false), "{query}");
     }
 }
