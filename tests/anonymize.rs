@@ -5,11 +5,9 @@
 //! and secrets, joins on anonymized e-mails, unique fakes on a large table,
 //! and a new personal-data column stopping the run before it writes.
 
-use aho_corasick::AhoCorasick;
-
-use crate::clone::{clone_workflow, execute, query_strings, staging_db};
+use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
-use crate::support::pg::fresh_db_sync;
+use crate::support::pg::{all_text, execute, fresh_db_sync, leaks, query_strings, staging_db};
 
 /// Production: users, profiles with JSON, comments with addresses inside
 /// free text (also URL-encoded), form submissions, a newsletter list that
@@ -214,27 +212,6 @@ fn production_secrets(prod: &str) -> Vec<String> {
     values
 }
 
-/// Every text and JSON value of every table of `url`, as text.
-pub(crate) fn all_text(url: &str) -> Vec<(String, String)> {
-    let columns = query_strings(
-        url,
-        "SELECT format('%I.%I.%I', table_schema, table_name, column_name) FROM information_schema.columns \
-         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'USER-DEFINED', 'json', 'jsonb', 'inet', 'ARRAY')",
-    );
-    let mut out = Vec::new();
-    for column in columns {
-        let parts: Vec<&str> = column.splitn(3, '.').collect();
-        let sql = format!(
-            "SELECT {}::text FROM {}.{} WHERE {} IS NOT NULL",
-            parts[2], parts[0], parts[1], parts[2]
-        );
-        for value in query_strings(url, &sql) {
-            out.push((column.clone(), value));
-        }
-    }
-    out
-}
-
 fn assert_ok(out: &Output) {
     assert_eq!(
         out.code, 0,
@@ -252,18 +229,9 @@ fn no_production_value_of_a_ruled_column_reaches_staging() {
 
     let secrets = production_secrets(&prod);
     assert!(secrets.len() > 4000, "{} values", secrets.len());
-    let finder = AhoCorasick::new(&secrets).unwrap();
     let text = all_text(&staging);
     assert!(text.len() > 3000, "{} values in staging", text.len());
-    let leaks: Vec<String> = text
-        .iter()
-        .filter_map(|(column, value)| {
-            finder
-                .find(value)
-                .map(|m| format!("{column}: contains `{}`", &value[m.start()..m.end()]))
-        })
-        .take(10)
-        .collect();
+    let leaks = leaks(&staging, &secrets);
     assert!(
         leaks.is_empty(),
         "leaked into staging:\n{}",
@@ -339,7 +307,7 @@ fn no_production_value_of_a_ruled_column_reaches_staging() {
         ]
     );
 
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let details = report["steps"][0]["details"].to_string();
     for expected in [
         "anonymized columns",
@@ -501,7 +469,7 @@ fn except_rows_are_copied_unchanged_and_invalid_json_is_named_by_its_key() {
         ),
         ["0"]
     );
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert!(
         report["steps"][0]["details"]
             .to_string()

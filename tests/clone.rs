@@ -5,63 +5,18 @@
 //! nothing anywhere.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use flightpath::pg::catalog::Table;
 use flightpath::pg::clone::{CloneSpec, TableRule};
-use flightpath::pg::cluster::LocalCluster;
 use flightpath::pg::copy::{Row, RowTransform, TransformError};
 use flightpath::progress::{Mode, Progress};
-use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::cli::{Output, Test};
-use crate::support::pg::{TestDb, fresh_db_sync};
-
-/// The staging server: a second cluster, started once.
-fn staging_cluster() -> &'static LocalCluster {
-    static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| LocalCluster::start("staging").expect("starting the staging cluster"))
-}
-
-pub(crate) fn staging_db(name: &str) -> String {
-    let cluster = staging_cluster();
-    cluster.create_database(name).unwrap();
-    cluster.url(name)
-}
-
-pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-pub(crate) async fn client(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
-pub(crate) fn execute(url: &str, sql: &str) {
-    block_on(async { client(url).await.batch_execute(sql).await.unwrap() });
-}
-
-pub(crate) fn query_strings(url: &str, sql: &str) -> Vec<String> {
-    block_on(async {
-        client(url)
-            .await
-            .query(sql, &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
-            .collect()
-    })
-}
+use crate::support::pg::{
+    TestDb, block_on, client, execute, fresh_db_sync, query_strings, staging_cluster, staging_db,
+};
 
 /// Ends, from a second session, the source's COPY of `table` as soon as it
 /// runs; the thread's result says whether it saw one.
@@ -295,7 +250,7 @@ fn clone_arrives_identical_schema_data_sequences_and_constraints() {
     let left: Vec<String> = databases("clone_identical_fp");
     assert!(left.is_empty(), "{left:?}");
 
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let step = &report["steps"][0];
     assert_eq!(step["status"], "succeeded");
     assert_eq!(
@@ -425,7 +380,7 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
 #[test]
 fn a_failure_mid_copy_leaves_staging_untouched_and_the_new_database_gone() {
     let (staging, out) = clone_killed_mid_copy("clone_failure", ", split_bytes: 0");
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let step = &report["steps"][0];
     assert_eq!(step["status"], "failed");
     let error = step["error"].as_str().unwrap();
@@ -453,7 +408,7 @@ fn dry_run_writes_nothing_on_either_server() {
         .args(["plan", "reset", "--json"]);
     let out = test.run();
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let summary = report["steps"][0]["summary"].as_str().unwrap();
     assert!(summary.starts_with("would copy 8 tables"), "{summary}");
     let after = (
@@ -570,7 +525,7 @@ fn in_place_reloads_staging_in_one_transaction() {
     // No other database was created for it.
     let extra: Vec<String> = databases("clone_in_place_fp");
     assert!(extra.is_empty(), "{extra:?}");
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let summary = report["steps"][0]["summary"].as_str().unwrap();
     assert!(
         summary.starts_with("reloaded `staging` in place"),

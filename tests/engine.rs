@@ -21,22 +21,9 @@ fn rendezvous(me: &str, other: &str) -> String {
 }
 
 fn query_i64(db: &TestDb, sql: &str) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    crate::support::pg::block_on(async {
         let client = db.client().await;
         client.query_one(sql, &[]).await.unwrap().get(0)
-    })
-}
-
-fn json_report(out: &Output) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not a JSON report ({e}):\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        )
     })
 }
 
@@ -109,7 +96,7 @@ fn diamond_runs_middle_steps_together_stops_on_failure_and_resumes() {
 
     let first = test.run();
     assert_eq!(first.code, 1, "stderr:\n{}", first.stderr);
-    let report = json_report(&first);
+    let report = first.json();
     assert_eq!(report["status"], "failed");
     assert_eq!(
         statuses(&report),
@@ -139,7 +126,7 @@ fn diamond_runs_middle_steps_together_stops_on_failure_and_resumes() {
     let test = test.args(["resume", &run_id, "--yes", "--json"]);
     let second = test.run();
     assert_eq!(second.code, 0, "stderr:\n{}", second.stderr);
-    let report = json_report(&second);
+    let report = second.json();
     assert_eq!(report["run_id"], run_id.as_str());
     assert_eq!(report["status"], "succeeded");
     assert_eq!(
@@ -185,7 +172,7 @@ fn a_failure_stops_new_steps_and_skips_dependents() {
         .args(["run", "stop", "--yes", "--jobs", "1", "--json"]);
     let out = test.run();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(
         statuses(&report),
         pairs(&[
@@ -230,7 +217,7 @@ fn dry_run_plans_everything_and_changes_nothing() {
         .args(["plan", "plan", "--json"]);
     let out = test.run();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["status"], "planned");
     assert_eq!(
@@ -456,7 +443,7 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
         "{}",
         out.stderr
     );
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(report["status"], "cancelled");
     assert_eq!(
         statuses(&report),

@@ -4,13 +4,11 @@
 //! each clone passes the fail-closed coverage check with nothing but the
 //! preset, and no e-mail address production holds reaches staging.
 
-use aho_corasick::AhoCorasick;
 use regex::Regex;
 
-use crate::anonymize::all_text;
-use crate::clone::{clone_workflow, execute, staging_db};
+use crate::clone::clone_workflow;
 use crate::support::cli::Test;
-use crate::support::pg::fresh_db_sync;
+use crate::support::pg::{all_text, execute, fresh_db_sync, leaks, staging_db};
 
 fn fixture(name: &str) -> String {
     let path = format!(
@@ -67,15 +65,7 @@ fn clone_with(fixture_name: &str, presets: &[&str]) -> String {
         !addresses.is_empty(),
         "{fixture_name} holds no e-mail addresses to check"
     );
-    let finder = AhoCorasick::new(&addresses).unwrap();
-    let leaks: Vec<String> = all_text(&staging)
-        .iter()
-        .filter_map(|(column, value)| {
-            finder
-                .find(value)
-                .map(|m| format!("{column}: `{}`", &value[m.start()..m.end()]))
-        })
-        .collect();
+    let leaks = leaks(&staging, &addresses);
     assert!(
         leaks.is_empty(),
         "{fixture_name}: production e-mails in staging:\n{}",
@@ -97,12 +87,12 @@ fn wagtail_preset_covers_every_table_of_a_wagtail_project() {
 #[test]
 fn side_effects_preset_disables_beat_and_removes_tokens() {
     let staging = clone_with("celery_beat", &["django", "side-effects"]);
-    let enabled = crate::clone::query_strings(
+    let enabled = crate::support::pg::query_strings(
         &staging,
         "SELECT count(*)::text FROM django_celery_beat_periodictask WHERE enabled",
     );
     assert_eq!(enabled, ["0"]);
-    let tokens = crate::clone::query_strings(
+    let tokens = crate::support::pg::query_strings(
         &staging,
         "SELECT ((SELECT count(*) FROM authtoken_token) + (SELECT count(*) FROM knox_authtoken))::text",
     );
@@ -117,7 +107,7 @@ fn rails_devise_preset_covers_a_rails_app() {
 #[test]
 fn side_effects_preset_clears_recurring_jobs() {
     let staging = clone_with("jobs", &["side-effects"]);
-    let recurring = crate::clone::query_strings(
+    let recurring = crate::support::pg::query_strings(
         &staging,
         "SELECT count(*)::text FROM solid_queue_recurring_tasks",
     );

@@ -3,8 +3,8 @@
 //! safe; with the demo's rules everything is covered; and a starter file it
 //! writes covers the database when used as it is.
 
-use crate::clone::block_on;
 use crate::support::cli::Test;
+use crate::support::pg::block_on;
 use crate::support::pg::fresh_db_sync;
 
 #[path = "../examples/demo/seed.rs"]

@@ -9,22 +9,14 @@ use serde_json::Value;
 
 use crate::support::cli::{Output, Test};
 use crate::support::http::{HttpServer, Reply};
-use crate::support::pg::{DATABASE_URL_VAR, TestDb, fresh_db_sync};
+use crate::support::pg::{DATABASE_URL_VAR, TestDb, block_on, fresh_db_sync};
 
 /// A password the test server ignores (trust authentication) but that must
 /// never appear in any output.
 const PASSWORD: &str = "hunter22-secret";
 
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(work)
-}
-
 fn execute(db: &TestDb, sql: &str) {
-    block_on(async { db.client().await.batch_execute(sql).await.unwrap() })
+    crate::support::pg::execute(&db.url, sql)
 }
 
 fn names(db: &TestDb) -> Vec<String> {
@@ -61,15 +53,6 @@ fn url_with_password(db: &TestDb) -> String {
         db.url
     );
     url
-}
-
-fn json_report(out: &Output) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not a JSON report ({e}):\n{}\nstderr:\n{}",
-            out.stdout, out.stderr
-        )
-    })
 }
 
 fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -118,7 +101,7 @@ fn shell_captures_output_with_env_and_dir() {
         .args(["run", "sh", "--yes", "--json"]);
     let out = test.run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let hello = step(&report, "hello");
     assert_eq!(hello["status"], "succeeded");
     assert_eq!(hello["outputs"]["exit_code"], 0);
@@ -203,7 +186,7 @@ fn shell_plan_shows_env_keys_but_never_values() {
         .args(["run", "sh", "--dry-run", "--json"]);
     let out = test.run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let deploy = step(&report, "deploy");
     assert_eq!(deploy["summary"], "would run `touch ran.txt`");
     assert_eq!(block(deploy, "command"), "touch ran.txt");
@@ -256,7 +239,7 @@ fn postgres_sql_applies_and_counts_rows() {
     .args(["run", "sql", "--yes", "--json"])
     .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let sites = step(&report, "sites");
     assert_eq!(sites["outputs"]["rows"], 2);
     assert_eq!(sites["summary"], "ran SQL on `staging`: 2 rows");
@@ -274,7 +257,7 @@ fn postgres_sql_dry_run_explains_and_changes_nothing() {
         .args(["run", "sql", "--dry-run", "--json"])
         .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let sites = step(&report, "sites");
     assert_eq!(sites["summary"], "would run SQL on `staging`");
     assert_eq!(block(sites, "sql"), "UPDATE site SET name = 'x'");
@@ -298,7 +281,7 @@ fn postgres_sql_dry_run_cannot_be_tricked_into_committing() {
     .args(["run", "sql", "--dry-run", "--json"])
     .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let sites = step(&report, "sites");
     assert!(
         sites["details"]
@@ -318,7 +301,7 @@ fn postgres_sql_readonly_reads_a_protected_target() {
         .args(["run", "sql", "--yes", "--json"])
         .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(step(&report, "sites")["outputs"]["rows"], 2);
 }
 
@@ -500,7 +483,7 @@ fn http_check_retries_until_the_page_is_up() {
         .args(["run", "http", "--yes", "--json"])
         .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     let smoke = step(&report, "smoke");
     assert_eq!(smoke["outputs"]["status"], 200);
     assert_eq!(server.hits("/health"), 3);
@@ -541,7 +524,7 @@ fn http_check_plan_makes_no_request() {
         .args(["run", "http", "--dry-run", "--json"])
         .run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(
         step(&report, "smoke")["summary"].as_str().unwrap(),
         format!("would GET {url} expecting 200 containing \"Welcome\", up to 3 retries")
@@ -595,7 +578,7 @@ fn notify_posts_to_a_webhook_and_appends_to_a_file() {
     );
     assert!(text.ends_with("— ran `echo hi`"), "{text}");
 
-    let report = json_report(&out);
+    let report = out.json();
     let summary = step(&report, "hook")["summary"].as_str().unwrap();
     assert_eq!(summary, format!("posted to {}", server.url("/…")));
     assert!(!everything(&out).contains("secret-path"));
@@ -612,7 +595,7 @@ fn notify_plan_sends_and_writes_nothing() {
         .args(["run", "notify", "--dry-run", "--json"]);
     let out = test.run();
     out.expect_code(0);
-    let report = json_report(&out);
+    let report = out.json();
     assert_eq!(
         step(&report, "hook")["summary"].as_str().unwrap(),
         format!("would send to {}", server.url("/…"))

@@ -219,6 +219,16 @@ impl Test {
 }
 
 impl Output {
+    /// stdout as the JSON report (`--json`); both streams shown if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not a JSON report ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
     /// Panics, showing both streams, unless the exit code is `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Output {

@@ -172,3 +172,86 @@ fn with_database_replaces_only_the_path() {
         "postgresql:///x?host=/run/postgresql"
     );
 }
+
+// ---- Helpers for tests that talk to databases by URL (both clusters).
+
+/// The staging server: a second cluster, started once.
+pub fn staging_cluster() -> &'static LocalCluster {
+    static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| LocalCluster::start("staging").expect("starting the staging cluster"))
+}
+
+pub fn staging_db(name: &str) -> String {
+    let cluster = staging_cluster();
+    cluster.create_database(name).unwrap();
+    cluster.url(name)
+}
+
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+pub async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+pub fn execute(url: &str, sql: &str) {
+    block_on(async { client(url).await.batch_execute(sql).await.unwrap() });
+}
+
+pub fn query_strings(url: &str, sql: &str) -> Vec<String> {
+    block_on(async {
+        client(url)
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Every text and JSON value of every table of `url`, as text.
+pub fn all_text(url: &str) -> Vec<(String, String)> {
+    let columns = query_strings(
+        url,
+        "SELECT format('%I.%I.%I', table_schema, table_name, column_name) FROM information_schema.columns \
+         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'USER-DEFINED', 'json', 'jsonb', 'inet', 'ARRAY')",
+    );
+    let mut out = Vec::new();
+    for column in columns {
+        let parts: Vec<&str> = column.splitn(3, '.').collect();
+        let sql = format!(
+            "SELECT {}::text FROM {}.{} WHERE {} IS NOT NULL",
+            parts[2], parts[0], parts[1], parts[2]
+        );
+        for value in query_strings(url, &sql) {
+            out.push((column.clone(), value));
+        }
+    }
+    out
+}
+
+/// Every place in `url`'s text and JSON where one of `needles` (production
+/// values) appears: `table.column: `value``, at most ten.
+pub fn leaks(url: &str, needles: &[String]) -> Vec<String> {
+    let finder = aho_corasick::AhoCorasick::new(needles).unwrap();
+    all_text(url)
+        .iter()
+        .filter_map(|(column, value)| {
+            finder
+                .find(value)
+                .map(|m| format!("{column}: `{}`", &value[m.start()..m.end()]))
+        })
+        .take(10)
+        .collect()
+}
