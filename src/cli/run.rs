@@ -149,7 +149,7 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
             assume_yes: request.exec.yes,
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         },
-        jobs: request.exec.jobs.max(1),
+        jobs: request.exec.jobs,
         grace: request.exec.grace,
         workdir: workdir.to_path_buf(),
         shown_path: request.workflow.clone(),

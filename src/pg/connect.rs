@@ -15,6 +15,8 @@ mod params;
 /// The TLS keys of a connection string split from the rest, which
 /// `tokio_postgres::Config` can then parse.
 pub(crate) use params::split as split_tls_params;
+pub(crate) use params::take_password;
+
 mod tls;
 
 use tokio_postgres::error::ErrorPosition;
@@ -236,18 +238,24 @@ fn line_column(sql: &str, at: usize) -> (usize, usize) {
 /// A connection string safe to show: the password of a URL, or the
 /// `password=` of a `key=value` string, masked.
 pub fn mask_connection_string(url: &str) -> String {
+    use std::sync::OnceLock;
+    static QUERY: OnceLock<regex::Regex> = OnceLock::new();
+    static PAIR: OnceLock<regex::Regex> = OnceLock::new();
     if url.contains("://") {
-        return mask_url_passwords(url);
+        let query = QUERY
+            .get_or_init(|| regex::Regex::new(r"([?&]password=)[^&#\s]*").expect("valid pattern"));
+        return query
+            .replace_all(&mask_url_passwords(url), format!("${{1}}{MASK}"))
+            .into_owned();
     }
-    url.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.trim() == "password" => format!("{key}={MASK}"),
-            _ => pair.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    // A quoted value is one value, spaces and `\'` included.
+    let pair = PAIR.get_or_init(|| {
+        regex::Regex::new(r"(^|\s)password\s*=\s*(?:'(?:[^'\\]|\\.)*'?|\S+)")
+            .expect("valid pattern")
+    });
+    pair.replace_all(url, format!("${{1}}password={MASK}"))
+        .into_owned()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +269,15 @@ mod tests {
         assert_eq!(
             mask_connection_string("host=db user=app password=s3cret dbname=app"),
             "host=db user=app password=*** dbname=app"
+        );
+        // Nothing of a quoted password with spaces or quotes survives.
+        assert_eq!(
+            mask_connection_string(r"host=db password = 'a b\'c d' dbname=app"),
+            "host=db password=*** dbname=app"
+        );
+        assert_eq!(
+            mask_connection_string("postgres://app@db/app?sslmode=require&password=s3cret"),
+            "postgres://app@db/app?sslmode=require&password=***"
         );
     }
 

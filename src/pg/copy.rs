@@ -237,6 +237,8 @@ struct Decoder {
     trailer_seen: bool,
     /// Reused per row: field offsets within the row being decoded.
     fields: Vec<(usize, i32)>,
+    /// Text format: bytes of `pending` already searched for a line feed.
+    scanned: usize,
 }
 
 impl Decoder {
@@ -249,6 +251,7 @@ impl Decoder {
             header_done: format == Format::Text,
             trailer_seen: false,
             fields: Vec::new(),
+            scanned: 0,
         }
     }
 
@@ -292,9 +295,17 @@ impl Decoder {
         transform: &mut dyn RowTransform,
         out: &mut BytesMut,
     ) -> Result<Option<usize>, CopyError> {
-        let Some(end) = self.pending.iter().position(|b| *b == b'\n') else {
+        // Only the bytes not looked at yet are searched: a long value split
+        // over many chunks is scanned once, not once per chunk.
+        let Some(end) = self.pending[self.scanned..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|at| self.scanned + at)
+        else {
+            self.scanned = self.pending.len();
             return Ok(None);
         };
+        self.scanned = 0;
         let line = &self.pending[..end];
         let fields = crate::anonymize::codec::split_text_row(line)
             .map_err(|e| CopyError::Text(e.to_string()))?;

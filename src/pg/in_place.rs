@@ -69,20 +69,25 @@ pub async fn run(
     let mut copied = Vec::with_capacity(tables.len());
     for table in &tables {
         let format = clone::format_for(table, source_major == target_major);
+        let rule = spec.rules.get(&table.qualified);
         let started = Instant::now();
-        let result = clone::copy_table(
-            &spec,
-            table,
-            format,
-            None,
-            clone::Freeze::InTransaction,
-            &snapshot.client,
-            &target,
-            progress,
-            step_id,
-            &overall,
-        )
-        .await?;
+        // Dropping the copy (and, on return, the connection) rolls the whole
+        // reload back: Ctrl-C leaves staging as it was.
+        let result = tokio::select! {
+            result = clone::copy_table(
+                &spec,
+                table,
+                format,
+                None,
+                clone::Freeze::InTransaction,
+                &snapshot.client,
+                &target,
+                progress,
+                step_id,
+                &overall,
+            ) => result?,
+            () = cancel.cancelled() => return Err(StepError::Cancelled),
+        };
         copied.push(TableCopied {
             qualified: table.qualified.clone(),
             rows: result.rows,
@@ -90,11 +95,8 @@ pub async fn run(
             duration: started.elapsed(),
             ranges: 1,
             format,
-            transformed: spec
-                .rules
-                .get(&table.qualified)
-                .is_some_and(|r| r.transform.is_some()),
-            truncated: spec.rules.get(&table.qualified).is_some_and(|r| r.truncate),
+            transformed: rule.is_some_and(|r| r.transform.is_some()),
+            truncated: rule.is_some_and(|r| r.truncate),
         });
     }
     overall.finish();
@@ -107,6 +109,9 @@ pub async fn run(
             .map_err(|e| StepError::failed(format!("building `{}`: {e}", entry.name)))?;
     }
     let sequences = clone::set_sequences(&snapshot, &target, &spec).await?;
+    if cancel.is_cancelled() {
+        return Err(StepError::Cancelled);
+    }
     target
         .batch_execute("COMMIT")
         .await

@@ -208,8 +208,9 @@ impl fmt::Display for Section {
 /// the `REFRESH MATERIALIZED VIEW` entries of post-data, and materialized
 /// views would arrive empty. A section alone never contains table data.
 ///
-/// A password in `url` is handed to pg_dump as `PGPASSWORD`, not on its
-/// command line where other local users could read it. Dropping the
+/// A password in `url` (user-info, `?password=` or `password=`) is handed
+/// to pg_dump as `PGPASSWORD`, not on its command line where other local
+/// users could read it. Dropping the
 /// returned future kills pg_dump.
 pub async fn dump_section(
     pg_dump: &PgDump,
@@ -217,7 +218,11 @@ pub async fn dump_section(
     section: Section,
     snapshot: Option<&str>,
 ) -> Result<String, SchemaError> {
-    let (url, password) = split_password(url);
+    // Out of the command line, where other local users could read it: a
+    // `password` parameter, and the password of a URL's user-info.
+    let (url, parameter) = crate::pg::connect::take_password(url);
+    let (url, userinfo) = split_password(&url);
+    let password = parameter.or(userinfo);
     let mut command = tokio::process::Command::new(&pg_dump.path);
     command
         .arg(format!("--section={section}"))

@@ -83,8 +83,19 @@ pub async fn create_database(
         locale.collate.replace('\'', "''"),
         locale.ctype.replace('\'', "''"),
     );
-    if maintenance.batch_execute(&exact).await.is_ok() {
-        return Ok(true);
+    match maintenance.batch_execute(&exact).await {
+        Ok(()) => return Ok(true),
+        // Only a locale staging does not have falls back to the server's
+        // default; any other refusal (privileges, a name taken) is the error.
+        Err(e)
+            if e.code().is_some_and(|c| {
+                // 42809 "invalid locale name", 22023 encoding and locale
+                // do not match, 42704 unknown encoding.
+                *c == tokio_postgres::error::SqlState::WRONG_OBJECT_TYPE
+                    || *c == tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE
+                    || *c == tokio_postgres::error::SqlState::UNDEFINED_OBJECT
+            }) => {}
+        Err(e) => return Err(fail(format!("creating database `{name}`"))(e)),
     }
     let plain = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
     maintenance

@@ -121,7 +121,7 @@ impl Params {
 enum Destination {
     Stdout,
     Webhook(String),
-    /// Relative to the workflow's directory.
+    /// Relative to the directory flightpath runs in.
     File(String),
 }
 

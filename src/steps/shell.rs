@@ -43,7 +43,7 @@ pub struct Params {
     pub run: Template,
     /// Extra environment variables; the process environment is inherited.
     pub env: BTreeMap<String, Template>,
-    /// The working directory, relative to the workflow's directory.
+    /// The working directory, relative to the directory flightpath runs in.
     pub dir: Option<Template>,
     /// Kill the command (and everything it started) after this long.
     pub timeout: Option<Duration>,
@@ -97,8 +97,9 @@ impl Params {
         };
         if !dir.is_dir() {
             return Err(StepError::failed(ctx.redactor.redact(&format!(
-                "working directory {} does not exist",
-                dir.display()
+                "working directory {} does not exist; create it, or correct `dir:` (relative to {})",
+                dir.display(),
+                ctx.workdir.display()
             ))));
         }
         let mut env = Vec::with_capacity(self.env.len());

@@ -169,12 +169,28 @@ pub enum ParamError {
     UnterminatedQuote { key: String },
 }
 
+/// `conn` without its `password` parameter (`?password=` of a URL, or the
+/// `password=` pair of a key=value string) and the password, for passing it
+/// to a program by environment instead of on its command line. The password
+/// in a URL's user-info is left for the caller (see `pg::schema`).
+pub fn take_password(conn: &str) -> (String, Option<String>) {
+    let (taken, rest) = match strip_scheme(conn) {
+        Some(after_scheme) => split_url(conn, conn.len() - after_scheme.len(), &["password"]),
+        None => match split_key_values(conn, &["password"]) {
+            Ok(split) => split,
+            Err(_) => return (conn.to_string(), None),
+        },
+    };
+    let password = taken.into_iter().next_back().map(|(_, v)| v);
+    (rest, password)
+}
+
 /// Splits `conn` into its TLS settings and the rest of the string, for
 /// `tokio_postgres::Config`.
 pub fn split(conn: &str) -> Result<(SslSettings, String), ParamError> {
     let (taken, rest) = match strip_scheme(conn) {
-        Some(after_scheme) => split_url(conn, conn.len() - after_scheme.len()),
-        None => split_key_values(conn)?,
+        Some(after_scheme) => split_url(conn, conn.len() - after_scheme.len(), &SSL_KEYS),
+        None => split_key_values(conn, &SSL_KEYS)?,
     };
     Ok((settings(&taken)?, rest))
 }
@@ -234,7 +250,7 @@ fn strip_scheme(url: &str) -> Option<&str> {
 
 /// The URL form. The query starts at the first `?` after the credentials
 /// (everything up to the first `@`), as tokio-postgres reads it.
-fn split_url(url: &str, scheme_len: usize) -> (Vec<(String, String)>, String) {
+fn split_url(url: &str, scheme_len: usize, keys: &[&str]) -> (Vec<(String, String)>, String) {
     let after_credentials = url[scheme_len..]
         .find('@')
         .map_or(scheme_len, |at| scheme_len + at + 1);
@@ -249,7 +265,7 @@ fn split_url(url: &str, scheme_len: usize) -> (Vec<(String, String)>, String) {
     for segment in query.split('&') {
         let (key, value) = segment.split_once('=').unwrap_or((segment, ""));
         let key = percent_decode(key);
-        if SSL_KEYS.contains(&key.as_str()) {
+        if keys.contains(&key.as_str()) {
             taken.push((key, percent_decode(value)));
         } else {
             kept.push(segment);
@@ -266,7 +282,10 @@ fn split_url(url: &str, scheme_len: usize) -> (Vec<(String, String)>, String) {
 /// The key=value form, read as tokio-postgres reads it: `key = value`,
 /// values either bare (ending at whitespace) or in single quotes, with `\`
 /// escaping the next character in both. Kept pairs are passed on verbatim.
-fn split_key_values(dsn: &str) -> Result<(Vec<(String, String)>, String), ParamError> {
+fn split_key_values(
+    dsn: &str,
+    keys: &[&str],
+) -> Result<(Vec<(String, String)>, String), ParamError> {
     let mut taken = Vec::new();
     let mut kept = Vec::new();
     let mut chars = dsn.char_indices().peekable();
@@ -310,7 +329,7 @@ fn split_key_values(dsn: &str) -> Result<(Vec<(String, String)>, String), ParamE
             }
         }
         let end = chars.peek().map_or(dsn.len(), |&(at, _)| at);
-        if SSL_KEYS.contains(&key.as_str()) {
+        if keys.contains(&key.as_str()) {
             taken.push((key, value));
         } else {
             kept.push(&dsn[start..end]);
@@ -325,6 +344,25 @@ mod tests {
 
     fn file(path: &str) -> Option<RootCerts> {
         Some(RootCerts::File(PathBuf::from(path)))
+    }
+
+    #[test]
+    fn passwords_are_taken_out_of_both_forms() {
+        assert_eq!(
+            take_password("host=db password='a b\\'c' dbname=app"),
+            ("host=db dbname=app".to_string(), Some("a b'c".to_string()))
+        );
+        assert_eq!(
+            take_password("postgres://app@db/app?password=p%40ss&sslmode=require"),
+            (
+                "postgres://app@db/app?sslmode=require".to_string(),
+                Some("p@ss".to_string())
+            )
+        );
+        assert_eq!(
+            take_password("host=db dbname=app"),
+            ("host=db dbname=app".to_string(), None)
+        );
     }
 
     #[test]
