@@ -374,8 +374,8 @@ pub enum RulesError {
 
 /// What one file said, before merging.
 struct FileRules {
-    secret: Option<String>,
-    locale: Option<Locale>,
+    secret: Option<(String, Origin)>,
+    locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
     tables: Vec<TableRules>,
 }
@@ -443,8 +443,8 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
     }
     if loader.problems.is_empty() {
         Ok(RuleSet {
-            secret: all.secret,
-            locale: all.locale.unwrap_or_default(),
+            secret: all.secret.map(|(s, _)| s),
+            locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
             unknown_columns: all.unknown_columns.unwrap_or_default(),
             tables: all.tables,
             files,
@@ -458,15 +458,15 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
 struct Loader<'v> {
     vars: &'v Vars,
     problems: Vec<Located>,
-    /// Files being read, for `extends` cycles.
-    reading: Vec<String>,
+    /// Files being read (identity, name shown), for `extends` cycles.
+    reading: Vec<(String, String)>,
     secrets: Vec<String>,
 }
 
 /// A file's rules merged with everything it extends.
 struct Merged {
-    secret: Option<String>,
-    locale: Option<Locale>,
+    secret: Option<(String, Origin)>,
+    locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
     tables: BTreeMap<String, TableRules>,
 }
@@ -487,10 +487,16 @@ impl Loader<'_> {
         files: &mut Vec<String>,
     ) -> Result<Option<Merged>, String> {
         let (shown, text, path) = resolve(reference, bases)?;
-        if self.reading.contains(&shown) {
+        // A file is itself by where it is, not by how it was named.
+        let identity = path
+            .as_ref()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .map_or_else(|| shown.clone(), |p| p.display().to_string());
+        if self.reading.iter().any(|(id, _)| *id == identity) {
+            let chain: Vec<&str> = self.reading.iter().map(|(_, s)| s.as_str()).collect();
             return Err(format!(
                 "`extends` goes round in a circle: {} → {shown}",
-                self.reading.join(" → ")
+                chain.join(" → ")
             ));
         }
         let file = Arc::new(SourceFile {
@@ -523,7 +529,7 @@ impl Loader<'_> {
             Some(p) => vec![p.parent().map(Path::to_path_buf).unwrap_or_default()],
             None => bases.to_vec(),
         };
-        self.reading.push(shown.clone());
+        self.reading.push((identity, shown.clone()));
         let mut merged = Merged {
             secret: None,
             locale: None,
@@ -590,12 +596,26 @@ fn conflict(what: String, first: &Origin, second: &Origin) -> Located {
 }
 
 fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Located>) {
-    if from.secret.is_some() {
-        into.secret = from.secret;
-    }
-    if from.locale.is_some() {
-        into.locale = from.locale;
-    }
+    // Files side by side must agree on the key and the locale: otherwise
+    // every fake would depend on the order they are listed in.
+    let side = how == Merge::Side;
+    let files = "the rules files have";
+    merge_setting(
+        files,
+        "secret",
+        &mut into.secret,
+        from.secret,
+        side,
+        problems,
+    );
+    merge_setting(
+        files,
+        "locale",
+        &mut into.locale,
+        from.locale,
+        side,
+        problems,
+    );
     if from.unknown_columns.is_some() {
         // The stricter setting wins between files side by side.
         into.unknown_columns = match (how, into.unknown_columns, from.unknown_columns) {
@@ -674,7 +694,7 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
         into.keep = Keep::All(origin);
     }
     merge_setting(
-        &into.name,
+        &format!("table `{}` has", into.name),
         "truncate",
         &mut into.truncate,
         from.truncate,
@@ -682,7 +702,7 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
         problems,
     );
     merge_setting(
-        &into.name,
+        &format!("table `{}` has", into.name),
         "where",
         &mut into.where_clause,
         from.where_clause,
@@ -690,7 +710,7 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
         problems,
     );
     merge_setting(
-        &into.name,
+        &format!("table `{}` has", into.name),
         "except",
         &mut into.except,
         from.except,
@@ -699,8 +719,9 @@ fn merge_table(into: &mut TableRules, from: TableRules, how: Merge, problems: &m
     );
 }
 
+/// `owner` is who has the setting, for the message: "table `x` has".
 fn merge_setting<T: PartialEq>(
-    table: &str,
+    owner: &str,
     key: &str,
     into: &mut Option<(T, Origin)>,
     from: Option<(T, Origin)>,
@@ -711,7 +732,7 @@ fn merge_setting<T: PartialEq>(
     if side && let Some((existing, first)) = into.as_ref() {
         if *existing != value {
             problems.push(conflict(
-                format!("table `{table}` has two different `{key}:` settings"),
+                format!("{owner} two different `{key}:` settings"),
                 first,
                 &origin,
             ));
@@ -731,33 +752,23 @@ fn read_file(
         return (Vec::new(), None);
     };
     let extends = top.string_list(cx, "extends").unwrap_or_default();
+    let at = |node: &Node| Origin {
+        file: file.clone(),
+        span: node.span,
+    };
     let secret = top.get("secret").and_then(|node| {
         let value = cx.string(node, "`secret`")?;
         // The secret is never printed, whatever its variable is called.
         if !value.is_empty() {
             cx.secrets.push(value.clone());
         }
-        Some(value)
+        Some((value, at(node)))
     });
     // `secret: ${FLIGHTPATH_SECRET:-}` with the variable unset means no secret.
-    let secret = secret.filter(|s| !s.is_empty());
-    let locale = top.get("locale").and_then(|node| {
-        let name = cx.string(node, "`locale`")?;
-        let locale = Locale::parse(&name);
-        if locale.is_none() {
-            cx.push(
-                Problem::new(
-                    "flightpath::anonymize::locale",
-                    format!("unknown locale `{name}`"),
-                    node.span,
-                    "not a locale",
-                )
-                .suggest(&name, fakes::LOCALES.iter().copied())
-                .help_if_none(format!("use one of: {}", fakes::LOCALES.join(", "))),
-            );
-        }
-        locale
-    });
+    let secret = secret.filter(|(s, _)| !s.is_empty());
+    let locale = top
+        .get("locale")
+        .and_then(|node| read_locale(cx, node, "`locale`").map(|l| (l, at(node))));
     let unknown_columns = top.get("unknown_columns").and_then(|node| {
         match cx.string(node, "`unknown_columns`").as_deref() {
             Some("error") => Some(UnknownColumns::Error),
@@ -944,7 +955,7 @@ fn read_table(
 /// A column rule: `keep`, `null`, `hash`, or a mapping with one strategy key
 /// and its options.
 fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Option<Strategy> {
-    match &node.value {
+    let entries = match &node.value {
         Value::Null => return Some(Strategy::Set(None)),
         Value::Str(s) => {
             return match s.as_str() {
@@ -968,7 +979,7 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                 }
             };
         }
-        Value::Map(_) => {}
+        Value::Map(entries) => entries,
         _ => {
             cx.push(Problem::new(
                 "flightpath::anonymize::strategy",
@@ -981,9 +992,6 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
             ));
             return None;
         }
-    }
-    let Value::Map(entries) = &node.value else {
-        unreachable!()
     };
     let named: Vec<&str> = entries
         .iter()
@@ -1060,22 +1068,9 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                     .help("its values come from a small or fixed range; use `hash` or `template` for a unique column"),
                 );
             }
-            let locale = reader.get("locale").and_then(|n| {
-                let name = cx.string(n, &format!("{what} `locale`"))?;
-                let locale = Locale::parse(&name);
-                if locale.is_none() {
-                    cx.push(
-                        Problem::new(
-                            "flightpath::anonymize::locale",
-                            format!("unknown locale `{name}`"),
-                            n.span,
-                            "not a locale",
-                        )
-                        .suggest(&name, fakes::LOCALES.iter().copied()),
-                    );
-                }
-                locale
-            });
+            let locale = reader
+                .get("locale")
+                .and_then(|n| read_locale(cx, n, &format!("{what} `locale`")));
             Strategy::Fake {
                 kind,
                 unique,
@@ -1314,11 +1309,7 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
     if !matches!(strategy, Strategy::Fake { .. }) {
         for option in ["unique", "locale"] {
             if let Some((key, _)) = entries.iter().find(|(k, _)| k.name == option) {
-                reader.get(if option == "unique" {
-                    "unique"
-                } else {
-                    "locale"
-                });
+                reader.get(option);
                 cx.push(
                     Problem::new(
                         "flightpath::anonymize::option",
@@ -1333,6 +1324,25 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
     }
     reader.finish(cx);
     Some(strategy)
+}
+
+/// A `locale:` value, with the locales there are when it is none of them.
+fn read_locale(cx: &mut LoadCtx, node: &Node, what: &str) -> Option<Locale> {
+    let name = cx.string(node, what)?;
+    let locale = Locale::parse(&name);
+    if locale.is_none() {
+        cx.push(
+            Problem::new(
+                "flightpath::anonymize::locale",
+                format!("unknown locale `{name}`"),
+                node.span,
+                "not a locale",
+            )
+            .suggest(&name, fakes::LOCALES.iter().copied())
+            .help_if_none(format!("use one of: {}", fakes::LOCALES.join(", "))),
+        );
+    }
+    locale
 }
 
 /// `user{id}@example.com` → text and column references; `{{`/`}}` are
@@ -1580,6 +1590,19 @@ tables:
         let set = load_dir(dir.path(), &["a.yaml", "b.yaml"]).unwrap();
         assert_eq!(set.tables.len(), 3);
         assert_eq!(set.files, vec!["base.yaml", "a.yaml", "b.yaml"]);
+    }
+
+    #[test]
+    fn files_side_by_side_must_agree_on_secret_and_locale() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", "secret: s3cr3t-a\nlocale: en\n");
+        write(dir.path(), "b.yaml", "secret: s3cr3t-b\nlocale: en_GB\n");
+        write(dir.path(), "c.yaml", "secret: s3cr3t-a\nlocale: en\n");
+        let all = messages(load_dir(dir.path(), &["a.yaml", "b.yaml"]).unwrap_err()).join("\n");
+        assert!(all.contains("two different `secret:` settings"), "{all}");
+        assert!(all.contains("two different `locale:` settings"), "{all}");
+        assert!(!all.contains("s3cr3t"), "the secret is never shown: {all}");
+        assert!(load_dir(dir.path(), &["a.yaml", "c.yaml"]).is_ok());
     }
 
     #[test]
