@@ -663,3 +663,38 @@ fn notify_unknown_placeholder_is_a_validation_error() {
         out.stderr
     );
 }
+
+#[test]
+fn approve_refuses_without_a_person_and_passes_with_yes() {
+    let workflow = r#"
+        name: gate
+        steps:
+          ask:
+            uses: approve
+            with: { message: "Reset staging now?" }
+          tell:
+            uses: notify
+            needs: [ask]
+            with: { to: stdout, message: "approved" }
+    "#;
+    let test = Test::new().workflow("gate", workflow);
+    let refused = test.args(["run", "gate"]).run();
+    refused.expect_code(3);
+    assert!(
+        refused.stderr.contains(
+            "step `ask` needs approval (\"Reset staging now?\"), but this run is not interactive; pass --yes to approve"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stdout.contains("approved\n"), "{}", refused.stdout);
+
+    let approved = Test::new()
+        .workflow("gate", workflow)
+        .args(["run", "gate", "--yes", "--json"])
+        .run();
+    approved.expect_code(0);
+    let report = approved.json();
+    assert_eq!(step(&report, "ask")["outputs"]["approved_by"], "--yes");
+    assert_eq!(step(&report, "tell")["status"], "succeeded");
+}

@@ -65,12 +65,8 @@ impl Params {
 
     pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let rendered = ctx.render(&self.sql).ok();
-        let shown = ctx
-            .redactor
-            .redact(&rendered.clone().unwrap_or_else(|| self.sql.to_string()));
-        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel)
-            .await
-            .map_err(|e| self.redacted(ctx, e))?;
+        let shown = ctx.redactor.redact(&ctx.preview(&self.sql));
+        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel).await?;
 
         let mut outcome = StepOutcome::new(format!("would run SQL on `{}`", self.target))
             .detail(Detail::block("sql", shown));
@@ -89,9 +85,7 @@ impl Params {
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let sql = ctx.render(&self.sql)?;
-        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel)
-            .await
-            .map_err(|e| self.redacted(ctx, e))?;
+        let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel).await?;
 
         let bar = ctx.progress.bar(
             &ctx.step_id,
@@ -101,7 +95,8 @@ impl Params {
         );
         let result = cancellable(ctx, &client, self.execute(&client, &sql)).await;
         bar.finish();
-        let rows = result.map_err(|e| self.redacted(ctx, e))?;
+        // Errors are redacted where every step's are: when the engine records them.
+        let rows = result?;
 
         let mut outcome = StepOutcome::new(format!(
             "ran SQL on `{}`: {rows} {}",
@@ -147,17 +142,6 @@ impl Params {
         StepError::Postgres {
             target: self.target.clone(),
             message: describe(err, sql),
-        }
-    }
-
-    /// The error with every known secret masked (the server may echo values).
-    fn redacted(&self, ctx: &StepCtx, err: StepError) -> StepError {
-        match err {
-            StepError::Postgres { target, message } => StepError::Postgres {
-                target,
-                message: ctx.redactor.redact(&message),
-            },
-            other => other,
         }
     }
 }
