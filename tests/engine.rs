@@ -2,7 +2,7 @@
 //! steps, stopping on failure, `on_failure`, `resume`, the lock, Ctrl-C,
 //! dry runs and the reports a run leaves behind.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -342,34 +342,11 @@ fn secrets_never_reach_reports_or_journal() {
     assert!(!out.stderr.contains("tok-5up3r-s3cret"));
 }
 
-/// Starts the binary in `test`'s directory without waiting for it.
-fn spawn(test: &Test, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flightpath"))
-        .args(args)
-        .current_dir(test.dir())
-        .env("NO_COLOR", "1")
-        .env("CI", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 fn wait_for_file(test: &Test, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !test.dir().join(name).exists() {
         assert!(Instant::now() < deadline, "{name} never appeared");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn finish(child: Child) -> Output {
-    let out = child.wait_with_output().unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -384,7 +361,7 @@ steps:
 #[test]
 fn a_second_run_of_the_same_workflow_is_refused_naming_the_holder() {
     let test = Test::new().workflow("hold", HOLD);
-    let first = spawn(&test, &["run", "hold", "--yes"]);
+    let first = test.spawn(&["run", "hold", "--yes"]);
     wait_for_file(&test, "holding");
     let holder = test.runs()[0]
         .file_name()
@@ -404,7 +381,7 @@ fn a_second_run_of_the_same_workflow_is_refused_naming_the_holder() {
     );
 
     std::fs::write(test.dir().join("release"), "").unwrap();
-    assert_eq!(finish(first).code, 0);
+    assert_eq!(Output::of(first).code, 0);
     // Released: the next run goes ahead (and, `release` existing, ends at once).
     assert_eq!(test.run().code, 0);
 }
@@ -420,7 +397,7 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
           after: { uses: shell, needs: [slow], with: { run: "touch after.ran" } }
         "#,
     );
-    let child = spawn(&test, &["run", "long", "--yes", "--grace", "10s", "--json"]);
+    let child = test.spawn(&["run", "long", "--yes", "--grace", "10s", "--json"]);
     wait_for_file(&test, "started");
     let began = Instant::now();
     let pid = child.id().to_string();
@@ -431,7 +408,7 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
             .unwrap()
             .success()
     );
-    let out = finish(child);
+    let out = Output::of(child);
     assert_eq!(out.code, 130, "{}", out.stderr);
     assert!(
         began.elapsed() < Duration::from_secs(10),

@@ -409,22 +409,14 @@ fn active_sleeps(db: &TestDb) -> i64 {
 #[test]
 fn postgres_sql_ctrl_c_cancels_the_query_on_the_server() {
     let db = sites_db();
-    let test = Test::new().workflow(
-        "sql",
-        &sql_workflow("staging", "SELECT pg_sleep(60)", false),
-    );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flightpath"))
-        .args(["run", "sql", "--yes"])
-        .current_dir(test.dir())
+    let test = Test::new()
+        .workflow(
+            "sql",
+            &sql_workflow("staging", "SELECT pg_sleep(60)", false),
+        )
         .env("STAGING_DATABASE_URL", &db.url)
-        .env("PROD_DATABASE_URL", &db.url)
-        .env("NO_COLOR", "1")
-        .env("CI", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .env("PROD_DATABASE_URL", &db.url);
+    let child = test.spawn(&["run", "sql", "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while active_sleeps(&db) == 0 {
         assert!(Instant::now() < deadline, "the query never started");
@@ -437,13 +429,8 @@ fn postgres_sql_ctrl_c_cancels_the_query_on_the_server() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Output::of(child);
+    out.expect_code(130);
     assert!(interrupted.elapsed() < Duration::from_secs(10));
     // Closing the connection alone would leave pg_sleep running on the
     // server; the cancel request stops it.

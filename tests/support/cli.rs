@@ -146,17 +146,15 @@ impl Test {
     }
 
     /// Runs `flightpath` with the current arguments and waits for it.
-    pub fn run(&self) -> Output {
+    /// The binary with `args`, in the test's directory, with a clean
+    /// environment: only [`PASSED_THROUGH`] and the test's own variables.
+    fn command(&self, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_flightpath"));
         command
-            .args(&self.args)
+            .args(args)
             .current_dir(self.dir.path())
             .env_clear()
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for key in PASSED_THROUGH {
@@ -166,7 +164,22 @@ impl Test {
         }
         command.env("NO_COLOR", "1").env("CI", "1");
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
 
+    /// Starts the binary with `args` without waiting for it (for tests that
+    /// signal it or race two runs); see [`Output::of`].
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args).spawn().expect("starting flightpath")
+    }
+
+    pub fn run(&self) -> Output {
+        let mut command = self.command(&self.args);
+        command.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = command.spawn().expect("starting flightpath");
         if let (Some(mut pipe), Some(text)) = (child.stdin.take(), self.stdin.clone()) {
             // A child that exits without reading closes the pipe: ignore.
@@ -219,6 +232,19 @@ impl Test {
 }
 
 impl Output {
+    /// Waits for a child from [`Test::spawn`]; a signal is `128 + signal`.
+    pub fn of(child: std::process::Child) -> Output {
+        let out = child.wait_with_output().expect("waiting for flightpath");
+        Output {
+            code: out
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// stdout as the JSON report (`--json`); both streams shown if it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
