@@ -118,6 +118,9 @@ pub struct Cloned {
     pub tables: Vec<TableCopied>,
     pub sequences: usize,
     pub swapped: Swapped,
+    /// The maintenance database that worked (`postgres`, else `template1`),
+    /// for what is left to do at the end of the run.
+    pub maintenance_url: String,
     /// Time spent per phase, for the report.
     pub phases: Vec<(&'static str, Duration)>,
     /// False when the source's locale was not available on the staging server.
@@ -369,16 +372,11 @@ pub(crate) async fn dump_schema(
     snapshot: &Snapshot,
     spec: &CloneSpec,
 ) -> Result<(String, String), StepError> {
-    let mut sections = Vec::with_capacity(2);
-    for section in [Section::PreData, Section::PostData] {
-        let sql = schema::dump_section(pg_dump, &spec.source_url, section, Some(&snapshot.id))
-            .await
-            .map_err(|e| StepError::failed(e.to_string()))?;
-        sections.push(sql);
-    }
-    let post = sections.pop().unwrap_or_default();
-    let pre = sections.pop().unwrap_or_default();
-    Ok((pre, post))
+    // Both sections at once: each pg_dump reads the whole catalog.
+    let dump =
+        |section| schema::dump_section(pg_dump, &spec.source_url, section, Some(&snapshot.id));
+    tokio::try_join!(dump(Section::PreData), dump(Section::PostData))
+        .map_err(|e| StepError::failed(e.to_string()))
 }
 
 /// The server's major version (15 for 15.4).
@@ -417,7 +415,7 @@ pub async fn run(
             spec.target_name
         ))
     })?;
-    let maintenance = maintenance_client(&spec, cancel).await?;
+    let (maintenance, maintenance_url) = maintenance_client(&spec, cancel).await?;
     let target_major = server_major(&maintenance, &spec.target_name).await?;
     let new_db = swap::derived_name(&staging_db, &format!("_fp_new_{}", spec.suffix));
     let aside = swap::derived_name(&staging_db, &format!("_fp_old_{}", spec.suffix));
@@ -468,6 +466,7 @@ pub async fn run(
         tables,
         sequences,
         swapped,
+        maintenance_url,
         phases,
         same_locale,
     })
@@ -477,14 +476,21 @@ pub async fn run(
 pub async fn maintenance_client(
     spec: &CloneSpec,
     cancel: &CancellationToken,
-) -> Result<Client, StepError> {
+) -> Result<(Client, String), StepError> {
     let url = url::with_database(&spec.target_url, "postgres");
-    match connect(&spec.target_name, &url, cancel).await {
-        Ok(client) => Ok(client),
-        Err(_) => {
-            let fallback = url::with_database(&spec.target_url, "template1");
-            connect(&spec.target_name, &fallback, cancel).await
-        }
+    let first = match connect(&spec.target_name, &url, cancel).await {
+        Ok(client) => return Ok((client, url)),
+        Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+        Err(e) => e,
+    };
+    // Some providers refuse `postgres`; `template1` is always there.
+    let fallback = url::with_database(&spec.target_url, "template1");
+    match connect(&spec.target_name, &fallback, cancel).await {
+        Ok(client) => Ok((client, fallback)),
+        Err(StepError::Cancelled) => Err(StepError::Cancelled),
+        Err(second) => Err(StepError::failed(format!(
+            "no maintenance connection to the staging server: via `postgres`: {first}; via `template1`: {second}"
+        ))),
     }
 }
 

@@ -201,7 +201,7 @@ impl Params {
         // refuse connections to their other databases).
         let (target_version, warning) = match self.strategy {
             Strategy::Swap => {
-                let maintenance = clone::maintenance_client(&spec, &ctx.cancel).await?;
+                let (maintenance, _) = clone::maintenance_client(&spec, &ctx.cancel).await?;
                 let warning = check_privileges(&maintenance, &self.target, &staging_db).await?;
                 (version(&maintenance, &self.target).await?, warning)
             }
@@ -301,7 +301,6 @@ impl Params {
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let (spec, binding) = self.bound_spec(ctx);
-        let maintenance_url = url::with_database(&spec.target_url, "postgres");
         if self.strategy == Strategy::InPlace {
             return self.run_in_place(spec, binding, ctx).await;
         }
@@ -345,7 +344,7 @@ impl Params {
         outcome = self.anonymized_details(outcome, binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
-            maintenance_url,
+            maintenance_url: cloned.maintenance_url,
             swapped: cloned.swapped,
             keep_old: self.keep_old,
         });
