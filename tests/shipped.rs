@@ -28,6 +28,16 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Every YAML file under `workflows/`, `examples/` and `benches/`.
+fn shipped_yaml() -> Vec<PathBuf> {
+    let root = repository();
+    let mut files = Vec::new();
+    for dir in ["workflows", "examples", "benches"] {
+        yaml_files(&root.join(dir), &mut files);
+    }
+    files
+}
+
 /// `${NAME}` references without a default, by name.
 fn variables(text: &str) -> Vec<String> {
     let mut names = Vec::new();
@@ -47,11 +57,7 @@ fn variables(text: &str) -> Vec<String> {
 
 #[test]
 fn every_shipped_workflow_validates() {
-    let root = repository();
-    let mut files = Vec::new();
-    for dir in ["workflows", "examples", "benches"] {
-        yaml_files(&root.join(dir), &mut files);
-    }
+    let mut files = shipped_yaml();
     // Rules files beside workflows are checked by the test below.
     files.retain(|f| !is_rules_file(f));
     assert!(
@@ -92,11 +98,7 @@ fn rules_files_beside_workflows_load() {
     use flightpath::anonymize::rules;
     use flightpath::workflow::template::Vars;
 
-    let root = repository();
-    let mut files = Vec::new();
-    for dir in ["workflows", "examples", "benches"] {
-        yaml_files(&root.join(dir), &mut files);
-    }
+    let mut files = shipped_yaml();
     files.retain(|f| is_rules_file(f));
     assert!(
         files
@@ -135,11 +137,13 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
             &vars,
         ) {
             Ok(set) => assert!(!set.tables.is_empty(), "{name} has no tables"),
-            Err(RulesError::Invalid(problems)) => panic!(
-                "{name} does not load:\n{}",
+            Err(RulesError {
+                problems,
+                unreadable,
+            }) => panic!(
+                "{name} does not load: {unreadable:?}\n{}",
                 flightpath::workflow::diagnostics::render(&problems, false)
             ),
-            Err(RulesError::Read { error, .. }) => panic!("{name}: {error}"),
         }
         // The same text is built into the binary as `preset:<name>`.
         let stem = name.trim_end_matches(".yaml");
@@ -150,6 +154,8 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
             "{name} is not built in as preset:{stem}"
         );
         let by_name = vec![format!("preset:{stem}")];
-        assert!(rules::load(&by_name, &[], &vars).is_ok());
+        if let Err(e) = rules::load(&by_name, &[], &vars) {
+            panic!("preset:{stem} does not load: {e:?}");
+        }
     }
 }

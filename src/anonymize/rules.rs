@@ -365,11 +365,36 @@ pub struct RuleSet {
     pub secrets: Vec<String>,
 }
 
-/// Why rules files could not be loaded.
-#[derive(Debug)]
-pub enum RulesError {
-    Read { path: String, error: String },
-    Invalid(Vec<Located>),
+/// Why rules files could not be loaded: every reference that could not be
+/// read, and every problem in the files that could, all at once.
+#[derive(Debug, Default)]
+pub struct RulesError {
+    /// `(reference, why)`, for references as written by the caller.
+    pub unreadable: Vec<(String, String)>,
+    pub problems: Vec<Located>,
+}
+
+impl RulesError {
+    /// One line per problem, for callers without a terminal to draw on.
+    pub fn lines(&self) -> Vec<String> {
+        self.unreadable
+            .iter()
+            .map(|(_, why)| why.clone())
+            .chain(self.problems.iter().map(|l| {
+                let help = l.problem.help.as_deref().unwrap_or_default();
+                format!("{}: {help}", l.problem.message)
+            }))
+            .collect()
+    }
+}
+
+/// `preset:django`, `preset:wagtail`, …: for messages.
+pub fn preset_names() -> String {
+    PRESETS
+        .iter()
+        .map(|(name, _)| format!("`preset:{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What one file said, before merging.
@@ -429,19 +454,15 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
         unknown_columns: None,
         tables: BTreeMap::new(),
     };
+    let mut unreadable = Vec::new();
     for reference in references {
         match loader.file(reference, bases, &mut files) {
             Ok(Some(merged)) => merge_into(&mut all, merged, Merge::Side, &mut loader.problems),
             Ok(None) => {}
-            Err(e) => {
-                return Err(RulesError::Read {
-                    path: reference.clone(),
-                    error: e,
-                });
-            }
+            Err(e) => unreadable.push((reference.clone(), e)),
         }
     }
-    if loader.problems.is_empty() {
+    if loader.problems.is_empty() && unreadable.is_empty() {
         Ok(RuleSet {
             secret: all.secret.map(|(s, _)| s),
             locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
@@ -451,7 +472,10 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
             secrets: loader.secrets,
         })
     } else {
-        Err(RulesError::Invalid(loader.problems))
+        Err(RulesError {
+            unreadable,
+            problems: loader.problems,
+        })
     }
 }
 
@@ -1404,19 +1428,7 @@ mod tests {
     }
 
     fn messages(err: RulesError) -> Vec<String> {
-        match err {
-            RulesError::Invalid(problems) => problems
-                .into_iter()
-                .map(|l| {
-                    format!(
-                        "{}: {}",
-                        l.problem.message,
-                        l.problem.help.unwrap_or_default()
-                    )
-                })
-                .collect(),
-            RulesError::Read { error, .. } => vec![error],
-        }
+        err.lines()
     }
 
     #[test]
@@ -1637,7 +1649,13 @@ tables:
             "{problems:?}"
         );
         let err = load_dir(dir.path(), &["missing.yaml"]).unwrap_err();
-        assert!(matches!(err, RulesError::Read { .. }));
+        assert_eq!(err.unreadable.len(), 1);
+        assert!(err.problems.is_empty());
+        // A missing file does not hide the problems of the others.
+        write(dir.path(), "bad.yaml", "tables:\n  t: { colums: {} }\n");
+        let err = load_dir(dir.path(), &["missing.yaml", "bad.yaml"]).unwrap_err();
+        assert_eq!(err.unreadable.len(), 1);
+        assert_eq!(err.problems.len(), 1, "{:?}", err.lines());
     }
 
     #[test]

@@ -26,11 +26,13 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     } else {
         match rules::load(&args.anonymize, &[workdir.to_path_buf()], &vars) {
             Ok(set) => set,
-            Err(RulesError::Read { error, .. }) => {
-                eprintln!("error: {error}");
-                return EXIT_INVALID;
-            }
-            Err(RulesError::Invalid(problems)) => {
+            Err(RulesError {
+                unreadable,
+                problems,
+            }) => {
+                for (_, error) in unreadable {
+                    eprintln!("error: {error}");
+                }
                 eprint!("{}", render(&problems, super::use_color_on_stderr()));
                 return EXIT_INVALID;
             }

@@ -401,17 +401,15 @@ fn is_failure(status: StepStatus) -> bool {
 /// `✓ id (kind) 1.2s — summary` for a finished step; `None` for one that
 /// has not finished.
 fn summary_line(step: &StepReport) -> Option<String> {
-    let mark = match step.status {
-        StepStatus::Succeeded | StepStatus::Reused => "✓",
-        StepStatus::Failed | StepStatus::Cancelled => "✗",
-        StepStatus::Skipped => "-",
-        StepStatus::Planned => "·",
-        StepStatus::Pending | StepStatus::Running => return None,
-    };
+    if matches!(step.status, StepStatus::Pending | StepStatus::Running) {
+        return None;
+    }
+    // The report's own glyphs and durations, so a message reads like it.
+    let mark = crate::report::step_status_glyph(step.status);
     let mut line = format!("{mark} {} ({})", step.id, step.kind);
     if let Some(ms) = step.duration_ms {
         line.push(' ');
-        line.push_str(&format_elapsed(ms));
+        line.push_str(&crate::report::human_duration(ms));
     }
     let text = match step.status {
         StepStatus::Failed | StepStatus::Cancelled => step.error.as_deref(),
@@ -424,16 +422,6 @@ fn summary_line(step: &StepReport) -> Option<String> {
         line.push_str(text);
     }
     Some(line)
-}
-
-/// `0.4s`, `12.0s`, `2m05s`.
-fn format_elapsed(ms: u64) -> String {
-    if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        let secs = ms / 1000;
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    }
 }
 
 #[cfg(test)]

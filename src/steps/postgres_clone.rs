@@ -793,28 +793,36 @@ fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Optio
             cx.secrets.extend(set.secrets.iter().cloned());
             Some(set)
         }
-        Err(RulesError::Read { path, error }) => {
-            let span = files
-                .iter()
-                .find(|(f, _)| *f == path)
-                .map_or(node.span, |(_, s)| *s);
-            cx.push(
-                Problem::new("flightpath::anonymize::read", error, span, "cannot be read")
-                    .help("paths are relative to the directory flightpath runs in, or to the workflow's own; the shipped presets are `preset:django`, `preset:wagtail`, `preset:rails-devise` and `preset:side-effects`"),
-            );
-            None
-        }
-        Err(RulesError::Invalid(problems)) => {
-            cx.push(
-                Problem::new(
-                    "flightpath::anonymize::invalid",
-                    format!("{} problem(s) in the anonymizer rules", problems.len()),
-                    node.span,
-                    "rules with problems",
-                )
-                .help("each is shown below, in its own file"),
-            );
-            cx.external.extend(problems);
+        Err(RulesError {
+            unreadable,
+            problems,
+        }) => {
+            for (path, error) in unreadable {
+                let span = files
+                    .iter()
+                    .find(|(f, _)| *f == path)
+                    .map_or(node.span, |(_, s)| *s);
+                cx.push(
+                    Problem::new("flightpath::anonymize::read", error, span, "cannot be read").help(
+                        format!(
+                            "paths are relative to the directory flightpath runs in, or to the workflow's own; the shipped presets are {}",
+                            rules::preset_names()
+                        ),
+                    ),
+                );
+            }
+            if !problems.is_empty() {
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::invalid",
+                        format!("{} problem(s) in the anonymizer rules", problems.len()),
+                        node.span,
+                        "rules with problems",
+                    )
+                    .help("each is shown below, in its own file"),
+                );
+                cx.external.extend(problems);
+            }
             None
         }
     }
