@@ -10,6 +10,7 @@ mod cluster;
 mod engine;
 mod pg_schema;
 mod presets;
+mod readonly;
 mod scan;
 mod shipped;
 mod steps;

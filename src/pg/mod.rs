@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod connect;
 pub mod copy;
 pub mod in_place;
+pub mod readonly;
 pub mod schema;
 pub mod snapshot;
 pub mod swap;

@@ -191,6 +191,15 @@ impl Params {
         let spec = self.spec(ctx);
         let source = read_only_session(&self.source, &spec.source_url, &ctx.cancel).await?;
         let source_version = version(&source, &self.source).await?;
+        let source_warning = match ctx.target(&self.source).protected {
+            true => crate::pg::readonly::write_access_warning(&source, &self.source)
+                .await
+                .map_err(|e| StepError::Postgres {
+                    target: self.source.clone(),
+                    message: e.to_string(),
+                })?,
+            false => None,
+        };
         let tables = catalog::tables(&source)
             .await
             .map_err(sql_error(&self.source, "listing tables"))?;
@@ -276,7 +285,7 @@ impl Params {
                     .to_vec(),
                 rows,
             });
-        if let Some(warning) = warning {
+        for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
         if let Some(binding) = &binding {

@@ -1,17 +1,23 @@
-//! `postgres.sql`: runs SQL on a named target inside one transaction
-//! (`BEGIN READ ONLY` with `readonly: true`), and reports the rows affected.
+//! `postgres.sql`: runs SQL on a named target inside one transaction, and
+//! reports the rows affected. With `readonly: true` (the only way onto a
+//! protected target) the SQL goes through [`crate::pg::readonly`]: only
+//! queries, each statement alone, in a read-only transaction, no function
+//! whose effects escape it; anything else is refused (exit 3) before a
+//! statement is sent.
 //!
 //! The plan connects (proving the target is reachable and the credentials
-//! work) and, for a single statement, asks the server for its `EXPLAIN`
-//! inside a read-only transaction that is rolled back; it never changes
-//! data. Cancelling sends the server a cancel request; the open transaction
-//! is rolled back when the connection closes.
+//! work), warns when a protected target's role could write, and, for a
+//! single statement the parser knows to be a query or plain DML, asks the
+//! server for its `EXPLAIN` inside a read-only transaction that is rolled
+//! back; it never executes the SQL. Cancelling sends the server a cancel
+//! request; the open transaction is rolled back when the connection closes.
 
 use std::future::Future;
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::pg::connect::{connect, describe};
+use crate::pg::readonly;
 use crate::progress::Unit;
 use crate::report::model::Detail;
 use crate::workflow::reader::{LoadCtx, MapReader};
@@ -66,6 +72,12 @@ impl Params {
     pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let rendered = ctx.render(&self.sql).ok();
         let shown = ctx.redactor.redact(&ctx.preview(&self.sql));
+        // Refused before anything is sent; SQL that still waits for another
+        // step's output is checked when the step runs.
+        let statements = match (&rendered, self.readonly) {
+            (Some(sql), true) => Some(self.read_only_statements(sql)?),
+            _ => None,
+        };
         let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel).await?;
 
         let mut outcome = StepOutcome::new(format!("would run SQL on `{}`", self.target))
@@ -73,18 +85,51 @@ impl Params {
         if self.readonly {
             outcome = outcome.detail(Detail::fact("transaction", "read only"));
         }
-        // SQL that still waits for another step's output cannot be explained.
-        if let Some(sql) = rendered {
-            let explained = cancellable(ctx, &client, explain(&client, &sql)).await?;
-            if let Some(plan) = explained {
-                outcome = outcome.detail(Detail::block("plan", ctx.redactor.redact(&plan)));
+        if ctx.target(&self.target).protected {
+            let warning = readonly::write_access_warning(&client, &self.target);
+            if let Some(warning) = cancellable(ctx, &client, self.guarded(warning)).await? {
+                outcome = outcome.detail(Detail::fact("warning", warning));
             }
+        }
+        // The plan never executes the SQL: it explains one statement the
+        // parser knows to be a query (or INSERT, UPDATE, DELETE, MERGE,
+        // which EXPLAIN does not run), inside a read-only transaction.
+        let explained = match (&rendered, &statements) {
+            (_, Some(statements)) => {
+                let checked = async {
+                    readonly::begin(&client).await?;
+                    readonly::check_functions(&client, statements).await?;
+                    Ok(match statements.as_slice() {
+                        [one] if one.explainable() => explain(&client, &one.text).await,
+                        _ => None,
+                    })
+                };
+                cancellable(ctx, &client, self.guarded(checked)).await?
+            }
+            (Some(sql), None) => match readonly::explainable(sql) {
+                Some(statement) => {
+                    let explained = async {
+                        readonly::begin(&client).await?;
+                        Ok(explain(&client, &statement).await)
+                    };
+                    cancellable(ctx, &client, self.guarded(explained)).await?
+                }
+                None => None,
+            },
+            (None, None) => None,
+        };
+        if let Some(plan) = explained {
+            outcome = outcome.detail(Detail::block("plan", ctx.redactor.redact(&plan)));
         }
         Ok(outcome)
     }
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let sql = ctx.render(&self.sql)?;
+        let statements = match self.readonly {
+            true => Some(self.read_only_statements(&sql)?),
+            false => None,
+        };
         let client = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel).await?;
 
         let bar = ctx.progress.bar(
@@ -93,7 +138,17 @@ impl Params {
             None,
             Unit::Items,
         );
-        let result = cancellable(ctx, &client, self.execute(&client, &sql)).await;
+        let result = match &statements {
+            Some(statements) => {
+                let guarded = async {
+                    readonly::begin(&client).await?;
+                    readonly::check_functions(&client, statements).await?;
+                    readonly::execute(&client, statements).await
+                };
+                cancellable(ctx, &client, self.guarded(guarded)).await
+            }
+            None => cancellable(ctx, &client, self.execute(&client, &sql)).await,
+        };
         bar.finish();
         // Errors are redacted where every step's are: when the engine records them.
         let rows = result?;
@@ -111,20 +166,39 @@ impl Params {
         Ok(outcome)
     }
 
-    /// Runs `sql` in one transaction; the sum of the rows each statement
-    /// reported. On error the transaction is left open and rolled back when
-    /// the client is dropped.
+    /// The statements of read-only SQL, or the refusal of the first that
+    /// is not a query.
+    fn read_only_statements(&self, sql: &str) -> Result<Vec<readonly::Statement>, StepError> {
+        readonly::read_only_statements(sql).map_err(|refusal| self.refused(refusal))
+    }
+
+    fn refused(&self, refusal: readonly::Refusal) -> StepError {
+        StepError::Refused(format!(
+            "`postgres.sql` on `{}` is read-only (`readonly: true`): {refusal}",
+            self.target
+        ))
+    }
+
+    /// Runs work of the read-only guard, its errors as step errors.
+    async fn guarded<T>(
+        &self,
+        work: impl Future<Output = Result<T, readonly::ReadOnlyError>>,
+    ) -> Result<T, StepError> {
+        work.await.map_err(|e| match e {
+            readonly::ReadOnlyError::Refused(refusal) => self.refused(refusal),
+            server @ readonly::ReadOnlyError::Server { .. } => StepError::Postgres {
+                target: self.target.clone(),
+                message: server.to_string(),
+            },
+        })
+    }
+
+    /// Runs `sql` (writable SQL) in one transaction as a simple query; the
+    /// sum of the rows each statement reported. On error the transaction is
+    /// left open and rolled back when the client is dropped.
     async fn execute(&self, client: &Client, sql: &str) -> Result<u64, StepError> {
-        // Read-only for the whole session, not just this transaction: a
-        // `COMMIT` inside the SQL would otherwise end the read-only
-        // transaction and let the statements after it write.
-        let begin = if self.readonly {
-            "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; BEGIN READ ONLY"
-        } else {
-            "BEGIN"
-        };
         client
-            .batch_execute(begin)
+            .batch_execute("BEGIN")
             .await
             .map_err(|e| self.error(&e, None))?;
         let messages = client
@@ -162,27 +236,19 @@ async fn cancellable<T>(
     }
 }
 
-/// The server's plan for `sql` (first line and estimated rows), or `None`
-/// when it cannot be explained (several statements, DDL, parameters).
-///
-/// `EXPLAIN` without `ANALYZE` does not execute the statement; it also runs
-/// through the extended protocol, which refuses more than one statement, so
-/// nothing after a `;` can run, all inside `BEGIN READ ONLY … ROLLBACK`.
-async fn explain(client: &Client, sql: &str) -> Result<Option<String>, StepError> {
-    if client.batch_execute("BEGIN READ ONLY").await.is_err() {
-        return Ok(None);
-    }
-    let statement = sql.trim().trim_end_matches(';').trim_end();
+/// The server's plan for `statement` (first line and estimated rows), or
+/// `None` when it cannot be explained. Runs inside the read-only
+/// transaction [`readonly::begin`] opened, through the extended protocol
+/// (one statement), and rolls it back.
+async fn explain(client: &Client, statement: &str) -> Option<String> {
     let explained = client.query(&format!("EXPLAIN {statement}"), &[]).await;
     let _ = client.batch_execute("ROLLBACK").await;
-    let Ok(rows) = explained else {
-        return Ok(None);
-    };
-    let lines: Vec<String> = rows
+    let lines: Vec<String> = explained
+        .ok()?
         .iter()
         .filter_map(|row| row.try_get::<_, String>(0).ok())
         .collect();
-    Ok(summarize_plan(&lines))
+    summarize_plan(&lines)
 }
 
 /// The first line of an `EXPLAIN` and its estimated rows. For `UPDATE`,

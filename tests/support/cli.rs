@@ -309,3 +309,24 @@ fn unindent_keeps_relative_indentation() {
     assert_eq!(unindent(yaml), "name: x\nsteps:\n  a: { uses: shell }\n");
     assert_eq!(unindent("a: 1\n"), "a: 1\n");
 }
+
+/// The step `id` of a JSON report.
+pub fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step `{id}` in the report: {report:#}"))
+}
+
+/// The text of the block detail titled `title` of a step in a JSON report.
+pub fn block<'a>(step: &'a serde_json::Value, title: &str) -> &'a str {
+    step["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "block" && d["title"] == title)
+        .and_then(|d| d["text"].as_str())
+        .unwrap_or_else(|| panic!("no block `{title}` in {step:#}"))
+}
