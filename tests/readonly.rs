@@ -442,3 +442,60 @@ fn a_plan_never_executes_sql_it_cannot_classify() {
     // The victim is alive: the fingerprint is read through its session.
     prod.fingerprint();
 }
+
+#[test]
+fn a_clone_rule_cannot_run_sql_with_effects_on_production() {
+    // `where:` and `except:` are evaluated by production inside the copy's
+    // query: they pass the same guard as read-only SQL.
+    let prod = Production::new();
+    let before = prod.fingerprint();
+    let staging = crate::support::pg::staging_db("readonly_rules");
+    let victim = prod.victim_pid;
+    for (predicate, why) in [
+        (
+            format!("pg_terminate_backend({victim})"),
+            format!(
+                "calls `pg_catalog.pg_terminate_backend`, which ends another session, and a read-only transaction does not stop that"
+            ),
+        ),
+        (
+            "EXISTS (SELECT 1 FROM site FOR UPDATE)".to_string(),
+            "its SQL (`where`, `except` and constants) must be plain expressions, read-only on the source: it locks rows (`FOR UPDATE` / `FOR SHARE`)".to_string(),
+        ),
+    ] {
+        let out = Test::new()
+            .workflow(
+                "reset",
+                &crate::clone::clone_workflow(
+                    &prod.db.url,
+                    &staging,
+                    ", anonymize: anonymizers/site.yaml",
+                ),
+            )
+            .file(
+                "anonymizers/site.yaml",
+                &format!(
+                    "
+                    tables:
+                      site:
+                        where: \"{predicate}\"
+                        keep: all
+                    "
+                ),
+            )
+            .args(["run", "reset", "--yes"])
+            .run();
+        assert_eq!(
+            (out.code, last_error(&out)),
+            (
+                3,
+                format!(
+                    "error: refused: source `prod`: a rule for table \"public\".\"site\" does not work there: {why}"
+                )
+            ),
+            "{predicate}\n{}",
+            out.stderr
+        );
+        assert_eq!(prod.fingerprint(), before);
+    }
+}

@@ -54,6 +54,16 @@ pub struct Refusal {
     pub why: String,
 }
 
+impl Refusal {
+    /// Why, without the list of what a read-only step may run (for SQL
+    /// that is not a step's, such as a clone rule's predicate).
+    pub fn reason(&self) -> &str {
+        self.why
+            .strip_suffix(ALLOWED)
+            .map_or(self.why.as_str(), |w| w.trim_end_matches("; "))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReadOnlyError {
     #[error(transparent)]

@@ -17,6 +17,7 @@ use crate::anonymize::transform::load;
 use crate::pg::catalog::{self, Table};
 use crate::pg::clone::{self, CloneSpec, Format};
 use crate::pg::connect::{connect, sql_error};
+use crate::pg::readonly;
 use crate::pg::snapshot::read_only_session;
 use crate::pg::url;
 use crate::report::model::Detail;
@@ -192,7 +193,7 @@ impl Params {
         let source = read_only_session(&self.source, &spec.source_url, &ctx.cancel).await?;
         let source_version = version(&source, &self.source).await?;
         let source_warning = match ctx.target(&self.source).protected {
-            true => crate::pg::readonly::write_access_warning(&source, &self.source)
+            true => readonly::write_access_warning(&source, &self.source)
                 .await
                 .map_err(|e| StepError::Postgres {
                     target: self.source.clone(),
@@ -549,8 +550,12 @@ fn coverage_detail(binding: &Binding) -> Detail {
     }
 }
 
-/// Every constant a rule sets must cast to its column's type: checked by the
-/// source server now (the query reads no rows), not halfway through the copy.
+/// Every constant a rule sets must cast to its column's type, and every
+/// `where`/`except` must be a predicate the source accepts: checked by the
+/// source server now (the query reads no rows), not halfway through the
+/// copy. The SQL the rules add is sent to production, so it passes the
+/// read-only guard first: one query, no function whose effects escape a
+/// read-only transaction, sent alone through the extended protocol.
 async fn check_expressions(
     source: &Client,
     name: &str,
@@ -575,12 +580,32 @@ async fn check_expressions(
             table.qualified,
             rule.where_clause.as_deref().unwrap_or("true")
         );
-        if let Err(e) = source.simple_query(&sql).await {
-            return Err(StepError::Refused(format!(
-                "source `{name}`: a rule for table {} does not work there: {}",
-                table.qualified,
-                crate::pg::connect::describe(&e, None)
-            )));
+        let refused = |why: String| {
+            StepError::Refused(format!(
+                "source `{name}`: a rule for table {} does not work there: {why}",
+                table.qualified
+            ))
+        };
+        let statements = readonly::read_only_statements(&sql).map_err(|r| {
+            refused(format!(
+                "its SQL (`where`, `except` and constants) must be plain expressions, read-only on the source: it {}",
+                r.reason()
+            ))
+        })?;
+        if let [statement] = statements.as_slice() {
+            readonly::check_functions(source, &statements)
+                .await
+                .map_err(|e| match e {
+                    readonly::ReadOnlyError::Refused(r) => refused(r.reason().to_string()),
+                    server => refused(server.to_string()),
+                })?;
+            if let Err(e) = source.query(statement.text.as_str(), &[]).await {
+                return Err(refused(crate::pg::connect::describe(&e, None)));
+            }
+        } else {
+            return Err(refused(
+                "its SQL (`where`, `except` and constants) must not end the statement".into(),
+            ));
         }
     }
     Ok(())
