@@ -454,9 +454,8 @@ fn a_clone_rule_cannot_run_sql_with_effects_on_production() {
     for (predicate, why) in [
         (
             format!("pg_terminate_backend({victim})"),
-            format!(
-                "calls `pg_catalog.pg_terminate_backend`, which ends another session, and a read-only transaction does not stop that"
-            ),
+            "calls `pg_catalog.pg_terminate_backend`, which ends another session, and a read-only transaction does not stop that"
+                .to_string(),
         ),
         (
             "EXISTS (SELECT 1 FROM site FOR UPDATE)".to_string(),
