@@ -792,6 +792,12 @@ mod tests {
             texts("SELECT 'é;ü'; SELECT 2"),
             ["SELECT 'é;ü'", "SELECT 2"]
         );
+        // Interpolated values arrive as E'' literals when they hold a
+        // backslash; an escaped quote does not end them.
+        assert_eq!(
+            texts(r"SELECT E'it\'s; \\'; SELECT 'a''b;'"),
+            [r"SELECT E'it\'s; \\'", "SELECT 'a''b;'"]
+        );
     }
 
     #[test]
