@@ -54,12 +54,13 @@ impl Production {
                           (SELECT count(*) FROM pg_largeobject_metadata)::text, \
                           (SELECT coalesce(stats_reset::text, 'never') FROM pg_stat_database \
                            WHERE datname = current_database()), \
-                          (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')::text";
+                          (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')::text, \
+                          (SELECT count(*) FROM pg_replication_slots)::text";
         let row = self
             .runtime
             .block_on(self.victim.query_one(sql, &[]))
             .expect("the victim session is still alive");
-        (0..4).map(|i| row.get::<_, String>(i)).collect()
+        (0..5).map(|i| row.get::<_, String>(i)).collect()
     }
 
     fn test(&self, sql: &str) -> Test {
@@ -272,6 +273,36 @@ fn every_attack_on_a_read_only_step_is_refused_and_production_is_unchanged() {
             format!("EXPLAIN ANALYZE SELECT pg_terminate_backend({victim})"),
             format!(
                 "statement 1 `EXPLAIN ANALYZE SELECT pg_terminate_backend({victim})` is EXPLAIN ANALYZE, which runs the statement it explains; {ALLOWED}"
+            ),
+        ),
+        (
+            format!("SELECT ({victim}).pg_terminate_backend"),
+            format!(
+                "statement 1 `SELECT ({victim}).pg_terminate_backend` calls `pg_catalog.pg_terminate_backend`, which ends another session, {escapes}"
+            ),
+        ),
+        (
+            "SELECT ('flightpath_slot'::name).pg_create_physical_replication_slot".into(),
+            format!(
+                "statement 1 `SELECT ('flightpath_slot'::name).pg_create_physical_replication_slot` calls `pg_catalog.pg_create_physical_replication_slot`, which creates a replication slot, {escapes}"
+            ),
+        ),
+        (
+            format!("SELECT U&\"pg_terminate_backen\\0064\"({victim})"),
+            format!(
+                "statement 1 `SELECT U&\"pg_terminate_backen\\0064\"({victim})` names something with Unicode escapes (`U&\"…\"`), which the guard cannot read as the server does; write the name plainly; {ALLOWED}"
+            ),
+        ),
+        (
+            format!("EXPLAIN (ANALYSE) {insert}"),
+            format!(
+                "statement 1 `EXPLAIN (ANALYSE) {insert}` is EXPLAIN ANALYZE, which runs the statement it explains; {ALLOWED}"
+            ),
+        ),
+        (
+            "SELECT txid_current()".into(),
+            format!(
+                "statement 1 `SELECT txid_current()` calls `pg_catalog.txid_current`, which assigns a transaction ID, which writes to the WAL, {escapes}"
             ),
         ),
         (

@@ -111,6 +111,11 @@ pub fn read_only_statements(sql: &str) -> Result<Vec<Statement>, Refusal> {
             shown: shown(&text),
             why,
         };
+        if has_unicode_escaped_name(&text) {
+            return Err(refuse(format!(
+                "names something with Unicode escapes (`U&\"…\"`), which the guard cannot read as the server does; write the name plainly; {ALLOWED}"
+            )));
+        }
         let parsed = parse_one(&text).map_err(|error| refuse(unparsed_reason(&text, &error)))?;
         let explainable = check_statement(&parsed).map_err(refuse)?;
         let mut functions = FunctionCalls::default();
@@ -194,7 +199,11 @@ pub async fn check_functions(
     }
     let sql = "SELECT p.proname::text, n.nspname::text, \
                       n.nspname = ANY (pg_catalog.current_schemas(true)), \
-                      p.provolatile = 'v', l.lanname::text, l.lanpltrusted, p.prosrc \
+                      p.provolatile = 'v', l.lanname::text, l.lanpltrusted, p.prosrc, \
+                      p.prorettype::regtype::text IN ('trigger', 'event_trigger', 'internal', \
+                        'tsm_handler', 'index_am_handler', 'table_am_handler', 'fdw_handler', \
+                        'language_handler') \
+                      OR 'internal'::regtype = ANY (p.proargtypes::oid[]) \
                FROM pg_catalog.pg_proc p \
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
@@ -210,6 +219,7 @@ pub async fn check_functions(
             language: row.get(4),
             trusted: row.get(5),
             source: row.get(6),
+            uncallable: row.get(7),
         })
         .collect();
     for statement in statements {
@@ -218,7 +228,7 @@ pub async fn check_functions(
             // mean is judged; one that may not run refuses the call.
             let refused = candidates
                 .iter()
-                .filter(|c| c.name == called.name)
+                .filter(|c| c.name == called.name && !c.uncallable)
                 .filter(|c| match &called.schema {
                     Some(schema) => &c.schema == schema,
                     None => c.on_path,
@@ -366,6 +376,21 @@ impl<'a> Offsets<'a> {
     }
 }
 
+/// `U&"…"`: a quoted name with Unicode escapes, which the parser does not
+/// decode (it reads `U & "…"`), so the name it checks would not be the one
+/// the server calls.
+fn has_unicode_escaped_name(text: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, text).tokenize() else {
+        return true;
+    };
+    let word = |t: &Token, value: &str| matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(value));
+    tokens.windows(3).any(|w| {
+        word(&w[0], "u")
+            && w[1] == Token::Ampersand
+            && matches!(&w[2], Token::Word(q) if q.quote_style == Some('"'))
+    }) || tokens.iter().any(|t| word(t, "uescape"))
+}
+
 fn parse_one(text: &str) -> Result<Ast, String> {
     // `TABLE name …` is PostgreSQL's `SELECT * FROM name …`, which the
     // parser knows; the text sent is still the one written.
@@ -429,10 +454,21 @@ fn check_statement(statement: &Ast) -> Result<bool, String> {
         Ast::Explain {
             analyze, options, ..
         } => {
-            let analyze_option = options.iter().flatten().any(|o| {
-                o.name.value.eq_ignore_ascii_case("analyze") && !o.arg.as_ref().is_some_and(is_off)
-            });
-            if *analyze || analyze_option {
+            let mut runs = *analyze;
+            for option in options.iter().flatten() {
+                let name = option.name.value.to_ascii_lowercase();
+                match name.as_str() {
+                    "analyze" | "analyse" => runs |= !option.arg.as_ref().is_some_and(is_off),
+                    "costs" | "verbose" | "format" | "settings" | "buffers" | "wal" | "timing"
+                    | "summary" | "generic_plan" | "memory" => {}
+                    _ => {
+                        return Err(format!(
+                            "uses the EXPLAIN option `{name}`, which is not known to be read-only; {ALLOWED}"
+                        ));
+                    }
+                }
+            }
+            if runs {
                 Err(format!(
                     "is EXPLAIN ANALYZE, which runs the statement it explains; {ALLOWED}"
                 ))
@@ -479,10 +515,7 @@ impl FunctionCalls {
             .0
             .iter()
             .filter_map(|p| p.as_ident())
-            .map(|ident| match ident.quote_style {
-                Some(_) => ident.value.clone(),
-                None => ident.value.to_lowercase(),
-            })
+            .map(folded)
             .collect();
         if let Some((name, qualifiers)) = parts.split_last() {
             self.names.push(FunctionName {
@@ -490,6 +523,14 @@ impl FunctionCalls {
                 name: name.clone(),
             });
         }
+    }
+}
+
+/// A name as the server folds it: unquoted to lower case.
+fn folded(ident: &ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
     }
 }
 
@@ -532,6 +573,17 @@ impl Visitor for FunctionCalls {
         ControlFlow::Continue(())
     }
 
+    /// Every name may be a function: PostgreSQL reads `(x).f` as `f(x)`,
+    /// which the parser takes for a field. Unqualified, as the server
+    /// would look it up.
+    fn pre_visit_ident(&mut self, ident: &ast::Ident) -> ControlFlow<()> {
+        self.names.push(FunctionName {
+            schema: None,
+            name: folded(ident),
+        });
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
         if let Expr::Function(function) = expr {
             self.called(&function.name);
@@ -564,6 +616,9 @@ struct Candidate {
     /// The C symbol for `internal` and `c` functions, which says what the
     /// function runs whatever it is called.
     source: String,
+    /// Takes or returns `internal` or a handler type (triggers, access
+    /// methods): SQL cannot call it, whatever shares its name.
+    uncallable: bool,
 }
 
 impl Candidate {
@@ -667,9 +722,11 @@ fn denied(name: &str) -> Option<&'static str> {
             "connects to another database, outside this transaction",
         ),
         ("pg_file_", "writes files on the server"),
-        ("pg_logdir_ls", "reads the server's log directory"),
         ("pg_stat_statements_reset", "resets the server's statistics"),
     ];
+    if matches!(name, "txid_current" | "pg_current_xact_id") {
+        return Some("assigns a transaction ID, which writes to the WAL");
+    }
     DENIED
         .iter()
         .find(|(prefix, _)| name.starts_with(prefix))
@@ -732,6 +789,19 @@ const READ_ONLY_SERVER_FUNCTIONS: &[&str] = &[
     "pg_collation_actual_version",
     "pg_database_collation_actual_version",
     "pg_show_replication_origin_status",
+    "current_query",
+    "pg_ls_dir",
+    "pg_ls_waldir",
+    "pg_ls_logdir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_replslotdir",
+    "pg_stat_file",
+    "pg_hba_file_rules",
+    "pg_ident_file_mappings",
+    "pg_show_all_file_settings",
     "lo_get",
     "lo_open",
     "loread",
@@ -818,9 +888,12 @@ mod tests {
             .collect();
         assert_eq!(
             last,
+            // Every name counts, as a field may be a call: `(x).f` is `f(x)`.
             [
                 "None.MixedCase",
                 "None.generate_series",
+                "None.now",
+                "None.pg_catalog",
                 "Some(\"pg_catalog\").now"
             ]
         );
@@ -863,6 +936,11 @@ mod tests {
         assert!(refusal("EXPLAIN ANALYZE SELECT 1").contains("EXPLAIN ANALYZE"));
         assert!(refusal("EXPLAIN (ANALYZE) SELECT 1").contains("EXPLAIN ANALYZE"));
         assert!(read_only_statements("EXPLAIN (ANALYZE off) SELECT 1").is_ok());
+        assert!(refusal("EXPLAIN (ANALYSE) SELECT 1").contains("EXPLAIN ANALYZE"));
+        assert!(refusal("EXPLAIN (SERIALIZE) SELECT 1").contains("option `serialize`"));
+        assert!(read_only_statements("EXPLAIN (VERBOSE, COSTS off, FORMAT json) SELECT 1").is_ok());
+        assert!(refusal(r#"SELECT U&"pg_terminate_backen\0064"(1)"#).contains("Unicode escapes"));
+        assert!(read_only_statements("SELECT U&'caf\00e9'").is_ok());
         assert!(read_only_statements("EXPLAIN DELETE FROM t").is_ok());
         assert!(refusal("").contains("holds no statement"));
     }
@@ -881,6 +959,17 @@ mod tests {
         assert_eq!(explainable("SELECT 1; SELECT 2"), None);
         assert_eq!(explainable("VACUUM site"), None);
         assert_eq!(explainable("SELECT 'unclosed"), None);
+    }
+
+    #[test]
+    fn a_function_called_as_a_field_is_still_a_function() {
+        let statements = read_only_statements("SELECT (pid).pg_terminate_backend FROM t").unwrap();
+        assert!(
+            statements[0]
+                .functions
+                .iter()
+                .any(|f| f.name == "pg_terminate_backend" && f.schema.is_none())
+        );
     }
 
     #[test]
@@ -903,6 +992,7 @@ mod tests {
                 language: language.into(),
                 trusted: language != "internal" && language != "c" && language != "plpython3u",
                 source: source.into(),
+                uncallable: false,
             }
             .refusal()
         };
@@ -952,5 +1042,25 @@ mod tests {
         assert!(candidate("mine", "public", true, "plpython3u", "pass").is_some());
         assert!(candidate("uuid_generate_v4", "public", true, "c", "uuid_generate_v4").is_none());
         assert!(candidate("dblink_exec", "public", true, "c", "dblink_exec").is_some());
+        assert!(
+            candidate(
+                "txid_current",
+                "pg_catalog",
+                false,
+                "internal",
+                "txid_current"
+            )
+            .is_some()
+        );
+        assert!(
+            candidate(
+                "pg_ls_waldir",
+                "pg_catalog",
+                true,
+                "internal",
+                "pg_ls_waldir"
+            )
+            .is_none()
+        );
     }
 }
