@@ -940,7 +940,7 @@ mod tests {
         assert!(refusal("EXPLAIN (SERIALIZE) SELECT 1").contains("option `serialize`"));
         assert!(read_only_statements("EXPLAIN (VERBOSE, COSTS off, FORMAT json) SELECT 1").is_ok());
         assert!(refusal(r#"SELECT U&"pg_terminate_backen\0064"(1)"#).contains("Unicode escapes"));
-        assert!(read_only_statements("SELECT U&'caf\00e9'").is_ok());
+        assert!(read_only_statements(r"SELECT U&'caf\00e9'").is_ok());
         assert!(read_only_statements("EXPLAIN DELETE FROM t").is_ok());
         assert!(refusal("").contains("holds no statement"));
     }
