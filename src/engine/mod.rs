@@ -401,11 +401,15 @@ async fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &Run
     let succeeded = record.succeeded();
     let targets = state.targets();
     let mut reused: BTreeSet<&str> = BTreeSet::new();
+    let mut gone: BTreeSet<&str> = BTreeSet::new();
     // Steps are reused in dependency order; repeat until nothing changes.
     loop {
         let mut changed = false;
         for step in &workflow.steps {
-            if reused.contains(step.id.as_str()) || record.undone.contains(&step.id) {
+            if reused.contains(step.id.as_str())
+                || gone.contains(step.id.as_str())
+                || record.undone.contains(&step.id)
+            {
                 continue;
             }
             let Some(earlier) = succeeded.get(&step.id) else {
@@ -425,6 +429,7 @@ async fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &Run
                 }
             }
             if !in_place {
+                gone.insert(step.id.as_str());
                 state.announce(&format!(
                     "{}: what it did is no longer in place; running it again",
                     step.id
