@@ -695,7 +695,8 @@ fn wait_for_file(test: &Test, path: &str) {
     }
 }
 
-/// Waits until production runs a COPY of `table` (the clone is mid-copy).
+/// Waits until this test's production database runs a COPY of `table`
+/// (the clone is mid-copy; other tests' clones copy tables of that name too).
 fn wait_for_copy(prod_url: &str, table: &str) {
     let pattern = format!("COPY%{table}%");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
@@ -704,7 +705,7 @@ fn wait_for_copy(prod_url: &str, table: &str) {
             prod_url,
             &format!(
                 "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE '{pattern}' \
-                 AND pid <> pg_backend_pid()"
+                 AND datname = current_database() AND pid <> pg_backend_pid()"
             ),
         );
         if running != ["0"] {
