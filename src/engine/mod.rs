@@ -159,19 +159,15 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
         source,
     })?;
     let mut journal = Journal::open(&run_dir)?;
-    match &opts.resume {
-        None => journal.append(&Entry::RunStarted {
+    if opts.resume.is_none() {
+        journal.append(&Entry::RunStarted {
             time: Utc::now(),
             run_id: run_id.clone(),
             workflow: workflow.name.clone(),
             path: opts.shown_path.clone(),
             dry_run: opts.dry_run,
             vars: opts.var_names.clone(),
-        })?,
-        Some(record) => journal.append(&Entry::RunResumed {
-            time: Utc::now(),
-            reused: record.succeeded().into_keys().collect(),
-        })?,
+        })?;
     }
 
     let mut state = RunState::new(StateParts {
@@ -185,6 +181,18 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
     });
     if let Some(record) = &opts.resume {
         reuse_succeeded(&mut state, workflow, record).await;
+        // The steps actually reused: not those that succeeded but must run
+        // again (undone, no longer in place, or after one that runs again).
+        let reused = workflow
+            .steps
+            .iter()
+            .filter(|s| state.status(&s.id) == StepStatus::Reused)
+            .map(|s| s.id.clone())
+            .collect();
+        state.journal(Entry::RunResumed {
+            time: Utc::now(),
+            reused,
+        });
     }
 
     let exit = execute(workflow, &opts, &mut state).await;
