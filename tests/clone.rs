@@ -548,3 +548,722 @@ fn in_place_failure_rolls_back_to_the_old_staging() {
         ["0"]
     );
 }
+
+/// Polls the staging server every 50 ms until `stop` is set; returns how
+/// many polls saw no database named `name`, and how many polls there were.
+fn watch_name(
+    name: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    let name = name.to_string();
+    let url = staging_cluster().url("postgres");
+    std::thread::spawn(move || {
+        block_on(async {
+            let admin = client(&url).await;
+            let (mut missing, mut polls) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let row = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_database WHERE datname = $1",
+                        &[&name],
+                    )
+                    .await
+                    .unwrap();
+                polls += 1;
+                if row.get::<_, i64>(0) != 1 {
+                    missing += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            (missing, polls)
+        })
+    })
+}
+
+/// Locks the `pg_database` row of the clone's new database (`<staging>_fp_new_…`)
+/// as soon as it exists, which stops any rename of it; holds the lock until
+/// the swap has waited on it for a second, then lets it go. Returns whether
+/// the swap was seen waiting.
+fn hold_new_database_row(staging: &str) -> std::thread::JoinHandle<bool> {
+    let pattern = format!("{staging}\\_fp\\_new\\_%");
+    let url = staging_cluster().url("postgres");
+    std::thread::spawn(move || {
+        block_on(async {
+            let holder = client(&url).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no new database appeared"
+                );
+                holder.batch_execute("BEGIN").await.unwrap();
+                let rows = holder
+                    .query(
+                        "SELECT datname::text FROM pg_database WHERE datname LIKE $1 FOR UPDATE",
+                        &[&pattern],
+                    )
+                    .await
+                    .unwrap();
+                if !rows.is_empty() {
+                    break;
+                }
+                holder.batch_execute("ROLLBACK").await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let watcher = client(&url).await;
+            let mut waited = false;
+            while std::time::Instant::now() < deadline {
+                let row = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE wait_event_type = 'Lock' AND query LIKE '%RENAME%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    waited = true;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            holder.batch_execute("COMMIT").await.unwrap();
+            waited
+        })
+    })
+}
+
+#[test]
+fn the_swap_never_leaves_staging_without_a_database_of_its_name() {
+    let prod = seed_prod();
+    let staging = seed_staging("swap_atomic");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = watch_name("swap_atomic", stop.clone());
+    let holder = hold_new_database_row("swap_atomic");
+    let test = Test::new()
+        .workflow("reset", &clone_workflow(&prod.url, &staging, ""))
+        .args(["run", "reset", "--yes"]);
+    let out = test.run();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let waited = holder.join().unwrap();
+    let (missing, polls) = poller.join().unwrap();
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    assert!(
+        waited,
+        "the swap never waited on the held row; stderr:\n{}",
+        out.stderr
+    );
+    assert!(polls > 10, "only {polls} polls");
+    assert_eq!(
+        missing, 0,
+        "staging's name was missing in {missing} of {polls} polls"
+    );
+    // The wait was said, with who held the lock.
+    assert!(
+        out.stderr
+            .contains("the swap waits for a lock on the staging server held by pid "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["500"]
+    );
+    let left: Vec<String> = databases("swap_atomic_fp");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Sends `signal` (`TERM`, `KILL`…) to a child.
+fn signal(child: &std::process::Child, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits until `path` exists under the test's directory.
+fn wait_for_file(test: &Test, path: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !test.dir().join(path).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until this test's production database runs a COPY of `table`
+/// (the clone is mid-copy; other tests' clones copy tables of that name too).
+fn wait_for_copy(prod_url: &str, table: &str) {
+    let pattern = format!("COPY%{table}%");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let running = query_strings(
+            prod_url,
+            &format!(
+                "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE '{pattern}' \
+                 AND datname = current_database() AND pid <> pg_backend_pid()"
+            ),
+        );
+        if running != ["0"] {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no COPY of {table} seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A clone and then a shell step that says it started and waits.
+fn clone_then_wait_workflow(prod: &str, staging: &str) -> String {
+    format!(
+        r#"
+        name: reset
+        targets:
+          prod: {{ postgres: "{prod}", protected: true }}
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          database:
+            uses: postgres.clone
+            with: {{ source: prod, target: staging, jobs: 2 }}
+          later:
+            uses: shell
+            needs: [database]
+            with: {{ run: "test -f go-on || {{ touch later.started; sleep 60; }}" }}
+        "#
+    )
+}
+
+#[test]
+fn sigterm_during_a_later_step_swaps_back_writes_the_report_and_exits_143() {
+    let prod = seed_prod();
+    let staging = seed_staging("sigterm_later");
+    let test = Test::new().workflow("reset", &clone_then_wait_workflow(&prod.url, &staging));
+    let child = test.spawn(&["run", "reset", "--yes", "--json", "--grace", "5s"]);
+    wait_for_file(&test, "later.started");
+    signal(&child, "TERM");
+    let out = Output::of(child);
+    assert_eq!(out.code, 143, "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("database: swapped back"),
+        "{}",
+        out.stderr
+    );
+    let report = out.json();
+    assert_eq!(report["status"], "cancelled");
+    let runs = test.runs();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].join("report.md").is_file());
+    assert!(runs[0].join("report.json").is_file());
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+    let left: Vec<String> = databases("sigterm_later_fp");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn sigterm_mid_copy_drops_the_new_database_and_exits_143() {
+    let prod = seed_prod();
+    execute(
+        &prod.url,
+        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
+    );
+    let staging = seed_staging("sigterm_copy");
+    let test = Test::new().workflow(
+        "reset",
+        &clone_workflow(&prod.url, &staging, ", split_bytes: 0"),
+    );
+    let child = test.spawn(&["run", "reset", "--yes", "--json"]);
+    wait_for_copy(&prod.url, "event_log");
+    signal(&child, "TERM");
+    let out = Output::of(child);
+    assert_eq!(out.code, 143, "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("terminated (SIGTERM): cancelling the run"),
+        "{}",
+        out.stderr
+    );
+    let report = out.json();
+    assert_eq!(report["status"], "cancelled");
+    assert_eq!(report["steps"][0]["status"], "cancelled");
+    assert!(test.runs()[0].join("report.json").is_file());
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+    let left: Vec<String> = databases("sigterm_copy_fp");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+// --- waits that say what they wait for ------------------------------------
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_the_step_in_about_connect_timeout() {
+    // A black hole: accepts TCP connections, reads nothing, answers nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/staging?connect_timeout=2");
+    let test = Test::new()
+        .workflow(
+            "hole",
+            &format!(
+                r#"
+                name: hole
+                targets:
+                  staging: {{ postgres: "{url}" }}
+                steps:
+                  sites: {{ uses: postgres.sql, with: {{ target: staging, sql: "SELECT 1" }} }}
+                "#
+            ),
+        )
+        .args(["run", "hole", "--yes", "--json"])
+        .timeout(std::time::Duration::from_secs(60));
+    let began = std::time::Instant::now();
+    let out = test.run();
+    let took = began.elapsed();
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
+    let report = out.json();
+    let step = &report["steps"][0];
+    assert_eq!(step["status"], "failed");
+    assert_eq!(
+        step["error"],
+        format!(
+            "postgres target `staging`: could not connect (postgres://app:***@127.0.0.1:{port}/staging?connect_timeout=2): \
+             the server did not answer within 2 s (connect_timeout); check the host and port, \
+             or raise connect_timeout in the connection string"
+        )
+    );
+}
+
+#[test]
+fn in_place_behind_an_open_transaction_says_who_holds_the_lock() {
+    let prod = seed_prod();
+    let staging = seed_staging("in_place_blocked");
+    let holder_url = staging.clone();
+    // An idle transaction holding a lock on one of staging's tables; its
+    // query text holds a value that must not be shown.
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        block_on(async {
+            let holder = client(&holder_url).await;
+            holder
+                .batch_execute(
+                    "SET application_name = 'holder-test'; BEGIN; \
+                     SELECT note FROM old_staging_marker WHERE note <> 'secret-query-marker'",
+                )
+                .await
+                .unwrap();
+            let pid: i32 = holder
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            pid_tx.send(pid).unwrap();
+            let watcher = client(&holder_url).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            let mut waited = false;
+            while std::time::Instant::now() < deadline {
+                let row = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+                        &[&pid],
+                    )
+                    .await
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    waited = true;
+                    // Long enough for the run to say so, shorter than one lock_timeout.
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            holder.batch_execute("COMMIT").await.unwrap();
+            waited
+        })
+    });
+    let pid = pid_rx.recv().unwrap();
+    let test = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &staging, ", strategy: in-place"),
+        )
+        .args(["run", "reset", "--yes"]);
+    let out = test.run();
+    assert!(
+        holder.join().unwrap(),
+        "the reload never waited on the holder"
+    );
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let said = format!(
+        "database: waiting for locks on `staging` held by pid {pid} (application `holder-test`, user `postgres`, idle in transaction, transaction open for "
+    );
+    assert!(out.stderr.contains(&said), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("secret-query-marker"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["500"]
+    );
+}
+
+#[test]
+fn the_swap_plan_says_which_sessions_it_will_end() {
+    let prod = seed_prod();
+    let staging = seed_staging("swap_sessions");
+    let url = staging.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let session = std::thread::spawn(move || {
+        block_on(async {
+            let web = client(&url).await;
+            web.batch_execute("SET application_name = 'web-app'")
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
+            drop(web);
+        })
+    });
+    ready_rx.recv().unwrap();
+    let test = Test::new()
+        .workflow("reset", &clone_workflow(&prod.url, &staging, ""))
+        .args(["plan", "reset", "--json"]);
+    let out = test.run();
+    done_tx.send(()).unwrap();
+    session.join().unwrap();
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    let report = out.json();
+    let fact = report["steps"][0]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["label"] == "sessions ended at the swap")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert_eq!(
+        fact["value"],
+        "1 session(s) connected to `swap_sessions` now (users postgres; applications web-app) \
+         will be ended, and any that connect before the swap"
+    );
+}
+
+// --- SIGKILL, then resume ---------------------------------------------------
+//
+// Wherever the run is killed, `resume` ends with staging the complete new
+// copy (or, when the copy's work was undone, copies again) and nothing of
+// the dead attempt left on the staging server.
+
+/// The id of the test's first run (a later `plan` has a run folder too).
+fn first_run_id(test: &Test) -> String {
+    let runs = test.runs();
+    assert!(!runs.is_empty());
+    runs[0].file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Resumes the test's first run and expects it to succeed.
+fn resume_succeeds(test: Test) -> (Test, Output) {
+    let id = first_run_id(&test);
+    let test = test.args(["resume", &id, "--yes", "--json"]);
+    let out = test.run();
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    (test, out)
+}
+
+/// Staging is the complete copy of production, and no database of any run
+/// is left beside it.
+fn assert_complete_copy(staging: &str, prod: &TestDb, prefix: &str) {
+    assert_eq!(fingerprint(staging), fingerprint(&prod.url));
+    assert_eq!(sequences(staging), sequences(&prod.url));
+    let left: Vec<String> = databases(prefix);
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The JSON report's details of step `index` whose label or title is `name`.
+fn detail<'a>(
+    report: &'a serde_json::Value,
+    index: usize,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    report["steps"][index]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["label"] == name || d["title"] == name)
+}
+
+#[test]
+fn sigkill_mid_copy_then_resume_drops_the_unfinished_copy_and_copies_again() {
+    let prod = seed_prod();
+    execute(
+        &prod.url,
+        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
+    );
+    let staging = seed_staging("kill_copy");
+    let test = Test::new().workflow(
+        "reset",
+        &clone_workflow(&prod.url, &staging, ", split_bytes: 0"),
+    );
+    let child = test.spawn(&["run", "reset", "--yes", "--json"]);
+    wait_for_copy(&prod.url, "event_log");
+    signal(&child, "KILL");
+    assert_eq!(Output::of(child).code, 128 + 9);
+    let left = databases("kill_copy_fp_new_");
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // The next plan names it and says what will happen to it.
+    let test = test.args(["plan", "reset", "--json"]);
+    let planned = test.run();
+    assert_eq!(planned.code, 0, "stderr:\n{}", planned.stderr);
+    let table = detail(&planned.json(), 0, "left by interrupted runs")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", planned.stdout));
+    assert_eq!(table["rows"][0][0], left[0].as_str());
+    assert_eq!(
+        table["rows"][0][2],
+        "a copy never swapped in (maybe incomplete): dropped before copying"
+    );
+    // The plan did not touch it.
+    assert_eq!(databases("kill_copy_fp_new_"), left);
+
+    let (_, out) = resume_succeeds(test);
+    let cleaned = detail(&out.json(), 0, "cleaned up after interrupted runs")
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        cleaned["value"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("dropped `{}` (a copy never swapped in)", left[0])),
+        "{cleaned}"
+    );
+    assert_complete_copy(&staging, &prod, "kill_copy_fp");
+}
+
+#[test]
+fn sigkill_during_index_builds_then_resume_copies_again() {
+    let prod = seed_prod();
+    let staging = seed_staging("kill_index");
+    // Once the new database has its tables, hold a lock that lets COPY in
+    // but keeps CREATE INDEX (and the primary key) of auth_user waiting.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = std::thread::spawn(move || {
+        block_on(async {
+            let admin = client(&staging_cluster().url("postgres")).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let new_db = loop {
+                assert!(std::time::Instant::now() < deadline, "no new database");
+                let rows = admin
+                    .query(
+                        "SELECT datname::text FROM pg_database WHERE datname LIKE 'kill\\_index\\_fp\\_new\\_%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                if let Some(row) = rows.first() {
+                    break row.get::<_, String>(0);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            };
+            let new = client(&staging_cluster().url(&new_db)).await;
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "auth_user never appeared"
+                );
+                new.batch_execute("BEGIN").await.unwrap();
+                if new
+                    .batch_execute("LOCK TABLE auth_user IN SHARE UPDATE EXCLUSIVE MODE NOWAIT")
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                new.batch_execute("ROLLBACK").await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let pid: i32 = new
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no index build waited"
+                );
+                let row = admin
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+                        &[&pid],
+                    )
+                    .await
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            locked_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+            let _ = new.batch_execute("ROLLBACK").await;
+        })
+    });
+    let test = Test::new().workflow("reset", &clone_workflow(&prod.url, &staging, ""));
+    let child = test.spawn(&["run", "reset", "--yes", "--json"]);
+    locked_rx.recv().unwrap();
+    signal(&child, "KILL");
+    assert_eq!(Output::of(child).code, 128 + 9);
+    release_tx.send(()).unwrap();
+    blocker.join().unwrap();
+    assert_eq!(databases("kill_index_fp_new_").len(), 1);
+    let (_, _) = resume_succeeds(test);
+    assert_complete_copy(&staging, &prod, "kill_index_fp");
+}
+
+#[test]
+fn sigkill_inside_the_swap_then_resume_finds_staging_whole() {
+    let prod = seed_prod();
+    let staging = seed_staging("kill_swap");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = watch_name("kill_swap", stop.clone());
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        block_on(async {
+            let url = staging_cluster().url("postgres");
+            let holder = client(&url).await;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                assert!(std::time::Instant::now() < deadline, "no new database");
+                holder.batch_execute("BEGIN").await.unwrap();
+                let rows = holder
+                    .query(
+                        "SELECT datname FROM pg_database WHERE datname LIKE 'kill\\_swap\\_fp\\_new\\_%' FOR UPDATE",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                if !rows.is_empty() {
+                    break;
+                }
+                holder.batch_execute("ROLLBACK").await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let watcher = client(&url).await;
+            loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the swap never waited"
+                );
+                let row = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%RENAME%'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                if row.get::<_, i64>(0) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            held_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+            holder.batch_execute("COMMIT").await.unwrap();
+        })
+    });
+    let test = Test::new().workflow("reset", &clone_workflow(&prod.url, &staging, ""));
+    let child = test.spawn(&["run", "reset", "--yes", "--json"]);
+    held_rx.recv().unwrap();
+    signal(&child, "KILL");
+    assert_eq!(Output::of(child).code, 128 + 9);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // The server may still finish the swap the dead run sent (it holds the
+    // whole transaction): staging is the old database or the complete copy.
+    let (_, _) = resume_succeeds(test);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (missing, polls) = poller.join().unwrap();
+    assert_eq!(
+        missing, 0,
+        "staging's name was missing in {missing} of {polls} polls"
+    );
+    assert_complete_copy(&staging, &prod, "kill_swap_fp");
+}
+
+#[test]
+fn sigkill_during_a_later_step_then_resume_keeps_the_copy_and_drops_the_old_database() {
+    let prod = seed_prod();
+    let staging = seed_staging("kill_later");
+    let test = Test::new().workflow("reset", &clone_then_wait_workflow(&prod.url, &staging));
+    let child = test.spawn(&["run", "reset", "--yes", "--json"]);
+    wait_for_file(&test, "later.started");
+    signal(&child, "KILL");
+    assert_eq!(Output::of(child).code, 128 + 9);
+    assert_eq!(databases("kill_later_fp_old_").len(), 1);
+    std::fs::write(test.dir().join("go-on"), "").unwrap();
+    let (_, out) = resume_succeeds(test);
+    let report = out.json();
+    assert_eq!(report["steps"][0]["status"], "reused");
+    assert_eq!(report["steps"][1]["status"], "succeeded");
+    assert!(
+        out.stderr
+            .contains("database: dropped the previous `staging` database"),
+        "{}",
+        out.stderr
+    );
+    assert_complete_copy(&staging, &prod, "kill_later_fp");
+}
+
+#[test]
+fn after_a_swap_back_resume_copies_again_instead_of_reusing_the_undone_clone() {
+    let prod = seed_prod();
+    let staging = seed_staging("undone_resume");
+    let workflow = clone_then_wait_workflow(&prod.url, &staging).replace(
+        "test -f go-on || { touch later.started; sleep 60; }",
+        "test -f go-on",
+    );
+    let test = Test::new()
+        .workflow("reset", &workflow)
+        .args(["run", "reset", "--yes"]);
+    let out = test.run();
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("database: swapped back"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_staging_marker"),
+        ["still here"]
+    );
+    std::fs::write(test.dir().join("go-on"), "").unwrap();
+    let (_, out) = resume_succeeds(test);
+    let report = out.json();
+    assert_eq!(
+        report["steps"][0]["status"], "succeeded",
+        "the clone ran again"
+    );
+    assert_eq!(report["steps"][1]["status"], "succeeded");
+    assert_complete_copy(&staging, &prod, "undone_resume_fp");
+}

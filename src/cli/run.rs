@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -142,7 +144,7 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
     }
 
     let interrupt = CancellationToken::new();
-    let watcher = watch_ctrl_c(interrupt.clone());
+    let (watcher, signalled) = watch_signals(interrupt.clone());
     let options = RunOptions {
         dry_run: request.dry_run,
         interaction: Interaction {
@@ -188,10 +190,14 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
             .join("report.md")
             .display()
     );
-    exit_code(&outcome.report, &outcome.exit)
+    exit_code(
+        &outcome.report,
+        &outcome.exit,
+        signalled.load(Ordering::SeqCst),
+    )
 }
 
-fn exit_code(report: &Report, exit: &Exit) -> i32 {
+fn exit_code(report: &Report, exit: &Exit, signal: i32) -> i32 {
     match exit {
         Exit::Success => EXIT_OK,
         Exit::StepFailed => {
@@ -221,7 +227,7 @@ fn exit_code(report: &Report, exit: &Exit) -> i32 {
                     abandoned.join(", ")
                 );
             }
-            EXIT_INTERRUPTED
+            cancelled_code(signal)
         }
     }
 }
@@ -260,21 +266,59 @@ fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
     Ok(())
 }
 
-/// First Ctrl-C cancels the run (steps get the grace period); a second one
-/// exits at once.
-fn watch_ctrl_c(interrupt: CancellationToken) -> tokio::task::JoinHandle<()> {
-    // Registered here, before any step starts: a Ctrl-C that arrives before
-    // the task first runs must not fall through to the default handler.
-    let signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-    tokio::spawn(async move {
-        let Ok(mut signals) = signals else { return };
-        if signals.recv().await.is_none() {
+/// The signal that cancelled the run, as its number (0 while none did).
+type Signalled = Arc<AtomicI32>;
+
+/// The exit code of a run cancelled by `signal`: 128 + its number, as a
+/// shell reports it (130 for SIGINT, 143 for SIGTERM).
+fn cancelled_code(signal: i32) -> i32 {
+    if signal == 0 {
+        EXIT_INTERRUPTED
+    } else {
+        128 + signal
+    }
+}
+
+/// The first SIGINT (Ctrl-C) or SIGTERM (CI cancellation, `timeout`, `kill`)
+/// cancels the run: steps get the grace period, what they left is undone
+/// and the report is written. A second one of either exits at once.
+fn watch_signals(interrupt: CancellationToken) -> (tokio::task::JoinHandle<()>, Signalled) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered here, before any step starts: a signal that arrives before
+    // the task first runs must not fall through to the default handler
+    // (which, for SIGTERM, kills the process with nothing cleaned up).
+    let interrupts = signal(SignalKind::interrupt());
+    let terminates = signal(SignalKind::terminate());
+    let signalled: Signalled = Arc::new(AtomicI32::new(0));
+    let seen = signalled.clone();
+    let task = tokio::spawn(async move {
+        let (Ok(mut interrupts), Ok(mut terminates)) = (interrupts, terminates) else {
             return;
+        };
+        let Some(first) = next_signal(&mut interrupts, &mut terminates).await else {
+            return;
+        };
+        seen.store(first, Ordering::SeqCst);
+        if first == SignalKind::terminate().as_raw_value() {
+            eprintln!("terminated (SIGTERM): cancelling the run, as for Ctrl-C");
         }
         interrupt.cancel();
-        if signals.recv().await.is_some() {
-            eprintln!("interrupted twice: exiting now");
-            std::process::exit(EXIT_INTERRUPTED);
+        if let Some(second) = next_signal(&mut interrupts, &mut terminates).await {
+            eprintln!("signalled twice: exiting now");
+            std::process::exit(cancelled_code(second));
         }
-    })
+    });
+    (task, signalled)
+}
+
+/// The number of the next SIGINT or SIGTERM; `None` when neither can come.
+async fn next_signal(
+    interrupts: &mut tokio::signal::unix::Signal,
+    terminates: &mut tokio::signal::unix::Signal,
+) -> Option<i32> {
+    use tokio::signal::unix::SignalKind;
+    tokio::select! {
+        got = interrupts.recv() => got.map(|()| SignalKind::interrupt().as_raw_value()),
+        got = terminates.recv() => got.map(|()| SignalKind::terminate().as_raw_value()),
+    }
 }

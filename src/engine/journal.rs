@@ -1,10 +1,12 @@
 //! The run journal: `.flightpath/runs/<run-id>/journal.jsonl`, one JSON
 //! object per line, appended as the run goes (run started, each step's start
-//! and end with its outputs, run finished). Everything written is already
-//! redacted by the caller. `resume` reads it back to learn which steps
-//! succeeded and what they produced.
+//! and end with its outputs, what a step left for the end of the run, the
+//! end of the run before it is done, run finished). Everything written is
+//! already redacted by the caller (what steps leave holds database names,
+//! never URLs). `resume` reads it back to learn which steps succeeded, what
+//! they produced, and which of them the end of the run undid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::report::model::{RunStatus, StepReport, StepStatus};
+use crate::steps::AfterRun;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
@@ -44,6 +47,29 @@ pub enum Entry {
     RunFinished {
         time: DateTime<Utc>,
         status: RunStatus,
+    },
+    /// A step that succeeded left work for the end of the run (a swap to
+    /// confirm or undo); written right after its `step_finished`, so a
+    /// resumed run can finish it.
+    AfterRunLeft {
+        time: DateTime<Utc>,
+        step: String,
+        after: AfterRun,
+    },
+    /// The end of the run is about to confirm (`undo: false`) or undo a
+    /// step's work; written before doing it, so a resumed run knows it may
+    /// have happened.
+    Settling {
+        time: DateTime<Utc>,
+        step: String,
+        undo: bool,
+    },
+    /// What the end of the run did for a step.
+    Settled {
+        time: DateTime<Utc>,
+        step: String,
+        undo: bool,
+        ok: bool,
     },
 }
 
@@ -115,6 +141,13 @@ pub struct RunRecord {
     pub status: Option<RunStatus>,
     /// The latest report of each step that finished, by id.
     pub steps: BTreeMap<String, StepReport>,
+    /// What each step left for the end of the run, since it last finished.
+    pub after_run: BTreeMap<String, Vec<AfterRun>>,
+    /// Steps whose work the end of the run set out to undo (it may have):
+    /// they run again rather than being reused.
+    pub undone: BTreeSet<String>,
+    /// Steps whose work the end of the run set out to confirm.
+    pub confirming: BTreeSet<String>,
 }
 
 impl RunRecord {
@@ -170,11 +203,30 @@ pub fn read(run_dir: &Path) -> Result<RunRecord, JournalError> {
                     vars,
                     status: None,
                     steps: BTreeMap::new(),
+                    after_run: BTreeMap::new(),
+                    undone: BTreeSet::new(),
+                    confirming: BTreeSet::new(),
                 })
             }
             (Entry::StepFinished { step, .. }, Some(r)) => {
+                // Ran again: what an earlier attempt left is settled or
+                // replaced by what this one leaves.
+                r.after_run.remove(&step.id);
+                r.undone.remove(&step.id);
+                r.confirming.remove(&step.id);
                 r.steps.insert(step.id.clone(), step);
             }
+            (Entry::AfterRunLeft { step, after, .. }, Some(r)) => {
+                r.after_run.entry(step).or_default().push(after);
+            }
+            (Entry::Settling { step, undo, .. }, Some(r)) => {
+                if undo {
+                    r.undone.insert(step);
+                } else {
+                    r.confirming.insert(step);
+                }
+            }
+            (Entry::Settled { .. }, Some(_)) => {}
             (Entry::RunFinished { status, .. }, Some(r)) => r.status = Some(status),
             (Entry::RunResumed { .. }, Some(r)) => r.status = None,
             (Entry::StepStarted { .. }, _) => {}

@@ -13,7 +13,7 @@ pub mod safety;
 pub mod scheduler;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,19 +159,15 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
         source,
     })?;
     let mut journal = Journal::open(&run_dir)?;
-    match &opts.resume {
-        None => journal.append(&Entry::RunStarted {
+    if opts.resume.is_none() {
+        journal.append(&Entry::RunStarted {
             time: Utc::now(),
             run_id: run_id.clone(),
             workflow: workflow.name.clone(),
             path: opts.shown_path.clone(),
             dry_run: opts.dry_run,
             vars: opts.var_names.clone(),
-        })?,
-        Some(record) => journal.append(&Entry::RunResumed {
-            time: Utc::now(),
-            reused: record.succeeded().into_keys().collect(),
-        })?,
+        })?;
     }
 
     let mut state = RunState::new(StateParts {
@@ -184,7 +180,19 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
         workdir: opts.workdir.clone(),
     });
     if let Some(record) = &opts.resume {
-        reuse_succeeded(&mut state, workflow, record);
+        reuse_succeeded(&mut state, workflow, record).await;
+        // The steps actually reused: not those that succeeded but must run
+        // again (undone, no longer in place, or after one that runs again).
+        let reused = workflow
+            .steps
+            .iter()
+            .filter(|s| state.status(&s.id) == StepStatus::Reused)
+            .map(|s| s.id.clone())
+            .collect();
+        state.journal(Entry::RunResumed {
+            time: Utc::now(),
+            reused,
+        });
     }
 
     let exit = execute(workflow, &opts, &mut state).await;
@@ -268,12 +276,26 @@ async fn settle(state: &mut RunState, success: bool) {
     if !success {
         pending.reverse();
     }
+    let targets = state.targets();
     for (step, after) in pending {
+        // Journaled before it is done: a resumed run must know the work
+        // may have been undone (or confirmed) even if this is killed.
+        state.journal(Entry::Settling {
+            time: Utc::now(),
+            step: step.clone(),
+            undo: !success,
+        });
         let (label, result) = if success {
-            ("after the run", after.commit().await)
+            ("after the run", after.commit(&targets).await)
         } else {
-            ("undone", after.rollback().await)
+            ("undone", after.rollback(&targets).await)
         };
+        state.journal(Entry::Settled {
+            time: Utc::now(),
+            step: step.clone(),
+            undo: !success,
+            ok: result.is_ok(),
+        });
         let line = match &result {
             Ok(done) => format!("{step}: {done}"),
             Err(e) => format!("{step}: could not finish ({label}): {e}"),
@@ -377,13 +399,60 @@ async fn confirm(
     }
 }
 
-fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &RunRecord) {
+/// Reuses what an earlier attempt did, where it still holds: a step that
+/// succeeded, whose work the end of that run did not (set out to) undo,
+/// whose work left for the end of the run is still in place, and all of
+/// whose `needs` are reused too (a step that runs again invalidates what
+/// was done after it). What reused steps left for the end of the run is
+/// taken over, so this run confirms or undoes it.
+async fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &RunRecord) {
     let succeeded = record.succeeded();
-    for step in &workflow.steps {
-        if let Some(earlier) = succeeded.get(&step.id)
-            && earlier.kind == step.kind()
-        {
+    let targets = state.targets();
+    let mut reused: BTreeSet<&str> = BTreeSet::new();
+    let mut gone: BTreeSet<&str> = BTreeSet::new();
+    // Steps are reused in dependency order; repeat until nothing changes.
+    loop {
+        let mut changed = false;
+        for step in &workflow.steps {
+            if reused.contains(step.id.as_str())
+                || gone.contains(step.id.as_str())
+                || record.undone.contains(&step.id)
+            {
+                continue;
+            }
+            let Some(earlier) = succeeded.get(&step.id) else {
+                continue;
+            };
+            if earlier.kind != step.kind()
+                || !step.needs.iter().all(|n| reused.contains(n.as_str()))
+            {
+                continue;
+            }
+            let left = record.after_run.get(&step.id).cloned().unwrap_or_default();
+            let mut in_place = true;
+            for after in &left {
+                // Confirming may have dropped what it checks; it is redone as is.
+                if !record.confirming.contains(&step.id) && !after.still_in_place(&targets).await {
+                    in_place = false;
+                }
+            }
+            if !in_place {
+                gone.insert(step.id.as_str());
+                state.announce(&format!(
+                    "{}: what it did is no longer in place; running it again",
+                    step.id
+                ));
+                continue;
+            }
             state.reuse_step(earlier, earlier.outputs.clone());
+            for after in left {
+                state.after_run.push((step.id.clone(), after));
+            }
+            reused.insert(step.id.as_str());
+            changed = true;
+        }
+        if !changed {
+            break;
         }
     }
 }

@@ -110,6 +110,11 @@ impl RunState {
         }
     }
 
+    /// The workflow's targets.
+    pub fn targets(&self) -> Arc<BTreeMap<String, Target>> {
+        self.targets.clone()
+    }
+
     /// Marks a step as reused from an earlier attempt (resume).
     pub fn reuse_step(
         &mut self,
@@ -198,6 +203,23 @@ impl RunState {
             time: finished,
             step: record.clone(),
         });
+        // What it left for the end of the run, right behind it: a run
+        // killed from here on can still be finished by `resume`.
+        let left: Vec<crate::steps::AfterRun> = self
+            .after_run
+            .iter()
+            .filter(|(id, _)| *id == step.id)
+            .map(|(_, after)| after.clone())
+            .collect();
+        if record.status == StepStatus::Succeeded {
+            for after in left {
+                self.journal(Entry::AfterRunLeft {
+                    time: finished,
+                    step: step.id.clone(),
+                    after,
+                });
+            }
+        }
         let took = crate::report::human_duration(elapsed.as_millis() as u64);
         let line = match (&record.status, &record.error) {
             (StepStatus::Failed, Some(e)) => format!("✗ {} failed after {took}: {e}", step.id),

@@ -125,6 +125,8 @@ pub struct Cloned {
     pub phases: Vec<(&'static str, Duration)>,
     /// False when the source's locale was not available on the staging server.
     pub same_locale: bool,
+    /// What was cleaned up after interrupted runs before the copy.
+    pub recovered: Vec<String>,
 }
 
 /// One unit of work for a worker.
@@ -417,6 +419,21 @@ pub async fn run(
     })?;
     let (maintenance, maintenance_url) = maintenance_client(&spec, cancel).await?;
     let target_major = server_major(&maintenance, &spec.target_name).await?;
+    // A second connection names whoever holds a lock the swap waits for.
+    let observer = connect(&spec.target_name, &maintenance_url, cancel)
+        .await
+        .ok();
+    let on_wait = |holders: &[crate::pg::wait::Holder]| {
+        progress.println(&format!(
+            "{step_id}: the swap waits for a lock on the staging server held by {}",
+            crate::pg::wait::describe(holders)
+        ));
+    };
+    // What interrupted runs left (this one's earlier attempt included) is
+    // cleaned up first: staging is then exactly as it was before them.
+    let recovered = swap::recover(&maintenance, observer.as_ref(), &staging_db, &on_wait)
+        .await
+        .map_err(|e| StepError::failed(e.to_string()))?;
     let new_db = swap::derived_name(&staging_db, &format!("_fp_new_{}", spec.suffix));
     let aside = swap::derived_name(&staging_db, &format!("_fp_old_{}", spec.suffix));
     let same_locale = swap::create_database(&maintenance, &new_db, &locale)
@@ -454,7 +471,16 @@ pub async fn run(
         return Err(StepError::Cancelled);
     }
     let swap_began = Instant::now();
-    let swapped = match swap::swap(&maintenance, &staging_db, &new_db, &aside).await {
+    let swapped = match swap::swap(
+        &maintenance,
+        observer.as_ref(),
+        &staging_db,
+        &new_db,
+        &aside,
+        &on_wait,
+    )
+    .await
+    {
         Ok(swapped) => swapped,
         Err(e) => {
             let _ = swap::drop_database(&maintenance, &new_db).await;
@@ -469,6 +495,7 @@ pub async fn run(
         maintenance_url,
         phases,
         same_locale,
+        recovered,
     })
 }
 

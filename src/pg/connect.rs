@@ -19,6 +19,8 @@ pub(crate) use params::take_password;
 
 mod tls;
 
+use std::time::Duration;
+
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::tls::{MakeTlsConnect, TlsStream};
 use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
@@ -51,6 +53,11 @@ pub async fn connect(
     if config.get_application_name().is_none() {
         config.application_name("flightpath");
     }
+    apply_defaults(&mut config, &rest);
+    let timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let connector = match ssl.mode {
         SslMode::Disable => None,
         _ => Some(
@@ -59,8 +66,11 @@ pub async fn connect(
         ),
     };
     tokio::select! {
-        result = open(&mut config, &ssl, connector, target) => result.map_err(|e| {
-            failed(format!("could not connect ({shown}): {}", describe_connect_error(&e, &ssl)))
+        result = open(&mut config, &ssl, connector, target, timeout) => result.map_err(|e| {
+            failed(format!("could not connect ({shown}): {}", match e {
+                OpenError::Pg(e) => describe_connect_error(&e, &ssl),
+                OpenError::TimedOut(after) => timed_out(after),
+            }))
         }),
         _ = cancel.cancelled() => Err(StepError::Cancelled),
     }
@@ -69,35 +79,36 @@ pub async fn connect(
 /// Opens the connection as `ssl.mode` asks, with libpq's second tries:
 /// `prefer` retries without TLS when the TLS handshake fails, `allow`
 /// retries with TLS when the server refuses the plain connection.
-/// `connector` is `None` only for `disable`.
+/// `connector` is `None` only for `disable`. Each attempt gets `timeout`.
 async fn open(
     config: &mut Config,
     ssl: &SslSettings,
     connector: Option<MakeRustlsConnect>,
     target: &str,
-) -> Result<Client, tokio_postgres::Error> {
+    timeout: Duration,
+) -> Result<Client, OpenError> {
     use tokio_postgres::config::SslMode as Wire;
     match (ssl.mode, connector) {
         (SslMode::Disable, _) | (_, None) => {
-            open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+            open_with(config.ssl_mode(Wire::Disable), NoTls, target, timeout).await
         }
         (SslMode::Allow, Some(connector)) => {
-            match open_with(config.ssl_mode(Wire::Disable), NoTls, target).await {
-                Err(e) if e.as_db_error().is_some() => {
+            match open_with(config.ssl_mode(Wire::Disable), NoTls, target, timeout).await {
+                Err(OpenError::Pg(e)) if e.as_db_error().is_some() => {
                     let why = describe(&e, None);
                     tracing::debug!(%target, "plain connection refused ({why}); sslmode=allow, so trying TLS");
-                    open_with(config.ssl_mode(Wire::Require), connector, target).await
+                    open_with(config.ssl_mode(Wire::Require), connector, target, timeout).await
                 }
                 result => result,
             }
         }
         (SslMode::Prefer, Some(connector)) => {
-            match open_with(config.ssl_mode(Wire::Prefer), connector, target).await {
-                Err(e) if rustls_error(&e).is_some() => {
+            match open_with(config.ssl_mode(Wire::Prefer), connector, target, timeout).await {
+                Err(OpenError::Pg(e)) if rustls_error(&e).is_some() => {
                     let why = rustls_error(&e).map(|handshake| tls::explain(handshake, ssl));
                     let why = why.unwrap_or_default();
                     tracing::warn!(%target, "{why}; sslmode=prefer, so connecting without TLS");
-                    open_with(config.ssl_mode(Wire::Disable), NoTls, target).await
+                    open_with(config.ssl_mode(Wire::Disable), NoTls, target, timeout).await
                 }
                 result => result,
             }
@@ -105,24 +116,68 @@ async fn open(
         // tokio-postgres' `require` only insists on TLS; the certificate
         // checks of the verify modes are in the rustls configuration.
         (SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull, Some(connector)) => {
-            open_with(config.ssl_mode(Wire::Require), connector, target).await
+            open_with(config.ssl_mode(Wire::Require), connector, target, timeout).await
         }
     }
 }
 
-/// One connection attempt; on success the connection task is spawned.
+/// Why a connection attempt failed.
+enum OpenError {
+    Pg(tokio_postgres::Error),
+    /// No complete answer within `connect_timeout`.
+    TimedOut(Duration),
+}
+
+/// One connection attempt, bounded as a whole by `timeout`: tokio-postgres'
+/// own `connect_timeout` covers only the TCP connect, not a server that
+/// accepts and then never answers. On success the connection task is spawned.
 async fn open_with<T>(
     config: &Config,
     tls: T,
     target: &str,
-) -> Result<Client, tokio_postgres::Error>
+    timeout: Duration,
+) -> Result<Client, OpenError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
-    let (client, connection) = config.connect(tls).await?;
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(tls))
+        .await
+        .map_err(|_| OpenError::TimedOut(timeout))?
+        .map_err(OpenError::Pg)?;
     spawn_connection(connection, target.to_string());
     Ok(client)
+}
+
+/// How long a connection attempt may take when the URL does not say
+/// (`connect_timeout`, in seconds, as libpq reads it).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may be idle before TCP keepalives probe it, when
+/// the URL does not say (`keepalives_idle`).
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(30);
+
+/// What flightpath sets when the connection string does not: a
+/// `connect_timeout` (libpq waits for ever without one) and TCP keepalives
+/// that notice a dead server within minutes rather than hours.
+fn apply_defaults(config: &mut Config, conn: &str) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+    }
+    // tokio-postgres has keepalives on by default, idle for 2 hours first;
+    // a string that names `keepalives_idle` keeps its own.
+    if !conn.contains("keepalives_idle") {
+        config.keepalives_idle(DEFAULT_KEEPALIVES_IDLE);
+    }
+}
+
+/// "no answer within 2 s" with the fix.
+fn timed_out(after: Duration) -> String {
+    format!(
+        "the server did not answer within {} s (connect_timeout); check the host and port, \
+         or raise connect_timeout in the connection string",
+        after.as_secs_f64()
+    )
 }
 
 fn spawn_connection<S>(connection: Connection<Socket, S>, target: String)
@@ -279,6 +334,24 @@ mod tests {
             mask_connection_string("postgres://app@db/app?sslmode=require&password=s3cret"),
             "postgres://app@db/app?sslmode=require&password=***"
         );
+    }
+
+    #[test]
+    fn connect_timeout_defaults_to_10_s_and_the_url_wins() {
+        let config_of = |url: &str| {
+            let mut config: Config = url.parse().unwrap();
+            apply_defaults(&mut config, url);
+            config
+        };
+        let plain = config_of("postgres://app@db/app");
+        assert_eq!(plain.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert!(plain.get_keepalives());
+        assert_eq!(plain.get_keepalives_idle(), Duration::from_secs(30));
+        let given = config_of("postgres://app@db/app?connect_timeout=2&keepalives_idle=7");
+        assert_eq!(given.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(given.get_keepalives_idle(), Duration::from_secs(7));
+        let pairs = config_of("host=db dbname=app connect_timeout=3");
+        assert_eq!(pairs.get_connect_timeout(), Some(&Duration::from_secs(3)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::pg::catalog;
 use crate::pg::clone::{self, CloneSpec, Source, TableCopied};
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::schema;
+use crate::pg::wait::{self, Patience};
 use crate::progress::{Progress, Unit};
 use crate::steps::StepError;
 
@@ -50,14 +51,7 @@ pub async fn run(
     let target = connect(&spec.target_name, &spec.target_url, cancel).await?;
     let target_major = clone::server_major(&target, &spec.target_name).await?;
     // Dropping the connection without COMMIT rolls all of this back.
-    target
-        .batch_execute("SET statement_timeout = 0; SET lock_timeout = 0; BEGIN")
-        .await
-        .map_err(sql_error(
-            &spec.target_name,
-            "starting the reload transaction",
-        ))?;
-    let dropped_schemas = drop_user_schemas(&target, &spec.target_name).await?;
+    let dropped_schemas = begin_and_drop(&target, &spec, progress, step_id, cancel).await?;
     schema::apply(&target, &pre)
         .await
         .map_err(|e| StepError::failed(format!("applying the schema (pre-data): {e}")))?;
@@ -125,11 +119,92 @@ pub async fn run(
     })
 }
 
+/// Opens the reload transaction and drops staging's schemas in it. Dropping
+/// needs every table's exclusive lock: each attempt waits at most one
+/// `lock_timeout` (the application's queries queue behind a waiting
+/// exclusive lock, so it gives way between attempts), a second session says
+/// who holds what it waits for, and after the last attempt the step fails
+/// naming them.
+async fn begin_and_drop(
+    target: &tokio_postgres::Client,
+    spec: &CloneSpec,
+    progress: &Progress,
+    step_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Vec<String>, StepError> {
+    let name = &spec.target_name;
+    let patience = Patience::STAGING;
+    let observer = connect(name, &spec.target_url, cancel).await.ok();
+    let pid = wait::backend_pid(target)
+        .await
+        .map_err(sql_error(name, "starting the reload transaction"))?;
+    let on_wait = |holders: &[wait::Holder]| {
+        progress.println(&format!(
+            "{step_id}: waiting for locks on `{name}` held by {}",
+            wait::describe(holders)
+        ));
+    };
+    let mut holders = Vec::new();
+    for attempt in 1..=patience.attempts {
+        target
+            .batch_execute(&format!(
+                "SET statement_timeout = 0; BEGIN; {}",
+                patience.set_local()
+            ))
+            .await
+            .map_err(sql_error(name, "starting the reload transaction"))?;
+        let work = drop_user_schemas(target);
+        let (result, seen) = match &observer {
+            Some(observer) => wait::watched(observer, pid, work, &on_wait).await,
+            None => (work.await, Vec::new()),
+        };
+        if !seen.is_empty() {
+            holders = seen;
+        }
+        match result {
+            Ok(dropped) => {
+                // The reload itself creates what it locks: no more waits.
+                target
+                    .batch_execute("SET LOCAL lock_timeout = 0")
+                    .await
+                    .map_err(sql_error(name, "starting the reload transaction"))?;
+                return Ok(dropped);
+            }
+            Err(e) if wait::is_lock_timeout(&e) && attempt < patience.attempts => {
+                let _ = target.batch_execute("ROLLBACK").await;
+                if cancel.is_cancelled() {
+                    return Err(StepError::Cancelled);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if wait::is_lock_timeout(&e) => {
+                let who = if holders.is_empty() {
+                    "other sessions".to_string()
+                } else {
+                    wait::describe(&holders)
+                };
+                return Err(StepError::Postgres {
+                    target: name.clone(),
+                    message: format!(
+                        "could not lock staging's tables for the reload: waited about {} s over {} \
+                         attempts for locks held by {who}; end those sessions (`SELECT \
+                         pg_terminate_backend(pid)`) or let them finish, then run again; nothing \
+                         was changed",
+                        patience.total().as_secs(),
+                        patience.attempts
+                    ),
+                });
+            }
+            Err(e) => return Err(sql_error(name, "dropping staging's schemas")(e)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 /// Drops every schema but the system's, then recreates an empty `public`.
 async fn drop_user_schemas(
     target: &tokio_postgres::Client,
-    name: &str,
-) -> Result<Vec<String>, StepError> {
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = target
         .query(
             "SELECT nspname::text FROM pg_namespace \
@@ -138,8 +213,7 @@ async fn drop_user_schemas(
              ORDER BY 1",
             &[],
         )
-        .await
-        .map_err(sql_error(name, "listing schemas"))?;
+        .await?;
     let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     for schema in &schemas {
         target
@@ -147,12 +221,11 @@ async fn drop_user_schemas(
                 "DROP SCHEMA {} CASCADE",
                 catalog::quote_ident(schema)
             ))
-            .await
-            .map_err(sql_error(name, &format!("dropping schema {schema}")))?;
+            .await?;
     }
     // pg_dump leaves `public` out when it is as initdb made it, so put it
     // back exactly so: owner, comment and privileges of this server version.
-    let major = clone::server_major(target, name).await?;
+    let major = crate::pg::catalog::server_version_num(target).await? / 10_000;
     let public = if major >= 15 {
         "CREATE SCHEMA public AUTHORIZATION pg_database_owner; \
          GRANT USAGE ON SCHEMA public TO PUBLIC"
@@ -163,7 +236,6 @@ async fn drop_user_schemas(
         .batch_execute(&format!(
             "{public}; COMMENT ON SCHEMA public IS 'standard public schema'"
         ))
-        .await
-        .map_err(sql_error(name, "recreating schema public"))?;
+        .await?;
     Ok(schemas)
 }

@@ -11,3 +11,4 @@ pub mod schema;
 pub mod snapshot;
 pub mod swap;
 pub mod url;
+pub mod wait;

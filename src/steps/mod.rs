@@ -186,39 +186,61 @@ pub struct StepOutcome {
 }
 
 /// What a step leaves for the end of the run, once it is known whether the
-/// whole run succeeded.
-#[derive(Debug, Clone, PartialEq)]
+/// whole run succeeded. Journaled (it holds names, never URLs or secrets),
+/// so a resumed run can finish what a dead one left.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AfterRun {
     /// `postgres.clone` swapped a new database in for staging: on success the
     /// old one is dropped (unless `keep_old`); on failure the swap is undone.
     PostgresSwap {
         target: String,
-        maintenance_url: String,
+        /// The staging server's database that maintenance connections use
+        /// (`postgres`, else `template1`).
+        maintenance_database: String,
         swapped: crate::pg::swap::Swapped,
         keep_old: bool,
     },
 }
 
 impl AfterRun {
+    /// A maintenance connection to the staging server of `target`.
+    async fn maintenance(
+        target: &str,
+        database: &str,
+        targets: &BTreeMap<String, Target>,
+    ) -> Result<(tokio_postgres::Client, String), String> {
+        let url = targets
+            .get(target)
+            .and_then(|t| t.postgres.as_deref())
+            .ok_or_else(|| format!("target `{target}` has no `postgres:` URL"))?;
+        let url = crate::pg::url::with_database(url, database);
+        let client = crate::pg::connect::connect(target, &url, &CancellationToken::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((client, url))
+    }
+
     /// The step that left this behind succeeded, and so did the run.
-    pub async fn commit(&self) -> Result<String, String> {
+    pub async fn commit(&self, targets: &BTreeMap<String, Target>) -> Result<String, String> {
         match self {
             AfterRun::PostgresSwap {
                 target,
-                maintenance_url,
+                maintenance_database,
                 swapped,
                 keep_old,
             } => {
+                let (client, _) = Self::maintenance(target, maintenance_database, targets).await?;
                 if *keep_old {
+                    // Marked, so that no later run takes it for a leftover.
+                    crate::pg::swap::mark_kept(&client, &swapped.aside)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     return Ok(format!(
                         "kept the previous `{target}` database as `{}` (keep_old)",
                         swapped.aside
                     ));
                 }
-                let client =
-                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                        .await
-                        .map_err(|e| e.to_string())?;
                 crate::pg::swap::drop_database(&client, &swapped.aside)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -231,26 +253,56 @@ impl AfterRun {
     }
 
     /// The run failed after this step succeeded: undo it.
-    pub async fn rollback(&self) -> Result<String, String> {
+    pub async fn rollback(&self, targets: &BTreeMap<String, Target>) -> Result<String, String> {
         match self {
             AfterRun::PostgresSwap {
                 target,
-                maintenance_url,
+                maintenance_database,
                 swapped,
                 ..
             } => {
-                let client =
-                    crate::pg::connect::connect(target, maintenance_url, &CancellationToken::new())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                let discard = crate::pg::swap::derived_name(&swapped.live, "_fp_discard");
-                crate::pg::swap::swap_back(&client, swapped, &discard)
+                let (client, url) =
+                    Self::maintenance(target, maintenance_database, targets).await?;
+                let observer = crate::pg::connect::connect(target, &url, &CancellationToken::new())
+                    .await
+                    .ok();
+                let discard = crate::pg::swap::discard_name(swapped);
+                let on_wait = |holders: &[crate::pg::wait::Holder]| {
+                    tracing::warn!(
+                        "swapping `{}` back waits for a lock held by {}",
+                        swapped.live,
+                        crate::pg::wait::describe(holders)
+                    );
+                };
+                crate::pg::swap::swap_back(&client, observer.as_ref(), swapped, &discard, &on_wait)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(format!(
                     "swapped back: `{}` is the previous staging database again",
                     swapped.live
                 ))
+            }
+        }
+    }
+
+    /// Whether what this confirms or undoes is still there (a resumed run
+    /// reuses the step only then): the swapped-out database still exists.
+    pub async fn still_in_place(&self, targets: &BTreeMap<String, Target>) -> bool {
+        match self {
+            AfterRun::PostgresSwap {
+                target,
+                maintenance_database,
+                swapped,
+                ..
+            } => {
+                let Ok((client, _)) =
+                    Self::maintenance(target, maintenance_database, targets).await
+                else {
+                    return false;
+                };
+                crate::pg::swap::exists(&client, &swapped.aside)
+                    .await
+                    .unwrap_or(false)
             }
         }
     }

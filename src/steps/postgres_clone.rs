@@ -209,15 +209,24 @@ impl Params {
         let staging_db = url::database_of(&spec.target_url).unwrap_or_default();
         // In place needs nothing but staging itself (managed providers often
         // refuse connections to their other databases).
-        let (target_version, warning) = match self.strategy {
+        let mut leftovers = Vec::new();
+        let (target_version, warning, sessions) = match self.strategy {
             Strategy::Swap => {
                 let (maintenance, _) = clone::maintenance_client(&spec, &ctx.cancel).await?;
                 let warning = check_privileges(&maintenance, &self.target, &staging_db).await?;
-                (version(&maintenance, &self.target).await?, warning)
+                let sessions = sessions_to_end(&maintenance, &self.target, &staging_db).await?;
+                leftovers = crate::pg::swap::leftovers(&maintenance, &staging_db)
+                    .await
+                    .map_err(|e| StepError::failed(e.to_string()))?;
+                (
+                    version(&maintenance, &self.target).await?,
+                    warning,
+                    Some(sessions),
+                )
             }
             Strategy::InPlace => {
                 let staging = connect(&self.target, &spec.target_url, &ctx.cancel).await?;
-                (version(&staging, &self.target).await?, None)
+                (version(&staging, &self.target).await?, None, None)
             }
         };
 
@@ -286,6 +295,21 @@ impl Params {
                     .to_vec(),
                 rows,
             });
+        if !leftovers.is_empty() {
+            outcome = outcome.detail(Detail::Table {
+                title: "left by interrupted runs".into(),
+                columns: ["database", "left by run", "what this run does"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: leftovers
+                    .iter()
+                    .map(|l| vec![l.name.clone(), format!("…{}", l.run), l.fate(&staging_db)])
+                    .collect(),
+            });
+        }
+        if let Some(sessions) = sessions {
+            outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
+        }
         for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
@@ -345,6 +369,12 @@ impl Params {
         .detail(Detail::fact("sequences set", cloned.sequences.to_string()))
         .detail(Detail::fact("phases", phases_text(&cloned.phases)))
         .detail(tables_detail(&cloned.tables));
+        if !cloned.recovered.is_empty() {
+            outcome = outcome.detail(Detail::fact(
+                "cleaned up after interrupted runs",
+                cloned.recovered.join("; "),
+            ));
+        }
         if !cloned.same_locale {
             outcome = outcome.detail(Detail::fact(
                 "locale",
@@ -354,7 +384,8 @@ impl Params {
         outcome = self.anonymized_details(outcome, binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
-            maintenance_url: cloned.maintenance_url,
+            maintenance_database: url::database_of(&cloned.maintenance_url)
+                .unwrap_or_else(|| "postgres".into()),
             swapped: cloned.swapped,
             keep_old: self.keep_old,
         });
@@ -726,6 +757,44 @@ async fn check_privileges(
             "role `{role}` may not end other roles' sessions on `{database}`; if another role is connected at the swap, it fails: `GRANT pg_signal_backend TO {role}`"
         )
     }))
+}
+
+/// The sessions connected to staging now, which the swap will end: how
+/// many, whose, from which applications (never what they run).
+async fn sessions_to_end(
+    maintenance: &Client,
+    target: &str,
+    database: &str,
+) -> Result<String, StepError> {
+    let row = maintenance
+        .query_one(
+            "SELECT count(*), \
+                    coalesce(string_agg(DISTINCT usename::text, ', '), ''), \
+                    coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '') \
+             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database],
+        )
+        .await
+        .map_err(sql_error(target, "listing the sessions on staging"))?;
+    let (count, users, applications): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    Ok(sessions_phrase(database, count, &users, &applications))
+}
+
+fn sessions_phrase(database: &str, count: i64, users: &str, applications: &str) -> String {
+    if count == 0 {
+        return format!(
+            "none connected to `{database}` now; any that connect before the swap are ended"
+        );
+    }
+    let applications = if applications.is_empty() {
+        "no application_name".to_string()
+    } else {
+        format!("applications {applications}")
+    };
+    format!(
+        "{count} session(s) connected to `{database}` now (users {users}; {applications}) \
+         will be ended, and any that connect before the swap"
+    )
 }
 
 fn table_plan_row(
