@@ -11,6 +11,7 @@ mod engine;
 mod pg_schema;
 mod presets;
 mod scan;
+mod secrets;
 mod shipped;
 mod steps;
 mod tls;

@@ -233,14 +233,18 @@ fn print_load_error(err: &crate::workflow::LoadError) {
     match err {
         LoadError::Invalid { problems, path: _ } => {
             let rendered = crate::workflow::diagnostics::render(problems, use_color_on_stderr());
-            eprint!("{rendered}");
+            // The snippets quote the file, passwords in its URLs included.
+            eprint!("{}", crate::engine::redact::mask_secrets(&rendered));
             eprintln!(
                 "error: {} problem{} found; nothing was run",
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" }
             );
         }
-        other => eprintln!("error: {other}"),
+        other => eprintln!(
+            "error: {}",
+            crate::engine::redact::mask_secrets(&other.to_string())
+        ),
     }
 }
 

@@ -195,6 +195,15 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         let postgres = endpoint(&mut reader, "postgres");
         let media = endpoint(&mut reader, "media");
         let git = endpoint(&mut reader, "git");
+        // Registered now, so that every message about this target, from
+        // validation on, masks its password as the connector reads it.
+        if let Some(url) = &postgres {
+            cx.secrets
+                .extend(crate::pg::connect::connection_secrets(url));
+        }
+        for url in [&media, &git].into_iter().flatten() {
+            cx.secrets.extend(crate::engine::redact::url_secrets(url));
+        }
         let target = Target {
             name: key.name.clone(),
             postgres,
