@@ -8,6 +8,7 @@ mod anonymize_detect;
 mod clone;
 mod cluster;
 mod engine;
+mod input_files;
 mod pg_schema;
 mod presets;
 mod scan;

@@ -19,11 +19,11 @@ use super::yaml::{self, Node, Span, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read workflow `{path}`: {source}")]
+    #[error("cannot read workflow `{}`: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: yaml::SourceError,
     },
     #[error("no workflow named `{name}` (looked for {tried})")]
     NotFound { name: String, tried: String },
@@ -38,7 +38,10 @@ pub enum LoadError {
 /// `workflows/<name>.yaml` (or `.yml`) under `dir`.
 pub fn resolve(dir: &Path, workflow: &str) -> Result<PathBuf, LoadError> {
     let as_path = dir.join(workflow);
-    if as_path.is_file() {
+    // Anything there but a directory is the workflow meant, so a FIFO or a
+    // device is refused by name (by `load`) rather than "not found".
+    let present = |path: &Path| std::fs::metadata(path).is_ok_and(|meta| !meta.is_dir());
+    if present(&as_path) {
         return Ok(as_path);
     }
     let candidates = [
@@ -47,7 +50,7 @@ pub fn resolve(dir: &Path, workflow: &str) -> Result<PathBuf, LoadError> {
     ];
     candidates
         .iter()
-        .find(|p| p.is_file())
+        .find(|p| present(p))
         .cloned()
         .ok_or_else(|| LoadError::NotFound {
             name: workflow.to_string(),
@@ -66,7 +69,7 @@ fn relative<'a>(dir: &Path, path: &'a Path) -> &'a Path {
 /// Reads and validates the workflow at `path`; `shown_as` is how the file is
 /// named in messages (the path the user typed).
 pub fn load(path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let source = yaml::read_source(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
