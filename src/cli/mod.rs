@@ -233,8 +233,7 @@ fn print_load_error(err: &crate::workflow::LoadError) {
     match err {
         LoadError::Invalid { problems, path: _ } => {
             let rendered = crate::workflow::diagnostics::render(problems, use_color_on_stderr());
-            // The snippets quote the file, passwords in its URLs included.
-            eprint!("{}", crate::engine::redact::mask_secrets(&rendered));
+            eprint!("{rendered}");
             eprintln!(
                 "error: {} problem{} found; nothing was run",
                 problems.len(),

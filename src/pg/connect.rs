@@ -254,6 +254,29 @@ pub fn connection_secrets(conn: &str) -> Vec<String> {
     out
 }
 
+/// Whether `conn` is a connection string the connector can read, without
+/// connecting: a `postgres://` or `postgresql://` URL, or `key=value`
+/// pairs. The reason, when it is not, never quotes the string.
+pub fn check_connection_string(conn: &str) -> Result<(), String> {
+    let conn = conn.trim();
+    if let Some((scheme, _)) = conn.split_once("://") {
+        if !crate::engine::redact::is_postgres_scheme(scheme) {
+            return Err(format!(
+                "a `{scheme}://` URL; PostgreSQL URLs start with `postgres://`"
+            ));
+        }
+    } else if !conn.contains('=') {
+        return Err("neither a `postgres://` URL nor `key=value` pairs".into());
+    }
+    // TLS settings are checked when connecting, with their own messages.
+    let Ok((_, rest)) = params::split(conn) else {
+        return Ok(());
+    };
+    rest.parse::<Config>()
+        .map(|_| ())
+        .map_err(|e| crate::engine::redact::mask_secrets(&cause(&e)))
+}
+
 /// A connection string safe to show: the password of a URL (as the
 /// connector splits it, or all its credentials when it cannot), its
 /// secret query values, or the `password=` of a `key=value` string (any

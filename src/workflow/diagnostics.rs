@@ -139,6 +139,8 @@ pub fn render(problems: &[Located], color: bool) -> String {
         .with_links(false);
     let mut out = String::new();
     for located in problems {
+        let masked = mask(located);
+        let located = masked.as_ref().unwrap_or(located);
         let clipped = clip(located);
         let located = clipped.as_ref().unwrap_or(located);
         let header = format!(
@@ -229,6 +231,46 @@ fn clip(located: &Located) -> Option<Located> {
             span,
             ..located.problem.clone()
         },
+        source: Arc::new(NamedSource::new(located.source.name(), text)),
+    })
+}
+
+/// `located` with the secrets its snippet would quote (URL passwords,
+/// `password=` values) replaced by as many `*` as they have bytes, so every
+/// span still points at the same text; `None` when there are none.
+fn mask(located: &Located) -> Option<Located> {
+    let source = located.source.inner();
+    let mut text = String::with_capacity(source.len());
+    let mut changed = false;
+    for line in source.split_inclusive('\n') {
+        let masked = crate::engine::redact::mask_secrets(line);
+        if masked == line {
+            text.push_str(line);
+            continue;
+        }
+        changed = true;
+        // What changed lies between the common start and end.
+        let start = line
+            .char_indices()
+            .zip(masked.chars())
+            .find(|((_, a), b)| a != b)
+            .map_or(0, |((i, _), _)| i);
+        let common_end = line
+            .bytes()
+            .rev()
+            .zip(masked.bytes().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let end = (line.len() - common_end).max(start);
+        let end = (end..=line.len())
+            .find(|&i| line.is_char_boundary(i))
+            .unwrap_or(line.len());
+        text.push_str(&line[..start]);
+        text.push_str(&"*".repeat(end - start));
+        text.push_str(&line[end..]);
+    }
+    changed.then(|| Located {
+        problem: located.problem.clone(),
         source: Arc::new(NamedSource::new(located.source.name(), text)),
     })
 }
