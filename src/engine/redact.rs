@@ -137,6 +137,16 @@ pub fn url_secrets(url: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut out = vec![raw.to_string()];
+    if let Userinfo::Unparsable { .. } = userinfo(scheme, rest) {
+        // The password as meant (after the user), and the part the
+        // connector took for the host, each a secret of its own.
+        if let Some((_, meant)) = raw.split_once(':') {
+            out.push(meant.to_string());
+        }
+        if let Some((_, host_part)) = raw.split_once('@') {
+            out.push(host_part.to_string());
+        }
+    }
     let decoded = percent_decode(raw);
     if decoded != raw {
         out.push(decoded);
@@ -415,8 +425,8 @@ mod tests {
         );
         assert_eq!(url_password("postgres://u:p#a?s/s@w@db/app"), None);
         assert_eq!(
-            url_secrets("postgres://u:p#a?s/s@w@db/app"),
-            ["u:p#a?s/s@w".to_string()]
+            url_secrets("postgres://u:p#a?s/s@w0rd@db/app"),
+            ["u:p#a?s/s@w0rd", "p#a?s/s@w0rd", "w0rd"]
         );
         // An `https` URL whose `user:pa` is no `host:port`.
         assert_eq!(
