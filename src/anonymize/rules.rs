@@ -433,7 +433,7 @@ fn resolve(
                 .first()
                 .map_or_else(|| PathBuf::from(reference), |b| b.join(reference))
         });
-    let text = std::fs::read_to_string(&path)
+    let text = yaml::read_source(&path)
         .map_err(|e| format!("cannot read rules file `{reference}`: {e}"))?;
     Ok((reference.to_string(), text, Some(path)))
 }

@@ -240,7 +240,10 @@ fn print_load_error(err: &crate::workflow::LoadError) {
                 if problems.len() == 1 { "" } else { "s" }
             );
         }
-        other => eprintln!("error: {other}"),
+        other => eprintln!(
+            "error: {}",
+            crate::engine::redact::mask_secrets(&other.to_string())
+        ),
     }
 }
 

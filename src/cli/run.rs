@@ -162,18 +162,20 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
     };
     let outcome = engine::run(&workflow, options).await;
     watcher.abort();
+    // Refusals and pre-run checks may name a target by its URL.
+    let redactor = engine::redactor_for(&workflow);
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(EngineError::Lock(e)) => {
-            eprintln!("error: refused: {e}");
+            eprintln!("error: refused: {}", redactor.redact(&e.to_string()));
             return EXIT_REFUSED;
         }
         Err(EngineError::Refused(reason)) => {
-            eprintln!("error: refused: {reason}");
+            eprintln!("error: refused: {}", redactor.redact(&reason));
             return EXIT_REFUSED;
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", redactor.redact(&e.to_string()));
             return EXIT_STEP_FAILED;
         }
     };

@@ -12,7 +12,9 @@ use crate::anonymize::bind::Anonymizer;
 use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rules::{self, RuleSet, RulesError};
 use crate::anonymize::starter::starter;
+use crate::engine::redact::Redactor;
 use crate::pg::catalog;
+use crate::pg::connect::{connection_secrets, mask_connection_string};
 use crate::pg::snapshot::read_only_session;
 use crate::workflow::diagnostics::render;
 use crate::workflow::template::Vars;
@@ -38,14 +40,14 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             }
         }
     };
-    let shown = crate::pg::connect::mask_connection_string(&args.source);
+    // Everything scan prints or writes goes through this: the password as
+    // the connector reads it is a registered secret.
+    let redactor = Redactor::default().with_secrets(connection_secrets(&args.source));
+    let shown = redactor.redact(&mask_connection_string(&args.source));
     let client = match read_only_session("source", &args.source, &CancellationToken::new()).await {
         Ok(client) => client,
         Err(e) => {
-            eprintln!(
-                "error: {}",
-                crate::engine::redact::mask_url_passwords(&e.to_string())
-            );
+            eprintln!("error: {}", redactor.redact(&e.to_string()));
             return EXIT_STEP_FAILED;
         }
     };
@@ -54,7 +56,7 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
         Err(e) => {
             eprintln!(
                 "error: listing tables of {shown}: {}",
-                crate::pg::connect::describe(&e, None)
+                redactor.redact(&crate::pg::connect::describe(&e, None))
             );
             return EXIT_STEP_FAILED;
         }
@@ -66,7 +68,7 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     };
     let mut binding = anonymizer.bind(&tables);
     if let Err(e) = binding.sample(&client, &tables).await {
-        eprintln!("error: sampling {e}");
+        eprintln!("error: sampling {}", redactor.redact(&e.to_string()));
         return EXIT_STEP_FAILED;
     }
 

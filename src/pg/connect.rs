@@ -27,7 +27,7 @@ use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::redact::{MASK, mask_url_passwords};
+use crate::engine::redact::{mask_secrets, mask_whole_url, url_secrets};
 use crate::steps::StepError;
 
 use params::{SslMode, SslSettings};
@@ -290,27 +290,60 @@ fn line_column(sql: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// A connection string safe to show: the password of a URL, or the
-/// `password=` of a `key=value` string, masked.
-pub fn mask_connection_string(url: &str) -> String {
-    use std::sync::OnceLock;
-    static QUERY: OnceLock<regex::Regex> = OnceLock::new();
-    static PAIR: OnceLock<regex::Regex> = OnceLock::new();
-    if url.contains("://") {
-        let query = QUERY
-            .get_or_init(|| regex::Regex::new(r"([?&]password=)[^&#\s]*").expect("valid pattern"));
-        return query
-            .replace_all(&mask_url_passwords(url), format!("${{1}}{MASK}"))
-            .into_owned();
+/// The secrets of a connection string, to register with the redactor: the
+/// password exactly as the connector parses it (percent-decoded), as it is
+/// written, and, for a URL whose credentials cannot be split, everything
+/// before its last `@`. Nothing is connected to.
+pub fn connection_secrets(conn: &str) -> Vec<String> {
+    let mut out = url_secrets(conn);
+    let (_, parameter) = take_password(conn);
+    out.extend(parameter);
+    let parsed = params::split(conn)
+        .ok()
+        .and_then(|(_, rest)| rest.parse::<Config>().ok());
+    if let Some(password) = parsed.as_ref().and_then(Config::get_password) {
+        out.push(String::from_utf8_lossy(password).into_owned());
     }
-    // A quoted value is one value, spaces and `\'` included.
-    let pair = PAIR.get_or_init(|| {
-        regex::Regex::new(r"(^|\s)password\s*=\s*(?:'(?:[^'\\]|\\.)*'?|\S+)")
-            .expect("valid pattern")
-    });
-    pair.replace_all(url, format!("${{1}}password={MASK}"))
-        .into_owned()
+    out.retain(|s| !s.is_empty());
+    out.dedup();
+    out
 }
+
+/// Whether `conn` is a connection string the connector can read, without
+/// connecting: a `postgres://` or `postgresql://` URL, or `key=value`
+/// pairs. The reason, when it is not, never quotes the string.
+pub fn check_connection_string(conn: &str) -> Result<(), String> {
+    let conn = conn.trim();
+    if let Some((scheme, _)) = conn.split_once("://") {
+        if !crate::engine::redact::is_postgres_scheme(scheme) {
+            return Err(format!(
+                "a `{scheme}://` URL; PostgreSQL URLs start with `postgres://`"
+            ));
+        }
+    } else if !conn.contains('=') {
+        return Err("neither a `postgres://` URL nor `key=value` pairs".into());
+    }
+    // TLS settings are checked when connecting, with their own messages.
+    let Ok((_, rest)) = params::split(conn) else {
+        return Ok(());
+    };
+    rest.parse::<Config>()
+        .map(|_| ())
+        .map_err(|e| crate::engine::redact::mask_secrets(&cause(&e)))
+}
+
+/// A connection string safe to show: the password of a URL (as the
+/// connector splits it, or all its credentials when it cannot), its
+/// secret query values, or the `password=` of a `key=value` string (any
+/// case), masked.
+pub fn mask_connection_string(url: &str) -> String {
+    if url.contains("://") {
+        mask_whole_url(url)
+    } else {
+        mask_secrets(url)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +362,14 @@ mod tests {
         assert_eq!(
             mask_connection_string(r"host=db password = 'a b\'c d' dbname=app"),
             "host=db password=*** dbname=app"
+        );
+        assert_eq!(
+            mask_connection_string("host=db PASSWORD=s3cret dbname=app"),
+            "host=db PASSWORD=*** dbname=app"
+        );
+        assert_eq!(
+            mask_connection_string("postgres://app:a b@db/app"),
+            "postgres://app:***@db/app"
         );
         assert_eq!(
             mask_connection_string("postgres://app@db/app?sslmode=require&password=s3cret"),
@@ -352,6 +393,29 @@ mod tests {
         assert_eq!(given.get_keepalives_idle(), Duration::from_secs(7));
         let pairs = config_of("host=db dbname=app connect_timeout=3");
         assert_eq!(pairs.get_connect_timeout(), Some(&Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn secrets_are_what_the_connector_takes_for_the_password() {
+        assert_eq!(
+            connection_secrets("postgres://app:p%23a?s/s@db/app?sslmode=disable"),
+            ["p%23a?s/s", "p#a?s/s"]
+        );
+        assert_eq!(
+            connection_secrets("host=db user=app password='a b' dbname=app"),
+            ["a b"]
+        );
+        assert!(connection_secrets("postgres://app@db/app").is_empty());
+        for url in [
+            "postgres://app:pa#ss@db:5432/app",
+            "postgres://app:pa?ss@db:5432/app?sslmode=disable",
+            "postgres://app:pa/ss@db/app",
+        ] {
+            let config: Config = params::split(url).unwrap().1.parse().unwrap();
+            let password = String::from_utf8_lossy(config.get_password().unwrap()).into_owned();
+            assert!(connection_secrets(url).contains(&password), "{url}");
+            assert!(!mask_connection_string(url).contains(&password), "{url}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::Client;
 
+use crate::pg::connect::describe;
+
 /// The 11-byte signature that opens every binary COPY stream.
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -140,9 +142,11 @@ impl<'a> Row<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("reading from the source: {0}")]
+    // tokio-postgres' own Display says only "db error": the server's
+    // message (a failing `where:`, a bad cast) is what a person needs.
+    #[error("reading from the source: {}", describe(.0, None))]
     Source(tokio_postgres::Error),
-    #[error("writing to the target: {0}")]
+    #[error("writing to the target: {}", describe(.0, None))]
     Target(tokio_postgres::Error),
     #[error("the source sent a malformed binary COPY stream: {0}")]
     Malformed(&'static str),

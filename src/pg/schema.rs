@@ -16,7 +16,7 @@ use std::process::Stdio;
 use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 
-use crate::engine::redact::{MASK, mask_url_passwords};
+use crate::engine::redact::{MASK, mask_secrets, postgres_credentials};
 use crate::pg::catalog::{qualified, quote_ident};
 use crate::pg::connect::describe;
 
@@ -253,7 +253,7 @@ pub async fn dump_section(
             source,
         })?;
     if !output.status.success() {
-        let mut stderr = mask_url_passwords(&tail(
+        let mut stderr = mask_secrets(&tail(
             &String::from_utf8_lossy(&output.stderr),
             STDERR_TAIL_LINES,
         ));
@@ -270,25 +270,26 @@ pub async fn dump_section(
     Ok(strip_meta_commands(&text))
 }
 
-/// The URL without its password, and the password (percent-decoded). A
+/// The URL without its password, and the password (percent-decoded),
+/// split where the connector splits it ([`postgres_credentials`]), so a raw
+/// `?`, `/` or `#` in the password never reaches pg_dump's command line. A
 /// `key=value` connection string is returned unchanged.
 fn split_password(url: &str) -> (String, Option<String>) {
     let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
         return (url.to_string(), None);
     };
-    let rest = &url[scheme_end..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+    let Some(credentials) = postgres_credentials(&url[scheme_end..]) else {
         return (url.to_string(), None);
     };
-    let Some((user, password)) = userinfo.split_once(':') else {
+    let Some(decoded) = credentials.password.and_then(percent_decode) else {
         return (url.to_string(), None);
     };
-    let Some(decoded) = percent_decode(password) else {
-        return (url.to_string(), None);
-    };
-    let after_password = scheme_end + userinfo.len();
-    let without = format!("{}{user}{}", &url[..scheme_end], &url[after_password..]);
+    let without = format!(
+        "{}{}@{}",
+        &url[..scheme_end],
+        credentials.user,
+        credentials.rest
+    );
     (without, Some(decoded))
 }
 
@@ -1455,6 +1456,14 @@ REFRESH MATERIALIZED VIEW public.user_counts;
             (
                 "postgres://app@db:5432/prod?sslmode=require".to_string(),
                 Some("p@ss:w".to_string())
+            )
+        );
+        // Raw `#`, `?` and `/` are the password's, as the connector reads it.
+        assert_eq!(
+            split_password("postgres://app:p#a?s/s@db/prod?sslmode=disable"),
+            (
+                "postgres://app@db/prod?sslmode=disable".to_string(),
+                Some("p#a?s/s".to_string())
             )
         );
         assert_eq!(

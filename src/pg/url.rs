@@ -3,11 +3,15 @@
 //! `postgres` maintenance database). Both URL (`postgres://…/db?…`) and
 //! key=value (`host=… dbname=…`) forms are handled.
 
+pub(crate) use crate::engine::redact::percent_decode;
+use crate::engine::redact::postgres_credentials;
+
 /// `user:password@host:port/db?query` → (`user:password@`, `host:port/db`,
-/// `?query`): the query starts after the credentials (as tokio-postgres
-/// reads it), so a `?` or `/` in a password is not taken for one.
+/// `?query`): the query starts after the credentials, split as the
+/// connector (and the redactor) split them, so a `?` or `/` in a password
+/// is not taken for one.
 fn url_parts(rest: &str) -> (&str, &str, &str) {
-    let credentials = rest.find('@').map_or(0, |at| at + 1);
+    let credentials = postgres_credentials(rest).map_or(0, |c| rest.len() - c.rest.len());
     let (userinfo, after) = rest.split_at(credentials);
     let (path, query) = match after.find(['?', '#']) {
         Some(at) => after.split_at(at),
@@ -94,27 +98,6 @@ fn key_values(dsn: &str) -> Vec<(String, String)> {
         }
         out.push((key, value));
     }
-}
-
-/// `%XX` escapes decoded; anything else (a lone `%`) kept as it is.
-pub(crate) fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn percent_encode(text: &str) -> String {

@@ -114,6 +114,19 @@ impl StepParams {
         }
     }
 
+    /// The outputs a step of this kind sets, which `${steps.<id>.<output>}`
+    /// may read (the `.output(…)` calls of its module).
+    pub fn outputs(&self) -> &'static [&'static str] {
+        match self {
+            StepParams::Shell(_) => &["exit_code"],
+            StepParams::PostgresSql(_) => &["rows"],
+            StepParams::PostgresClone(_) => &["tables", "rows", "bytes", "anonymized_values"],
+            StepParams::HttpCheck(_) => &["status"],
+            StepParams::Approve(_) => &["approved_by"],
+            StepParams::Notify(_) => &[],
+        }
+    }
+
     /// Every interpolated string in the parameters (to check `${steps.…}`).
     pub fn templates(&self) -> Vec<&Template> {
         match self {

@@ -84,9 +84,11 @@ impl Params {
                 format!("appended to {shown}")
             }
             Destination::Webhook(url) => {
+                // The server may echo its path (the key) in its answer.
+                let redactor = ctx.redactor.with_secrets(webhook_secrets(url));
                 tokio::select! {
                     result = post(url, &text) => result.map_err(|e| {
-                        StepError::failed(ctx.redactor.redact(&format!("POST {shown}: {e}")))
+                        StepError::failed(redactor.redact(&format!("POST {shown}: {e}")))
                     })?,
                     _ = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
                 }
@@ -158,6 +160,28 @@ pub fn webhook_origin(url: &str) -> String {
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
     format!("{scheme}://{host}/…")
+}
+
+/// The parts of a webhook URL that are its key, to mask wherever they
+/// appear (an error, a body the server echoes): its path and query, whole
+/// and by segment (the segments that are not plain words), and its
+/// credentials.
+fn webhook_secrets(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let tail = &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..];
+    let mut out = vec![tail.to_string(), tail.trim_start_matches('/').to_string()];
+    out.extend(
+        tail.split(['/', '?', '&', '=', '#'])
+            .filter(|part| {
+                part.len() >= 6
+                    && !part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'_')
+            })
+            .map(str::to_string),
+    );
+    out.extend(crate::engine::redact::url_secrets(url));
+    out
 }
 
 async fn append(path: &std::path::Path, text: &str) -> std::io::Result<()> {

@@ -19,11 +19,11 @@ use super::yaml::{self, Node, Span, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read workflow `{path}`: {source}")]
+    #[error("cannot read workflow `{}`: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: yaml::SourceError,
     },
     #[error("no workflow named `{name}` (looked for {tried})")]
     NotFound { name: String, tried: String },
@@ -38,7 +38,10 @@ pub enum LoadError {
 /// `workflows/<name>.yaml` (or `.yml`) under `dir`.
 pub fn resolve(dir: &Path, workflow: &str) -> Result<PathBuf, LoadError> {
     let as_path = dir.join(workflow);
-    if as_path.is_file() {
+    // Anything there but a directory is the workflow meant, so a FIFO or a
+    // device is refused by name (by `load`) rather than "not found".
+    let present = |path: &Path| std::fs::metadata(path).is_ok_and(|meta| !meta.is_dir());
+    if present(&as_path) {
         return Ok(as_path);
     }
     let candidates = [
@@ -47,7 +50,7 @@ pub fn resolve(dir: &Path, workflow: &str) -> Result<PathBuf, LoadError> {
     ];
     candidates
         .iter()
-        .find(|p| p.is_file())
+        .find(|p| present(p))
         .cloned()
         .ok_or_else(|| LoadError::NotFound {
             name: workflow.to_string(),
@@ -66,7 +69,7 @@ fn relative<'a>(dir: &Path, path: &'a Path) -> &'a Path {
 /// Reads and validates the workflow at `path`; `shown_as` is how the file is
 /// named in messages (the path the user typed).
 pub fn load(path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let source = yaml::read_source(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -190,11 +193,24 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         let mut endpoint = |reader: &mut MapReader, key: &'static str| {
             let node = reader.get(key)?;
             let what = format!("{} `{key}`", reader.what());
-            Some(cx.string(node, &what).unwrap_or_default())
+            Some((cx.string(node, &what), node.clone()))
         };
         let postgres = endpoint(&mut reader, "postgres");
-        let media = endpoint(&mut reader, "media");
-        let git = endpoint(&mut reader, "git");
+        let media = endpoint(&mut reader, "media").map(|(url, _)| url.unwrap_or_default());
+        let git = endpoint(&mut reader, "git").map(|(url, _)| url.unwrap_or_default());
+        if let Some((Some(url), node)) = &postgres {
+            check_postgres(cx, &key.name, node, url);
+        }
+        let postgres = postgres.map(|(url, _)| url.unwrap_or_default());
+        // Registered now, so that every message about this target, from
+        // validation on, masks its password as the connector reads it.
+        if let Some(url) = &postgres {
+            cx.secrets
+                .extend(crate::pg::connect::connection_secrets(url));
+        }
+        for url in [&media, &git].into_iter().flatten() {
+            cx.secrets.extend(crate::engine::redact::url_secrets(url));
+        }
         let target = Target {
             name: key.name.clone(),
             postgres,
@@ -218,6 +234,45 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         targets.insert(key.name.clone(), target);
     }
     targets
+}
+
+/// A target's `postgres:` must be a connection string the connector can
+/// read: a `postgres://` URL or `key=value` pairs. Nothing is connected
+/// to; the value itself is never shown (it may hold a password).
+fn check_postgres(cx: &mut LoadCtx, target: &str, node: &Node, url: &str) {
+    let problem = |message: String, label: &str| {
+        Problem::new("flightpath::target::postgres", message, node.span, label).help(
+            "write a URL such as `postgres://user@host:5432/dbname`, or `key=value` \
+             pairs such as `host=db.internal dbname=app user=app`",
+        )
+    };
+    let what = format!("target `{target}` `postgres`");
+    let problem = match &node.value {
+        Value::Str(_) => {
+            if url.trim().is_empty() {
+                Some(problem(
+                    format!("{what} is empty"),
+                    "no connection string (an empty variable?)",
+                ))
+            } else {
+                crate::pg::connect::check_connection_string(url)
+                    .err()
+                    .map(|why| {
+                        problem(
+                            format!("{what} is not a connection string: {why}"),
+                            "not a `postgres://` URL or `key=value` pairs",
+                        )
+                    })
+            }
+        }
+        _ => Some(problem(
+            format!("{what} must be a connection string, found {}", node.kind()),
+            "not a `postgres://` URL or `key=value` pairs",
+        )),
+    };
+    if let Some(problem) = problem {
+        cx.push(problem);
+    }
 }
 
 fn read_steps(cx: &mut LoadCtx, node: &Node, on_failure: bool, out: &mut Vec<RawStep>) {
@@ -385,7 +440,7 @@ fn check_graph(cx: &mut LoadCtx, group: &[RawStep], earlier: &[RawStep]) -> Opti
         let Some(params) = &step.params else { continue };
         for template in params.templates() {
             for reference in template.references() {
-                check_reference(cx, step, reference, &ids, &ancestors[i], earlier);
+                check_reference(cx, step, reference, group, &ancestors[i], earlier);
             }
         }
     }
@@ -421,13 +476,24 @@ fn check_reference(
     cx: &mut LoadCtx,
     step: &RawStep,
     reference: &super::template::OutputRef,
-    ids: &[&str],
+    group: &[RawStep],
     ancestors: &BTreeSet<usize>,
     earlier: &[RawStep],
 ) {
+    let ids: Vec<&str> = group.iter().map(|s| s.id.as_str()).collect();
     let target = reference.step.as_str();
     let in_group = ids.iter().position(|id| *id == target);
     let in_earlier = earlier.iter().any(|s| s.id == target);
+    let read = match in_group {
+        Some(i) => group[i].params.as_ref(),
+        None => earlier
+            .iter()
+            .find(|s| s.id == target)
+            .and_then(|s| s.params.as_ref()),
+    };
+    if let Some(params) = read {
+        check_output_name(cx, target, params, reference);
+    }
     match in_group {
         Some(i) if ancestors.contains(&i) => {}
         Some(_) => cx.push(
@@ -463,6 +529,38 @@ fn check_reference(
             )
         }
     }
+}
+
+/// `reference` names an output that a step of `params`' kind sets.
+fn check_output_name(
+    cx: &mut LoadCtx,
+    step: &str,
+    params: &StepParams,
+    reference: &super::template::OutputRef,
+) {
+    let outputs = params.outputs();
+    let output = reference.output.as_str();
+    if outputs.contains(&output) {
+        return;
+    }
+    let kind = params.kind();
+    let listed = if outputs.is_empty() {
+        format!("a `{kind}` step has no outputs")
+    } else {
+        let names: Vec<String> = outputs.iter().map(|o| format!("`{o}`")).collect();
+        format!("the outputs of a `{kind}` step are {}", names.join(", "))
+    };
+    let problem = Problem::new(
+        "flightpath::outputs::unknown",
+        format!("step `{step}` ({kind}) has no output `{output}`"),
+        reference.span,
+        "no such output",
+    );
+    let problem = match super::diagnostics::did_you_mean(output, outputs.iter().copied()) {
+        Some(best) => problem.help(format!("did you mean `{best}`? {listed}")),
+        None => problem.help(listed),
+    };
+    cx.push(problem);
 }
 
 /// Every referenced target exists, has the facet the step uses, and is not

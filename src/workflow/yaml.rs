@@ -7,10 +7,77 @@
 //! stopping at serde's first one. This module owns no workflow semantics.
 
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
 use miette::SourceSpan;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
+
+/// The most a workflow or rules file may hold. The largest real ones are a
+/// few hundred lines; ten megabytes is far beyond any of them, and small
+/// enough that a wrong path (a log, a dump, a device) is refused at once.
+pub const MAX_SOURCE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Why a YAML file could not be read. Each message says what the file is
+/// and what to do; the caller names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("it is {kind}, not a regular file; name a YAML file")]
+    NotAFile { kind: &'static str },
+    #[error(
+        "it is larger than {} MiB, the most a workflow or rules file may hold; check that \
+         this is the file you meant",
+        MAX_SOURCE_BYTES / (1024 * 1024)
+    )]
+    TooLarge,
+    #[error("it is not UTF-8 text; save it as UTF-8")]
+    NotUtf8,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads the YAML file at `path` whole, refusing anything that is not a
+/// regular file (a FIFO would block, a device never end) before opening
+/// it, and reading at most [`MAX_SOURCE_BYTES`] + 1 bytes so a file that
+/// grows while it is read cannot exceed the cap.
+pub fn read_source(path: &Path) -> Result<String, SourceError> {
+    fn regular(meta: &std::fs::Metadata) -> Result<(), SourceError> {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = meta.file_type();
+        let name = if kind.is_file() {
+            return Ok(());
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        Err(SourceError::NotAFile { kind: name })
+    }
+    // `metadata` follows symbolic links without opening anything.
+    let meta = std::fs::metadata(path)?;
+    regular(&meta)?;
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(SourceError::TooLarge);
+    }
+    let file = std::fs::File::open(path)?;
+    // The path may have been replaced between the two looks.
+    regular(&file.metadata()?)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(SourceError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| SourceError::NotUtf8)
+}
 
 /// A byte range in the source file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -193,9 +260,17 @@ fn first_line(message: &str) -> String {
     // the position; we render ours with miette, so keep only the sentence.
     let line = message.lines().next().unwrap_or(message).trim();
     let line = line.trim_start_matches("error: ");
-    match line.split_once(": ") {
-        Some((position, rest)) if position.starts_with("line ") => rest.to_string(),
-        _ => line.to_string(),
+    let sentence = match line.split_once(": ") {
+        Some((position, rest)) if position.starts_with("line ") => rest,
+        _ => line,
+    };
+    // The parser may quote the text it choked on: a window of it at most.
+    match sentence
+        .char_indices()
+        .nth(super::diagnostics::MAX_QUOTED_CHARS * 2)
+    {
+        Some((cut, _)) => format!("{}…", &sentence[..cut]),
+        None => sentence.to_string(),
     }
 }
 
