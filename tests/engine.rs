@@ -429,6 +429,96 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
     assert!(!test.dir().join("after.ran").exists());
 }
 
+fn system_identifier(db: &TestDb) -> String {
+    crate::support::pg::block_on(async {
+        let client = db.client().await;
+        let sql = "SELECT system_identifier::text FROM pg_control_system()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    })
+}
+
+/// `prod` (protected, never read by a step) and `staging`, whose one step
+/// writes a table; `staging_extra` is more YAML under the staging target.
+fn write_next_to_prod(prod: &str, staging: &str, staging_extra: &str) -> String {
+    format!(
+        r#"
+        name: alias
+        targets:
+          prod: {{ postgres: "{prod}", protected: true }}
+          staging: {{ postgres: "{staging}"{staging_extra} }}
+        steps:
+          wipe: {{ uses: postgres.sql, with: {{ target: staging, sql: "CREATE TABLE wiped (id int)" }} }}
+        "#
+    )
+}
+
+#[test]
+fn a_protected_database_written_through_an_alias_is_refused_even_when_no_step_reads_it() {
+    let prod = fresh_db_sync();
+    crate::support::pg::execute(
+        &prod.url,
+        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2)",
+    );
+    let alias = prod.url.replace("127.0.0.1", "localhost");
+    assert_ne!(alias, prod.url, "the alias must differ in spelling");
+    let test = Test::new()
+        .workflow("alias", &write_next_to_prod(&prod.url, &alias, ""))
+        .args(["run", "alias", "--yes"]);
+    let out = test.run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: refused: target `staging` is the same database as `prod` (system identifier {}, \
+             database `{}`); writing it would change what is only to be read\n",
+            system_identifier(&prod),
+            prod.name
+        )
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        query_i64(
+            &prod,
+            "SELECT count(*) FROM pg_class WHERE relname = 'wiped'"
+        ),
+        0
+    );
+    assert_eq!(query_i64(&prod, "SELECT count(*) FROM orders"), 2);
+    assert!(test.runs().is_empty(), "nothing may start");
+}
+
+#[test]
+fn another_database_on_a_protected_server_needs_same_server_as() {
+    let prod = fresh_db_sync();
+    let neighbour = fresh_db_sync();
+    let refused = Test::new()
+        .workflow("alias", &write_next_to_prod(&prod.url, &neighbour.url, ""))
+        .args(["run", "alias", "--yes"]);
+    let out = refused.run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: refused: target `staging` is another database on the server of protected target \
+             `prod` (system identifier {}); if that is intended, add `same_server_as: prod` to target \
+             `staging`\n",
+            system_identifier(&prod)
+        )
+    );
+    assert_eq!(out.code, 3);
+    assert!(refused.runs().is_empty(), "nothing may start");
+    let count = "SELECT count(*) FROM pg_class WHERE relname = 'wiped'";
+    assert_eq!(query_i64(&neighbour, count), 0);
+
+    let accepted = Test::new()
+        .workflow(
+            "alias",
+            &write_next_to_prod(&prod.url, &neighbour.url, ", same_server_as: prod"),
+        )
+        .args(["run", "alias", "--yes"]);
+    accepted.run().expect_code(0);
+    assert_eq!(query_i64(&neighbour, count), 1);
+    assert_eq!(query_i64(&prod, count), 0);
+}
+
 #[test]
 fn a_written_target_that_is_the_read_database_is_refused_before_anything_runs() {
     let db = fresh_db_sync();

@@ -197,8 +197,9 @@ fn shell_plan_shows_env_keys_but_never_values() {
 
 // --- postgres.sql -----------------------------------------------------------
 
-/// A workflow with a protected `prod` and a writable `staging`, both the
-/// test database, and one `postgres.sql` step.
+/// A workflow with a protected `prod` and a writable `staging` (databases on
+/// the same test server, so staging says `same_server_as: prod`), and one
+/// `postgres.sql` step.
 fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
     format!(
         r#"
@@ -209,6 +210,7 @@ fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
             protected: true
           staging:
             postgres: ${{STAGING_DATABASE_URL}}
+            same_server_as: prod
         steps:
           sites:
             uses: postgres.sql
@@ -220,11 +222,19 @@ fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
     )
 }
 
+/// The step's target is `db`; the other target is another database (a
+/// written target may not be the protected one).
 fn sql_test(db: &TestDb, target: &str, sql: &str, readonly: bool) -> Test {
+    let other = fresh_db_sync();
+    let (prod, staging) = if target == "prod" {
+        (db, &other)
+    } else {
+        (&other, db)
+    };
     Test::new()
         .workflow("sql", &sql_workflow(target, sql, readonly))
-        .env("STAGING_DATABASE_URL", url_with_password(db))
-        .env("PROD_DATABASE_URL", url_with_password(db))
+        .env("STAGING_DATABASE_URL", url_with_password(staging))
+        .env("PROD_DATABASE_URL", url_with_password(prod))
 }
 
 #[test]
@@ -415,7 +425,7 @@ fn postgres_sql_ctrl_c_cancels_the_query_on_the_server() {
             &sql_workflow("staging", "SELECT pg_sleep(60)", false),
         )
         .env("STAGING_DATABASE_URL", &db.url)
-        .env("PROD_DATABASE_URL", &db.url);
+        .env("PROD_DATABASE_URL", &fresh_db_sync().url);
     let child = test.spawn(&["run", "sql", "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while active_sleeps(&db) == 0 {

@@ -221,3 +221,23 @@ fn clone_strategy_typo_is_located() {
     ));
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn same_server_as_names_an_existing_target() {
+    let stderr = invalid(
+        "name: broken
+targets:
+  prod:
+    postgres: postgres://app@127.0.0.1:1/app
+    protected: true
+  staging:
+    postgres: postgres://app@127.0.0.1:1/staging
+    same_server_as: prud
+steps:
+  x:
+    uses: postgres.sql
+    with: { target: staging, sql: \"SELECT 1\" }
+",
+    );
+    insta::assert_snapshot!(stderr);
+}

@@ -123,7 +123,9 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
     safety::check_distinct_databases(workflow, &opts.interrupt)
         .await
         .map_err(|e| match e {
-            safety::SafetyError::SameDatabase { .. } => EngineError::Refused(e.to_string()),
+            safety::SafetyError::SameDatabase { .. } | safety::SafetyError::SameServer { .. } => {
+                EngineError::Refused(e.to_string())
+            }
             safety::SafetyError::Unreachable(message) => EngineError::Unreachable(message),
         })?;
     let redactor = redactor_for(workflow);

@@ -173,6 +173,8 @@ fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow>
 
 fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
     let mut targets = BTreeMap::new();
+    // (target, (the target it names, where)) for every `same_server_as`.
+    let mut same_server: Vec<(String, (String, Span))> = Vec::new();
     let Some(map) = MapReader::new(cx, node, "`targets`") else {
         return targets;
     };
@@ -195,12 +197,21 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         let postgres = endpoint(&mut reader, "postgres");
         let media = endpoint(&mut reader, "media");
         let git = endpoint(&mut reader, "git");
+        let protected = reader.bool(cx, "protected").unwrap_or(false);
+        let same_server_as = reader.get("same_server_as").and_then(|node| {
+            let what = format!("{} `same_server_as`", reader.what());
+            Some((cx.string(node, &what)?, node.span))
+        });
+        if let Some(named) = &same_server_as {
+            same_server.push((key.name.clone(), named.clone()));
+        }
         let target = Target {
             name: key.name.clone(),
             postgres,
             media,
             git,
-            protected: reader.bool(cx, "protected").unwrap_or(false),
+            protected,
+            same_server_as: same_server_as.map(|(name, _)| name),
             span: key.span,
         };
         reader.finish(cx);
@@ -217,7 +228,52 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         }
         targets.insert(key.name.clone(), target);
     }
+    check_same_server(cx, &targets, &same_server);
     targets
+}
+
+/// `same_server_as` names another target that has a database.
+fn check_same_server(
+    cx: &mut LoadCtx,
+    targets: &BTreeMap<String, Target>,
+    same_server: &[(String, (String, Span))],
+) {
+    for (name, (named, span)) in same_server {
+        let problem = match targets.get(named) {
+            None => Problem::new(
+                "flightpath::target::unknown",
+                format!("target `{name}`: `same_server_as` names unknown target `{named}`"),
+                *span,
+                "no target with this name",
+            )
+            .suggest(named, targets.keys().map(String::as_str)),
+            Some(_) if named == name => Problem::new(
+                "flightpath::target::same-server",
+                format!("target `{name}`: `same_server_as` names the target itself"),
+                *span,
+                "names this same target",
+            )
+            .help("name the protected target whose server this database is on"),
+            Some(other) if other.postgres.is_none() || targets[name].postgres.is_none() => {
+                Problem::new(
+                    "flightpath::target::same-server",
+                    format!(
+                        "`same_server_as` is about databases, but target `{}` has no `postgres`",
+                        if other.postgres.is_none() {
+                            named
+                        } else {
+                            name
+                        }
+                    ),
+                    *span,
+                    "no database to compare",
+                )
+                .help("give both targets `postgres: <url>`, or remove `same_server_as`")
+            }
+            Some(_) => continue,
+        };
+        cx.push(problem);
+    }
 }
 
 fn read_steps(cx: &mut LoadCtx, node: &Node, on_failure: bool, out: &mut Vec<RawStep>) {

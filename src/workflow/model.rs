@@ -36,6 +36,10 @@ pub struct Target {
     pub git: Option<String>,
     /// May be read, never written.
     pub protected: bool,
+    /// `same_server_as: <target>`: this target is another database on the
+    /// server of that (protected) target, on purpose. Without it, writing a
+    /// database on a protected target's server is refused.
+    pub same_server_as: Option<String>,
     pub span: Span,
 }
 
