@@ -12,7 +12,7 @@ use crate::steps::{self, Facet, StepParams};
 
 use super::diagnostics::{Located, Problem};
 use super::graph::Graph;
-use super::model::{Step, Target, Workflow};
+use super::model::{RawNote, Step, Target, Workflow};
 use super::reader::{LoadCtx, MapReader};
 use super::template::Vars;
 use super::yaml::{self, Node, Span, Value};
@@ -168,7 +168,30 @@ fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow>
         steps,
         on_failure,
         secrets: cx.secrets.clone(),
+        raw_uses: cx
+            .raw_uses
+            .iter()
+            .map(|(what, raw)| {
+                let (line, column) = line_column(cx.source, raw.span.offset);
+                RawNote {
+                    name: raw.name.clone(),
+                    what: what.clone(),
+                    line,
+                    column,
+                }
+            })
+            .collect(),
     })
+}
+
+/// The 1-based line and character column of a byte offset.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = source.get(..offset).unwrap_or(source);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
