@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::cli::{Output, Test};
 use crate::support::http::{HttpServer, Reply};
-use crate::support::pg::{TestDb, fresh_db_sync};
+use crate::support::pg::{TestDb, fresh_db_sync, staging_db};
 
 /// A shell command that marks `me` as started, then waits (bounded) for
 /// `other` to have started too: both finish only if they ran at the same time.
@@ -557,4 +557,72 @@ fn a_written_target_that_is_the_read_database_is_refused_before_anything_runs() 
         0
     );
     assert!(test.runs().is_empty(), "nothing may start");
+}
+
+/// A workflow named `name` that writes `staging` (a table named after it)
+/// after `before` ran.
+fn writes_staging(name: &str, staging: &str, before: &str) -> String {
+    format!(
+        r#"
+        name: {name}
+        targets:
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          before: {{ uses: shell, with: {{ run: "{before}" }} }}
+          write:
+            uses: postgres.sql
+            needs: [before]
+            with: {{ target: staging, sql: "CREATE TABLE {name}_ran (id int)" }}
+        "#
+    )
+}
+
+fn tables_named(url: &str, like: &str) -> Vec<String> {
+    crate::support::pg::query_strings(
+        url,
+        &format!("SELECT relname::text FROM pg_class WHERE relname LIKE '{like}' ORDER BY 1"),
+    )
+}
+
+#[test]
+fn two_workflows_in_two_directories_never_write_one_database_at_once() {
+    let staging = staging_db("lock_two_workflows");
+    let first = Test::new().workflow(
+        "first",
+        &writes_staging(
+            "first",
+            &staging,
+            "touch holding; while [ ! -f release ]; do sleep 0.05; done",
+        ),
+    );
+    let second = Test::new().workflow("second", &writes_staging("second", &staging, "true"));
+    let child = first.spawn(&["run", "first", "--yes"]);
+    let pid = child.id();
+    wait_for_file(&first, "holding");
+    let run_id = first.runs()[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    let refused = Output::of(second.spawn(&["run", "second", "--yes"]));
+    let holder =
+        flightpath::engine::lock::holder_name(&run_id, &flightpath::engine::lock::host_name(), pid);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: refused: another run is writing database `lock_two_workflows` (target `staging`) \
+             on its server: {holder}; wait for it to end\n"
+        )
+    );
+    assert_eq!(refused.code, 3);
+    assert!(second.runs().is_empty(), "the refused run may not start");
+    // A plan is not blocked by the lock, and takes none.
+    Output::of(second.spawn(&["plan", "second"])).expect_code(0);
+
+    std::fs::write(first.dir().join("release"), "").unwrap();
+    Output::of(child).expect_code(0);
+    assert_eq!(tables_named(&staging, "%_ran"), ["first_ran"]);
+    Output::of(second.spawn(&["run", "second", "--yes"])).expect_code(0);
+    assert_eq!(tables_named(&staging, "%_ran"), ["first_ran", "second_ran"]);
 }
