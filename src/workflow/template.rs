@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::diagnostics::Problem;
+use super::lexical;
 use super::yaml::Span;
 
 /// A string with step outputs still to fill in.
@@ -225,6 +226,10 @@ impl Template {
                 }
                 None => (inner, false),
             };
+            if !unquoted && let Err(inside) = lexical::place(quoting, &seen(&parts, &text)) {
+                problems.push(misplaced(token, inner, inside, quoting, token_span));
+                continue;
+            }
             if let Some(path) = inner.strip_prefix("steps.") {
                 match path.split_once('.') {
                     Some((step, output))
@@ -372,6 +377,50 @@ impl std::fmt::Display for Template {
         }
         Ok(())
     }
+}
+
+/// The text so far as the shell or SQL will read it, a step output still to
+/// come standing in as an empty quoted word (which ends where it began).
+fn seen(parts: &[Part], text: &str) -> String {
+    let mut out: String = parts
+        .iter()
+        .map(|p| match p {
+            Part::Text(t) => t.as_str(),
+            Part::Output(_) => "''",
+        })
+        .collect();
+    out.push_str(text);
+    out
+}
+
+/// A quoted value that would land inside a quote, comment or body.
+fn misplaced(
+    token: &str,
+    inner: &str,
+    inside: lexical::Inside,
+    quoting: Quoting,
+    span: Span,
+) -> Problem {
+    let (what, unquote) = match inside {
+        lexical::Inside::SingleQuotes
+        | lexical::Inside::DoubleQuotes
+        | lexical::Inside::SqlString
+        | lexical::Inside::QuotedIdentifier => ("quoted", "remove the quotes around it"),
+        _ => ("placed", "move it out"),
+    };
+    let becomes = match quoting {
+        Quoting::SqlLiteral => "one SQL string literal",
+        _ => "one shell word",
+    };
+    Problem::new(
+        "flightpath::interpolation::quoted",
+        format!("`{token}` is {}", inside.describe()),
+        span,
+        format!("values here are {what} for you"),
+    )
+    .help(format!(
+        "{unquote}: `${{{inner}}}` alone becomes {becomes}; or write `${{raw:{inner}}}` to insert the text as it is"
+    ))
 }
 
 fn is_identifier(s: &str) -> bool {
