@@ -156,6 +156,7 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
             &holder,
         )?)
     };
+    // Held (connections open) until this function returns, after the report.
     let _server_locks = if opts.dry_run {
         Vec::new()
     } else {
