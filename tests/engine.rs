@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::cli::{Output, Test};
 use crate::support::http::{HttpServer, Reply};
-use crate::support::pg::{TestDb, fresh_db_sync};
+use crate::support::pg::{TestDb, fresh_db_sync, staging_db};
 
 /// A shell command that marks `me` as started, then waits (bounded) for
 /// `other` to have started too: both finish only if they ran at the same time.
@@ -429,6 +429,96 @@ fn ctrl_c_cancels_running_steps_and_names_them() {
     assert!(!test.dir().join("after.ran").exists());
 }
 
+fn system_identifier(db: &TestDb) -> String {
+    crate::support::pg::block_on(async {
+        let client = db.client().await;
+        let sql = "SELECT system_identifier::text FROM pg_control_system()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    })
+}
+
+/// `prod` (protected, never read by a step) and `staging`, whose one step
+/// writes a table; `staging_extra` is more YAML under the staging target.
+fn write_next_to_prod(prod: &str, staging: &str, staging_extra: &str) -> String {
+    format!(
+        r#"
+        name: alias
+        targets:
+          prod: {{ postgres: "{prod}", protected: true }}
+          staging: {{ postgres: "{staging}"{staging_extra} }}
+        steps:
+          wipe: {{ uses: postgres.sql, with: {{ target: staging, sql: "CREATE TABLE wiped (id int)" }} }}
+        "#
+    )
+}
+
+#[test]
+fn a_protected_database_written_through_an_alias_is_refused_even_when_no_step_reads_it() {
+    let prod = fresh_db_sync();
+    crate::support::pg::execute(
+        &prod.url,
+        "CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2)",
+    );
+    let alias = prod.url.replace("127.0.0.1", "localhost");
+    assert_ne!(alias, prod.url, "the alias must differ in spelling");
+    let test = Test::new()
+        .workflow("alias", &write_next_to_prod(&prod.url, &alias, ""))
+        .args(["run", "alias", "--yes"]);
+    let out = test.run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: refused: target `staging` is the same database as `prod` (system identifier {}, \
+             database `{}`); writing it would change what is only to be read\n",
+            system_identifier(&prod),
+            prod.name
+        )
+    );
+    assert_eq!(out.code, 3);
+    assert_eq!(
+        query_i64(
+            &prod,
+            "SELECT count(*) FROM pg_class WHERE relname = 'wiped'"
+        ),
+        0
+    );
+    assert_eq!(query_i64(&prod, "SELECT count(*) FROM orders"), 2);
+    assert!(test.runs().is_empty(), "nothing may start");
+}
+
+#[test]
+fn another_database_on_a_protected_server_needs_same_server_as() {
+    let prod = fresh_db_sync();
+    let neighbour = fresh_db_sync();
+    let refused = Test::new()
+        .workflow("alias", &write_next_to_prod(&prod.url, &neighbour.url, ""))
+        .args(["run", "alias", "--yes"]);
+    let out = refused.run();
+    assert_eq!(
+        out.stderr,
+        format!(
+            "error: refused: target `staging` is another database on the server of protected target \
+             `prod` (system identifier {}); if that is intended, add `same_server_as: prod` to target \
+             `staging`\n",
+            system_identifier(&prod)
+        )
+    );
+    assert_eq!(out.code, 3);
+    assert!(refused.runs().is_empty(), "nothing may start");
+    let count = "SELECT count(*) FROM pg_class WHERE relname = 'wiped'";
+    assert_eq!(query_i64(&neighbour, count), 0);
+
+    let accepted = Test::new()
+        .workflow(
+            "alias",
+            &write_next_to_prod(&prod.url, &neighbour.url, ", same_server_as: prod"),
+        )
+        .args(["run", "alias", "--yes"]);
+    accepted.run().expect_code(0);
+    assert_eq!(query_i64(&neighbour, count), 1);
+    assert_eq!(query_i64(&prod, count), 0);
+}
+
 #[test]
 fn a_written_target_that_is_the_read_database_is_refused_before_anything_runs() {
     let db = fresh_db_sync();
@@ -467,4 +557,72 @@ fn a_written_target_that_is_the_read_database_is_refused_before_anything_runs() 
         0
     );
     assert!(test.runs().is_empty(), "nothing may start");
+}
+
+/// A workflow named `name` that writes `staging` (a table named after it)
+/// after `before` ran.
+fn writes_staging(name: &str, staging: &str, before: &str) -> String {
+    format!(
+        r#"
+        name: {name}
+        targets:
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          before: {{ uses: shell, with: {{ run: "{before}" }} }}
+          write:
+            uses: postgres.sql
+            needs: [before]
+            with: {{ target: staging, sql: "CREATE TABLE {name}_ran (id int)" }}
+        "#
+    )
+}
+
+fn tables_named(url: &str, like: &str) -> Vec<String> {
+    crate::support::pg::query_strings(
+        url,
+        &format!("SELECT relname::text FROM pg_class WHERE relname LIKE '{like}' ORDER BY 1"),
+    )
+}
+
+#[test]
+fn two_workflows_in_two_directories_never_write_one_database_at_once() {
+    let staging = staging_db("lock_two_workflows");
+    let first = Test::new().workflow(
+        "first",
+        &writes_staging(
+            "first",
+            &staging,
+            "touch holding; while [ ! -f release ]; do sleep 0.05; done",
+        ),
+    );
+    let second = Test::new().workflow("second", &writes_staging("second", &staging, "true"));
+    let child = first.spawn(&["run", "first", "--yes"]);
+    let pid = child.id();
+    wait_for_file(&first, "holding");
+    let run_id = first.runs()[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    let refused = Output::of(second.spawn(&["run", "second", "--yes"]));
+    let holder =
+        flightpath::engine::lock::holder_name(&run_id, &flightpath::engine::lock::host_name(), pid);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: refused: another run is writing database `lock_two_workflows` (target `staging`) \
+             on its server: {holder}; wait for it to end\n"
+        )
+    );
+    assert_eq!(refused.code, 3);
+    assert!(second.runs().is_empty(), "the refused run may not start");
+    // A plan is not blocked by the lock, and takes none.
+    Output::of(second.spawn(&["plan", "second"])).expect_code(0);
+
+    std::fs::write(first.dir().join("release"), "").unwrap();
+    Output::of(child).expect_code(0);
+    assert_eq!(tables_named(&staging, "%_ran"), ["first_ran"]);
+    Output::of(second.spawn(&["run", "second", "--yes"])).expect_code(0);
+    assert_eq!(tables_named(&staging, "%_ran"), ["first_ran", "second_ran"]);
 }

@@ -89,7 +89,10 @@ fn shell_captures_output_with_env_and_dir() {
         hello["summary"],
         r#"ran `echo "$GREETING"; ls; echo to-stderr >&2`"#
     );
-    assert_eq!(block(hello, "output"), "hello\nmarker.txt\nto-stderr\n");
+    // stdout and stderr are two pipes: their lines arrive in either order.
+    let mut lines: Vec<&str> = block(hello, "output").lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["hello", "marker.txt", "to-stderr"]);
 }
 
 #[test]
@@ -177,8 +180,9 @@ fn shell_plan_shows_env_keys_but_never_values() {
 
 // --- postgres.sql -----------------------------------------------------------
 
-/// A workflow with a protected `prod` and a writable `staging`, both the
-/// test database, and one `postgres.sql` step.
+/// A workflow with a protected `prod` and a writable `staging` (databases on
+/// the same test server, so staging says `same_server_as: prod`), and one
+/// `postgres.sql` step.
 fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
     format!(
         r#"
@@ -189,6 +193,7 @@ fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
             protected: true
           staging:
             postgres: ${{STAGING_DATABASE_URL}}
+            same_server_as: prod
         steps:
           sites:
             uses: postgres.sql
@@ -200,11 +205,19 @@ fn sql_workflow(target: &str, sql: &str, readonly: bool) -> String {
     )
 }
 
+/// The step's target is `db`; the other target is another database (a
+/// written target may not be the protected one).
 fn sql_test(db: &TestDb, target: &str, sql: &str, readonly: bool) -> Test {
+    let other = fresh_db_sync();
+    let (prod, staging) = if target == "prod" {
+        (db, &other)
+    } else {
+        (&other, db)
+    };
     Test::new()
         .workflow("sql", &sql_workflow(target, sql, readonly))
-        .env("STAGING_DATABASE_URL", url_with_password(db))
-        .env("PROD_DATABASE_URL", url_with_password(db))
+        .env("STAGING_DATABASE_URL", url_with_password(staging))
+        .env("PROD_DATABASE_URL", url_with_password(prod))
 }
 
 #[test]
@@ -363,7 +376,7 @@ fn postgres_sql_ctrl_c_cancels_the_query_on_the_server() {
             &sql_workflow("staging", "SELECT pg_sleep(60)", false),
         )
         .env("STAGING_DATABASE_URL", &db.url)
-        .env("PROD_DATABASE_URL", &db.url);
+        .env("PROD_DATABASE_URL", &fresh_db_sync().url);
     let child = test.spawn(&["run", "sql", "--yes"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while active_sleeps(&db) == 0 {
@@ -632,4 +645,136 @@ fn approve_refuses_without_a_person_and_passes_with_yes() {
     let report = approved.json();
     assert_eq!(step(&report, "ask")["outputs"]["approved_by"], "--yes");
     assert_eq!(step(&report, "tell")["status"], "succeeded");
+}
+
+// --- interpolation by context -------------------------------------------------
+
+#[test]
+fn a_variable_in_a_shell_command_is_one_word_never_code() {
+    let test = Test::new()
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              args:
+                uses: shell
+                with: { run: "printf '[%s]\n' ${V} ${Q} > args.txt" }
+            "#,
+        )
+        .args([
+            "run",
+            "sh",
+            "--yes",
+            "--var",
+            "V=x; touch pwned",
+            "--var",
+            "Q=it's $(touch pwned2) `touch pwned3`",
+        ]);
+    test.run().expect_code(0);
+    for file in ["pwned", "pwned2", "pwned3"] {
+        assert!(!test.dir().join(file).exists(), "{file} was created");
+    }
+    assert_eq!(
+        test.read("args.txt"),
+        "[x; touch pwned]\n[it's $(touch pwned2) `touch pwned3`]\n"
+    );
+}
+
+#[test]
+fn a_step_output_in_a_shell_command_is_quoted_when_it_runs() {
+    let test = Test::new()
+        .workflow(
+            "sh",
+            r#"
+            name: sh
+            steps:
+              first: { uses: shell, with: { run: "exit 0" } }
+              second:
+                uses: shell
+                needs: [first]
+                with: { run: "printf '[%s]\n' ${steps.first.exit_code} ${raw:steps.first.exit_code} > out.txt" }
+            "#,
+        )
+        .args(["run", "sh", "--yes"]);
+    test.run().expect_code(0);
+    assert_eq!(test.read("out.txt"), "[0]\n[0]\n");
+}
+
+#[test]
+fn a_sql_payload_in_a_variable_arrives_as_a_literal() {
+    let db = fresh_db_sync();
+    execute(&db, "CREATE TABLE notes (body text)");
+    // With standard_conforming_strings off, a backslash escapes the next
+    // character: `\'` inside a plain '…' literal would end it early.
+    execute(
+        &db,
+        &format!(
+            "ALTER DATABASE \"{}\" SET standard_conforming_strings = off",
+            db.name
+        ),
+    );
+    let plain = "x'); DROP TABLE notes; --";
+    let backslash = r"\'); DROP TABLE notes; --";
+    let test = Test::new()
+        .workflow(
+            "sql",
+            r#"
+            name: sql
+            targets:
+              staging: { postgres: "${STAGING_DATABASE_URL}" }
+            steps:
+              note:
+                uses: postgres.sql
+                with: { target: staging, sql: "INSERT INTO notes VALUES (${A}), (${B})" }
+            "#,
+        )
+        .env("STAGING_DATABASE_URL", &db.url)
+        .args([
+            "run".to_string(),
+            "sql".into(),
+            "--yes".into(),
+            "--var".into(),
+            format!("A={plain}"),
+            "--var".into(),
+            format!("B={backslash}"),
+        ]);
+    let out = test.run();
+    out.expect_code(0);
+    let bodies = crate::support::pg::query_strings(&db.url, "SELECT body FROM notes ORDER BY body");
+    let mut expected = vec![plain.to_string(), backslash.to_string()];
+    expected.sort();
+    assert_eq!(bodies, expected);
+}
+
+#[test]
+fn raw_inserts_text_as_it_is_and_validate_names_every_use() {
+    let test = Test::new().workflow(
+        "raw",
+        r#"
+name: raw
+steps:
+  pipeline:
+    uses: shell
+    with: { run: "${raw:CMD} > raw.txt" }
+  count:
+    uses: shell
+    needs: [pipeline]
+    with: { run: "wc -l < raw.txt > ${raw:OUT:-count.txt}" }
+"#,
+    );
+    let cmd = "CMD=printf 'a\\nb\\n' | sort -r";
+    let validated = Output::of(test.spawn(&["validate", "raw", "--var", cmd]));
+    validated.expect_code(0);
+    assert_eq!(validated.stdout, "raw is valid: workflow `raw`, 2 steps\n");
+    assert_eq!(
+        validated.stderr,
+        "note: `${raw:CMD}` at workflows/raw.yaml:5:19 (`with` of step `pipeline` (shell) `run`) \
+         is inserted as it is, unquoted: make sure its value cannot become code\n\
+         note: `${raw:OUT}` at workflows/raw.yaml:9:37 (`with` of step `count` (shell) `run`) \
+         is inserted as it is, unquoted: make sure its value cannot become code\n"
+    );
+    Output::of(test.spawn(&["run", "raw", "--yes", "--var", cmd])).expect_code(0);
+    assert_eq!(test.read("raw.txt"), "b\na\n");
+    assert_eq!(test.read("count.txt").trim(), "2");
 }

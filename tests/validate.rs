@@ -221,3 +221,42 @@ fn clone_strategy_typo_is_located() {
     ));
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn same_server_as_names_an_existing_target() {
+    let stderr = invalid(
+        "name: broken
+targets:
+  prod:
+    postgres: postgres://app@127.0.0.1:1/app
+    protected: true
+  staging:
+    postgres: postgres://app@127.0.0.1:1/staging
+    same_server_as: prud
+steps:
+  x:
+    uses: postgres.sql
+    with: { target: staging, sql: \"SELECT 1\" }
+",
+    );
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_value_inside_quotes_in_a_command_or_sql_is_refused() {
+    let stderr = invalid(
+        "name: broken
+targets:
+  staging:
+    postgres: postgres://app@127.0.0.1:1/app
+steps:
+  dump:
+    uses: shell
+    with: { run: 'pg_dump \"${URL:-x}\" -f out.dump' }
+  sites:
+    uses: postgres.sql
+    with: { target: staging, sql: \"UPDATE site SET host = '${HOST:-h}'\" }
+",
+    );
+    insta::assert_snapshot!(stderr);
+}

@@ -37,6 +37,14 @@ pub fn validate(workdir: &Path, args: &ValidateArgs) -> i32 {
                 workflow.steps.len(),
                 if workflow.steps.len() == 1 { "" } else { "s" },
             );
+            let shown = super::shown(workdir, &path);
+            for raw in &workflow.raw_uses {
+                eprintln!(
+                    "note: `${{raw:{}}}` at {shown}:{}:{} ({}) is inserted as it is, unquoted: \
+                     make sure its value cannot become code",
+                    raw.name, raw.line, raw.column, raw.what
+                );
+            }
             EXIT_OK
         }
         Err(err) => {

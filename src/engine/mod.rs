@@ -1,4 +1,5 @@
-//! The engine: runs a validated workflow. In order: take the lock (real runs),
+//! The engine: runs a validated workflow. In order: take the locks (real
+//! runs: a file lock here, an advisory lock on each written database's server),
 //! open the run folder and journal, plan every step (the read-only half),
 //! stop there for a dry run; otherwise confirm, execute the step graph, run
 //! `on_failure` when something failed, and write the report.
@@ -123,7 +124,9 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
     safety::check_distinct_databases(workflow, &opts.interrupt)
         .await
         .map_err(|e| match e {
-            safety::SafetyError::SameDatabase { .. } => EngineError::Refused(e.to_string()),
+            safety::SafetyError::SameDatabase { .. } | safety::SafetyError::SameServer { .. } => {
+                EngineError::Refused(e.to_string())
+            }
             safety::SafetyError::Unreachable(message) => EngineError::Unreachable(message),
         })?;
     let redactor = redactor_for(workflow);
@@ -152,6 +155,12 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
             &lock::key(&workflow.name, &written),
             &holder,
         )?)
+    };
+    // Held (connections open) until this function returns, after the report.
+    let _server_locks = if opts.dry_run {
+        Vec::new()
+    } else {
+        lock_written_databases(workflow, &run_id, &opts.interrupt).await?
     };
     let run_dir = run_dir(&opts.workdir, &run_id);
     std::fs::create_dir_all(&run_dir).map_err(|source| EngineError::Write {
@@ -197,6 +206,36 @@ pub async fn run(workflow: &Workflow, opts: RunOptions) -> Result<RunOutcome, En
 
     let exit = execute(workflow, &opts, &mut state).await;
     finish(state, &run_dir, began, exit)
+}
+
+/// Takes the server-side lock of every postgres database the run writes
+/// (see [`lock`]); held until the returned locks are dropped.
+async fn lock_written_databases(
+    workflow: &Workflow,
+    run_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Vec<lock::ServerLock>, EngineError> {
+    let written: std::collections::BTreeSet<String> = workflow
+        .all_steps()
+        .flat_map(|s| s.params.target_uses())
+        .filter(|u| u.write && u.facet == crate::steps::Facet::Postgres)
+        .map(|u| u.name)
+        .collect();
+    let holder = lock::holder_name(run_id, &lock::host_name(), std::process::id());
+    let mut locks = Vec::with_capacity(written.len());
+    for name in written {
+        let Some(url) = workflow.targets[&name].postgres.as_deref() else {
+            continue;
+        };
+        match lock::acquire_server(&name, url, &holder, cancel).await {
+            Ok(held) => locks.push(held),
+            Err(e @ LockError::Server { .. }) => {
+                return Err(EngineError::Unreachable(e.to_string()));
+            }
+            Err(e) => return Err(EngineError::Lock(e)),
+        }
+    }
+    Ok(locks)
 }
 
 /// Plans, confirms, executes; returns how the run ended.

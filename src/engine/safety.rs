@@ -1,11 +1,17 @@
 //! Checks made before any step runs, against the real servers (read-only):
 //! no target that is written may be the same database as a target that is
-//! read. Two names for one database (a copied URL, a DNS alias) would make a
-//! clone overwrite production, so identity is asked of the servers
-//! themselves: `system_identifier` plus the database name, falling back to
-//! the server's address and port, then to the URL, when that is not allowed.
+//! read or protected, and a written database on a protected target's server
+//! must say so (`same_server_as`). Two names for one database (a copied URL,
+//! a DNS alias) would make a clone overwrite production, so identity is
+//! asked of the servers themselves: `system_identifier` plus the database
+//! name, falling back to the server's address and port, then to the URL,
+//! when that is not allowed.
+//!
+//! Every protected target is compared with every written one, whether or not
+//! a step reads it: protection is a property of the database, not of how a
+//! workflow happens to use it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +28,15 @@ pub enum SafetyError {
         written: String,
         read: String,
         identity: String,
+    },
+    #[error(
+        "target `{written}` is another database on the server of protected target `{protected}` ({server}); \
+         if that is intended, add `same_server_as: {protected}` to target `{written}`"
+    )]
+    SameServer {
+        written: String,
+        protected: String,
+        server: String,
     },
     #[error("{0}")]
     Unreachable(String),
@@ -48,25 +63,53 @@ enum Identity {
 
 impl Identity {
     fn describe(&self) -> String {
+        format!("{}, database `{}`", self.describe_server(), self.database())
+    }
+
+    fn describe_server(&self) -> String {
         match self {
-            Identity::System { id, database } => {
-                format!("system identifier {id}, database `{database}`")
-            }
-            Identity::Address {
-                addr,
-                port,
-                database,
-            } => format!("server {addr}:{port}, database `{database}`"),
-            Identity::Url {
-                host,
-                port,
-                database,
-            } => format!("{host}:{port}, database `{database}`"),
+            Identity::System { id, .. } => format!("system identifier {id}"),
+            Identity::Address { addr, port, .. } => format!("server {addr}:{port}"),
+            Identity::Url { host, port, .. } => format!("{host}:{port}"),
+        }
+    }
+
+    fn database(&self) -> &str {
+        match self {
+            Identity::System { database, .. }
+            | Identity::Address { database, .. }
+            | Identity::Url { database, .. } => database,
+        }
+    }
+
+    /// The same server (whatever the database), at the same level of identity.
+    fn same_server(&self, other: &Identity) -> bool {
+        match (self, other) {
+            (Identity::System { id: a, .. }, Identity::System { id: b, .. }) => a == b,
+            (
+                Identity::Address {
+                    addr: a, port: p, ..
+                },
+                Identity::Address {
+                    addr: b, port: q, ..
+                },
+            ) => a == b && p == q,
+            (
+                Identity::Url {
+                    host: a, port: p, ..
+                },
+                Identity::Url {
+                    host: b, port: q, ..
+                },
+            ) => a == b && p == q,
+            _ => false,
         }
     }
 }
 
-/// Refuses when a written postgres target and a read one are one database.
+/// Refuses when a written postgres target is the same database as a read or
+/// protected one, or another database on a protected one's server without
+/// `same_server_as` naming it.
 pub async fn check_distinct_databases(
     workflow: &Workflow,
     cancel: &CancellationToken,
@@ -85,6 +128,13 @@ pub async fn check_distinct_databases(
             }
         }
     }
+    let protected: BTreeSet<String> = workflow
+        .targets
+        .values()
+        .filter(|t| t.protected && t.postgres.is_some())
+        .map(|t| t.name.clone())
+        .collect();
+    read.extend(protected.iter().cloned());
     let pairs: Vec<(&String, &String)> = written
         .iter()
         .flat_map(|w| read.iter().map(move |r| (w, r)))
@@ -93,7 +143,7 @@ pub async fn check_distinct_databases(
     if pairs.is_empty() {
         return Ok(());
     }
-    let mut identities = std::collections::BTreeMap::new();
+    let mut identities = BTreeMap::new();
     for name in pairs.iter().flat_map(|(w, r)| [*w, *r]) {
         if identities.contains_key(name) {
             continue;
@@ -104,14 +154,36 @@ pub async fn check_distinct_databases(
             .unwrap_or_default();
         identities.insert(name.clone(), identify(name, url, cancel).await?);
     }
-    for (w, r) in pairs {
-        let (a, b) = (&identities[w], &identities[r]);
-        let (left, right) = comparable(a, b);
+    for &(w, r) in &pairs {
+        let (left, right) = comparable(&identities[w], &identities[r]);
         if left == right {
             return Err(SafetyError::SameDatabase {
                 written: w.clone(),
                 read: r.clone(),
                 identity: left.describe(),
+            });
+        }
+    }
+    for &(w, r) in &pairs {
+        let (left, right) = comparable(&identities[w], &identities[r]);
+        if !protected.contains(r) || !left.same_server(right) {
+            continue;
+        }
+        // Naming any protected target on that server acknowledges it.
+        let acknowledged = workflow.targets[w]
+            .same_server_as
+            .as_ref()
+            .filter(|named| protected.contains(*named))
+            .and_then(|named| identities.get(named))
+            .is_some_and(|named| {
+                let (a, b) = comparable(named, &identities[r]);
+                a.same_server(b)
+            });
+        if !acknowledged {
+            return Err(SafetyError::SameServer {
+                written: w.clone(),
+                protected: r.clone(),
+                server: right.describe_server(),
             });
         }
     }

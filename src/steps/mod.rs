@@ -363,6 +363,19 @@ pub enum StepError {
     Postgres { target: String, message: String },
 }
 
+impl From<crate::workflow::template::RenderError> for StepError {
+    fn from(err: crate::workflow::template::RenderError) -> Self {
+        use crate::workflow::template::RenderError;
+        match err {
+            RenderError::Missing(r) => StepError::MissingOutput {
+                step: r.step,
+                output: r.output,
+            },
+            other @ RenderError::Unquotable { .. } => StepError::failed(other.to_string()),
+        }
+    }
+}
+
 impl StepError {
     pub fn failed(message: impl Into<String>) -> Self {
         StepError::Failed {
@@ -414,10 +427,7 @@ impl StepCtx {
     pub fn render(&self, template: &Template) -> Result<String, StepError> {
         template
             .render(|step, output| self.output_text(step, output))
-            .map_err(|r| StepError::MissingOutput {
-                step: r.step,
-                output: r.output,
-            })
+            .map_err(StepError::from)
     }
 
     /// An earlier step's output as text: strings as they are, lists as

@@ -109,10 +109,7 @@ impl Params {
                 None if preview => Some(escape_braces(&format!("${{steps.{step}.{output}}}"))),
                 None => None,
             });
-        let rendered = rendered.map_err(|r| StepError::MissingOutput {
-            step: r.step,
-            output: r.output,
-        })?;
+        let rendered = rendered.map_err(StepError::from)?;
         fill(&rendered, |name| placeholder_value(&ctx.report, name))
             .map_err(|e| StepError::failed(format!("message: {e}")))
     }

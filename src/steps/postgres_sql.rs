@@ -45,7 +45,8 @@ impl Params {
         let target = with
             .require(cx, "target")
             .and_then(|node| Some((cx.string(node, &target_label)?, node.span)));
-        let sql = with.required_template(cx, "sql");
+        let sql =
+            with.required_template_in(cx, "sql", crate::workflow::template::Quoting::SqlLiteral);
         let readonly = with.bool(cx, "readonly").unwrap_or(false);
         let (target, target_span) = target?;
         Some(Params {

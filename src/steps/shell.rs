@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::progress::Unit;
 use crate::report::model::Detail;
 use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
+use crate::workflow::template::{Quoting, Template};
 
 use super::{StepCtx, StepError, StepOutcome};
 
@@ -39,7 +39,8 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone)]
 pub struct Params {
-    /// The command line, run by `sh -c`.
+    /// The command line, run by `sh -c`. `${VAR}` and `${steps.…}` values
+    /// become one single-quoted word each; `${raw:VAR}` goes in as it is.
     pub run: Template,
     /// Extra environment variables; the process environment is inherited.
     pub env: BTreeMap<String, Template>,
@@ -52,7 +53,8 @@ pub struct Params {
 impl Params {
     pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         // Read every key before giving up, so each one counts as known.
-        let run = with.required_template(cx, "run");
+        // Each value becomes one shell word: `--var V='x; rm -rf ~'` is an argument, not a command.
+        let run = with.required_template_in(cx, "run", Quoting::ShellWord);
         let env = with.template_map(cx, "env").unwrap_or_default();
         let dir = with.template(cx, "dir");
         let timeout = with.duration(cx, "timeout");

@@ -12,7 +12,7 @@ use crate::steps::{self, Facet, StepParams};
 
 use super::diagnostics::{Located, Problem};
 use super::graph::Graph;
-use super::model::{Step, Target, Workflow};
+use super::model::{RawNote, Step, Target, Workflow};
 use super::reader::{LoadCtx, MapReader};
 use super::template::Vars;
 use super::yaml::{self, Node, Span, Value};
@@ -171,11 +171,36 @@ fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow>
         steps,
         on_failure,
         secrets: cx.secrets.clone(),
+        raw_uses: cx
+            .raw_uses
+            .iter()
+            .map(|(what, raw)| {
+                let (line, column) = line_column(cx.source, raw.span.offset);
+                RawNote {
+                    name: raw.name.clone(),
+                    what: what.clone(),
+                    line,
+                    column,
+                }
+            })
+            .collect(),
     })
+}
+
+/// The 1-based line and character column of a byte offset.
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = source.get(..offset).unwrap_or(source);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
     let mut targets = BTreeMap::new();
+    // (target, (the target it names, where)) for every `same_server_as`.
+    let mut same_server: Vec<(String, (String, Span))> = Vec::new();
     let Some(map) = MapReader::new(cx, node, "`targets`") else {
         return targets;
     };
@@ -211,12 +236,21 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         for url in [&media, &git].into_iter().flatten() {
             cx.secrets.extend(crate::engine::redact::url_secrets(url));
         }
+        let protected = reader.bool(cx, "protected").unwrap_or(false);
+        let same_server_as = reader.get("same_server_as").and_then(|node| {
+            let what = format!("{} `same_server_as`", reader.what());
+            Some((cx.string(node, &what)?, node.span))
+        });
+        if let Some(named) = &same_server_as {
+            same_server.push((key.name.clone(), named.clone()));
+        }
         let target = Target {
             name: key.name.clone(),
             postgres,
             media,
             git,
-            protected: reader.bool(cx, "protected").unwrap_or(false),
+            protected,
+            same_server_as: same_server_as.map(|(name, _)| name),
             span: key.span,
         };
         reader.finish(cx);
@@ -233,6 +267,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         }
         targets.insert(key.name.clone(), target);
     }
+    check_same_server(cx, &targets, &same_server);
     targets
 }
 
@@ -271,6 +306,50 @@ fn check_postgres(cx: &mut LoadCtx, target: &str, node: &Node, url: &str) {
         )),
     };
     if let Some(problem) = problem {
+        cx.push(problem);
+    }
+}
+
+/// `same_server_as` names another target that has a database.
+fn check_same_server(
+    cx: &mut LoadCtx,
+    targets: &BTreeMap<String, Target>,
+    same_server: &[(String, (String, Span))],
+) {
+    for (name, (named, span)) in same_server {
+        let problem = match targets.get(named) {
+            None => Problem::new(
+                "flightpath::target::unknown",
+                format!("target `{name}`: `same_server_as` names unknown target `{named}`"),
+                *span,
+                "no target with this name",
+            )
+            .suggest(named, targets.keys().map(String::as_str)),
+            Some(_) if named == name => Problem::new(
+                "flightpath::target::same-server",
+                format!("target `{name}`: `same_server_as` names the target itself"),
+                *span,
+                "names this same target",
+            )
+            .help("name the protected target whose server this database is on"),
+            Some(other) if other.postgres.is_none() || targets[name].postgres.is_none() => {
+                Problem::new(
+                    "flightpath::target::same-server",
+                    format!(
+                        "`same_server_as` is about databases, but target `{}` has no `postgres`",
+                        if other.postgres.is_none() {
+                            named
+                        } else {
+                            name
+                        }
+                    ),
+                    *span,
+                    "no database to compare",
+                )
+                .help("give both targets `postgres: <url>`, or remove `same_server_as`")
+            }
+            Some(_) => continue,
+        };
         cx.push(problem);
     }
 }

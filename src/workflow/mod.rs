@@ -3,6 +3,7 @@
 
 pub mod diagnostics;
 pub mod graph;
+pub mod lexical;
 pub mod load;
 pub mod model;
 pub mod reader;

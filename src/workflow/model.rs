@@ -22,6 +22,20 @@ pub struct Workflow {
     pub on_failure: Vec<Step>,
     /// Resolved values of secret-looking variables, for redaction.
     pub secrets: Vec<String>,
+    /// Every `${raw:…}`: text inserted unquoted, named by `validate`.
+    pub raw_uses: Vec<RawNote>,
+}
+
+/// One `${raw:…}` in the file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawNote {
+    /// The variable or `steps.<id>.<output>` after `raw:`.
+    pub name: String,
+    /// What holds it: "`with` of step `x` (shell) `run`".
+    pub what: String,
+    /// 1-based line and column (in characters) in the workflow file.
+    pub line: usize,
+    pub column: usize,
 }
 
 /// A named endpoint steps refer to.
@@ -36,6 +50,10 @@ pub struct Target {
     pub git: Option<String>,
     /// May be read, never written.
     pub protected: bool,
+    /// `same_server_as: <target>`: this target is another database on the
+    /// server of that (protected) target, on purpose. Without it, writing a
+    /// database on a protected target's server is refused.
+    pub same_server_as: Option<String>,
     pub span: Span,
 }
 

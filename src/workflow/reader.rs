@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostics::{Diagnostics, Problem};
-use super::template::{Template, Vars};
+use super::template::{Quoting, RawUse, Template, Vars};
 use super::yaml::{Key, Node, Span, Value};
 
 /// State shared while loading one file.
@@ -18,6 +18,8 @@ pub struct LoadCtx<'s> {
     pub diags: Diagnostics,
     /// Resolved values of secret-looking variables, for redaction.
     pub secrets: Vec<String>,
+    /// Every `${raw:…}`, with what it is in (for `validate` to name).
+    pub raw_uses: Vec<(String, RawUse)>,
     /// Problems found in other files this one refers to (rules files).
     pub external: Vec<super::diagnostics::Located>,
     /// The directory of the file being read, where files it names may be.
@@ -31,6 +33,7 @@ impl<'s> LoadCtx<'s> {
             vars,
             diags: Diagnostics::default(),
             secrets: Vec::new(),
+            raw_uses: Vec::new(),
             external: Vec::new(),
             dir: None,
         }
@@ -50,8 +53,13 @@ impl<'s> LoadCtx<'s> {
     }
 
     /// A string scalar (numbers and booleans are taken as their text), with
-    /// `${…}` interpolated.
+    /// `${…}` interpolated as they are.
     pub fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        self.template_in(node, what, Quoting::Plain)
+    }
+
+    /// [`template`](Self::template) with values quoted for `quoting`.
+    pub fn template_in(&mut self, node: &Node, what: &str, quoting: Quoting) -> Option<Template> {
         let raw = self
             .source
             .get(node.span.offset..node.span.offset + node.span.len)
@@ -70,7 +78,19 @@ impl<'s> LoadCtx<'s> {
                 }
             },
         };
-        match Template::parse(&text, raw, node.span, self.vars, &mut self.secrets) {
+        let mut raw_uses = Vec::new();
+        let parsed = Template::parse(
+            &text,
+            raw,
+            node.span,
+            quoting,
+            self.vars,
+            &mut self.secrets,
+            &mut raw_uses,
+        );
+        self.raw_uses
+            .extend(raw_uses.into_iter().map(|r| (what.to_string(), r)));
+        match parsed {
             Ok(t) => Some(t),
             Err(problems) => {
                 for p in problems {
@@ -267,8 +287,19 @@ impl<'n> MapReader<'n> {
     }
 
     pub fn required_template(&mut self, cx: &mut LoadCtx, key: &'static str) -> Option<Template> {
+        self.required_template_in(cx, key, Quoting::Plain)
+    }
+
+    /// A required template whose values are quoted for `quoting` (a shell
+    /// command, SQL).
+    pub fn required_template_in(
+        &mut self,
+        cx: &mut LoadCtx,
+        key: &'static str,
+        quoting: Quoting,
+    ) -> Option<Template> {
         let node = self.require(cx, key)?;
-        cx.template(node, &self.label(key))
+        cx.template_in(node, &self.label(key), quoting)
     }
 
     pub fn string(&mut self, cx: &mut LoadCtx, key: &'static str) -> Option<String> {
