@@ -51,11 +51,7 @@ fn kill_copy_when_running(prod_url: &str, table: &str) -> std::thread::JoinHandl
 /// still running when the source session is killed; asserts the run failed
 /// (exit code 1) and returns staging's URL and the run's output.
 fn clone_killed_mid_copy(staging_name: &str, extra: &str) -> (String, Output) {
-    let prod = seed_prod();
-    execute(
-        &prod.url,
-        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
-    );
+    let prod = seed_big_prod();
     let staging = seed_staging(staging_name);
     let killer = kill_copy_when_running(&prod.url, "event_log");
     let test = Test::new()
@@ -133,6 +129,17 @@ INSERT INTO measurements SELECT g, DATE '2024-03-01' + (g % 700), g / 3.0 FROM g
 REFRESH MATERIALIZED VIEW user_totals;
 ANALYZE;
 "#;
+
+/// [`seed_prod`] with an `event_log` big enough that its COPY is still
+/// running when a test interrupts it.
+fn seed_big_prod() -> TestDb {
+    let prod = seed_prod();
+    execute(
+        &prod.url,
+        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
+    );
+    prod
+}
 
 fn seed_prod() -> TestDb {
     let prod = fresh_db_sync();
@@ -770,11 +777,7 @@ fn sigterm_during_a_later_step_swaps_back_writes_the_report_and_exits_143() {
 
 #[test]
 fn sigterm_mid_copy_drops_the_new_database_and_exits_143() {
-    let prod = seed_prod();
-    execute(
-        &prod.url,
-        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
-    );
+    let prod = seed_big_prod();
     let staging = seed_staging("sigterm_copy");
     let test = Test::new().workflow(
         "reset",
@@ -808,6 +811,9 @@ fn sigterm_mid_copy_drops_the_new_database_and_exits_143() {
 #[test]
 fn a_server_that_accepts_and_never_answers_fails_the_step_in_about_connect_timeout() {
     // A black hole: accepts TCP connections, reads nothing, answers nothing.
+    // The step only reads, so the run takes no lock there and the step
+    // itself meets the hole (a written target would fail at the run's lock,
+    // as boundedly: one connect_timeout per maintenance database tried).
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -826,7 +832,7 @@ fn a_server_that_accepts_and_never_answers_fails_the_step_in_about_connect_timeo
                 targets:
                   staging: {{ postgres: "{url}" }}
                 steps:
-                  sites: {{ uses: postgres.sql, with: {{ target: staging, sql: "SELECT 1" }} }}
+                  sites: {{ uses: postgres.sql, with: {{ target: staging, readonly: true, sql: "SELECT 1" }} }}
                 "#
             ),
         )
@@ -1012,11 +1018,7 @@ fn detail<'a>(
 
 #[test]
 fn sigkill_mid_copy_then_resume_drops_the_unfinished_copy_and_copies_again() {
-    let prod = seed_prod();
-    execute(
-        &prod.url,
-        "INSERT INTO event_log SELECT now(), 'bulk', jsonb_build_object('pad', repeat('x', 200)) FROM generate_series(1, 400000)",
-    );
+    let prod = seed_big_prod();
     let staging = seed_staging("kill_copy");
     let test = Test::new().workflow(
         "reset",

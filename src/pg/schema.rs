@@ -245,6 +245,14 @@ pub async fn dump_section(
     if let Some(password) = &password {
         command.env("PGPASSWORD", password);
     }
+    // The connector's default, so a server that never answers fails pg_dump
+    // too instead of hanging it; a `connect_timeout` in the URL wins.
+    command.env(
+        "PGCONNECT_TIMEOUT",
+        crate::pg::connect::DEFAULT_CONNECT_TIMEOUT
+            .as_secs()
+            .to_string(),
+    );
     let output = command
         .output()
         .await
