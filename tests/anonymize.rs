@@ -166,7 +166,11 @@ fn seeded_prod() -> String {
 }
 
 fn run_clone(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) -> Output {
-    let test = Test::new()
+    clone_test(prod, staging, rules, secret, extra).run()
+}
+
+fn clone_test(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) -> Test {
+    Test::new()
         .file("anonymizers/site.yaml", rules)
         .workflow(
             "reset",
@@ -177,8 +181,7 @@ fn run_clone(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) 
             ),
         )
         .env("FLIGHTPATH_SECRET", secret)
-        .args(["run", "reset", "--yes", "--json"]);
-    test.run()
+        .args(["run", "reset", "--yes", "--json"])
 }
 
 /// Every value production holds in a ruled column, and every e-mail address
@@ -423,7 +426,11 @@ fn unique_fake_emails_hold_a_unique_index_on_200k_users() {
               email: { fake: email, unique: true }
               name: { fake: name }
     "#;
-    let out = run_clone(&prod.url, &staging, rules, "u", "");
+    // A debug build transforming 200k rows on a busy 2-core machine can
+    // pass the harness's default 120 s; this is a hang guard, not a timing.
+    let out = clone_test(&prod.url, &staging, rules, "u", "")
+        .timeout(std::time::Duration::from_secs(600))
+        .run();
     assert_ok(&out);
     assert_eq!(
         query_strings(
