@@ -159,6 +159,12 @@ fn seed_staging(name: &str) -> String {
     url
 }
 
+/// [`clone_workflow`] followed by `steps`: YAML of step ids indented by
+/// ten spaces, as the clone's own `database:` is.
+fn clone_workflow_then(prod: &str, staging: &str, steps: &str) -> String {
+    format!("{}\n{steps}", clone_workflow(prod, staging, "").trim_end())
+}
+
 pub(crate) fn clone_workflow(prod: &str, staging: &str, extra: &str) -> String {
     format!(
         r#"
@@ -447,22 +453,15 @@ fn a_clone_onto_its_own_source_is_refused() {
 fn a_failure_after_the_swap_swaps_back_and_keep_old_keeps() {
     let prod = seed_prod();
     let staging = seed_staging("clone_swap_back");
-    let workflow = format!(
+    let workflow = clone_workflow_then(
+        &prod.url,
+        &staging,
         r#"
-        name: reset
-        targets:
-          prod: {{ postgres: "{prod}", protected: true }}
-          staging: {{ postgres: "{staging}" }}
-        steps:
-          database:
-            uses: postgres.clone
-            with: {{ source: prod, target: staging, jobs: 2 }}
           smoke:
             uses: shell
             needs: [database]
-            with: {{ run: "test -f site-is-up" }}
+            with: { run: "test -f site-is-up" }
         "#,
-        prod = prod.url
     );
     let test = Test::new()
         .workflow("reset", &workflow)
@@ -728,21 +727,15 @@ fn wait_for_copy(prod_url: &str, table: &str) {
 
 /// A clone and then a shell step that says it started and waits.
 fn clone_then_wait_workflow(prod: &str, staging: &str) -> String {
-    format!(
+    clone_workflow_then(
+        prod,
+        staging,
         r#"
-        name: reset
-        targets:
-          prod: {{ postgres: "{prod}", protected: true }}
-          staging: {{ postgres: "{staging}" }}
-        steps:
-          database:
-            uses: postgres.clone
-            with: {{ source: prod, target: staging, jobs: 2 }}
           later:
             uses: shell
             needs: [database]
-            with: {{ run: "test -f go-on || {{ touch later.started; sleep 60; }}" }}
-        "#
+            with: { run: "test -f go-on || { touch later.started; sleep 60; }" }
+        "#,
     )
 }
 

@@ -181,6 +181,13 @@ pub async fn begin(client: &Client) -> Result<(), ReadOnlyError> {
     Ok(())
 }
 
+/// [`begin`], then [`check_functions`]: the read-only transaction the
+/// statements are to run in, with every function they call checked.
+pub async fn begin_checked(client: &Client, statements: &[Statement]) -> Result<(), ReadOnlyError> {
+    begin(client).await?;
+    check_functions(client, statements).await
+}
+
 /// Refuses a statement that calls a function whose effects can escape a
 /// read-only transaction, resolving every name against `pg_proc`. Runs
 /// inside the transaction [`begin`] opened.
@@ -416,8 +423,7 @@ fn unparsed_reason(text: &str, error: &str) -> String {
     match kind_of_word(&first) {
         Some(reason) => format!("{reason}; {ALLOWED}"),
         None => format!(
-            "could not be parsed as PostgreSQL ({error}); a read-only step runs only statements it can check: {}",
-            ALLOWED.trim_start_matches("a read-only step runs only ")
+            "could not be parsed as PostgreSQL ({error}); a read-only step runs only statements it can check, and of those only queries: SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN without ANALYZE"
         ),
     }
 }

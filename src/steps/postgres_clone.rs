@@ -623,20 +623,19 @@ async fn check_expressions(
                 r.reason()
             ))
         })?;
-        if let [statement] = statements.as_slice() {
-            readonly::check_functions(source, &statements)
-                .await
-                .map_err(|e| match e {
-                    readonly::ReadOnlyError::Refused(r) => refused(r.reason().to_string()),
-                    server => refused(server.to_string()),
-                })?;
-            if let Err(e) = source.query(statement.text.as_str(), &[]).await {
-                return Err(refused(crate::pg::connect::describe(&e, None)));
-            }
-        } else {
+        let [statement] = statements.as_slice() else {
             return Err(refused(
                 "its SQL (`where`, `except` and constants) must not end the statement".into(),
             ));
+        };
+        readonly::check_functions(source, &statements)
+            .await
+            .map_err(|e| match e {
+                readonly::ReadOnlyError::Refused(r) => refused(r.reason().to_string()),
+                server => refused(server.to_string()),
+            })?;
+        if let Err(e) = source.query(statement.text.as_str(), &[]).await {
+            return Err(refused(crate::pg::connect::describe(&e, None)));
         }
     }
     Ok(())

@@ -98,8 +98,7 @@ impl Params {
         let explained = match (&rendered, &statements) {
             (_, Some(statements)) => {
                 let checked = async {
-                    readonly::begin(&client).await?;
-                    readonly::check_functions(&client, statements).await?;
+                    readonly::begin_checked(&client, statements).await?;
                     Ok(match statements.as_slice() {
                         [one] if one.explainable() => explain(&client, &one.text).await,
                         _ => None,
@@ -142,8 +141,7 @@ impl Params {
         let result = match &statements {
             Some(statements) => {
                 let guarded = async {
-                    readonly::begin(&client).await?;
-                    readonly::check_functions(&client, statements).await?;
+                    readonly::begin_checked(&client, statements).await?;
                     readonly::execute(&client, statements).await
                 };
                 cancellable(ctx, &client, self.guarded(guarded)).await
