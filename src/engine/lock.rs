@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::pg::connect::connect;
 use crate::pg::url;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -262,16 +261,11 @@ async fn maintenance(
     target_url: &str,
     cancel: &CancellationToken,
 ) -> Result<Client, String> {
-    let mut reasons = Vec::new();
-    // Some providers refuse `postgres`; `template1` is always there.
-    for database in ["postgres", "template1"] {
-        match connect(target, &url::with_database(target_url, database), cancel).await {
-            Ok(client) => return Ok(client),
-            Err(crate::steps::StepError::Cancelled) => return Err("cancelled".into()),
-            Err(e) => reasons.push(format!("via `{database}`: {e}")),
-        }
+    match crate::pg::connect::maintenance(target, target_url, cancel).await {
+        Ok((client, _)) => Ok(client),
+        Err(crate::steps::StepError::Cancelled) => Err("cancelled".into()),
+        Err(reasons) => Err(reasons.to_string()),
     }
-    Err(reasons.join("; "))
 }
 
 /// FNV-1a: a stable hash for file names (std's hasher may change between releases).

@@ -504,21 +504,14 @@ pub async fn maintenance_client(
     spec: &CloneSpec,
     cancel: &CancellationToken,
 ) -> Result<(Client, String), StepError> {
-    let url = url::with_database(&spec.target_url, "postgres");
-    let first = match connect(&spec.target_name, &url, cancel).await {
-        Ok(client) => return Ok((client, url)),
-        Err(StepError::Cancelled) => return Err(StepError::Cancelled),
-        Err(e) => e,
-    };
-    // Some providers refuse `postgres`; `template1` is always there.
-    let fallback = url::with_database(&spec.target_url, "template1");
-    match connect(&spec.target_name, &fallback, cancel).await {
-        Ok(client) => Ok((client, fallback)),
-        Err(StepError::Cancelled) => Err(StepError::Cancelled),
-        Err(second) => Err(StepError::failed(format!(
-            "no maintenance connection to the staging server: via `postgres`: {first}; via `template1`: {second}"
-        ))),
-    }
+    crate::pg::connect::maintenance(&spec.target_name, &spec.target_url, cancel)
+        .await
+        .map_err(|e| match e {
+            StepError::Cancelled => StepError::Cancelled,
+            reasons => StepError::failed(format!(
+                "no maintenance connection to the staging server: {reasons}"
+            )),
+        })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -32,6 +32,29 @@ use crate::steps::StepError;
 
 use params::{SslMode, SslSettings};
 
+/// Connects to the maintenance database of the server `url` is on:
+/// `postgres`, else `template1` (some providers refuse `postgres`; the
+/// template is always there). Returns the client and the URL that worked.
+/// When both fail the error is [`StepError::Failed`] with each reason
+/// (`via \`postgres\`: …; via \`template1\`: …`), for the caller to say
+/// what it needed the connection for; a cancelled attempt is not retried.
+pub async fn maintenance(
+    target: &str,
+    url: &str,
+    cancel: &CancellationToken,
+) -> Result<(Client, String), StepError> {
+    let mut reasons = Vec::new();
+    for database in ["postgres", "template1"] {
+        let candidate = crate::pg::url::with_database(url, database);
+        match connect(target, &candidate, cancel).await {
+            Ok(client) => return Ok((client, candidate)),
+            Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+            Err(e) => reasons.push(format!("via `{database}`: {e}")),
+        }
+    }
+    Err(StepError::failed(reasons.join("; ")))
+}
+
 /// Connects to `url` for the target named `target` and spawns the task that
 /// drives the connection; the task ends when the returned client is dropped.
 /// Cancelling `cancel` while connecting gives [`StepError::Cancelled`].
