@@ -2,9 +2,13 @@
 
 pub mod anonymize;
 pub mod cli;
+pub mod clone;
 pub mod engine;
+pub mod human;
 pub mod pg;
 pub mod progress;
+pub mod redact;
 pub mod report;
 pub mod steps;
+pub mod syntax;
 pub mod workflow;

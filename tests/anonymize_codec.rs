@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
-use flightpath::anonymize::codec::{
+use flightpath::pg::codec::{
     self, DATE_END, DATE_MIN, FieldType, TIMESTAMP_END, TIMESTAMP_MIN, TextArray, VARCHAR_OID,
     Value,
 };

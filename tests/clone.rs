@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use flightpath::clone::{CloneSpec, TableRule};
 use flightpath::pg::catalog::Table;
-use flightpath::pg::clone::{CloneSpec, TableRule};
 use flightpath::pg::copy::{Row, RowTransform, TransformError};
 use flightpath::progress::{Mode, Progress};
 use tokio_util::sync::CancellationToken;
@@ -309,14 +309,14 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
     let staging = staging_db("clone_transform");
     // Rules are bound once the snapshot's tables are known (the transform
     // needs the column's position).
-    let binder: flightpath::pg::clone::Binder = Arc::new(|tables: &[Table]| {
+    let binder: flightpath::clone::Binder = Arc::new(|tables: &[Table]| {
         let users = tables.iter().find(|t| t.name == "auth_user").unwrap();
         let column = users
             .columns
             .iter()
             .position(|c| c.name == "first_name")
             .unwrap();
-        let shout: flightpath::pg::clone::TransformFactory =
+        let shout: flightpath::clone::TransformFactory =
             Arc::new(move |_format| Box::new(Shout { column }) as Box<dyn RowTransform>);
         Ok(BTreeMap::from([
             (
@@ -353,7 +353,7 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
         binder: Some(binder),
         suffix: "t1".into(),
     };
-    let cloned = block_on(flightpath::pg::clone::run(
+    let cloned = block_on(flightpath::clone::run(
         spec,
         &Progress::new(Mode::Quiet),
         "database",

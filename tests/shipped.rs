@@ -96,7 +96,7 @@ fn is_rules_file(path: &Path) -> bool {
 #[test]
 fn rules_files_beside_workflows_load() {
     use flightpath::anonymize::rules;
-    use flightpath::workflow::template::Vars;
+    use flightpath::syntax::template::Vars;
 
     let mut files = shipped_yaml();
     files.retain(|f| is_rules_file(f));
@@ -122,7 +122,7 @@ fn rules_files_beside_workflows_load() {
 #[test]
 fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
     use flightpath::anonymize::rules::{self, PRESETS, RulesError};
-    use flightpath::workflow::template::Vars;
+    use flightpath::syntax::template::Vars;
 
     let dir = repository().join("anonymizers");
     let mut files = Vec::new();
@@ -142,7 +142,7 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
                 unreadable,
             }) => panic!(
                 "{name} does not load: {unreadable:?}\n{}",
-                flightpath::workflow::diagnostics::render(&problems, false)
+                flightpath::syntax::diagnostics::render(&problems, false)
             ),
         }
         // The same text is built into the binary as `preset:<name>`.

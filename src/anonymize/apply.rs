@@ -6,12 +6,12 @@ use std::net::IpAddr;
 
 use serde_json::Value as Json;
 
-use super::codec::{self, FieldType, Value};
 use super::fakes::{self, FakeKind, Locale};
 use super::keyed::Keyed;
 use super::patterns::PiiKind;
 use super::redact::Redactor;
 use super::rules::{JsonRule, Segment, Strategy, TemplatePart, glob_match};
+use crate::pg::codec::{self, FieldType, Value};
 
 /// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_DAYS: i32 = codec::UNIX_TO_PG_EPOCH_DAYS as i32;
@@ -556,7 +556,7 @@ mod tests {
         };
         let c = compiled(email);
         let mut a = Value::Text("jo@example.com".into());
-        let mut b = Value::TextArray(crate::anonymize::codec::TextArray::of_text(vec![
+        let mut b = Value::TextArray(crate::pg::codec::TextArray::of_text(vec![
             Some("jo@example.com".into()),
             None,
         ]));

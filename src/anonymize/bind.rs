@@ -8,16 +8,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::apply::{Compiled, check_type};
-use super::codec::FieldType;
 use super::detect;
 use super::fakes::FakeKind;
 use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
 use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats, TableTransform};
+use crate::clone::{TableRule, TransformFactory};
 use crate::pg::catalog::{Table, quote_ident};
-use crate::pg::clone::{TableRule, TransformFactory};
-use crate::workflow::diagnostics::did_you_mean;
+use crate::pg::codec::FieldType;
+use crate::syntax::diagnostics::did_you_mean;
 
 /// Which tables and columns `rewrite:` reaches.
 #[derive(Debug, Clone)]

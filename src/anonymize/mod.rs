@@ -4,7 +4,6 @@
 
 pub mod apply;
 pub mod bind;
-pub mod codec;
 pub mod detect;
 pub mod fakes;
 pub mod keyed;

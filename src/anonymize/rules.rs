@@ -18,10 +18,10 @@ use miette::NamedSource;
 use regex::Regex;
 
 use super::fakes::{self, FakeKind, Locale};
-use crate::workflow::diagnostics::{Located, Problem};
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Vars;
-use crate::workflow::yaml::{self, Node, Span, Value};
+use crate::syntax::diagnostics::{Located, Problem};
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Vars;
+use crate::syntax::yaml::{self, Node, Span, Value};
 
 /// The presets shipped inside the binary, usable as `preset:<name>` in
 /// `anonymize:` and `extends:` without copying them into a project.
@@ -1030,7 +1030,7 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                 .find(|k| !matches!(*k, "unique" | "locale"));
             let help = unknown
                 .and_then(|k| {
-                    crate::workflow::diagnostics::did_you_mean(k, STRATEGIES.iter().copied())
+                    crate::syntax::diagnostics::did_you_mean(k, STRATEGIES.iter().copied())
                 })
                 .map(|best| format!("did you mean `{best}`?"))
                 .unwrap_or_else(|| format!("strategies: {}", STRATEGIES.join(", ")));

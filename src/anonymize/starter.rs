@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::bind::{Binding, Class, Coverage, Evidence};
-use super::codec::FieldType;
 use crate::pg::catalog::Table;
+use crate::pg::codec::FieldType;
 
 /// The rule suggested for an uncovered column, and why.
 fn suggest(type_name: &str, evidence: &Evidence, column: &str) -> String {

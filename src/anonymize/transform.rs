@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::apply::Compiled;
-use super::codec::{self, FieldType, Value};
 use super::keyed::Keyed;
 use super::rewrite::{Rewriter, rewrite_json};
+use crate::pg::codec::{self, FieldType, Value};
 use crate::pg::copy::{Format, Row, RowTransform, TransformError};
 
 /// Where a template reads another column from.

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::workflow::{self, LoadError, template::Vars};
+use crate::syntax::template::Vars;
+use crate::workflow::{self, LoadError};
 
 use super::{EXIT_INVALID, EXIT_OK};
 
@@ -61,7 +62,7 @@ fn describe(name: &str, steps: usize, description: Option<&str>) -> String {
     format!("{name:<24} {steps:>2} steps  {description}")
 }
 
-fn missing_vars(problems: &[crate::workflow::diagnostics::Located]) -> String {
+fn missing_vars(problems: &[crate::syntax::diagnostics::Located]) -> String {
     let mut names: Vec<String> = problems
         .iter()
         .filter_map(|p| p.problem.message.split('`').nth(1).map(str::to_string))

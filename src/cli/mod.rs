@@ -159,7 +159,7 @@ fn parse_jobs(text: &str) -> Result<usize, String> {
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::workflow::reader::parse_duration(text)
+    crate::syntax::reader::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration (try 30s, 2m)"))
 }
 
@@ -232,7 +232,7 @@ fn print_load_error(err: &crate::workflow::LoadError) {
     use crate::workflow::LoadError;
     match err {
         LoadError::Invalid { problems, path: _ } => {
-            let rendered = crate::workflow::diagnostics::render(problems, use_color_on_stderr());
+            let rendered = crate::syntax::diagnostics::render(problems, use_color_on_stderr());
             eprint!("{rendered}");
             eprintln!(
                 "error: {} problem{} found; nothing was run",
@@ -240,10 +240,7 @@ fn print_load_error(err: &crate::workflow::LoadError) {
                 if problems.len() == 1 { "" } else { "s" }
             );
         }
-        other => eprintln!(
-            "error: {}",
-            crate::engine::redact::mask_secrets(&other.to_string())
-        ),
+        other => eprintln!("error: {}", crate::redact::mask_secrets(&other.to_string())),
     }
 }
 

@@ -15,7 +15,8 @@ use crate::engine::{self, EngineError, Exit, RunOptions};
 use crate::progress::Progress;
 use crate::report::model::{Report, RunStatus};
 use crate::steps::Interaction;
-use crate::workflow::{self, template::Vars};
+use crate::syntax::template::Vars;
+use crate::workflow;
 
 use super::{
     EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, ExecArgs, OutputArgs,

@@ -12,12 +12,12 @@ use crate::anonymize::bind::Anonymizer;
 use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rules::{self, RuleSet, RulesError};
 use crate::anonymize::starter::starter;
-use crate::engine::redact::Redactor;
 use crate::pg::catalog;
 use crate::pg::connect::{connection_secrets, mask_connection_string};
 use crate::pg::snapshot::read_only_session;
-use crate::workflow::diagnostics::render;
-use crate::workflow::template::Vars;
+use crate::redact::Redactor;
+use crate::syntax::diagnostics::render;
+use crate::syntax::template::Vars;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, ScanArgs};
 

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::workflow::{self, template::Vars};
+use crate::syntax::template::Vars;
+use crate::workflow;
 
 use super::{EXIT_INVALID, EXIT_OK, ValidateArgs, print_load_error};
 

@@ -263,7 +263,7 @@ async fn maintenance(
 ) -> Result<Client, String> {
     match crate::pg::connect::maintenance(target, target_url, cancel).await {
         Ok((client, _)) => Ok(client),
-        Err(crate::steps::StepError::Cancelled) => Err("cancelled".into()),
+        Err(crate::pg::Error::Cancelled) => Err("cancelled".into()),
         Err(reasons) => Err(reasons.to_string()),
     }
 }

@@ -9,7 +9,6 @@
 
 pub mod journal;
 pub mod lock;
-pub mod redact;
 pub mod safety;
 pub mod scheduler;
 pub mod state;
@@ -28,9 +27,9 @@ use crate::steps::Interaction;
 use crate::steps::StepError;
 use crate::workflow::model::{Step, Workflow};
 
+use crate::redact::Redactor;
 use journal::{Entry, Journal, JournalError, RunRecord};
 use lock::{Holder, LockError};
-use redact::Redactor;
 use scheduler::{GroupEnd, Scheduler};
 use state::{RunState, StateParts};
 

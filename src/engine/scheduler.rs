@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -201,6 +200,3 @@ pub async fn or_interrupt<T>(
         value = future => Some(value),
     }
 }
-
-/// Shared so tasks can read a consistent snapshot of outputs.
-pub type Outputs = Arc<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>;

@@ -16,7 +16,7 @@ use crate::steps::{Interaction, StepCtx, StepError, StepOutcome};
 use crate::workflow::model::{Step, Target};
 
 use super::journal::{Entry, Journal, JournalError};
-use super::redact::Redactor;
+use crate::redact::Redactor;
 
 pub struct RunState {
     pub report: Report,
@@ -220,7 +220,7 @@ impl RunState {
                 });
             }
         }
-        let took = crate::report::human_duration(elapsed.as_millis() as u64);
+        let took = crate::human::human_duration(elapsed.as_millis() as u64);
         let line = match (&record.status, &record.error) {
             (StepStatus::Failed, Some(e)) => format!("✗ {} failed after {took}: {e}", step.id),
             (StepStatus::Cancelled, _) => format!("⊘ {} cancelled after {took}", step.id),

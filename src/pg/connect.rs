@@ -27,44 +27,40 @@ use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::redact::{mask_secrets, mask_whole_url, url_secrets};
-use crate::steps::StepError;
+use crate::pg::Error;
+use crate::redact::{mask_secrets, mask_whole_url, url_secrets};
 
 use params::{SslMode, SslSettings};
 
 /// Connects to the maintenance database of the server `url` is on:
 /// `postgres`, else `template1` (some providers refuse `postgres`; the
 /// template is always there). Returns the client and the URL that worked.
-/// When both fail the error is [`StepError::Failed`] with each reason
+/// When both fail the error is [`Error::NoMaintenanceDatabase`] with each reason
 /// (`via \`postgres\`: …; via \`template1\`: …`), for the caller to say
 /// what it needed the connection for; a cancelled attempt is not retried.
 pub async fn maintenance(
     target: &str,
     url: &str,
     cancel: &CancellationToken,
-) -> Result<(Client, String), StepError> {
+) -> Result<(Client, String), Error> {
     let mut reasons = Vec::new();
     for database in ["postgres", "template1"] {
         let candidate = crate::pg::url::with_database(url, database);
         match connect(target, &candidate, cancel).await {
             Ok(client) => return Ok((client, candidate)),
-            Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
             Err(e) => reasons.push(format!("via `{database}`: {e}")),
         }
     }
-    Err(StepError::failed(reasons.join("; ")))
+    Err(Error::NoMaintenanceDatabase { reasons })
 }
 
 /// Connects to `url` for the target named `target` and spawns the task that
 /// drives the connection; the task ends when the returned client is dropped.
-/// Cancelling `cancel` while connecting gives [`StepError::Cancelled`].
-pub async fn connect(
-    target: &str,
-    url: &str,
-    cancel: &CancellationToken,
-) -> Result<Client, StepError> {
+/// Cancelling `cancel` while connecting gives [`Error::Cancelled`].
+pub async fn connect(target: &str, url: &str, cancel: &CancellationToken) -> Result<Client, Error> {
     let shown = mask_connection_string(url);
-    let failed = |message: String| StepError::Postgres {
+    let failed = |message: String| Error::Target {
         target: target.to_string(),
         message,
     };
@@ -95,7 +91,7 @@ pub async fn connect(
                 OpenError::TimedOut(after) => timed_out(after),
             }))
         }),
-        _ = cancel.cancelled() => Err(StepError::Cancelled),
+        _ = cancel.cancelled() => Err(Error::Cancelled),
     }
 }
 
@@ -259,10 +255,10 @@ fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ru
 pub fn sql_error(
     target: &str,
     what: impl std::fmt::Display,
-) -> impl FnOnce(tokio_postgres::Error) -> StepError {
+) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let target = target.to_string();
     let what = what.to_string();
-    move |e| StepError::Postgres {
+    move |e| Error::Target {
         target,
         message: format!("{what}: {}", describe(&e, None)),
     }
@@ -295,7 +291,7 @@ pub fn describe(err: &tokio_postgres::Error, sql: Option<&str>) -> String {
 }
 
 fn cause(err: &(dyn std::error::Error + 'static)) -> String {
-    crate::steps::innermost_cause(err)
+    crate::human::innermost_cause(err)
 }
 
 /// 1-based line and column of the 1-based character position `at`.
@@ -338,7 +334,7 @@ pub fn connection_secrets(conn: &str) -> Vec<String> {
 pub fn check_connection_string(conn: &str) -> Result<(), String> {
     let conn = conn.trim();
     if let Some((scheme, _)) = conn.split_once("://") {
-        if !crate::engine::redact::is_postgres_scheme(scheme) {
+        if !crate::redact::is_postgres_scheme(scheme) {
             return Err(format!(
                 "a `{scheme}://` URL; PostgreSQL URLs start with `postgres://`"
             ));
@@ -352,7 +348,7 @@ pub fn check_connection_string(conn: &str) -> Result<(), String> {
     };
     rest.parse::<Config>()
         .map(|_| ())
-        .map_err(|e| crate::engine::redact::mask_secrets(&cause(&e)))
+        .map_err(|e| crate::redact::mask_secrets(&cause(&e)))
 }
 
 /// A connection string safe to show: the password of a URL (as the
@@ -451,10 +447,10 @@ mod tests {
     #[test]
     fn causes_read_as_sentences() {
         assert_eq!(
-            crate::steps::as_phrase("Connection refused"),
+            crate::human::as_phrase("Connection refused"),
             "connection refused"
         );
-        assert_eq!(crate::steps::as_phrase("SSL required"), "SSL required");
+        assert_eq!(crate::human::as_phrase("SSL required"), "SSL required");
     }
 
     #[tokio::test]

@@ -135,7 +135,7 @@ impl<'a> Row<'a> {
         let fields: Vec<Option<Vec<u8>>> = (0..self.width)
             .map(|i| self.get(i).map(<[u8]>::to_vec))
             .collect();
-        out.extend_from_slice(&crate::anonymize::codec::join_text_row(&fields));
+        out.extend_from_slice(&crate::pg::codec::join_text_row(&fields));
         out.put_u8(b'\n');
     }
 }
@@ -311,8 +311,8 @@ impl Decoder {
         };
         self.scanned = 0;
         let line = &self.pending[..end];
-        let fields = crate::anonymize::codec::split_text_row(line)
-            .map_err(|e| CopyError::Text(e.to_string()))?;
+        let fields =
+            crate::pg::codec::split_text_row(line).map_err(|e| CopyError::Text(e.to_string()))?;
         let mut row = Row::text(&fields, self.extras);
         transform.transform(&mut row)?;
         if row.untouched() {

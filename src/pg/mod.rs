@@ -1,14 +1,16 @@
 //! PostgreSQL: connections, throwaway local clusters…
 
 pub mod catalog;
-pub mod clone;
 pub mod cluster;
+pub mod codec;
 pub mod connect;
 pub mod copy;
-pub mod in_place;
+pub mod error;
 pub mod readonly;
 pub mod schema;
 pub mod snapshot;
 pub mod swap;
 pub mod url;
 pub mod wait;
+
+pub use error::Error;

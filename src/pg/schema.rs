@@ -16,9 +16,9 @@ use std::process::Stdio;
 use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 
-use crate::engine::redact::{MASK, mask_secrets, postgres_credentials};
 use crate::pg::catalog::{qualified, quote_ident};
 use crate::pg::connect::describe;
+use crate::redact::{MASK, mask_secrets, postgres_credentials};
 
 use lex::{Kind, Token};
 

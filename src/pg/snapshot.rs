@@ -7,8 +7,8 @@
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::pg::Error;
 use crate::pg::connect::{connect, sql_error};
-use crate::steps::StepError;
 
 /// Session settings for every source connection.
 const READ_ONLY_SESSION: &str = "SET default_transaction_read_only = on; \
@@ -29,14 +29,14 @@ pub async fn read_only_session(
     target: &str,
     url: &str,
     cancel: &CancellationToken,
-) -> Result<Client, StepError> {
+) -> Result<Client, Error> {
     let client = connect(target, url, cancel).await?;
     client
         // Also fixes the text forms of dates, times and floats, which the
         // anonymizer decodes on tables that travel in the text format.
         .batch_execute(&format!(
             "{READ_ONLY_SESSION}; {}",
-            crate::anonymize::codec::TEXT_SESSION_SETTINGS
+            crate::pg::codec::TEXT_SESSION_SETTINGS
         ))
         .await
         .map_err(sql_error(target, "setting up a read-only session"))?;
@@ -48,7 +48,7 @@ impl Snapshot {
         target: &str,
         url: &str,
         cancel: &CancellationToken,
-    ) -> Result<Snapshot, StepError> {
+    ) -> Result<Snapshot, Error> {
         let client = read_only_session(target, url, cancel).await?;
         client
             .batch_execute(BEGIN)
@@ -70,7 +70,7 @@ impl Snapshot {
         target: &str,
         url: &str,
         cancel: &CancellationToken,
-    ) -> Result<Client, StepError> {
+    ) -> Result<Client, Error> {
         let client = read_only_session(target, url, cancel).await?;
         let import = format!(
             "{BEGIN}; SET TRANSACTION SNAPSHOT '{}'",

@@ -3,8 +3,8 @@
 //! `postgres` maintenance database). Both URL (`postgres://…/db?…`) and
 //! key=value (`host=… dbname=…`) forms are handled.
 
-pub(crate) use crate::engine::redact::percent_decode;
-use crate::engine::redact::postgres_credentials;
+pub(crate) use crate::redact::percent_decode;
+use crate::redact::postgres_credentials;
 
 /// `user:password@host:port/db?query` → (`user:password@`, `host:port/db`,
 /// `?query`): the query starts after the credentials, split as the

@@ -486,14 +486,14 @@ fn line_lead(view: &LineView) -> String {
 /// Byte throughput helps read a log; row and item rates are left out.
 fn push_rate(line: &mut String, view: &LineView) {
     if let (Unit::Bytes, Some(rate)) = (view.unit, view.rate_per_sec) {
-        let _ = write!(line, ", {}/s", crate::report::human_bytes(rate));
+        let _ = write!(line, ", {}/s", crate::human::human_bytes(rate));
     }
 }
 
 fn amount(unit: Unit, n: u64) -> String {
     match unit {
-        Unit::Bytes => crate::report::human_bytes(n as f64),
-        Unit::Rows | Unit::Items => crate::report::thousands(n),
+        Unit::Bytes => crate::human::human_bytes(n as f64),
+        Unit::Rows | Unit::Items => crate::human::thousands(n),
     }
 }
 
@@ -597,12 +597,12 @@ mod tests {
 
     #[test]
     fn number_formats() {
-        assert_eq!(crate::report::thousands(0), "0");
-        assert_eq!(crate::report::thousands(999), "999");
-        assert_eq!(crate::report::thousands(1_000), "1,000");
-        assert_eq!(crate::report::thousands(1_234_567), "1,234,567");
-        assert_eq!(crate::report::human_bytes(512.0), "512 B");
-        assert_eq!(crate::report::human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(crate::human::thousands(0), "0");
+        assert_eq!(crate::human::thousands(999), "999");
+        assert_eq!(crate::human::thousands(1_000), "1,000");
+        assert_eq!(crate::human::thousands(1_234_567), "1,234,567");
+        assert_eq!(crate::human::human_bytes(512.0), "512 B");
+        assert_eq!(crate::human::human_bytes(1536.0), "1.5 KiB");
         assert_eq!(percent(5, 0), 100);
         assert_eq!(percent(50, 40), 100);
         assert_eq!(percent(u64::MAX - 1, u64::MAX - 1), 100);

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::human::human_duration;
+
 use super::model::{Detail, Report, RunStatus, StepReport, StepStatus};
-use super::{
-    failure_steps, human_duration, main_steps, run_status_word, step_status_glyph, step_status_word,
-};
+use super::{failure_steps, main_steps, run_status_word, step_status_glyph, step_status_word};
 
 /// Renders `report` as a Markdown document.
 pub fn markdown(report: &Report) -> String {

@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
+use crate::human::human_duration;
+
 use super::model::{Detail, Report, RunStatus, StepReport, StepStatus};
-use super::{
-    failure_steps, human_duration, main_steps, run_status_word, step_status_glyph, step_status_word,
-};
+use super::{failure_steps, main_steps, run_status_word, step_status_glyph, step_status_word};
 
 /// Block details (captured output) show only their last lines on the terminal;
 /// the Markdown report has them whole.

@@ -2,8 +2,8 @@
 //! approves without asking; a non-interactive run without `--yes` refuses
 //! (exit code 3) rather than guess.
 
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
 
 use super::{StepCtx, StepError, StepOutcome};
 

@@ -8,9 +8,9 @@ use tokio::time::Instant;
 
 use crate::progress::Unit;
 use crate::report::model::Detail;
-use crate::workflow::diagnostics::Problem;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
+use crate::syntax::diagnostics::Problem;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
 
 use super::shell::format_duration;
 use super::{StepCtx, StepError, StepOutcome};
@@ -288,7 +288,7 @@ pub(crate) fn request_error(err: &reqwest::Error, timeout: Duration) -> String {
             None => text,
         };
     };
-    super::innermost_cause(inner)
+    crate::human::innermost_cause(inner)
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -323,11 +323,11 @@ mod tests {
     #[test]
     fn causes_read_as_phrases() {
         assert_eq!(
-            super::super::as_phrase("Connection refused (os error 111)"),
+            crate::human::as_phrase("Connection refused (os error 111)"),
             "connection refused"
         );
         assert_eq!(
-            super::super::as_phrase("TLS handshake failed"),
+            crate::human::as_phrase("TLS handshake failed"),
             "TLS handshake failed"
         );
     }

@@ -12,6 +12,9 @@ pub mod notify;
 pub mod postgres_clone;
 pub mod postgres_sql;
 pub mod shell;
+mod target;
+
+pub use target::Target;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,13 +22,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::redact::Redactor;
 use crate::progress::Progress;
+use crate::redact::Redactor;
 use crate::report::model::{Detail, Report};
-use crate::workflow::model::Target;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
-use crate::workflow::yaml::Span;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
+use crate::syntax::yaml::Span;
 
 /// The kinds this version implements, as written in `uses:`.
 pub const KINDS: &[&str] = &[
@@ -185,6 +187,9 @@ impl StepParams {
         }
     }
 }
+
+/// The outputs of finished steps, by step id then output name.
+pub type Outputs = Arc<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>;
 
 /// What a step hands back to the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -363,15 +368,26 @@ pub enum StepError {
     Postgres { target: String, message: String },
 }
 
-impl From<crate::workflow::template::RenderError> for StepError {
-    fn from(err: crate::workflow::template::RenderError) -> Self {
-        use crate::workflow::template::RenderError;
+impl From<crate::syntax::template::RenderError> for StepError {
+    fn from(err: crate::syntax::template::RenderError) -> Self {
+        use crate::syntax::template::RenderError;
         match err {
             RenderError::Missing(r) => StepError::MissingOutput {
                 step: r.step,
                 output: r.output,
             },
             other @ RenderError::Unquotable { .. } => StepError::failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::pg::Error> for StepError {
+    fn from(err: crate::pg::Error) -> Self {
+        use crate::pg::Error;
+        match err {
+            Error::Cancelled => StepError::Cancelled,
+            Error::Target { target, message } => StepError::Postgres { target, message },
+            other @ Error::NoMaintenanceDatabase { .. } => StepError::failed(other.to_string()),
         }
     }
 }
@@ -411,7 +427,7 @@ pub struct StepCtx {
     pub cancel: CancellationToken,
     pub targets: Arc<BTreeMap<String, Target>>,
     /// Outputs of steps that finished before this one started.
-    pub outputs: crate::engine::scheduler::Outputs,
+    pub outputs: Outputs,
     pub progress: Progress,
     pub interaction: Interaction,
     pub redactor: Redactor,
@@ -468,32 +484,5 @@ impl StepCtx {
             .postgres
             .as_deref()
             .unwrap_or_else(|| panic!("target `{target}` was validated to have `postgres:`"))
-    }
-}
-
-/// The innermost error of a chain as a phrase: "connection refused" rather
-/// than "error connecting to server: Connection refused (os error 111)".
-pub fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = err;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    as_phrase(&inner.to_string())
-}
-
-/// "Connection refused (os error 111)" → "connection refused"; "SSL …" and
-/// other words in capitals stay as they are.
-pub fn as_phrase(text: &str) -> String {
-    let text = match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => &text[..at],
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => first
-            .to_lowercase()
-            .chain(text[first.len_utf8()..].chars())
-            .collect(),
-        _ => text.to_string(),
     }
 }

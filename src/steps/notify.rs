@@ -13,10 +13,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::report::model::{Detail, Report, StepReport, StepStatus};
-use crate::workflow::diagnostics::Problem;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
-use crate::workflow::yaml::Span;
+use crate::syntax::diagnostics::Problem;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
+use crate::syntax::yaml::Span;
 
 use super::http_check::request_error;
 use super::{StepCtx, StepError, StepOutcome};
@@ -177,7 +177,7 @@ fn webhook_secrets(url: &str) -> Vec<String> {
             })
             .map(str::to_string),
     );
-    out.extend(crate::engine::redact::url_secrets(url));
+    out.extend(crate::redact::url_secrets(url));
     out
 }
 
@@ -430,7 +430,7 @@ fn summary_line(step: &StepReport) -> Option<String> {
     let mut line = format!("{mark} {} ({})", step.id, step.kind);
     if let Some(ms) = step.duration_ms {
         line.push(' ');
-        line.push_str(&crate::report::human_duration(ms));
+        line.push_str(&crate::human::human_duration(ms));
     }
     let text = match step.status {
         StepStatus::Failed | StepStatus::Cancelled => step.error.as_deref(),
@@ -449,8 +449,8 @@ fn summary_line(step: &StepReport) -> Option<String> {
 mod tests {
     use super::*;
     use crate::report::model::{RunStatus, SCHEMA_VERSION};
-    use crate::workflow::template::Vars;
-    use crate::workflow::yaml;
+    use crate::syntax::template::Vars;
+    use crate::syntax::yaml;
 
     fn step(id: &str, status: StepStatus, summary: &str, ms: u64) -> StepReport {
         let failed = matches!(status, StepStatus::Failed);

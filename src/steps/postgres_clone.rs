@@ -1,6 +1,6 @@
 //! `postgres.clone`: production's database into staging, from one snapshot,
 //! over parallel COPY, loaded into a new database and swapped in. The
-//! mechanics are in [`crate::pg::clone`]; this file owns the step's
+//! mechanics are in [`crate::clone`]; this file owns the step's
 //! parameters, its plan (what would be copied, and whether the staging role
 //! may do it) and its report.
 
@@ -14,16 +14,16 @@ use crate::anonymize::keyed::Keyed;
 use crate::anonymize::rewrite::Rewriter;
 use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
 use crate::anonymize::transform::load;
+use crate::clone::{self, CloneSpec, Format};
 use crate::pg::catalog::{self, Table};
-use crate::pg::clone::{self, CloneSpec, Format};
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::readonly;
 use crate::pg::snapshot::read_only_session;
 use crate::pg::url;
 use crate::report::model::Detail;
-use crate::workflow::diagnostics::Problem;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
+use crate::syntax::diagnostics::Problem;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
 
 use super::{AfterRun, Facet, StepCtx, StepError, StepOutcome, TargetUse};
 
@@ -42,10 +42,10 @@ pub enum Strategy {
 pub struct Params {
     /// The target to copy from; only ever read.
     pub source: String,
-    pub source_span: crate::workflow::yaml::Span,
+    pub source_span: crate::syntax::yaml::Span,
     /// The target to replace.
     pub target: String,
-    pub target_span: crate::workflow::yaml::Span,
+    pub target_span: crate::syntax::yaml::Span,
     pub strategy: Strategy,
     /// Tables copied at once (default: the number of cores, at least 2).
     pub jobs: usize,
@@ -271,7 +271,7 @@ impl Params {
         let summary = format!(
             "would copy {} tables (about {} rows, {}) from `{}` {how}",
             tables.len(),
-            crate::report::thousands(total_rows.max(0) as u64),
+            crate::human::thousands(total_rows.max(0) as u64),
             human_bytes(total_bytes.max(0) as u64),
             self.source,
         );
@@ -345,7 +345,7 @@ impl Params {
         let mut outcome = StepOutcome::new(format!(
             "cloned {} tables ({} rows, {}) from `{}` and swapped them into `{}`",
             cloned.tables.len(),
-            crate::report::thousands(total_rows),
+            crate::human::thousands(total_rows),
             human_bytes(total_bytes),
             self.source,
             self.target
@@ -401,7 +401,7 @@ impl Params {
         ctx: &StepCtx,
     ) -> Result<StepOutcome, StepError> {
         let reloaded =
-            crate::pg::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
+            crate::clone::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
         let binding = binding.lock().expect("binding slot").take();
         let total_rows: u64 = reloaded.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = reloaded.tables.iter().map(|t| t.bytes).sum();
@@ -410,7 +410,7 @@ impl Params {
             self.target,
             self.source,
             reloaded.tables.len(),
-            crate::report::thousands(total_rows),
+            crate::human::thousands(total_rows),
             human_bytes(total_bytes)
         ))
         .output("tables", reloaded.tables.len())
@@ -461,10 +461,10 @@ impl Params {
                     table.clone(),
                     c.name.clone(),
                     c.rule.clone(),
-                    crate::report::thousands(load(&c.rows)),
-                    crate::report::thousands(changed),
+                    crate::human::thousands(load(&c.rows)),
+                    crate::human::thousands(changed),
                     if replacements > 0 {
-                        crate::report::thousands(replacements)
+                        crate::human::thousands(replacements)
                     } else {
                         String::new()
                     },
@@ -476,13 +476,13 @@ impl Params {
                     rewrites.push(vec![
                         table.clone(),
                         column.clone(),
-                        crate::report::thousands(n),
+                        crate::human::thousands(n),
                     ]);
                 }
             }
             let e = load(&plan.stats.excepted);
             if e > 0 {
-                excepted.push(format!("{table}: {}", crate::report::thousands(e)));
+                excepted.push(format!("{table}: {}", crate::human::thousands(e)));
             }
         }
         let nanos: u64 = binding.plans.values().map(|p| load(&p.stats.nanos)).sum();
@@ -662,7 +662,7 @@ fn tables_detail(tables: &[clone::TableCopied]) -> Detail {
             };
             vec![
                 t.qualified.clone(),
-                crate::report::thousands(t.rows),
+                crate::human::thousands(t.rows),
                 human_bytes(t.bytes),
                 format!("{secs:.1}s"),
                 rate,
@@ -701,7 +701,7 @@ async fn version(client: &Client, target: &str) -> Result<u32, StepError> {
     catalog::server_version_num(client)
         .await
         .map(|v| v as u32)
-        .map_err(sql_error(target, "reading the server version"))
+        .map_err(|e| sql_error(target, "reading the server version")(e).into())
 }
 
 fn pretty_version(num: u32) -> String {
@@ -846,7 +846,7 @@ fn table_plan_row(
     };
     vec![
         table.qualified.clone(),
-        crate::report::thousands(table.rows_estimate.max(0) as u64),
+        crate::human::thousands(table.rows_estimate.max(0) as u64),
         human_bytes(table.bytes.max(0) as u64),
         format,
         transform,
@@ -872,12 +872,12 @@ fn notes(t: &clone::TableCopied) -> String {
 }
 
 fn human_bytes(n: u64) -> String {
-    crate::report::human_bytes(n as f64)
+    crate::human::human_bytes(n as f64)
 }
 
 /// `anonymize: file` or `anonymize: [file, preset:name, …]`: read and merged
 /// now, so `validate` reports every problem in the rules files too.
-fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Option<RuleSet> {
+fn read_anonymize(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<RuleSet> {
     let files = cx.string_list(node, "`anonymize`")?;
     if files.is_empty() {
         return None;
@@ -931,7 +931,7 @@ fn read_anonymize(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Optio
 }
 
 /// `rewrite: { replace: { from: to, "regex:…": to }, tables: all | [t, t.col] }`.
-fn read_rewrite(cx: &mut LoadCtx, node: &crate::workflow::yaml::Node) -> Option<Rewrite> {
+fn read_rewrite(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Rewrite> {
     let mut reader = MapReader::new(cx, node, "`rewrite`")?;
     let replace_node = reader.require(cx, "replace");
     let tables_node = reader.get("tables");

@@ -20,9 +20,9 @@ use crate::pg::connect::{connect, describe};
 use crate::pg::readonly;
 use crate::progress::Unit;
 use crate::report::model::Detail;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::Template;
-use crate::workflow::yaml::Span;
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Template;
+use crate::syntax::yaml::Span;
 
 use super::{Facet, StepCtx, StepError, StepOutcome, TargetUse};
 
@@ -46,7 +46,7 @@ impl Params {
             .require(cx, "target")
             .and_then(|node| Some((cx.string(node, &target_label)?, node.span)));
         let sql =
-            with.required_template_in(cx, "sql", crate::workflow::template::Quoting::SqlLiteral);
+            with.required_template_in(cx, "sql", crate::syntax::template::Quoting::SqlLiteral);
         let readonly = with.bool(cx, "readonly").unwrap_or(false);
         let (target, target_span) = target?;
         Some(Params {

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::progress::Unit;
 use crate::report::model::Detail;
-use crate::workflow::reader::{LoadCtx, MapReader};
-use crate::workflow::template::{Quoting, Template};
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::{Quoting, Template};
 
 use super::{StepCtx, StepError, StepOutcome};
 

@@ -10,12 +10,12 @@ use miette::NamedSource;
 
 use crate::steps::{self, Facet, StepParams};
 
-use super::diagnostics::{Located, Problem};
 use super::graph::Graph;
 use super::model::{RawNote, Step, Target, Workflow};
-use super::reader::{LoadCtx, MapReader};
-use super::template::Vars;
-use super::yaml::{self, Node, Span, Value};
+use crate::syntax::diagnostics::{Located, Problem};
+use crate::syntax::reader::{LoadCtx, MapReader};
+use crate::syntax::template::Vars;
+use crate::syntax::yaml::{self, Node, Span, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -234,7 +234,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
                 .extend(crate::pg::connect::connection_secrets(url));
         }
         for url in [&media, &git].into_iter().flatten() {
-            cx.secrets.extend(crate::engine::redact::url_secrets(url));
+            cx.secrets.extend(crate::redact::url_secrets(url));
         }
         let protected = reader.bool(cx, "protected").unwrap_or(false);
         let same_server_as = reader.get("same_server_as").and_then(|node| {
@@ -439,7 +439,7 @@ fn read_kind(cx: &mut LoadCtx, id: &str, node: &Node) -> Option<&'static str> {
         "unknown step kind",
     );
     let all = steps::KINDS.iter().chain(steps::PLANNED_KINDS).copied();
-    let problem = match super::diagnostics::did_you_mean(&name, all) {
+    let problem = match crate::syntax::diagnostics::did_you_mean(&name, all) {
         Some(best) => problem.help(format!("did you mean `{best}`?")),
         None => problem.help(format!("available kinds: {}", steps::KINDS.join(", "))),
     };
@@ -554,7 +554,7 @@ fn unknown_need(
 fn check_reference(
     cx: &mut LoadCtx,
     step: &RawStep,
-    reference: &super::template::OutputRef,
+    reference: &crate::syntax::template::OutputRef,
     group: &[RawStep],
     ancestors: &BTreeSet<usize>,
     earlier: &[RawStep],
@@ -615,7 +615,7 @@ fn check_output_name(
     cx: &mut LoadCtx,
     step: &str,
     params: &StepParams,
-    reference: &super::template::OutputRef,
+    reference: &crate::syntax::template::OutputRef,
 ) {
     let outputs = params.outputs();
     let output = reference.output.as_str();
@@ -635,7 +635,7 @@ fn check_output_name(
         reference.span,
         "no such output",
     );
-    let problem = match super::diagnostics::did_you_mean(output, outputs.iter().copied()) {
+    let problem = match crate::syntax::diagnostics::did_you_mean(output, outputs.iter().copied()) {
         Some(best) => problem.help(format!("did you mean `{best}`? {listed}")),
         None => problem.help(listed),
     };

@@ -1,13 +1,12 @@
-//! Workflow files: parsing into a located YAML tree, strict reading into the
-//! validated [`model`], interpolation and the step-graph checks.
+//! The workflow model: loading a file into the validated [`model`] (strict
+//! reading through [`crate::syntax`], `${VAR}` interpolation, target and
+//! step checks) and the step graph.
+//!
+//! Layer: below `engine`, above `steps` — the model holds each step's parsed
+//! parameters, so it may name step types; steps never name this module.
 
-pub mod diagnostics;
 pub mod graph;
-pub mod lexical;
 pub mod load;
 pub mod model;
-pub mod reader;
-pub mod template;
-pub mod yaml;
 
 pub use load::{LoadError, load, resolve};

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::steps::StepParams;
-
-use super::yaml::Span;
+pub use crate::steps::Target;
 
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -36,25 +35,6 @@ pub struct RawNote {
     /// 1-based line and column (in characters) in the workflow file.
     pub line: usize,
     pub column: usize,
-}
-
-/// A named endpoint steps refer to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub name: String,
-    /// A PostgreSQL connection URL.
-    pub postgres: Option<String>,
-    /// `s3://bucket/prefix?…` or a local directory.
-    pub media: Option<String>,
-    /// A path or URL of a git repository.
-    pub git: Option<String>,
-    /// May be read, never written.
-    pub protected: bool,
-    /// `same_server_as: <target>`: this target is another database on the
-    /// server of that (protected) target, on purpose. Without it, writing a
-    /// database on a protected target's server is refused.
-    pub same_server_as: Option<String>,
-    pub span: Span,
 }
 
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clone::{self, CloneSpec, Source, TableCopied};
 use crate::pg::catalog;
-use crate::pg::clone::{self, CloneSpec, Source, TableCopied};
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::schema;
 use crate::pg::wait::{self, Patience};
@@ -195,7 +195,7 @@ async fn begin_and_drop(
                     ),
                 });
             }
-            Err(e) => return Err(sql_error(name, "dropping staging's schemas")(e)),
+            Err(e) => return Err(sql_error(name, "dropping staging's schemas")(e).into()),
         }
     }
     unreachable!("the last attempt returns")

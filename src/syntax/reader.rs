@@ -392,7 +392,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::yaml;
+    use crate::syntax::yaml;
 
     #[test]
     fn unknown_keys_are_reported_with_suggestions() {

@@ -243,7 +243,7 @@ fn mask(located: &Located) -> Option<Located> {
     let mut text = String::with_capacity(source.len());
     let mut changed = false;
     for line in source.split_inclusive('\n') {
-        let masked = crate::engine::redact::mask_secrets(line);
+        let masked = crate::redact::mask_secrets(line);
         if masked == line {
             text.push_str(line);
             continue;

@@ -97,6 +97,8 @@ impl CloneSpec {
     }
 }
 
+pub mod in_place;
+
 pub use crate::pg::copy::Format;
 
 /// What was copied for one table.
@@ -507,7 +509,7 @@ pub async fn maintenance_client(
     crate::pg::connect::maintenance(&spec.target_name, &spec.target_url, cancel)
         .await
         .map_err(|e| match e {
-            StepError::Cancelled => StepError::Cancelled,
+            crate::pg::Error::Cancelled => StepError::Cancelled,
             reasons => StepError::failed(format!(
                 "no maintenance connection to the staging server: {reasons}"
             )),
@@ -765,7 +767,8 @@ async fn prepare_target_session(target: &Client, name: &str) -> Result<(), StepE
              WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < 256 * 1024 * 1024",
         )
         .await
-        .map_err(sql_error(name, "setting up the session"))
+        .map_err(sql_error(name, "setting up the session"))?;
+    Ok(())
 }
 
 async fn worker(

@@ -1,0 +1,22 @@
+//! The named endpoints of a workflow (`targets:`), as steps see them.
+
+use crate::syntax::yaml::Span;
+
+/// A named endpoint steps refer to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    /// A PostgreSQL connection URL.
+    pub postgres: Option<String>,
+    /// `s3://bucket/prefix?…` or a local directory.
+    pub media: Option<String>,
+    /// A path or URL of a git repository.
+    pub git: Option<String>,
+    /// May be read, never written.
+    pub protected: bool,
+    /// `same_server_as: <target>`: this target is another database on the
+    /// server of that (protected) target, on purpose. Without it, writing a
+    /// database on a protected target's server is refused.
+    pub same_server_as: Option<String>,
+    pub span: Span,
+}
