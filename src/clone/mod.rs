@@ -97,6 +97,7 @@ impl CloneSpec {
     }
 }
 
+pub mod budget;
 pub mod in_place;
 
 pub use crate::pg::copy::Format;
