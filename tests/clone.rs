@@ -1008,7 +1008,10 @@ fn the_swap_plan_warns_whole_when_other_roles_sessions_cannot_be_ended() {
     let as_owner = staging.replacen("postgres@", "swap_owner@", 1);
     let session = hold_session(&staging, "web-app");
     let out = Test::new()
-        .workflow("reset", &clone_workflow(&prod.url, &as_owner, ""))
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &as_owner, ", strategy: swap"),
+        )
         .args(["plan", "reset"])
         .run();
     drop(session);
