@@ -8,6 +8,7 @@
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
 use crate::support::pg::{all_text, execute, fresh_db_sync, leaks, query_strings, staging_db};
+use crate::support::snapshot::{masks, streams};
 
 /// Production: users, profiles with JSON, comments with addresses inside
 /// free text (also URL-encoded), form submissions, a newsletter list that
@@ -388,6 +389,37 @@ fn a_new_personal_column_without_a_rule_stops_the_run_before_it_writes() {
         query_strings(&staging, "SELECT note FROM old_staging_marker"),
         ["still here"]
     );
+}
+
+/// The dry run's plan of a clone with rules, whole: tables, formats, what
+/// each table's rules do, coverage and warnings.
+#[test]
+fn the_plan_of_an_anonymized_clone_reads_whole() {
+    let prod = seeded_prod();
+    let staging = staging_db("anon_plan_whole");
+    let out = clone_test(&prod, &staging, RULES, "s", REWRITE)
+        .args(["plan", "reset"])
+        .run();
+    let _masks = masks();
+    insta::assert_snapshot!(streams(&out));
+}
+
+/// The coverage check's refusal (exit code 3), whole: every uncovered
+/// column with its evidence and what to do.
+#[test]
+fn the_refusal_of_an_uncovered_personal_column_reads_whole() {
+    let prod = seeded_prod();
+    execute(
+        &prod,
+        "ALTER TABLE profile ADD COLUMN mobile text; UPDATE profile SET mobile = '07700 900' || lpad(user_id::text, 3, '0'); ANALYZE profile;",
+    );
+    let staging = staging_db("anon_refusal_whole");
+    let out = clone_test(&prod, &staging, RULES, "s", "")
+        .args(["run", "reset", "--yes"])
+        .run();
+    assert_eq!(out.code, 3, "{}", streams(&out));
+    let _masks = masks();
+    insta::assert_snapshot!(streams(&out));
 }
 
 #[test]

@@ -17,6 +17,7 @@ use crate::support::cli::{Output, Test};
 use crate::support::pg::{
     TestDb, block_on, client, execute, fresh_db_sync, query_strings, staging_cluster, staging_db,
 };
+use crate::support::snapshot::{masks, streams};
 
 /// Ends, from a second session, the source's COPY of `table` as soon as it
 /// runs; the thread's result says whether it saw one.
@@ -924,31 +925,53 @@ fn in_place_behind_an_open_transaction_says_who_holds_the_lock() {
     );
 }
 
+/// A session on `url` named `application`, open until dropped.
+struct Session {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn hold_session(url: &str, application: &str) -> Session {
+    let url = url.to_owned();
+    let set_name = format!("SET application_name = '{application}'");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        block_on(async {
+            let session = client(&url).await;
+            session.batch_execute(&set_name).await.unwrap();
+            ready_tx.send(()).unwrap();
+            // Until the sender is dropped.
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
+            drop(session);
+        })
+    });
+    ready_rx.recv().expect("the session connected");
+    Session {
+        done: Some(done_tx),
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
 fn the_swap_plan_says_which_sessions_it_will_end() {
     let prod = seed_prod();
     let staging = seed_staging("swap_sessions");
-    let url = staging.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let session = std::thread::spawn(move || {
-        block_on(async {
-            let web = client(&url).await;
-            web.batch_execute("SET application_name = 'web-app'")
-                .await
-                .unwrap();
-            ready_tx.send(()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || done_rx.recv()).await;
-            drop(web);
-        })
-    });
-    ready_rx.recv().unwrap();
+    let session = hold_session(&staging, "web-app");
     let test = Test::new()
         .workflow("reset", &clone_workflow(&prod.url, &staging, ""))
         .args(["plan", "reset", "--json"]);
     let out = test.run();
-    done_tx.send(()).unwrap();
-    session.join().unwrap();
+    drop(session);
     assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
     let report = out.json();
     let fact = report["steps"][0]["details"]
@@ -963,6 +986,37 @@ fn the_swap_plan_says_which_sessions_it_will_end() {
         "1 session(s) connected to `swap_sessions` now (users postgres; applications web-app) \
          will be ended, and any that connect before the swap"
     );
+}
+
+/// The plan of a swap, whole, as a staging role that owns its database but
+/// may not end other roles' sessions sees it while an application is
+/// connected: the sessions the swap ends and the warning that it would fail.
+#[test]
+fn the_swap_plan_warns_whole_when_other_roles_sessions_cannot_be_ended() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE note (id integer PRIMARY KEY, body text NOT NULL);
+         INSERT INTO note SELECT n, 'note ' || n FROM generate_series(1, 100) n;
+         ANALYZE note;",
+    );
+    let cluster = staging_cluster();
+    let admin = cluster.url("postgres");
+    execute(&admin, "CREATE ROLE swap_owner LOGIN CREATEDB");
+    execute(&admin, "CREATE DATABASE swap_warning OWNER swap_owner");
+    let staging = cluster.url("swap_warning");
+    let as_owner = staging.replacen("postgres@", "swap_owner@", 1);
+    let session = hold_session(&staging, "web-app");
+    let out = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &as_owner, ", strategy: swap"),
+        )
+        .args(["plan", "reset"])
+        .run();
+    drop(session);
+    let _masks = masks();
+    insta::assert_snapshot!(streams(&out));
 }
 
 // --- SIGKILL, then resume ---------------------------------------------------

@@ -10,6 +10,7 @@ mod clone;
 mod cluster;
 mod engine;
 mod input_files;
+mod layers;
 mod pg_schema;
 mod presets;
 mod readonly;

@@ -6,6 +6,7 @@
 use crate::support::cli::Test;
 use crate::support::pg::block_on;
 use crate::support::pg::fresh_db_sync;
+use crate::support::snapshot::{masks, streams};
 
 #[path = "../examples/demo/seed.rs"]
 #[allow(dead_code)]
@@ -78,6 +79,15 @@ fn scan_lists_the_demo_databases_personal_columns() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(line(&out.stdout, "email").contains("ruled: fake: email (unique)"));
     assert!(!out.stdout.contains("UNCOVERED"), "{}", out.stdout);
+}
+
+/// The whole table a user reads, uncovered columns and summary included.
+#[test]
+fn scan_prints_the_whole_coverage_table() {
+    let prod = demo_prod();
+    let out = Test::new().args(["scan", "--source", &prod]).run();
+    let _masks = masks();
+    insta::assert_snapshot!(streams(&out));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //!   what it receives, for `http.check` and `notify`.
 //! - [`cli`]: `Test`, which writes files into a temp dir, runs `flightpath`
 //!   there and returns its exit code and output.
+//! - [`snapshot`]: the filters for whole-output snapshots.
 //!
 //! Not every test uses every helper.
 #![allow(dead_code)]
@@ -13,3 +14,4 @@
 pub mod cli;
 pub mod http;
 pub mod pg;
+pub mod snapshot;
