@@ -1,5 +1,5 @@
-//! The command line: argument parsing (clap), one module per subcommand, and
-//! the single mapping from outcomes to exit codes:
+//! The command line, the top layer: argument parsing (clap), one module per
+//! subcommand, and the single mapping from outcomes to exit codes:
 //! `0` success, `1` a step failed, `2` invalid input, `3` refused for safety,
 //! `130` interrupted.
 

@@ -6,6 +6,9 @@
 //!
 //! The engine never parses YAML and never renders anything but the live
 //! status lines; the CLI decides what to print at the end.
+//!
+//! Layer: below the CLI, above the workflow model and the steps; it calls
+//! what steps leave for the end of the run but never knows what they are.
 
 pub mod journal;
 pub mod lock;

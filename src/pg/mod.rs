@@ -1,4 +1,11 @@
-//! PostgreSQL: connections, throwaway local clusters…
+//! PostgreSQL mechanics: connections and TLS ([`connect`]), the catalog,
+//! pg_dump and schema entries ([`schema`]), COPY and its binary/text field
+//! codecs ([`copy`], [`codec`]), the read-only guard ([`readonly`]), swap
+//! primitives, lock waits and throwaway local clusters.
+//!
+//! Layer: below the clone and the anonymizer, above the leaves. It knows
+//! nothing of steps or workflows; its failures are [`Error`], which the
+//! layers above convert.
 
 pub mod catalog;
 pub mod cluster;
