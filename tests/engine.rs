@@ -169,7 +169,7 @@ fn a_failure_stops_new_steps_and_skips_dependents() {
               after-broken: { uses: shell, needs: [broken], with: { run: "touch after.ran" } }
             "#,
         )
-        .args(["run", "stop", "--yes", "--jobs", "1", "--json"]);
+        .args(["run", "stop", "--yes", "--parallel-steps", "1", "--json"]);
     let out = test.run();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let report = out.json();

@@ -95,8 +95,15 @@ struct ExecArgs {
     /// Approve every confirmation and `approve` step without asking (needed when stdin is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
-    /// How many steps may run at the same time.
-    #[arg(long, default_value_t = 4, value_name = "N", value_parser = parse_jobs)]
+    /// How many steps may run at the same time (a clone's own workers are its
+    /// `jobs:` and `index_jobs:`).
+    #[arg(
+        long = "parallel-steps",
+        alias = "jobs",
+        default_value_t = 4,
+        value_name = "N",
+        value_parser = parse_jobs
+    )]
     jobs: usize,
     /// After Ctrl-C, how long running steps get to stop before they are abandoned (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
