@@ -6,6 +6,7 @@ pub mod codec;
 pub mod connect;
 pub mod copy;
 pub mod error;
+pub mod ident;
 pub mod readonly;
 pub mod schema;
 pub mod snapshot;
