@@ -4,6 +4,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod codec;
 pub mod connect;
+pub mod conninfo;
 pub mod copy;
 pub mod error;
 pub mod ident;
