@@ -16,9 +16,10 @@ use std::process::Stdio;
 use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 
-use crate::pg::catalog::{qualified, quote_ident};
+use crate::pg::catalog::qualified;
 use crate::pg::connect::describe;
 use crate::pg::conninfo::url_after_scheme;
+use crate::pg::ident::quote_ident;
 use crate::redact::{MASK, mask_secrets, percent_decode_bytes, postgres_credentials};
 
 use lex::{Kind, Token};
