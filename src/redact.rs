@@ -350,8 +350,15 @@ fn mask_password_pairs(text: &str) -> String {
         .into_owned()
 }
 
-/// `%XX` escapes decoded; anything else (a lone `%`) kept as it is.
+/// `%XX` escapes decoded; anything else (a lone `%`) kept as it is; bytes
+/// that are not UTF-8 replaced.
 pub fn percent_decode(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(text)).into_owned()
+}
+
+/// The bytes `text` stands for: `%XX` escapes decoded, anything else (a
+/// lone `%`) kept as it is.
+pub fn percent_decode_bytes(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -368,7 +375,7 @@ pub fn percent_decode(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 use super::patterns::{self, PiiKind};
-use crate::pg::catalog::{Table, quote_ident};
+use crate::pg::catalog::Table;
+use crate::pg::ident::quote_ident;
 
 /// The personal-data word that `column`'s name contains, as a canonical
 /// hint (`"email"`, `"name"`, `"ip"`, …), or `None`.

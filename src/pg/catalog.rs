@@ -64,11 +64,7 @@ pub struct Sequence {
     pub is_called: bool,
 }
 
-/// `"name"`: always double-quoted, inner quotes doubled. Quoting every
-/// identifier is never wrong and spares a list of reserved words.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::pg::ident::quote_ident;
 
 /// `"schema"."name"`.
 pub fn qualified(schema: &str, name: &str) -> String {

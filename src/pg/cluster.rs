@@ -30,6 +30,8 @@ use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
+use crate::pg::ident::quote_ident;
+
 /// Where distribution packages (Debian, Ubuntu) put versioned server binaries.
 const VERSIONED_BIN_ROOT: &str = "/usr/lib/postgresql";
 
@@ -499,10 +501,6 @@ fn pg_message(error: &tokio_postgres::Error) -> String {
         Some(db) => db.message().to_owned(),
         None => error.to_string(),
     }
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Quotes a word for the `sh -c` line pg_ctl builds from `-o`.

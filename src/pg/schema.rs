@@ -16,9 +16,11 @@ use std::process::Stdio;
 use tokio_postgres::Client;
 use tokio_postgres::error::ErrorPosition;
 
-use crate::pg::catalog::{qualified, quote_ident};
+use crate::pg::catalog::qualified;
 use crate::pg::connect::describe;
-use crate::redact::{MASK, mask_secrets, postgres_credentials};
+use crate::pg::conninfo::url_after_scheme;
+use crate::pg::ident::quote_ident;
+use crate::redact::{MASK, mask_secrets, percent_decode_bytes, postgres_credentials};
 
 use lex::{Kind, Token};
 
@@ -283,10 +285,11 @@ pub async fn dump_section(
 /// `?`, `/` or `#` in the password never reaches pg_dump's command line. A
 /// `key=value` connection string is returned unchanged.
 fn split_password(url: &str) -> (String, Option<String>) {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+    let Some(after_scheme) = url_after_scheme(url) else {
         return (url.to_string(), None);
     };
-    let Some(credentials) = postgres_credentials(&url[scheme_end..]) else {
+    let scheme_end = url.len() - after_scheme.len();
+    let Some(credentials) = postgres_credentials(after_scheme) else {
         return (url.to_string(), None);
     };
     let Some(decoded) = credentials.password.and_then(percent_decode) else {
@@ -303,26 +306,7 @@ fn split_password(url: &str) -> (String, Option<String>) {
 
 /// `p%40ss` → `p@ss`; `None` when the result is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(percent_decode_bytes(text)).ok()
 }
 
 fn tail(text: &str, lines: usize) -> String {

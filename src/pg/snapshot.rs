@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pg::Error;
 use crate::pg::connect::{connect, sql_error};
+use crate::pg::ident::quote_literal;
 
 /// Session settings for every source connection.
 const READ_ONLY_SESSION: &str = "SET default_transaction_read_only = on; \
@@ -73,8 +74,8 @@ impl Snapshot {
     ) -> Result<Client, Error> {
         let client = read_only_session(target, url, cancel).await?;
         let import = format!(
-            "{BEGIN}; SET TRANSACTION SNAPSHOT '{}'",
-            self.id.replace('\'', "''")
+            "{BEGIN}; SET TRANSACTION SNAPSHOT {}",
+            quote_literal(&self.id)
         );
         client
             .batch_execute(&import)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::pg::connect::describe;
+use crate::pg::ident::quote_literal;
 use crate::pg::wait::{self, Holder, Patience, backend_pid};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +32,7 @@ fn fail(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Swap
     }
 }
 
-/// `"name"`, with inner quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::pg::ident::quote_ident;
 
 /// A database name no longer than PostgreSQL's 63 bytes: `base` cut to fit
 /// before `suffix`, on a character boundary.
@@ -80,11 +78,11 @@ pub async fn create_database(
     locale: &DatabaseLocale,
 ) -> Result<bool, SwapError> {
     let exact = format!(
-        "CREATE DATABASE {} TEMPLATE template0 ENCODING '{}' LC_COLLATE '{}' LC_CTYPE '{}'",
+        "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
         quote_ident(name),
-        locale.encoding.replace('\'', "''"),
-        locale.collate.replace('\'', "''"),
-        locale.ctype.replace('\'', "''"),
+        quote_literal(&locale.encoding),
+        quote_literal(&locale.collate),
+        quote_literal(&locale.ctype),
     );
     match maintenance.batch_execute(&exact).await {
         Ok(()) => return Ok(true),

@@ -1,18 +1,17 @@
 //! Connection strings: which database a URL names, and the same URL pointed
 //! at another database on the same server (the clone's new database, the
 //! `postgres` maintenance database). Both URL (`postgres://…/db?…`) and
-//! key=value (`host=… dbname=…`) forms are handled.
+//! key=value (`host=… dbname=…`) forms are handled, each read by
+//! [`crate::pg::conninfo`].
 
-pub(crate) use crate::redact::percent_decode;
-use crate::redact::postgres_credentials;
+use crate::pg::conninfo::{credentials_len, key_value_pairs, url_after_scheme};
+use crate::redact::percent_decode;
 
 /// `user:password@host:port/db?query` → (`user:password@`, `host:port/db`,
-/// `?query`): the query starts after the credentials, split as the
-/// connector (and the redactor) split them, so a `?` or `/` in a password
-/// is not taken for one.
+/// `?query`): the query starts after the credentials
+/// ([`credentials_len`]), so a `?` or `/` in a password is not taken for one.
 fn url_parts(rest: &str) -> (&str, &str, &str) {
-    let credentials = postgres_credentials(rest).map_or(0, |c| rest.len() - c.rest.len());
-    let (userinfo, after) = rest.split_at(credentials);
+    let (userinfo, after) = rest.split_at(credentials_len(rest));
     let (path, query) = match after.find(['?', '#']) {
         Some(at) => after.split_at(at),
         None => (after, ""),
@@ -22,7 +21,7 @@ fn url_parts(rest: &str) -> (&str, &str, &str) {
 
 /// The database a connection string names, if it names one.
 pub fn database_of(url: &str) -> Option<String> {
-    if let Some(rest) = strip_scheme(url) {
+    if let Some(rest) = url_after_scheme(url) {
         let (_, path, _) = url_parts(rest);
         let (_, db) = path.split_once('/')?;
         return (!db.is_empty()).then(|| percent_decode(db));
@@ -35,7 +34,7 @@ pub fn database_of(url: &str) -> Option<String> {
 
 /// `url` with its database replaced by `database`.
 pub fn with_database(url: &str, database: &str) -> String {
-    if let Some(rest) = strip_scheme(url) {
+    if let Some(rest) = url_after_scheme(url) {
         let scheme = &url[..url.len() - rest.len()];
         let (userinfo, path, query) = url_parts(rest);
         let authority = path.split('/').next().unwrap_or("");
@@ -56,48 +55,13 @@ pub fn with_database(url: &str, database: &str) -> String {
         .join(" ")
 }
 
-fn strip_scheme(url: &str) -> Option<&str> {
-    url.strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-}
-
-/// Parses `key=value key='quoted value'` pairs.
+/// The `(key, value)` pairs of a key=value string, up to the first syntax
+/// error ([`key_value_pairs`]).
 fn key_values(dsn: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = dsn.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String =
-            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
-        if key.is_empty() {
-            return out;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return out;
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '\'' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
-        }
-        out.push((key, value));
-    }
+    key_value_pairs(dsn)
+        .map_while(Result::ok)
+        .map(|pair| (pair.key, pair.value))
+        .collect()
 }
 
 fn percent_encode(text: &str) -> String {

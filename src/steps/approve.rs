@@ -5,7 +5,7 @@
 use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 
-use super::{StepCtx, StepError, StepOutcome};
+use super::{Kind, StepCtx, StepError, StepOutcome};
 
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -13,19 +13,23 @@ pub struct Params {
     pub message: Template,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "approve";
+    const OUTPUTS: &'static [&'static str] = &["approved_by"];
+    const DESTRUCTIVE: bool = false;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         let message = with
             .template(cx, "message")
             .unwrap_or_else(|| Template::literal("Continue?"));
         Some(Params { message })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         vec![&self.message]
     }
 
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let message = ctx.preview(&self.message);
         let how = if ctx.interaction.assume_yes {
             "approved by --yes"
@@ -35,7 +39,7 @@ impl Params {
         Ok(StepOutcome::new(format!("would ask \"{message}\" ({how})")))
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let message = ctx.render(&self.message)?;
         if ctx.interaction.assume_yes {
             return Ok(

@@ -13,7 +13,7 @@ use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 
 use super::shell::format_duration;
-use super::{StepCtx, StepError, StepOutcome};
+use super::{Kind, StepCtx, StepError, StepOutcome};
 
 /// The longest wait between two attempts (unless `interval` is longer).
 const MAX_INTERVAL: Duration = Duration::from_secs(30);
@@ -37,8 +37,12 @@ pub struct Params {
     pub timeout: Duration,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "http.check";
+    const OUTPUTS: &'static [&'static str] = &["status"];
+    const DESTRUCTIVE: bool = false;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         // Read every key before giving up, so each one counts as known.
         let url = with.required_template(cx, "url");
         let status_label = format!("{} `status`", with.what());
@@ -78,11 +82,11 @@ impl Params {
         })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         vec![&self.url]
     }
 
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let url = ctx.redactor.redact(&ctx.preview(&self.url));
         let retries = match self.retries {
             0 => "no retries".to_string(),
@@ -99,7 +103,7 @@ impl Params {
         )))
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let url = ctx.render(&self.url)?;
         let shown = ctx.redactor.redact(&url);
         let client = self.client()?;
@@ -153,7 +157,9 @@ impl Params {
             None => unreachable!("the loop makes at least one attempt"),
         }
     }
+}
 
+impl Params {
     fn client(&self) -> Result<reqwest::Client, StepError> {
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)

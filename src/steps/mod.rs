@@ -1,7 +1,11 @@
-//! Step kinds: a closed enum, one module per kind. Each kind has
-//! - `Params::parse` — reads its strict `with:` mapping (runs in `validate`),
+//! Step kinds: a closed enum, one module per kind. Each kind's `Params`
+//! implements [`Kind`]:
+//! - `parse` — reads its strict `with:` mapping (runs in `validate`),
 //! - `plan` — read-only against real systems, the dry-run half,
-//! - `run` — does the work.
+//! - `run` — does the work,
+//!
+//! and `step_kinds!` lists the kinds once, generating [`StepParams`],
+//! [`KINDS`] and the dispatch over them.
 //!
 //! Steps never print: they return a [`StepOutcome`] (summary, outputs,
 //! details for the report) and draw progress through [`StepCtx::progress`].
@@ -10,6 +14,7 @@ pub mod approve;
 pub mod http_check;
 pub mod notify;
 pub mod postgres_clone;
+mod postgres_clone_kind;
 pub mod postgres_sql;
 pub mod shell;
 mod target;
@@ -17,6 +22,7 @@ mod target;
 pub use target::Target;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,16 +35,6 @@ use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
-/// The kinds this version implements, as written in `uses:`.
-pub const KINDS: &[&str] = &[
-    "shell",
-    "postgres.sql",
-    "postgres.clone",
-    "http.check",
-    "approve",
-    "notify",
-];
-
 /// Kinds described in the design that this version does not have yet.
 pub const PLANNED_KINDS: &[&str] = &[
     "git.merged-branches",
@@ -48,17 +44,6 @@ pub const PLANNED_KINDS: &[&str] = &[
     "postgres.restore",
     "media.sync",
 ];
-
-/// A step's `with:`, parsed into its kind's strict parameters.
-#[derive(Debug, Clone)]
-pub enum StepParams {
-    Shell(shell::Params),
-    PostgresSql(postgres_sql::Params),
-    PostgresClone(postgres_clone::Params),
-    HttpCheck(http_check::Params),
-    Approve(approve::Params),
-    Notify(notify::Params),
-}
 
 /// Which facet of a target a step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,104 +73,126 @@ pub struct TargetUse {
     pub facet: Facet,
 }
 
-impl StepParams {
-    /// Parses `with:` for `kind` (one of [`KINDS`]). Problems go to `cx`;
-    /// `None` when the parameters could not be read.
-    pub fn parse(kind: &str, with: &mut MapReader, cx: &mut LoadCtx) -> Option<StepParams> {
-        match kind {
-            "shell" => shell::Params::parse(with, cx).map(StepParams::Shell),
-            "postgres.sql" => postgres_sql::Params::parse(with, cx).map(StepParams::PostgresSql),
-            "postgres.clone" => {
-                postgres_clone::Params::parse(with, cx).map(StepParams::PostgresClone)
-            }
-            "http.check" => http_check::Params::parse(with, cx).map(StepParams::HttpCheck),
-            "approve" => approve::Params::parse(with, cx).map(StepParams::Approve),
-            "notify" => notify::Params::parse(with, cx).map(StepParams::Notify),
-            other => unreachable!("parse called with unknown kind {other}"),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StepParams::Shell(_) => "shell",
-            StepParams::PostgresSql(_) => "postgres.sql",
-            StepParams::PostgresClone(_) => "postgres.clone",
-            StepParams::HttpCheck(_) => "http.check",
-            StepParams::Approve(_) => "approve",
-            StepParams::Notify(_) => "notify",
-        }
-    }
-
+/// One step kind: its name in `uses:`, what it sets, and its phases. Each
+/// kind's `Params` implements it in the kind's own module; `step_kinds!`
+/// lists the kinds once. Every phase without a default is required, so the
+/// compiler checks that a new kind handles each one.
+pub trait Kind: Sized {
+    /// As written in `uses:`.
+    const NAME: &'static str;
     /// The outputs a step of this kind sets, which `${steps.<id>.<output>}`
     /// may read (the `.output(…)` calls of its module).
-    pub fn outputs(&self) -> &'static [&'static str] {
-        match self {
-            StepParams::Shell(_) => &["exit_code"],
-            StepParams::PostgresSql(_) => &["rows"],
-            StepParams::PostgresClone(_) => &["tables", "rows", "bytes", "anonymized_values"],
-            StepParams::HttpCheck(_) => &["status"],
-            StepParams::Approve(_) => &["approved_by"],
-            StepParams::Notify(_) => &[],
-        }
-    }
-
-    /// Every interpolated string in the parameters (to check `${steps.…}`).
-    pub fn templates(&self) -> Vec<&Template> {
-        match self {
-            StepParams::Shell(p) => p.templates(),
-            StepParams::PostgresSql(p) => p.templates(),
-            StepParams::PostgresClone(p) => p.templates(),
-            StepParams::HttpCheck(p) => p.templates(),
-            StepParams::Approve(p) => p.templates(),
-            StepParams::Notify(p) => p.templates(),
-        }
-    }
-
-    /// The named targets this step reads or writes.
-    pub fn target_uses(&self) -> Vec<TargetUse> {
-        match self {
-            StepParams::PostgresSql(p) => p.target_uses(),
-            StepParams::PostgresClone(p) => p.target_uses(),
-            StepParams::Shell(_)
-            | StepParams::HttpCheck(_)
-            | StepParams::Approve(_)
-            | StepParams::Notify(_) => Vec::new(),
-        }
-    }
-
+    const OUTPUTS: &'static [&'static str];
     /// Whether running it changes something outside flightpath (asks for
     /// confirmation before a real run).
-    pub fn destructive(&self) -> bool {
-        match self {
-            StepParams::Shell(_) | StepParams::PostgresSql(_) | StepParams::PostgresClone(_) => {
-                true
-            }
-            StepParams::HttpCheck(_) | StepParams::Approve(_) | StepParams::Notify(_) => false,
-        }
+    const DESTRUCTIVE: bool;
+
+    /// Reads the kind's strict `with:` mapping. Problems go to `cx`; `None`
+    /// when the parameters could not be read.
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self>;
+
+    /// Every interpolated string in the parameters (to check `${steps.…}`).
+    fn templates(&self) -> Vec<&Template>;
+
+    /// The named targets this step reads or writes; most kinds use none.
+    fn target_uses(&self) -> Vec<TargetUse> {
+        Vec::new()
     }
 
     /// The dry-run half: read-only, never writes anything anywhere.
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        match self {
-            StepParams::Shell(p) => p.plan(ctx).await,
-            StepParams::PostgresSql(p) => p.plan(ctx).await,
-            StepParams::PostgresClone(p) => p.plan(ctx).await,
-            StepParams::HttpCheck(p) => p.plan(ctx).await,
-            StepParams::Approve(p) => p.plan(ctx).await,
-            StepParams::Notify(p) => p.plan(ctx).await,
-        }
-    }
+    fn plan(&self, ctx: &StepCtx) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        match self {
-            StepParams::Shell(p) => p.run(ctx).await,
-            StepParams::PostgresSql(p) => p.run(ctx).await,
-            StepParams::PostgresClone(p) => p.run(ctx).await,
-            StepParams::HttpCheck(p) => p.run(ctx).await,
-            StepParams::Approve(p) => p.run(ctx).await,
-            StepParams::Notify(p) => p.run(ctx).await,
+    /// Does the work.
+    fn run(&self, ctx: &StepCtx) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
+}
+
+/// The one list of step kinds: `Variant(module)`, where `module::Params`
+/// implements [`Kind`]. It generates [`StepParams`], [`KINDS`] and the
+/// methods that dispatch to each kind, so adding a kind is one line here
+/// plus its module.
+macro_rules! step_kinds {
+    ($($variant:ident($module:ident)),+ $(,)?) => {
+        /// The kinds this version implements, as written in `uses:`.
+        pub const KINDS: &[&str] = &[$(<$module::Params as Kind>::NAME),+];
+
+        /// A step's `with:`, parsed into its kind's strict parameters.
+        #[derive(Debug, Clone)]
+        pub enum StepParams {
+            $($variant($module::Params)),+
         }
-    }
+
+        impl StepParams {
+            /// Parses `with:` for `kind` (one of [`KINDS`]). Problems go to
+            /// `cx`; `None` when the parameters could not be read.
+            pub fn parse(kind: &str, with: &mut MapReader, cx: &mut LoadCtx) -> Option<StepParams> {
+                $(
+                    if kind == <$module::Params as Kind>::NAME {
+                        return <$module::Params as Kind>::parse(with, cx).map(StepParams::$variant);
+                    }
+                )+
+                unreachable!("parse called with unknown kind {kind}")
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(StepParams::$variant(_) => <$module::Params as Kind>::NAME),+
+                }
+            }
+
+            /// The outputs a step of this kind sets, which
+            /// `${steps.<id>.<output>}` may read.
+            pub fn outputs(&self) -> &'static [&'static str] {
+                match self {
+                    $(StepParams::$variant(_) => <$module::Params as Kind>::OUTPUTS),+
+                }
+            }
+
+            /// Every interpolated string in the parameters (to check
+            /// `${steps.…}`).
+            pub fn templates(&self) -> Vec<&Template> {
+                match self {
+                    $(StepParams::$variant(p) => p.templates()),+
+                }
+            }
+
+            /// The named targets this step reads or writes.
+            pub fn target_uses(&self) -> Vec<TargetUse> {
+                match self {
+                    $(StepParams::$variant(p) => p.target_uses()),+
+                }
+            }
+
+            /// Whether running it changes something outside flightpath
+            /// (asks for confirmation before a real run).
+            pub fn destructive(&self) -> bool {
+                match self {
+                    $(StepParams::$variant(_) => <$module::Params as Kind>::DESTRUCTIVE),+
+                }
+            }
+
+            /// The dry-run half: read-only, never writes anything anywhere.
+            pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+                match self {
+                    $(StepParams::$variant(p) => Kind::plan(p, ctx).await),+
+                }
+            }
+
+            pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+                match self {
+                    $(StepParams::$variant(p) => Kind::run(p, ctx).await),+
+                }
+            }
+        }
+    };
+}
+
+step_kinds! {
+    Shell(shell),
+    PostgresSql(postgres_sql),
+    PostgresClone(postgres_clone),
+    HttpCheck(http_check),
+    Approve(approve),
+    Notify(notify),
 }
 
 /// The outputs of finished steps, by step id then output name.

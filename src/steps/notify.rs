@@ -19,7 +19,7 @@ use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
 use super::http_check::request_error;
-use super::{StepCtx, StepError, StepOutcome};
+use super::{Kind, StepCtx, StepError, StepOutcome};
 
 /// The placeholders a message may use.
 pub const PLACEHOLDERS: &[&str] = &["workflow", "run_id", "status", "summary", "failed"];
@@ -40,8 +40,12 @@ pub struct Params {
     pub to: Template,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "notify";
+    const OUTPUTS: &'static [&'static str] = &[];
+    const DESTRUCTIVE: bool = false;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         // Read every key before giving up, so each one counts as known.
         let message_node = with.require(cx, "message");
         let message_label = format!("{} `message`", with.what());
@@ -54,11 +58,11 @@ impl Params {
         Some(Params { message, to })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         vec![&self.message, &self.to]
     }
 
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let text = self.text(ctx, true)?;
         let destination = Destination::parse(&ctx.preview(&self.to));
         Ok(StepOutcome::new(format!(
@@ -68,7 +72,7 @@ impl Params {
         .detail(Detail::block("message", ctx.redactor.redact(&text))))
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let text = ctx.redactor.redact(&self.text(ctx, false)?);
         let destination = Destination::parse(&ctx.render(&self.to)?);
         let shown = ctx.redactor.redact(&destination.shown());
@@ -97,7 +101,9 @@ impl Params {
         };
         Ok(StepOutcome::new(summary).detail(Detail::block("message", text)))
     }
+}
 
+impl Params {
     /// The message with step outputs and placeholders filled in. With
     /// `preview`, outputs not known yet are shown as written.
     fn text(&self, ctx: &StepCtx, preview: bool) -> Result<String, StepError> {

@@ -24,7 +24,7 @@ use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
-use super::{Facet, StepCtx, StepError, StepOutcome, TargetUse};
+use super::{Facet, Kind, StepCtx, StepError, StepOutcome, TargetUse};
 
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -38,8 +38,12 @@ pub struct Params {
     pub readonly: bool,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "postgres.sql";
+    const OUTPUTS: &'static [&'static str] = &["rows"];
+    const DESTRUCTIVE: bool = true;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         // Read every key before giving up, so each one counts as known.
         let target_label = format!("{} `target`", with.what());
         let target = with
@@ -57,11 +61,11 @@ impl Params {
         })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         vec![&self.sql]
     }
 
-    pub fn target_uses(&self) -> Vec<TargetUse> {
+    fn target_uses(&self) -> Vec<TargetUse> {
         vec![TargetUse {
             name: self.target.clone(),
             span: self.target_span,
@@ -70,7 +74,7 @@ impl Params {
         }]
     }
 
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let rendered = ctx.render(&self.sql).ok();
         let shown = ctx.redactor.redact(&ctx.preview(&self.sql));
         // Refused before anything is sent; SQL that still waits for another
@@ -124,7 +128,7 @@ impl Params {
         Ok(outcome)
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let sql = ctx.render(&self.sql)?;
         let statements = match self.readonly {
             true => Some(self.read_only_statements(&sql)?),
@@ -164,7 +168,9 @@ impl Params {
         }
         Ok(outcome)
     }
+}
 
+impl Params {
     /// The statements of read-only SQL, or the refusal of the first that
     /// is not a query.
     fn read_only_statements(&self, sql: &str) -> Result<Vec<readonly::Statement>, StepError> {

@@ -22,7 +22,7 @@ use crate::report::model::Detail;
 use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::{Quoting, Template};
 
-use super::{StepCtx, StepError, StepOutcome};
+use super::{Kind, StepCtx, StepError, StepOutcome};
 
 /// How much output is kept: the last 64 KiB.
 pub const CAPTURE_LIMIT: usize = 64 * 1024;
@@ -50,8 +50,12 @@ pub struct Params {
     pub timeout: Option<Duration>,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "shell";
+    const OUTPUTS: &'static [&'static str] = &["exit_code"];
+    const DESTRUCTIVE: bool = true;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         // Read every key before giving up, so each one counts as known.
         // Each value becomes one shell word: `--var V='x; rm -rf ~'` is an argument, not a command.
         let run = with.required_template_in(cx, "run", Quoting::ShellWord);
@@ -66,14 +70,14 @@ impl Params {
         })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         let mut all = vec![&self.run];
         all.extend(self.env.values());
         all.extend(self.dir.as_ref());
         all
     }
 
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let command = ctx.redactor.redact(&ctx.preview(&self.run));
         let mut outcome = StepOutcome::new(format!("would run `{}`", short_command(&command)))
             .detail(Detail::block("command", command.clone()));
@@ -90,7 +94,7 @@ impl Params {
         Ok(outcome)
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let command = ctx.render(&self.run)?;
         let shown = ctx.redactor.redact(&short_command(&command));
         let dir = match &self.dir {

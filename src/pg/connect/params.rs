@@ -3,15 +3,17 @@
 //! those keys taken out for `tokio_postgres::Config`, which knows only part
 //! of `sslmode` (no `allow`, no `verify-*`) and none of the others. Both the
 //! URL form (`postgres://…?sslmode=…`, percent-encoded) and the key=value
-//! form (`host=… sslmode='…'`) are handled; every other part of the string
-//! is passed on byte for byte.
+//! form (`host=… sslmode='…'`) are handled, each read by
+//! [`crate::pg::conninfo`]; every other part of the string is passed on
+//! byte for byte.
 //!
 //! Pure: reads no files and opens no sockets (that is [`super::tls`]'s job).
 
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::pg::url::percent_decode;
+use crate::pg::conninfo::{SyntaxError, credentials_len, key_value_pairs, url_after_scheme};
+use crate::redact::percent_decode;
 
 /// The keys this module takes out of a connection string.
 const SSL_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
@@ -174,7 +176,7 @@ pub enum ParamError {
 /// to a program by environment instead of on its command line. The password
 /// in a URL's user-info is left for the caller (see `pg::schema`).
 pub fn take_password(conn: &str) -> (String, Option<String>) {
-    let (taken, rest) = match strip_scheme(conn) {
+    let (taken, rest) = match url_after_scheme(conn) {
         Some(after_scheme) => split_url(conn, conn.len() - after_scheme.len(), &["password"]),
         None => match split_key_values(conn, &["password"]) {
             Ok(split) => split,
@@ -188,7 +190,7 @@ pub fn take_password(conn: &str) -> (String, Option<String>) {
 /// Splits `conn` into its TLS settings and the rest of the string, for
 /// `tokio_postgres::Config`.
 pub fn split(conn: &str) -> Result<(SslSettings, String), ParamError> {
-    let (taken, rest) = match strip_scheme(conn) {
+    let (taken, rest) = match url_after_scheme(conn) {
         Some(after_scheme) => split_url(conn, conn.len() - after_scheme.len(), &SSL_KEYS),
         None => split_key_values(conn, &SSL_KEYS)?,
     };
@@ -243,17 +245,10 @@ fn settings(taken: &[(String, String)]) -> Result<SslSettings, ParamError> {
     })
 }
 
-fn strip_scheme(url: &str) -> Option<&str> {
-    url.strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-}
-
 /// The URL form. The query starts at the first `?` after the credentials
-/// (everything up to the first `@`), as tokio-postgres reads it.
+/// ([`credentials_len`]), as tokio-postgres reads it.
 fn split_url(url: &str, scheme_len: usize, keys: &[&str]) -> (Vec<(String, String)>, String) {
-    let after_credentials = url[scheme_len..]
-        .find('@')
-        .map_or(scheme_len, |at| scheme_len + at + 1);
+    let after_credentials = scheme_len + credentials_len(&url[scheme_len..]);
     let Some(question) = url[after_credentials..].find('?') else {
         return (Vec::new(), url.to_string());
     };
@@ -279,63 +274,33 @@ fn split_url(url: &str, scheme_len: usize, keys: &[&str]) -> (Vec<(String, Strin
     (taken, rest)
 }
 
-/// The key=value form, read as tokio-postgres reads it: `key = value`,
-/// values either bare (ending at whitespace) or in single quotes, with `\`
-/// escaping the next character in both. Kept pairs are passed on verbatim.
+/// The key=value form ([`key_value_pairs`]); kept pairs are passed on
+/// verbatim.
 fn split_key_values(
     dsn: &str,
     keys: &[&str],
 ) -> Result<(Vec<(String, String)>, String), ParamError> {
     let mut taken = Vec::new();
     let mut kept = Vec::new();
-    let mut chars = dsn.char_indices().peekable();
-    let skip_whitespace = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
-        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
-    };
-    loop {
-        skip_whitespace(&mut chars);
-        let Some(&(start, _)) = chars.peek() else {
-            break;
-        };
-        let mut key = String::new();
-        while let Some((_, c)) = chars.next_if(|(_, c)| *c != '=' && !c.is_whitespace()) {
-            key.push(c);
-        }
-        skip_whitespace(&mut chars);
-        if chars.next_if(|(_, c)| *c == '=').is_none() {
-            return Err(ParamError::MissingEquals { key });
-        }
-        skip_whitespace(&mut chars);
-        let mut value = String::new();
-        if chars.next_if(|(_, c)| *c == '\'').is_some() {
-            loop {
-                match chars.next() {
-                    Some((_, '\'')) => break,
-                    Some((_, '\\')) => value.extend(chars.next().map(|(_, c)| c)),
-                    Some((_, c)) => value.push(c),
-                    None => return Err(ParamError::UnterminatedQuote { key }),
-                }
-            }
+    for pair in key_value_pairs(dsn) {
+        let pair = pair?;
+        if keys.contains(&pair.key.as_str()) {
+            taken.push((pair.key, pair.value));
         } else {
-            while let Some((_, c)) = chars.next_if(|(_, c)| !c.is_whitespace()) {
-                if c == '\\' {
-                    value.extend(chars.next().map(|(_, c)| c));
-                } else {
-                    value.push(c);
-                }
-            }
-            if value.is_empty() {
-                return Err(ParamError::MissingValue { key });
-            }
-        }
-        let end = chars.peek().map_or(dsn.len(), |&(at, _)| at);
-        if keys.contains(&key.as_str()) {
-            taken.push((key, value));
-        } else {
-            kept.push(&dsn[start..end]);
+            kept.push(&dsn[pair.span]);
         }
     }
     Ok((taken, kept.join(" ")))
+}
+
+impl From<SyntaxError> for ParamError {
+    fn from(error: SyntaxError) -> Self {
+        match error {
+            SyntaxError::MissingEquals { key } => ParamError::MissingEquals { key },
+            SyntaxError::MissingValue { key } => ParamError::MissingValue { key },
+            SyntaxError::UnterminatedQuote { key } => ParamError::UnterminatedQuote { key },
+        }
+    }
 }
 
 #[cfg(test)]
