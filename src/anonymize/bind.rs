@@ -2,7 +2,9 @@
 //! of the source (a rule for something that no longer exists is an error),
 //! checked against the column's type, and every column of every copied table
 //! is classified for coverage. The result is, per table, what the clone's
-//! COPY reads (expressions, extras) and the transform it runs.
+//! COPY reads (expressions, extras) and the plan of the transform it runs;
+//! a binding that must stop the run says so as a [`Refusal`]. Pure: the
+//! values sampled for evidence are read by the caller and handed in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +15,7 @@ use super::fakes::FakeKind;
 use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
-use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats, TableTransform};
-use crate::clone::{TableRule, TransformFactory};
+use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats};
 use crate::pg::catalog::{Table, quote_ident};
 use crate::pg::codec::FieldType;
 use crate::syntax::diagnostics::did_you_mean;
@@ -142,9 +143,35 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+/// What the source's COPY of one table reads instead of the plain table.
+#[derive(Debug, Clone, Default)]
+pub struct TableRead {
+    /// A SQL predicate; only matching rows are copied.
+    pub where_clause: Option<String>,
+    /// Create the table empty.
+    pub truncate: bool,
+    /// By column position: an SQL expression the source computes instead of
+    /// the column (a constant, or a `CASE` keeping `except` rows).
+    pub expressions: BTreeMap<usize, String>,
+    /// SQL expressions read after the columns, for the transform only
+    /// (never written): an `except` predicate, a template's `id::text`.
+    pub extras: Vec<String>,
+}
+
+/// Why a binding must stop the run before anything is written: one line
+/// per rule or rewrite entry that does not fit the source, and per
+/// uncovered column under `unknown_columns: error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the anonymizer does not cover the source: {}", .lines.join("; "))]
+pub struct Refusal {
+    pub lines: Vec<String>,
+}
+
 /// The rules bound to one list of tables.
 pub struct Binding {
-    pub rules: BTreeMap<String, TableRule>,
+    /// Per table (`Table::qualified`) that is not copied as it is; a table
+    /// with a transform also has an entry in `plans`.
+    pub rules: BTreeMap<String, TableRead>,
     /// The plans behind the transforms, for the report's counts.
     pub plans: BTreeMap<String, Arc<TablePlan>>,
     pub coverage: Vec<Coverage>,
@@ -170,6 +197,16 @@ impl Binding {
             out.extend(self.uncovered().map(uncovered_line));
         }
         out
+    }
+
+    /// `Err` when something in [`Binding::blocking`] must stop the run.
+    pub fn check(&self, policy: Option<UnknownColumns>) -> Result<(), Refusal> {
+        let lines = self.blocking(policy);
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal { lines })
+        }
     }
 }
 
@@ -324,7 +361,7 @@ impl Anonymizer {
     fn bind_table(&self, table: &Table, binding: &mut Binding) {
         let key = format!("{}.{}", table.schema, table.name);
         let rules = self.rules.tables.get(&key);
-        let mut rule = TableRule::default();
+        let mut rule = TableRead::default();
         let mut columns: Vec<RuledColumn> = Vec::new();
         let mut stats = TableStats::default();
         let mut sources: Vec<(String, Source)> = Vec::new();
@@ -534,17 +571,12 @@ impl Anonymizer {
                 extras: extras.len(),
                 stats: Arc::new(stats),
             });
-            let for_copy = plan.clone();
-            let factory: TransformFactory = Arc::new(move |format| {
-                Box::new(TableTransform::new(for_copy.clone(), format))
-                    as Box<dyn crate::pg::copy::RowTransform>
-            });
-            rule.transform = Some(factory);
             binding.plans.insert(table.qualified.clone(), plan);
         }
         rule.extras = extras;
-        let plain =
-            rule.where_clause.is_none() && rule.expressions.is_empty() && rule.transform.is_none();
+        let plain = rule.where_clause.is_none()
+            && rule.expressions.is_empty()
+            && !binding.plans.contains_key(&table.qualified);
         if !plain {
             binding.rules.insert(table.qualified.clone(), rule);
         }
@@ -555,67 +587,52 @@ impl Anonymizer {
 pub const SAMPLE_ROWS: u32 = 1000;
 
 impl Binding {
-    /// Adds sampled evidence to uncovered columns, and turns a column that
-    /// is safe by type into a finding when its values look personal (a
-    /// bigint of card numbers): one bounded, read-only query per table; the
-    /// values are counted, never kept.
-    pub async fn sample(
-        &mut self,
-        source: &tokio_postgres::Client,
-        tables: &[Table],
-    ) -> Result<(), String> {
-        for table in tables {
-            let columns: Vec<String> = self
-                .coverage
-                .iter()
-                .filter(|c| {
-                    c.table == table.qualified
-                        && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
-                })
-                .map(|c| c.column.clone())
-                .collect();
-            if columns.is_empty() {
+    /// The columns of `table` whose values are worth sampling: uncovered
+    /// ones (for evidence) and those safe by type (a bigint of card numbers
+    /// is still a finding).
+    pub fn columns_to_sample(&self, table: &Table) -> Vec<String> {
+        self.coverage
+            .iter()
+            .filter(|c| {
+                c.table == table.qualified
+                    && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
+            })
+            .map(|c| c.column.clone())
+            .collect()
+    }
+
+    /// Adds the values sampled from `table` as evidence to its uncovered
+    /// columns, and turns a column that is safe by type into a finding when
+    /// its values look personal. The values are counted, never kept.
+    pub fn add_samples(&mut self, table: &Table, samples: &BTreeMap<String, detect::Sample>) {
+        for coverage in self
+            .coverage
+            .iter_mut()
+            .filter(|c| c.table == table.qualified)
+        {
+            let Some(sample) = samples.get(&coverage.column) else {
                 continue;
-            }
-            let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{}: {}",
-                        table.qualified,
-                        crate::pg::connect::describe(&e, None)
-                    )
-                })?;
-            for coverage in self
-                .coverage
-                .iter_mut()
-                .filter(|c| c.table == table.qualified)
-            {
-                let Some(sample) = samples.get(&coverage.column) else {
-                    continue;
-                };
-                let matches: Vec<(String, u64)> = sample
-                    .matches
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(kind, n)| (kind.name().to_string(), *n))
-                    .collect();
-                match &mut coverage.class {
-                    Class::Uncovered(evidence) => {
-                        evidence.sampled = sample.sampled;
-                        evidence.matches = matches;
-                    }
-                    Class::SafeByType if !matches.is_empty() => {
-                        coverage.class = Class::Uncovered(Evidence {
-                            sampled: sample.sampled,
-                            matches,
-                            ..Default::default()
-                        });
-                    }
-                    _ => {}
+            };
+            let matches: Vec<(String, u64)> = sample
+                .matches
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(kind, n)| (kind.name().to_string(), *n))
+                .collect();
+            match &mut coverage.class {
+                Class::Uncovered(evidence) => {
+                    evidence.sampled = sample.sampled;
+                    evidence.matches = matches;
                 }
+                Class::SafeByType if !matches.is_empty() => {
+                    coverage.class = Class::Uncovered(Evidence {
+                        sampled: sample.sampled,
+                        matches,
+                        ..Default::default()
+                    });
+                }
+                _ => {}
             }
         }
-        Ok(())
     }
 }
