@@ -371,3 +371,173 @@ pub fn table_plan_row(
         ranges.to_string(),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::bind::Anonymizer;
+    use crate::anonymize::keyed::Keyed;
+    use crate::pg::catalog::{Column, qualified};
+    use crate::syntax::template::Vars;
+
+    const MB: i64 = 1024 * 1024;
+
+    fn column(name: &str, type_name: &str, binary_ok: bool) -> Column {
+        Column {
+            name: name.into(),
+            type_name: type_name.into(),
+            type_oid: 0,
+            binary_ok,
+        }
+    }
+
+    fn table(name: &str, bytes: i64, columns: Vec<Column>) -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: name.into(),
+            qualified: qualified("public", name),
+            binary_ok: columns.iter().all(|c| c.binary_ok),
+            columns,
+            bytes,
+            pages: bytes / 8192,
+            rows_estimate: 12_345,
+            primary_key: vec!["id".into()],
+        }
+    }
+
+    fn tables() -> Vec<Table> {
+        vec![
+            table(
+                "users",
+                MB,
+                vec![
+                    column("id", "integer", true),
+                    column("email", "text", true),
+                    column("password", "text", true),
+                ],
+            ),
+            table("sessions", 1024 * MB, vec![column("data", "text", true)]),
+            table(
+                "events",
+                1024 * MB,
+                vec![
+                    column("id", "integer", true),
+                    column("kind", "public.mood", false),
+                ],
+            ),
+        ]
+    }
+
+    /// The rules bound to [`tables`]: a real rules file, read and bound.
+    fn binding(tables: &[Table]) -> Binding {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rules.yaml"),
+            r#"
+secret: fixed
+tables:
+  users:
+    columns:
+      email: { fake: email }
+      password: { set: "!" }
+    keep: [id]
+    where: "id > 0"
+  sessions: { truncate: true }
+  events: { keep: all }
+"#,
+        )
+        .unwrap();
+        let rules = crate::anonymize::rules::load(
+            &["rules.yaml".to_string()],
+            &[dir.path().to_path_buf()],
+            &Vars::only(Default::default()),
+        )
+        .unwrap_or_else(|e| panic!("{:?}", e.lines()));
+        let anonymizer = Anonymizer {
+            keyed: Keyed::new(rules.secret.as_deref()),
+            rules,
+            rewrite: None,
+        };
+        let binding = anonymizer.bind(tables);
+        assert!(binding.check(None).is_ok(), "{:?}", binding.blocking(None));
+        binding
+    }
+
+    #[test]
+    fn plan_rows_say_how_each_table_travels_and_what_its_rules_do() {
+        let tables = tables();
+        let binding = binding(&tables);
+        let rows: Vec<Vec<String>> = tables
+            .iter()
+            .map(|t| table_plan_row(t, true, 256 * MB as u64, 16, Some(&binding)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                [
+                    "\"public\".\"users\"",
+                    "12,345",
+                    "1.0 MiB",
+                    "binary",
+                    "2 column(s) anonymized, filtered",
+                    "1",
+                ],
+                [
+                    "\"public\".\"sessions\"",
+                    "12,345",
+                    "1.0 GiB",
+                    "binary",
+                    "created empty",
+                    "1",
+                ],
+                [
+                    "\"public\".\"events\"",
+                    "12,345",
+                    "1.0 GiB",
+                    "text (a column type has no portable binary form)",
+                    "none",
+                    "4",
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn plan_rows_without_rules_or_across_versions() {
+        let tables = tables();
+        let row = table_plan_row(&tables[0], false, 256 * MB as u64, 16, None);
+        assert_eq!(
+            row,
+            [
+                "\"public\".\"users\"",
+                "12,345",
+                "1.0 MiB",
+                "text (server versions differ)",
+                "none",
+                "1",
+            ]
+        );
+        // Before PostgreSQL 14 a large table is one range.
+        let row = table_plan_row(&tables[1], true, 256 * MB as u64, 13, None);
+        assert_eq!(row[5], "1");
+    }
+
+    #[test]
+    fn the_sessions_a_swap_ends_are_counted_and_named() {
+        assert_eq!(
+            sessions_phrase("staging", 0, "", ""),
+            "none connected to `staging` now; any that connect before the swap are ended"
+        );
+        assert_eq!(
+            sessions_phrase("staging", 3, "app, web", "puma"),
+            "3 session(s) connected to `staging` now (users app, web; applications puma) \
+             will be ended, and any that connect before the swap"
+        );
+        assert_eq!(
+            sessions_phrase("staging", 1, "app", ""),
+            "1 session(s) connected to `staging` now (users app; no application_name) \
+             will be ended, and any that connect before the swap"
+        );
+    }
+}

@@ -313,3 +313,247 @@ pub(crate) fn copy_order(
     order.sort_by_key(|&i| std::cmp::Reverse(weight[i]));
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::catalog::qualified;
+
+    const MB: i64 = 1024 * 1024;
+
+    fn table(name: &str, bytes: i64) -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: name.into(),
+            qualified: qualified("public", name),
+            columns: Vec::new(),
+            bytes,
+            pages: bytes / 8192,
+            rows_estimate: 0,
+            primary_key: Vec::new(),
+            binary_ok: true,
+        }
+    }
+
+    fn entry(kind: EntryKind, name: &str, table: Option<&str>, references: Option<&str>) -> Entry {
+        Entry {
+            kind,
+            schema: "public".into(),
+            name: name.into(),
+            table: table.map(|t| qualified("public", t)),
+            references: references.map(|t| qualified("public", t)),
+            sql: format!("-- {name}"),
+        }
+    }
+
+    #[test]
+    fn copies_go_largest_first() {
+        let tables = [
+            table("small", MB),
+            table("big", 100 * MB),
+            table("mid", 10 * MB),
+        ];
+        let none = vec![Vec::new(); 3];
+        assert_eq!(copy_order(&tables, &none, &[]), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_table_with_more_builds_weighs_more() {
+        // Same size: the one with three indexes to build after its copy goes first.
+        let tables = [table("plain", 10 * MB), table("indexed", 10 * MB)];
+        let builds = vec![Vec::new(), vec![0, 1, 2]];
+        assert_eq!(copy_order(&tables, &builds, &[]), [1, 0]);
+    }
+
+    #[test]
+    fn a_small_table_that_big_ones_reference_is_not_left_to_the_end() {
+        // `orders` (100 MB) references `users` (1 MB): its foreign key waits
+        // for `users`, so `users` goes ahead of the 20 MB `logs`.
+        let tables = [
+            table("orders", 100 * MB),
+            table("users", MB),
+            table("logs", 20 * MB),
+        ];
+        let none = vec![Vec::new(); 3];
+        let fks = [ForeignKey {
+            entry: 0,
+            from: 0,
+            to: 1,
+        }];
+        assert_eq!(copy_order(&tables, &none, &fks), [0, 1, 2]);
+        // Without the foreign key, `users` is last.
+        assert_eq!(copy_order(&tables, &none, &[]), [0, 2, 1]);
+    }
+
+    #[test]
+    fn a_self_reference_does_not_count_twice() {
+        let tables = [table("tree", 10 * MB), table("flat", 12 * MB)];
+        let none = vec![Vec::new(); 2];
+        let fks = [ForeignKey {
+            entry: 0,
+            from: 0,
+            to: 0,
+        }];
+        // tree: 10 × (2 + 1 fk) = 30 > flat: 12 × 2 = 24.
+        assert_eq!(copy_order(&tables, &none, &fks), [0, 1]);
+    }
+
+    fn queued(queue: &Queue) -> Vec<Task> {
+        queue.state.lock().unwrap().tasks.iter().cloned().collect()
+    }
+
+    #[test]
+    fn post_data_is_sorted_into_builds_foreign_keys_and_what_comes_later() {
+        let tables = [table("users", MB), table("orders", 2 * MB)];
+        let entries = [
+            entry(EntryKind::Index, "users_email", Some("users"), None),
+            entry(EntryKind::Constraint, "orders_pkey", Some("orders"), None),
+            entry(
+                EntryKind::ForeignKey,
+                "orders_user",
+                Some("orders"),
+                Some("users"),
+            ),
+            entry(
+                EntryKind::ForeignKey,
+                "orders_gone",
+                Some("orders"),
+                Some("gone"),
+            ),
+            entry(EntryKind::Other("COMMENT".into()), "on fk", None, None),
+            entry(EntryKind::Other("POLICY".into()), "p", Some("users"), None),
+        ];
+        let (queue, leftover) = Queue::new(&tables, &entries, &BTreeMap::new(), 0, 16);
+        assert_eq!(
+            leftover,
+            Leftover {
+                later: vec![5],
+                foreign_keys: vec![3],
+                comments: vec![4],
+            }
+        );
+        assert_eq!(
+            queued(&queue),
+            [
+                Task::Copy {
+                    table: 1,
+                    range: None
+                },
+                Task::Copy {
+                    table: 0,
+                    range: None
+                },
+            ]
+        );
+        assert_eq!(queue.leftover_foreign_keys(), [2]);
+    }
+
+    #[test]
+    fn a_large_table_is_queued_as_its_ranges_and_an_emptied_one_whole() {
+        let tables = [table("big", 40 * MB), table("sessions", 80 * MB)];
+        let rules = BTreeMap::from([(
+            qualified("public", "sessions"),
+            TableRule {
+                truncate: true,
+                ..Default::default()
+            },
+        )]);
+        let (queue, _) = Queue::new(&tables, &[], &rules, 16 * MB as u64, 16);
+        let tasks = queued(&queue);
+        assert_eq!(
+            tasks[0],
+            Task::Copy {
+                table: 1,
+                range: None
+            }
+        );
+        let ranges: Vec<Option<BlockRange>> = tasks[1..]
+            .iter()
+            .map(|t| match t {
+                Task::Copy { table: 0, range } => *range,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            ranges_for(&tables[0], 16 * MB as u64, 16)
+                .into_iter()
+                .map(Some)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(ranges.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn builds_jump_the_queue_and_foreign_keys_wait_for_both_tables() {
+        let tables = [table("orders", 2 * MB), table("users", MB)];
+        let entries = [
+            entry(EntryKind::Index, "orders_idx", Some("orders"), None),
+            entry(
+                EntryKind::ForeignKey,
+                "orders_user",
+                Some("orders"),
+                Some("users"),
+            ),
+        ];
+        let (queue, _) = Queue::new(&tables, &entries, &BTreeMap::new(), 0, 16);
+        let now = Instant::now();
+
+        let orders = queue.next(false).await.unwrap();
+        assert_eq!(
+            orders,
+            Task::Copy {
+                table: 0,
+                range: None
+            }
+        );
+        queue.done(&orders, Some((10, 100, now)), true);
+        // The index of `orders` is ahead of the copy of `users`.
+        let build = queue.next(true).await.unwrap();
+        assert_eq!(
+            build,
+            Task::Build {
+                entry: 0,
+                table: Some(0)
+            }
+        );
+        let users = queue.next(false).await.unwrap();
+        assert_eq!(
+            users,
+            Task::Copy {
+                table: 1,
+                range: None
+            }
+        );
+        queue.done(&build, None, true);
+        // `orders` is built, `users` is not: the foreign key still waits.
+        assert!(queued(&queue).is_empty());
+        queue.done(&users, Some((5, 50, now)), true);
+        assert_eq!(
+            queue.next(true).await.unwrap(),
+            Task::Build {
+                entry: 1,
+                table: None
+            }
+        );
+        assert!(queue.leftover_foreign_keys().is_empty());
+        let copied = queue.copied();
+        assert_eq!(
+            copied[0].as_ref().map(|p| (p.rows, p.bytes)),
+            Some((10, 100))
+        );
+        assert_eq!(copied[1].as_ref().map(|p| (p.rows, p.bytes)), Some((5, 50)));
+    }
+
+    #[tokio::test]
+    async fn the_queue_ends_when_nothing_runs_and_nothing_waits() {
+        let tables = [table("only", MB)];
+        let (queue, _) = Queue::new(&tables, &[], &BTreeMap::new(), 0, 16);
+        let task = queue.next(false).await.unwrap();
+        // A failed copy unblocks nothing, and the queue still ends.
+        queue.done(&task, None, false);
+        assert_eq!(queue.next(false).await, None);
+        assert!(queue.copied()[0].is_none());
+    }
+}

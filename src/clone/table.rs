@@ -270,3 +270,151 @@ pub(crate) async fn copy_table(
     bar.finish();
     Ok(copied)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::pg::catalog::{Column, qualified};
+
+    const MB: i64 = 1024 * 1024;
+
+    fn table(bytes: i64, pages: i64) -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "t".into(),
+            qualified: qualified("public", "t"),
+            columns: ["id", "Name"]
+                .map(|name| Column {
+                    name: name.into(),
+                    type_name: "text".into(),
+                    type_oid: 25,
+                    binary_ok: true,
+                })
+                .to_vec(),
+            bytes,
+            pages,
+            rows_estimate: 0,
+            primary_key: Vec::new(),
+            binary_ok: true,
+        }
+    }
+
+    fn range(start: i64, end: Option<i64>) -> BlockRange {
+        BlockRange { start, end }
+    }
+
+    #[test]
+    fn a_table_under_the_threshold_is_copied_whole() {
+        assert!(ranges_for(&table(100 * MB, 12_800), 256 * MB as u64, 16).is_empty());
+        assert!(ranges_for(&table(256 * MB, 32_768), 256 * MB as u64, 16).is_empty());
+    }
+
+    #[test]
+    fn a_large_table_splits_into_block_ranges_that_cover_it() {
+        // 1 GiB, 256 MiB parts: 4 ranges of 32768 blocks, the last open.
+        let ranges = ranges_for(&table(1024 * MB, 131_072), 256 * MB as u64, 16);
+        assert_eq!(
+            ranges,
+            [
+                range(0, Some(32_768)),
+                range(32_768, Some(65_536)),
+                range(65_536, Some(98_304)),
+                range(98_304, None),
+            ]
+        );
+        // Just over the threshold: two parts.
+        assert_eq!(
+            ranges_for(&table(257 * MB, 32_896), 256 * MB as u64, 16).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn at_most_sixteen_ranges() {
+        let ranges = ranges_for(&table(100 * 1024 * MB, 13_107_200), 256 * MB as u64, 16);
+        assert_eq!(ranges.len(), 16);
+        assert_eq!(ranges[0], range(0, Some(819_200)));
+        assert_eq!(ranges[15].end, None);
+    }
+
+    #[test]
+    fn the_exact_size_wins_over_stale_relpages() {
+        // Never analyzed (relpages 0): the main fork's size still splits it.
+        let ranges = ranges_for(&table(512 * MB, 0), 256 * MB as u64, 16);
+        assert_eq!(ranges, [range(0, Some(32_768)), range(32_768, None)]);
+    }
+
+    #[test]
+    fn no_ranges_before_postgres_14_or_without_a_threshold() {
+        let big = table(1024 * MB, 131_072);
+        assert!(ranges_for(&big, 256 * MB as u64, 13).is_empty());
+        assert_eq!(ranges_for(&big, 256 * MB as u64, 14).len(), 4);
+        assert!(ranges_for(&big, 0, 16).is_empty());
+        // A table of one block cannot be split.
+        assert!(ranges_for(&table(8192, 1), 1, 16).is_empty());
+    }
+
+    #[test]
+    fn parts_count_an_emptied_table_as_one() {
+        let big = table(1024 * MB, 131_072);
+        let truncate = TableRule {
+            truncate: true,
+            ..Default::default()
+        };
+        assert_eq!(parts_of(&big, None, 256 * MB as u64, 16), 4);
+        assert_eq!(parts_of(&big, Some(&truncate), 256 * MB as u64, 16), 1);
+        assert_eq!(parts_of(&table(MB, 128), None, 256 * MB as u64, 16), 1);
+    }
+
+    #[test]
+    fn binary_only_between_the_same_major_and_portable_types() {
+        let mut t = table(MB, 128);
+        assert_eq!(format_for(&t, true), Format::Binary);
+        assert_eq!(format_for(&t, false), Format::Text);
+        t.binary_ok = false;
+        assert_eq!(format_for(&t, true), Format::Text);
+    }
+
+    #[test]
+    fn a_plain_table_is_copied_as_it_is() {
+        let (out, into) = copy_statements(&table(MB, 128), Format::Binary, None, None, true);
+        assert_eq!(
+            out,
+            "COPY \"public\".\"t\" (\"id\", \"Name\") TO STDOUT (FORMAT binary)"
+        );
+        assert_eq!(
+            into,
+            "COPY \"public\".\"t\" (\"id\", \"Name\") FROM STDIN (FORMAT binary, FREEZE)"
+        );
+    }
+
+    #[test]
+    fn a_range_with_rules_reads_expressions_extras_and_filters() {
+        let rule = TableRule {
+            where_clause: Some("\"id\" > '5'".into()),
+            expressions: BTreeMap::from([(1, "CAST('x' AS text)".to_string())]),
+            extras: vec!["COALESCE((is_staff), false)".into()],
+            ..Default::default()
+        };
+        let (out, into) = copy_statements(
+            &table(MB, 128),
+            Format::Text,
+            Some(&rule),
+            Some(range(10, Some(20))),
+            false,
+        );
+        assert_eq!(
+            out,
+            "COPY (SELECT \"id\", CAST('x' AS text) AS \"Name\", COALESCE((is_staff), false) AS \"_fp_extra_0\" \
+             FROM ONLY \"public\".\"t\" WHERE ctid >= '(10,0)'::tid AND ctid < '(20,0)'::tid AND (\"id\" > '5')) \
+             TO STDOUT (FORMAT text)"
+        );
+        assert_eq!(
+            into,
+            "COPY \"public\".\"t\" (\"id\", \"Name\") FROM STDIN (FORMAT text)"
+        );
+    }
+}
