@@ -20,7 +20,7 @@ use super::post_data::{run_entry, set_sequences};
 use super::queue::{Queue, Task};
 use super::source::{Source, server_major};
 use super::spec::CloneSpec;
-use super::table::{TableCopied, copy_one, format_for, parts_of};
+use super::table::{Ends, TableCopied, copy_one, format_for, parts_of};
 use crate::anonymize::bind::Binding;
 use crate::pg::catalog::Table;
 use crate::pg::connect::{connect, sql_error};
@@ -201,16 +201,16 @@ struct Loaded {
 }
 
 /// Everything the workers share, read-only (the queue has its own lock).
-pub(crate) struct Job {
-    pub spec: CloneSpec,
-    pub tables: Vec<Table>,
-    pub entries: Vec<Entry>,
-    pub preamble: String,
-    pub formats: Vec<Format>,
-    pub queue: Queue,
-    pub progress: Progress,
-    pub step_id: String,
-    pub overall: Bar,
+struct Job {
+    spec: CloneSpec,
+    tables: Vec<Table>,
+    entries: Vec<Entry>,
+    preamble: String,
+    formats: Vec<Format>,
+    queue: Queue,
+    progress: Progress,
+    step_id: String,
+    overall: Bar,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -389,8 +389,15 @@ async fn worker(
         let work = async {
             match &task {
                 Task::Copy { table, range } => {
-                    let source = source.as_ref().expect("copies go to workers with a source");
-                    copy_one(&job, source, &target, *table, *range)
+                    let ends = Ends {
+                        source: source.as_ref().expect("copies go to workers with a source"),
+                        target: &target,
+                        progress: &job.progress,
+                        step_id: &job.step_id,
+                        overall: &job.overall,
+                    };
+                    let (table, format) = (&job.tables[*table], job.formats[*table]);
+                    copy_one(&job.spec, table, format, *range, &ends)
                         .await
                         .map(Some)
                 }

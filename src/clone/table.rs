@@ -10,7 +10,6 @@ use tokio_postgres::Client;
 
 use super::error::{Error, Result};
 use super::spec::{CloneSpec, TableRule};
-use super::swap::Job;
 use crate::pg::catalog::Table;
 use crate::pg::connect::describe;
 use crate::pg::copy::{self, Format};
@@ -80,14 +79,16 @@ pub fn parts_of(table: &Table, rule: Option<&TableRule>, split_bytes: u64, major
     }
 }
 
-/// Copies one table or range for a worker of the swap strategy; returns
+/// Copies one table, or one range of it, on a worker's own connections: a
+/// whole table is emptied and loaded with `COPY … FREEZE` in one
+/// transaction; ranges share the table, so they use plain COPY. Returns
 /// (rows, bytes, started).
 pub(crate) async fn copy_one(
-    job: &Job,
-    source: &Client,
-    target: &Client,
-    index: usize,
+    spec: &CloneSpec,
+    table: &Table,
+    format: Format,
     range: Option<BlockRange>,
+    ends: &Ends<'_>,
 ) -> Result<(u64, u64, Instant)> {
     let started = Instant::now();
     let freeze = if range.is_some() {
@@ -95,22 +96,7 @@ pub(crate) async fn copy_one(
     } else {
         Freeze::Truncate
     };
-    let ends = Ends {
-        source,
-        target,
-        progress: &job.progress,
-        step_id: &job.step_id,
-        overall: &job.overall,
-    };
-    let copied = copy_table(
-        &job.spec,
-        &job.tables[index],
-        job.formats[index],
-        range,
-        freeze,
-        &ends,
-    )
-    .await?;
+    let copied = copy_table(spec, table, format, range, freeze, ends).await?;
     Ok((copied.rows, copied.bytes, started))
 }
 

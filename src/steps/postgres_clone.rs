@@ -757,3 +757,108 @@ impl From<clone::Error> for StepError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::bind::Refusal;
+    use crate::pg::swap::SwapError;
+
+    fn swap_error(action: &str) -> SwapError {
+        SwapError {
+            action: action.into(),
+            message: "ERROR: boom (SQLSTATE XX000)".into(),
+        }
+    }
+
+    #[test]
+    fn an_uncovered_column_is_a_refusal_that_names_the_source() {
+        let err = StepError::from(clone::Error::Uncovered {
+            name: "prod".into(),
+            refusal: Refusal {
+                lines: vec!["column a".into(), "column b".into()],
+            },
+        });
+        let StepError::Refused(message) = err else {
+            panic!("not a refusal: {err:?}");
+        };
+        assert_eq!(
+            message,
+            "the anonymizer does not cover `prod`; nothing was written:\n  - column a\n  - column b\n\
+             Add a rule or a `keep:` entry for each column (run `flightpath scan` for a starter file), \
+             or set `unknown_columns: warn` to copy uncovered columns as they are"
+        );
+    }
+
+    #[test]
+    fn a_rule_the_source_rejects_is_a_refusal() {
+        let err = StepError::from(clone::Error::RuleRefused {
+            name: "prod".into(),
+            table: "\"public\".\"site\"".into(),
+            why: "no such column".into(),
+        });
+        assert!(matches!(err, StepError::Refused(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "source `prod`: a rule for table \"public\".\"site\" does not work there: no such column"
+        );
+    }
+
+    #[test]
+    fn a_database_failure_names_the_target_and_the_database() {
+        let err = StepError::from(clone::Error::Database {
+            target: "staging".into(),
+            database: "staging_fp_new_1".into(),
+            error: swap_error("creating database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Postgres { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "postgres target `staging`: database `staging_fp_new_1`: creating database \
+             staging_fp_new_1: ERROR: boom (SQLSTATE XX000)"
+        );
+    }
+
+    #[test]
+    fn a_failed_clean_up_is_told_after_the_error_it_followed() {
+        let copy = clone::Error::Pg(crate::pg::Error::Target {
+            target: "staging".into(),
+            message: "setting up the session: gone".into(),
+        });
+        let err = StepError::from(clone::Error::CleanupFailed {
+            error: Box::new(copy),
+            database: "staging_fp_new_1".into(),
+            cleanup: swap_error("dropping database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Postgres { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "postgres target `staging`: setting up the session: gone; also: cleaning up database \
+             `staging_fp_new_1` failed: dropping database staging_fp_new_1: ERROR: boom (SQLSTATE XX000)"
+        );
+        // A cancelled clone stays a cancellation (the clean-up is logged).
+        let err = StepError::from(clone::Error::CleanupFailed {
+            error: Box::new(clone::Error::Cancelled),
+            database: "staging_fp_new_1".into(),
+            cleanup: swap_error("dropping database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Cancelled), "{err:?}");
+    }
+
+    #[test]
+    fn other_failures_keep_their_text() {
+        let err = StepError::from(clone::Error::WorkerPanicked("task 3 panicked".into()));
+        assert!(matches!(err, StepError::Failed { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "a clone worker panicked: task 3 panicked");
+        let err = StepError::from(clone::Error::Cancelled);
+        assert!(matches!(err, StepError::Cancelled));
+        let err = StepError::from(clone::Error::NoDatabaseInUrl {
+            target: "staging".into(),
+        });
+        assert_eq!(
+            err.to_string(),
+            "target `staging`: the connection URL names no database; end it with the database to \
+             replace, e.g. postgres://user@host/staging"
+        );
+    }
+}
