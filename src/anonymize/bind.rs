@@ -636,3 +636,113 @@ impl Binding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::patterns::PiiKind;
+
+    fn coverage(column: &str, class: Class) -> Coverage {
+        Coverage {
+            table: "\"public\".\"users\"".into(),
+            column: column.into(),
+            type_name: "text".into(),
+            class,
+        }
+    }
+
+    fn binding(coverage: Vec<Coverage>) -> Binding {
+        Binding {
+            rules: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            coverage,
+            mismatches: Vec::new(),
+            unreached: Vec::new(),
+        }
+    }
+
+    fn users() -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "users".into(),
+            qualified: "\"public\".\"users\"".into(),
+            columns: Vec::new(),
+            bytes: 0,
+            pages: 0,
+            rows_estimate: 0,
+            primary_key: Vec::new(),
+            binary_ok: true,
+        }
+    }
+
+    #[test]
+    fn uncovered_columns_refuse_only_under_unknown_columns_error() {
+        let b = binding(vec![
+            coverage("id", Class::SafeByType),
+            coverage("notes", Class::Uncovered(Evidence::default())),
+        ]);
+        assert!(b.check(None).is_ok());
+        assert!(b.check(Some(UnknownColumns::Warn)).is_ok());
+        let refusal = b.check(Some(UnknownColumns::Error)).unwrap_err();
+        assert_eq!(
+            refusal.lines,
+            ["column \"public\".\"users\".\"notes\" (text) has no rule: no rule covers it"]
+        );
+    }
+
+    #[test]
+    fn a_rewrite_entry_that_reaches_nothing_always_refuses() {
+        let mut b = binding(Vec::new());
+        b.unreached.push("`rewrite.tables` names `gone`".into());
+        assert_eq!(
+            b.check(None).unwrap_err().lines,
+            ["`rewrite.tables` names `gone`"]
+        );
+    }
+
+    #[test]
+    fn samples_add_evidence_and_unmask_a_column_safe_by_type() {
+        let mut b = binding(vec![
+            coverage("card", Class::SafeByType),
+            coverage("id", Class::SafeByType),
+            coverage("notes", Class::Uncovered(Evidence::default())),
+            coverage("email", Class::Ruled("fake: email".into())),
+        ]);
+        assert_eq!(b.columns_to_sample(&users()), ["card", "id", "notes"]);
+        let samples = BTreeMap::from([
+            (
+                "card".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::from([(PiiKind::Card, 9)]),
+                },
+            ),
+            (
+                "id".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::new(),
+                },
+            ),
+            (
+                "notes".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::from([(PiiKind::Email, 2), (PiiKind::Phone, 0)]),
+                },
+            ),
+        ]);
+        b.add_samples(&users(), &samples);
+        let classes: Vec<String> = b.coverage.iter().map(|c| c.class.describe()).collect();
+        assert_eq!(
+            classes,
+            [
+                "UNCOVERED: 9 of 10 sampled values look like card",
+                "safe by type",
+                "UNCOVERED: 2 of 10 sampled values look like email",
+                "ruled: fake: email",
+            ]
+        );
+    }
+}

@@ -13,6 +13,7 @@ use crate::anonymize::rewrite::Rewriter;
 use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
 use crate::anonymize::transform::load;
 use crate::clone::{self, CloneSpec, Format};
+use crate::pg::swap::Swapped;
 use crate::pg::url;
 use crate::report::model::Detail;
 use crate::syntax::diagnostics::Problem;
@@ -20,7 +21,6 @@ use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 
 use super::{AfterRun, Facet, StepCtx, StepError, StepOutcome, Target, TargetUse};
-use crate::pg::swap::Swapped;
 
 /// Tables larger than this are copied as several ctid ranges at once.
 pub const DEFAULT_SPLIT_BYTES: u64 = 256 * 1024 * 1024;
