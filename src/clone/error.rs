@@ -121,15 +121,6 @@ impl Error {
             _ => false,
         }
     }
-
-    /// Whether this is a refusal for safety (exit code 3).
-    pub fn is_refusal(&self) -> bool {
-        match self {
-            Error::RuleRefused { .. } | Error::Uncovered { .. } => true,
-            Error::CleanupFailed { error, .. } => error.is_refusal(),
-            _ => false,
-        }
-    }
 }
 
 /// Results of the clone.
