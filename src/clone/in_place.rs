@@ -51,6 +51,7 @@ pub async fn run(
         binding,
         pre,
         post,
+        ..
     } = Source::open(&spec, cancel).await?;
     let spec = CloneSpec { rules, ..spec };
 

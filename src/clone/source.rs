@@ -5,6 +5,7 @@
 //! reads the source; never connects to staging.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,8 @@ pub(crate) struct Source {
     pub pre: String,
     /// pg_dump's post-data section, split into entries.
     pub post: PostData,
+    /// How long reading both sections took, for the report's schema phase.
+    pub dump_time: Duration,
 }
 
 impl Source {
@@ -51,6 +54,7 @@ impl Source {
         })?;
         let (rules, binding) = bind(spec, &tables)?;
         // Both sections at once: each pg_dump reads the whole catalog.
+        let dump_began = Instant::now();
         let dump =
             |section| schema::dump_section(&pg_dump, &spec.source_url, section, Some(&snapshot.id));
         let (pre, post) = tokio::try_join!(dump(Section::PreData), dump(Section::PostData))
@@ -66,6 +70,7 @@ impl Source {
             binding,
             pre,
             post: schema::split_post_data(&post),
+            dump_time: dump_began.elapsed(),
         })
     }
 }
