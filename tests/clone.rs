@@ -308,41 +308,47 @@ impl RowTransform for Shout {
 fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
     let prod = seed_prod();
     let staging = staging_db("clone_transform");
-    // Rules are bound once the snapshot's tables are known (the transform
-    // needs the column's position).
-    let binder: flightpath::clone::Binder = Arc::new(|tables: &[Table]| {
-        let users = tables.iter().find(|t| t.name == "auth_user").unwrap();
-        let column = users
-            .columns
-            .iter()
-            .position(|c| c.name == "first_name")
+    // The transform needs the column's position among the copied columns.
+    let tables = block_on(async {
+        let client = flightpath::pg::connect::connect("prod", &prod.url, &CancellationToken::new())
+            .await
             .unwrap();
-        let shout: flightpath::clone::TransformFactory =
-            Arc::new(move |_format| Box::new(Shout { column }) as Box<dyn RowTransform>);
-        Ok(BTreeMap::from([
-            (
-                users.qualified.clone(),
-                TableRule {
-                    transform: Some(shout),
-                    ..Default::default()
-                },
-            ),
-            (
-                "\"public\".\"event_log\"".to_string(),
-                TableRule {
-                    truncate: true,
-                    ..Default::default()
-                },
-            ),
-            (
-                "\"public\".\"Order Items\"".to_string(),
-                TableRule {
-                    where_clause: Some("\"Amount\" > 100".into()),
-                    ..Default::default()
-                },
-            ),
-        ]))
+        flightpath::pg::catalog::tables(&client).await.unwrap()
     });
+    let users = tables
+        .iter()
+        .find(|t: &&Table| t.name == "auth_user")
+        .unwrap();
+    let column = users
+        .columns
+        .iter()
+        .position(|c| c.name == "first_name")
+        .unwrap();
+    let shout: flightpath::clone::TransformFactory =
+        Arc::new(move |_format| Box::new(Shout { column }) as Box<dyn RowTransform>);
+    let rules = BTreeMap::from([
+        (
+            users.qualified.clone(),
+            TableRule {
+                transform: Some(shout),
+                ..Default::default()
+            },
+        ),
+        (
+            "\"public\".\"event_log\"".to_string(),
+            TableRule {
+                truncate: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "\"public\".\"Order Items\"".to_string(),
+            TableRule {
+                where_clause: Some("\"Amount\" > 100".into()),
+                ..Default::default()
+            },
+        ),
+    ]);
     let spec = CloneSpec {
         source_name: "prod".into(),
         source_url: prod.url.clone(),
@@ -350,8 +356,9 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
         target_url: staging.clone(),
         jobs: 2,
         split_bytes: 0,
-        rules: BTreeMap::new(),
-        binder: Some(binder),
+        rules,
+        anonymizer: None,
+        policy: None,
         suffix: "t1".into(),
     };
     let cloned = block_on(flightpath::clone::run(

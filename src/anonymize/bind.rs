@@ -2,7 +2,9 @@
 //! of the source (a rule for something that no longer exists is an error),
 //! checked against the column's type, and every column of every copied table
 //! is classified for coverage. The result is, per table, what the clone's
-//! COPY reads (expressions, extras) and the transform it runs.
+//! COPY reads (expressions, extras) and the plan of the transform it runs;
+//! a binding that must stop the run says so as a [`Refusal`]. Pure: the
+//! values sampled for evidence are read by the caller and handed in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +15,7 @@ use super::fakes::FakeKind;
 use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
-use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats, TableTransform};
-use crate::clone::{TableRule, TransformFactory};
+use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats};
 use crate::pg::catalog::{Table, quote_ident};
 use crate::pg::codec::FieldType;
 use crate::syntax::diagnostics::did_you_mean;
@@ -142,9 +143,35 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+/// What the source's COPY of one table reads instead of the plain table.
+#[derive(Debug, Clone, Default)]
+pub struct TableRead {
+    /// A SQL predicate; only matching rows are copied.
+    pub where_clause: Option<String>,
+    /// Create the table empty.
+    pub truncate: bool,
+    /// By column position: an SQL expression the source computes instead of
+    /// the column (a constant, or a `CASE` keeping `except` rows).
+    pub expressions: BTreeMap<usize, String>,
+    /// SQL expressions read after the columns, for the transform only
+    /// (never written): an `except` predicate, a template's `id::text`.
+    pub extras: Vec<String>,
+}
+
+/// Why a binding must stop the run before anything is written: one line
+/// per rule or rewrite entry that does not fit the source, and per
+/// uncovered column under `unknown_columns: error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the anonymizer does not cover the source: {}", .lines.join("; "))]
+pub struct Refusal {
+    pub lines: Vec<String>,
+}
+
 /// The rules bound to one list of tables.
 pub struct Binding {
-    pub rules: BTreeMap<String, TableRule>,
+    /// Per table (`Table::qualified`) that is not copied as it is; a table
+    /// with a transform also has an entry in `plans`.
+    pub rules: BTreeMap<String, TableRead>,
     /// The plans behind the transforms, for the report's counts.
     pub plans: BTreeMap<String, Arc<TablePlan>>,
     pub coverage: Vec<Coverage>,
@@ -170,6 +197,16 @@ impl Binding {
             out.extend(self.uncovered().map(uncovered_line));
         }
         out
+    }
+
+    /// `Err` when something in [`Binding::blocking`] must stop the run.
+    pub fn check(&self, policy: Option<UnknownColumns>) -> Result<(), Refusal> {
+        let lines = self.blocking(policy);
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal { lines })
+        }
     }
 }
 
@@ -324,7 +361,7 @@ impl Anonymizer {
     fn bind_table(&self, table: &Table, binding: &mut Binding) {
         let key = format!("{}.{}", table.schema, table.name);
         let rules = self.rules.tables.get(&key);
-        let mut rule = TableRule::default();
+        let mut rule = TableRead::default();
         let mut columns: Vec<RuledColumn> = Vec::new();
         let mut stats = TableStats::default();
         let mut sources: Vec<(String, Source)> = Vec::new();
@@ -534,17 +571,12 @@ impl Anonymizer {
                 extras: extras.len(),
                 stats: Arc::new(stats),
             });
-            let for_copy = plan.clone();
-            let factory: TransformFactory = Arc::new(move |format| {
-                Box::new(TableTransform::new(for_copy.clone(), format))
-                    as Box<dyn crate::pg::copy::RowTransform>
-            });
-            rule.transform = Some(factory);
             binding.plans.insert(table.qualified.clone(), plan);
         }
         rule.extras = extras;
-        let plain =
-            rule.where_clause.is_none() && rule.expressions.is_empty() && rule.transform.is_none();
+        let plain = rule.where_clause.is_none()
+            && rule.expressions.is_empty()
+            && !binding.plans.contains_key(&table.qualified);
         if !plain {
             binding.rules.insert(table.qualified.clone(), rule);
         }
@@ -555,67 +587,162 @@ impl Anonymizer {
 pub const SAMPLE_ROWS: u32 = 1000;
 
 impl Binding {
-    /// Adds sampled evidence to uncovered columns, and turns a column that
-    /// is safe by type into a finding when its values look personal (a
-    /// bigint of card numbers): one bounded, read-only query per table; the
-    /// values are counted, never kept.
-    pub async fn sample(
-        &mut self,
-        source: &tokio_postgres::Client,
-        tables: &[Table],
-    ) -> Result<(), String> {
-        for table in tables {
-            let columns: Vec<String> = self
-                .coverage
-                .iter()
-                .filter(|c| {
-                    c.table == table.qualified
-                        && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
-                })
-                .map(|c| c.column.clone())
-                .collect();
-            if columns.is_empty() {
+    /// The columns of `table` whose values are worth sampling: uncovered
+    /// ones (for evidence) and those safe by type (a bigint of card numbers
+    /// is still a finding).
+    pub fn columns_to_sample(&self, table: &Table) -> Vec<String> {
+        self.coverage
+            .iter()
+            .filter(|c| {
+                c.table == table.qualified
+                    && matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
+            })
+            .map(|c| c.column.clone())
+            .collect()
+    }
+
+    /// Adds the values sampled from `table` as evidence to its uncovered
+    /// columns, and turns a column that is safe by type into a finding when
+    /// its values look personal. The values are counted, never kept.
+    pub fn add_samples(&mut self, table: &Table, samples: &BTreeMap<String, detect::Sample>) {
+        for coverage in self
+            .coverage
+            .iter_mut()
+            .filter(|c| c.table == table.qualified)
+        {
+            let Some(sample) = samples.get(&coverage.column) else {
                 continue;
-            }
-            let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{}: {}",
-                        table.qualified,
-                        crate::pg::connect::describe(&e, None)
-                    )
-                })?;
-            for coverage in self
-                .coverage
-                .iter_mut()
-                .filter(|c| c.table == table.qualified)
-            {
-                let Some(sample) = samples.get(&coverage.column) else {
-                    continue;
-                };
-                let matches: Vec<(String, u64)> = sample
-                    .matches
-                    .iter()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(kind, n)| (kind.name().to_string(), *n))
-                    .collect();
-                match &mut coverage.class {
-                    Class::Uncovered(evidence) => {
-                        evidence.sampled = sample.sampled;
-                        evidence.matches = matches;
-                    }
-                    Class::SafeByType if !matches.is_empty() => {
-                        coverage.class = Class::Uncovered(Evidence {
-                            sampled: sample.sampled,
-                            matches,
-                            ..Default::default()
-                        });
-                    }
-                    _ => {}
+            };
+            let matches: Vec<(String, u64)> = sample
+                .matches
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(kind, n)| (kind.name().to_string(), *n))
+                .collect();
+            match &mut coverage.class {
+                Class::Uncovered(evidence) => {
+                    evidence.sampled = sample.sampled;
+                    evidence.matches = matches;
                 }
+                Class::SafeByType if !matches.is_empty() => {
+                    coverage.class = Class::Uncovered(Evidence {
+                        sampled: sample.sampled,
+                        matches,
+                        ..Default::default()
+                    });
+                }
+                _ => {}
             }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::patterns::PiiKind;
+
+    fn coverage(column: &str, class: Class) -> Coverage {
+        Coverage {
+            table: "\"public\".\"users\"".into(),
+            column: column.into(),
+            type_name: "text".into(),
+            class,
+        }
+    }
+
+    fn binding(coverage: Vec<Coverage>) -> Binding {
+        Binding {
+            rules: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            coverage,
+            mismatches: Vec::new(),
+            unreached: Vec::new(),
+        }
+    }
+
+    fn users() -> Table {
+        Table {
+            oid: 1,
+            schema: "public".into(),
+            name: "users".into(),
+            qualified: "\"public\".\"users\"".into(),
+            columns: Vec::new(),
+            bytes: 0,
+            pages: 0,
+            rows_estimate: 0,
+            primary_key: Vec::new(),
+            binary_ok: true,
+        }
+    }
+
+    #[test]
+    fn uncovered_columns_refuse_only_under_unknown_columns_error() {
+        let b = binding(vec![
+            coverage("id", Class::SafeByType),
+            coverage("notes", Class::Uncovered(Evidence::default())),
+        ]);
+        assert!(b.check(None).is_ok());
+        assert!(b.check(Some(UnknownColumns::Warn)).is_ok());
+        let refusal = b.check(Some(UnknownColumns::Error)).unwrap_err();
+        assert_eq!(
+            refusal.lines,
+            ["column \"public\".\"users\".\"notes\" (text) has no rule: no rule covers it"]
+        );
+    }
+
+    #[test]
+    fn a_rewrite_entry_that_reaches_nothing_always_refuses() {
+        let mut b = binding(Vec::new());
+        b.unreached.push("`rewrite.tables` names `gone`".into());
+        assert_eq!(
+            b.check(None).unwrap_err().lines,
+            ["`rewrite.tables` names `gone`"]
+        );
+    }
+
+    #[test]
+    fn samples_add_evidence_and_unmask_a_column_safe_by_type() {
+        let mut b = binding(vec![
+            coverage("card", Class::SafeByType),
+            coverage("id", Class::SafeByType),
+            coverage("notes", Class::Uncovered(Evidence::default())),
+            coverage("email", Class::Ruled("fake: email".into())),
+        ]);
+        assert_eq!(b.columns_to_sample(&users()), ["card", "id", "notes"]);
+        let samples = BTreeMap::from([
+            (
+                "card".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::from([(PiiKind::Card, 9)]),
+                },
+            ),
+            (
+                "id".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::new(),
+                },
+            ),
+            (
+                "notes".to_string(),
+                detect::Sample {
+                    sampled: 10,
+                    matches: BTreeMap::from([(PiiKind::Email, 2), (PiiKind::Phone, 0)]),
+                },
+            ),
+        ]);
+        b.add_samples(&users(), &samples);
+        let classes: Vec<String> = b.coverage.iter().map(|c| c.class.describe()).collect();
+        assert_eq!(
+            classes,
+            [
+                "UNCOVERED: 9 of 10 sampled values look like card",
+                "safe by type",
+                "UNCOVERED: 2 of 10 sampled values look like email",
+                "ruled: fake: email",
+            ]
+        );
     }
 }

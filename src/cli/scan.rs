@@ -67,7 +67,7 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
         rewrite: None,
     };
     let mut binding = anonymizer.bind(&tables);
-    if let Err(e) = binding.sample(&client, &tables).await {
+    if let Err(e) = crate::clone::plan::sample(&mut binding, &client, &tables).await {
         eprintln!("error: sampling {}", redactor.redact(&e.to_string()));
         return EXIT_STEP_FAILED;
     }

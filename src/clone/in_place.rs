@@ -4,83 +4,84 @@
 //! until the commit (they wait on the tables' locks meanwhile); a failure
 //! rolls everything back, so staging is never half-loaded. Slower than the
 //! swap — one connection loads every table in turn — and nothing to undo
-//! afterwards: a later failure needs a backup to go back.
+//! afterwards: a later failure needs a backup to go back. Never writes to
+//! the source, and never touches another database of the staging server.
 
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::clone::{self, CloneSpec, Source, TableCopied};
+use super::error::{Error, Result};
+use super::post_data::{run_entry, set_sequences};
+use super::source::{Source, server_major};
+use super::spec::CloneSpec;
+use super::table::{Ends, Freeze, TableCopied, copy_table, format_for};
+use crate::anonymize::bind::Binding;
 use crate::pg::catalog;
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::schema;
 use crate::pg::wait::{self, Patience};
 use crate::progress::{Progress, Unit};
-use crate::steps::StepError;
 
 /// What an in-place reload did.
-#[derive(Debug, Clone)]
 pub struct Reloaded {
     pub tables: Vec<TableCopied>,
     pub sequences: usize,
     /// The schemas dropped before the reload.
     pub dropped_schemas: Vec<String>,
     pub phases: Vec<(&'static str, Duration)>,
+    /// The anonymizer bound to the snapshot's tables, for the report.
+    pub binding: Option<Binding>,
 }
 
+/// Reloads staging in place; see the module header.
 pub async fn run(
     spec: CloneSpec,
     progress: &Progress,
     step_id: &str,
     cancel: &CancellationToken,
-) -> Result<Reloaded, StepError> {
+) -> Result<Reloaded> {
     let mut phases = Vec::new();
     let began = Instant::now();
     let Source {
         snapshot,
         major: source_major,
         tables,
-        pg_dump,
+        rules,
+        binding,
+        pre,
+        post,
+        ..
     } = Source::open(&spec, cancel).await?;
-    // Rules are decided on the snapshot's own tables: a column added since
-    // the plan is seen here, before anything is written.
-    let spec = spec.bind(&tables)?;
-    let (pre, post) = clone::dump_schema(&pg_dump, &snapshot, &spec).await?;
-    let post = schema::split_post_data(&post);
+    let spec = CloneSpec { rules, ..spec };
 
     let target = connect(&spec.target_name, &spec.target_url, cancel).await?;
-    let target_major = clone::server_major(&target, &spec.target_name).await?;
+    let target_major = server_major(&target, &spec.target_name).await?;
     // Dropping the connection without COMMIT rolls all of this back.
     let dropped_schemas = begin_and_drop(&target, &spec, progress, step_id, cancel).await?;
-    schema::apply(&target, &pre)
-        .await
-        .map_err(|e| StepError::failed(format!("applying the schema (pre-data): {e}")))?;
+    schema::apply(&target, &pre).await.map_err(Error::Schema)?;
     phases.push(("schema", began.elapsed()));
 
     let copy_began = Instant::now();
     let total: u64 = tables.iter().map(|t| t.bytes.max(0) as u64).sum();
     let overall = progress.bar(step_id, "reloading", Some(total), Unit::Bytes);
+    let ends = Ends {
+        source: &snapshot.client,
+        target: &target,
+        progress,
+        step_id,
+        overall: &overall,
+    };
     let mut copied = Vec::with_capacity(tables.len());
     for table in &tables {
-        let format = clone::format_for(table, source_major == target_major);
+        let format = format_for(table, source_major == target_major);
         let rule = spec.rules.get(&table.qualified);
         let started = Instant::now();
         // Dropping the copy (and, on return, the connection) rolls the whole
         // reload back: Ctrl-C leaves staging as it was.
         let result = tokio::select! {
-            result = clone::copy_table(
-                &spec,
-                table,
-                format,
-                None,
-                clone::Freeze::InTransaction,
-                &snapshot.client,
-                &target,
-                progress,
-                step_id,
-                &overall,
-            ) => result?,
-            () = cancel.cancelled() => return Err(StepError::Cancelled),
+            result = copy_table(&spec, table, format, None, Freeze::InTransaction, &ends) => result?,
+            () = cancel.cancelled() => return Err(Error::Cancelled),
         };
         copied.push(TableCopied {
             qualified: table.qualified.clone(),
@@ -98,13 +99,11 @@ pub async fn run(
 
     let rest_began = Instant::now();
     for entry in &post.entries {
-        schema::apply(&target, &format!("{}\n{}", post.preamble, entry.sql))
-            .await
-            .map_err(|e| StepError::failed(format!("building `{}`: {e}", entry.name)))?;
+        run_entry(&target, &post.preamble, entry).await?;
     }
-    let sequences = clone::set_sequences(&snapshot, &target, &spec).await?;
+    let sequences = set_sequences(&snapshot, &target, &spec).await?;
     if cancel.is_cancelled() {
-        return Err(StepError::Cancelled);
+        return Err(Error::Cancelled);
     }
     target
         .batch_execute("COMMIT")
@@ -116,6 +115,7 @@ pub async fn run(
         sequences,
         dropped_schemas,
         phases,
+        binding,
     })
 }
 
@@ -131,7 +131,7 @@ async fn begin_and_drop(
     progress: &Progress,
     step_id: &str,
     cancel: &CancellationToken,
-) -> Result<Vec<String>, StepError> {
+) -> Result<Vec<String>> {
     let name = &spec.target_name;
     let patience = Patience::STAGING;
     let observer = connect(name, &spec.target_url, cancel).await.ok();
@@ -171,9 +171,13 @@ async fn begin_and_drop(
                 return Ok(dropped);
             }
             Err(e) if wait::is_lock_timeout(&e) && attempt < patience.attempts => {
-                let _ = target.batch_execute("ROLLBACK").await;
+                // A failed ROLLBACK leaves the connection unusable: the next
+                // BEGIN says so, naming the target.
+                if let Err(e) = target.batch_execute("ROLLBACK").await {
+                    tracing::warn!("target `{name}`: rolling back a lock attempt failed: {e}");
+                }
                 if cancel.is_cancelled() {
-                    return Err(StepError::Cancelled);
+                    return Err(Error::Cancelled);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -183,7 +187,7 @@ async fn begin_and_drop(
                 } else {
                     wait::describe(&holders)
                 };
-                return Err(StepError::Postgres {
+                return Err(Error::Pg(crate::pg::Error::Target {
                     target: name.clone(),
                     message: format!(
                         "could not lock staging's tables for the reload: waited about {} s over {} \
@@ -193,7 +197,7 @@ async fn begin_and_drop(
                         patience.total().as_secs(),
                         patience.attempts
                     ),
-                });
+                }));
             }
             Err(e) => return Err(sql_error(name, "dropping staging's schemas")(e).into()),
         }

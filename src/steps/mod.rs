@@ -229,23 +229,6 @@ pub enum AfterRun {
 }
 
 impl AfterRun {
-    /// A maintenance connection to the staging server of `target`.
-    async fn maintenance(
-        target: &str,
-        database: &str,
-        targets: &BTreeMap<String, Target>,
-    ) -> Result<(tokio_postgres::Client, String), String> {
-        let url = targets
-            .get(target)
-            .and_then(|t| t.postgres.as_deref())
-            .ok_or_else(|| format!("target `{target}` has no `postgres:` URL"))?;
-        let url = crate::pg::url::with_database(url, database);
-        let client = crate::pg::connect::connect(target, &url, &CancellationToken::new())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((client, url))
-    }
-
     /// The step that left this behind succeeded, and so did the run.
     pub async fn commit(&self, targets: &BTreeMap<String, Target>) -> Result<String, String> {
         match self {
@@ -255,24 +238,14 @@ impl AfterRun {
                 swapped,
                 keep_old,
             } => {
-                let (client, _) = Self::maintenance(target, maintenance_database, targets).await?;
-                if *keep_old {
-                    // Marked, so that no later run takes it for a leftover.
-                    crate::pg::swap::mark_kept(&client, &swapped.aside)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(format!(
-                        "kept the previous `{target}` database as `{}` (keep_old)",
-                        swapped.aside
-                    ));
-                }
-                crate::pg::swap::drop_database(&client, &swapped.aside)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "dropped the previous `{target}` database (`{}`)",
-                    swapped.aside
-                ))
+                postgres_clone::commit_swap(
+                    targets,
+                    target,
+                    maintenance_database,
+                    swapped,
+                    *keep_old,
+                )
+                .await
             }
         }
     }
@@ -286,32 +259,13 @@ impl AfterRun {
                 swapped,
                 ..
             } => {
-                let (client, url) =
-                    Self::maintenance(target, maintenance_database, targets).await?;
-                let observer = crate::pg::connect::connect(target, &url, &CancellationToken::new())
-                    .await
-                    .ok();
-                let discard = crate::pg::swap::discard_name(swapped);
-                let on_wait = |holders: &[crate::pg::wait::Holder]| {
-                    tracing::warn!(
-                        "swapping `{}` back waits for a lock held by {}",
-                        swapped.live,
-                        crate::pg::wait::describe(holders)
-                    );
-                };
-                crate::pg::swap::swap_back(&client, observer.as_ref(), swapped, &discard, &on_wait)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "swapped back: `{}` is the previous staging database again",
-                    swapped.live
-                ))
+                postgres_clone::rollback_swap(targets, target, maintenance_database, swapped).await
             }
         }
     }
 
     /// Whether what this confirms or undoes is still there (a resumed run
-    /// reuses the step only then): the swapped-out database still exists.
+    /// reuses the step only then).
     pub async fn still_in_place(&self, targets: &BTreeMap<String, Target>) -> bool {
         match self {
             AfterRun::PostgresSwap {
@@ -320,14 +274,8 @@ impl AfterRun {
                 swapped,
                 ..
             } => {
-                let Ok((client, _)) =
-                    Self::maintenance(target, maintenance_database, targets).await
-                else {
-                    return false;
-                };
-                crate::pg::swap::exists(&client, &swapped.aside)
+                postgres_clone::swap_still_in_place(targets, target, maintenance_database, swapped)
                     .await
-                    .unwrap_or(false)
             }
         }
     }

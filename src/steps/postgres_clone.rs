@@ -1,13 +1,11 @@
 //! `postgres.clone`: production's database into staging, from one snapshot,
-//! over parallel COPY, loaded into a new database and swapped in. The
-//! mechanics are in [`crate::clone`]; this file owns the step's
-//! parameters, its plan (what would be copied, and whether the staging role
-//! may do it) and its report.
+//! over parallel COPY, loaded into a new database and swapped in. Thin: this
+//! file parses the step's parameters, hands [`crate::clone`] its spec, and
+//! turns what the clone found or did into the step's outcome (the plan's
+//! and the report's details), and its errors into [`StepError`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use tokio_postgres::Client;
+use std::sync::Arc;
 
 use crate::anonymize::bind::{Anonymizer, Binding, Class, Rewrite, RewriteScope};
 use crate::anonymize::keyed::Keyed;
@@ -15,28 +13,19 @@ use crate::anonymize::rewrite::Rewriter;
 use crate::anonymize::rules::{self, RuleSet, RulesError, UnknownColumns};
 use crate::anonymize::transform::load;
 use crate::clone::{self, CloneSpec, Format};
-use crate::pg::catalog::{self, Table};
-use crate::pg::connect::{connect, sql_error};
-use crate::pg::readonly;
-use crate::pg::snapshot::read_only_session;
+use crate::pg::swap::Swapped;
 use crate::pg::url;
 use crate::report::model::Detail;
 use crate::syntax::diagnostics::Problem;
 use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 
-use super::{AfterRun, Facet, StepCtx, StepError, StepOutcome, TargetUse};
+use super::{AfterRun, Facet, StepCtx, StepError, StepOutcome, Target, TargetUse};
 
 /// Tables larger than this are copied as several ctid ranges at once.
 pub const DEFAULT_SPLIT_BYTES: u64 = 256 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Load a new database, then swap it in for staging (needs CREATEDB).
-    Swap,
-    /// Drop and reload staging's schemas inside one transaction.
-    InPlace,
-}
+pub use crate::clone::Strategy;
 
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -139,7 +128,8 @@ impl Params {
             jobs: self.jobs,
             split_bytes: self.split_bytes,
             rules: BTreeMap::new(),
-            binder: None,
+            anonymizer: self.anonymizer(),
+            policy: self.policy(),
             suffix: run_suffix(&ctx.report.run_id),
         }
     }
@@ -164,96 +154,22 @@ impl Params {
         self.anonymize.as_ref().map(|r| r.unknown_columns)
     }
 
-    /// A spec whose binder applies the anonymizer to the snapshot's tables
-    /// and refuses to go on when a rule does not fit or a column is
-    /// uncovered; the binding is left in the returned slot for the report.
-    fn bound_spec(&self, ctx: &StepCtx) -> (CloneSpec, Arc<Mutex<Option<Binding>>>) {
-        let mut spec = self.spec(ctx);
-        let slot: Arc<Mutex<Option<Binding>>> = Arc::default();
-        if let Some(anonymizer) = self.anonymizer() {
-            let policy = self.policy();
-            let source = self.source.clone();
-            let keep = slot.clone();
-            spec.binder = Some(Arc::new(move |tables: &[Table]| {
-                let binding = anonymizer.bind(tables);
-                let blocking = binding.blocking(policy);
-                if !blocking.is_empty() {
-                    return Err(refusal(&source, &blocking));
-                }
-                let rules = binding.rules.clone();
-                *keep.lock().expect("binding slot") = Some(binding);
-                Ok(rules)
-            }));
-        }
-        (spec, slot)
-    }
-
     pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let spec = self.spec(ctx);
-        let source = read_only_session(&self.source, &spec.source_url, &ctx.cancel).await?;
-        let source_version = version(&source, &self.source).await?;
-        let source_warning = match ctx.target(&self.source).protected {
-            true => readonly::write_access_warning(&source, &self.source)
-                .await
-                .map_err(|e| StepError::Postgres {
-                    target: self.source.clone(),
-                    message: e.to_string(),
-                })?,
-            false => None,
-        };
-        let tables = catalog::tables(&source)
-            .await
-            .map_err(sql_error(&self.source, "listing tables"))?;
-        let pg_dump = crate::pg::schema::find_pg_dump(source_version / 10_000)
-            .map_err(|e| StepError::failed(e.to_string()))?;
-        let staging_db = url::database_of(&spec.target_url).unwrap_or_default();
-        // In place needs nothing but staging itself (managed providers often
-        // refuse connections to their other databases).
-        let mut leftovers = Vec::new();
-        let (target_version, warning, sessions) = match self.strategy {
-            Strategy::Swap => {
-                let (maintenance, _) = clone::maintenance_client(&spec, &ctx.cancel).await?;
-                let warning = check_privileges(&maintenance, &self.target, &staging_db).await?;
-                let sessions = sessions_to_end(&maintenance, &self.target, &staging_db).await?;
-                leftovers = crate::pg::swap::leftovers(&maintenance, &staging_db)
-                    .await
-                    .map_err(|e| StepError::failed(e.to_string()))?;
-                (
-                    version(&maintenance, &self.target).await?,
-                    warning,
-                    Some(sessions),
-                )
-            }
-            Strategy::InPlace => {
-                let staging = connect(&self.target, &spec.target_url, &ctx.cancel).await?;
-                (version(&staging, &self.target).await?, None, None)
-            }
-        };
-
-        let same_major = source_version / 10_000 == target_version / 10_000;
-        let binding = match self.anonymizer() {
-            Some(anonymizer) => {
-                let mut binding = anonymizer.bind(&tables);
-                binding.sample(&source, &tables).await.map_err(|e| {
-                    StepError::failed(format!("sampling `{}` for coverage: {e}", self.source))
-                })?;
-                check_expressions(&source, &self.source, &tables, &binding).await?;
-                Some(binding)
-            }
-            None => None,
-        };
-        let rows: Vec<Vec<String>> = tables
-            .iter()
-            .map(|t| {
-                table_plan_row(
-                    t,
-                    same_major,
-                    &spec,
-                    source_version / 10_000,
-                    binding.as_ref(),
-                )
-            })
-            .collect();
+        let protected = ctx.target(&self.source).protected;
+        let clone::plan::Survey {
+            source_version,
+            target_version,
+            pg_dump,
+            tables,
+            staging_db,
+            source_warning,
+            privilege_warning: warning,
+            sessions,
+            leftovers,
+            binding,
+            rows,
+        } = clone::plan::survey(&spec, self.strategy, protected, &ctx.cancel).await?;
         let total_bytes: i64 = tables.iter().map(|t| t.bytes).sum();
         let total_rows: i64 = tables.iter().map(|t| t.rows_estimate).sum();
         let aside = if self.keep_old {
@@ -318,9 +234,12 @@ impl Params {
             if let Some(warning) = self.secret_warning() {
                 outcome = outcome.detail(Detail::fact("warning", warning));
             }
-            let blocking = binding.blocking(self.policy());
-            if !blocking.is_empty() {
-                return Err(refusal(&self.source, &blocking));
+            if let Err(refusal) = binding.check(self.policy()) {
+                return Err(clone::Error::Uncovered {
+                    name: self.source.clone(),
+                    refusal,
+                }
+                .into());
             }
             let uncovered = binding.uncovered().count();
             if uncovered > 0 {
@@ -334,12 +253,11 @@ impl Params {
     }
 
     pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        let (spec, binding) = self.bound_spec(ctx);
+        let spec = self.spec(ctx);
         if self.strategy == Strategy::InPlace {
-            return self.run_in_place(spec, binding, ctx).await;
+            return self.run_in_place(spec, ctx).await;
         }
         let cloned = clone::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
-        let binding = binding.lock().expect("binding slot").take();
         let total_rows: u64 = cloned.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = cloned.tables.iter().map(|t| t.bytes).sum();
         let mut outcome = StepOutcome::new(format!(
@@ -381,7 +299,7 @@ impl Params {
                 "the source's locale is not installed on the staging server; the server's default was used",
             ));
         }
-        outcome = self.anonymized_details(outcome, binding.as_ref());
+        outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
             maintenance_database: url::database_of(&cloned.maintenance_url)
@@ -394,15 +312,9 @@ impl Params {
 }
 
 impl Params {
-    async fn run_in_place(
-        &self,
-        spec: CloneSpec,
-        binding: Arc<Mutex<Option<Binding>>>,
-        ctx: &StepCtx,
-    ) -> Result<StepOutcome, StepError> {
+    async fn run_in_place(&self, spec: CloneSpec, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let reloaded =
             crate::clone::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
-        let binding = binding.lock().expect("binding slot").take();
         let total_rows: u64 = reloaded.tables.iter().map(|t| t.rows).sum();
         let total_bytes: u64 = reloaded.tables.iter().map(|t| t.bytes).sum();
         let outcome = StepOutcome::new(format!(
@@ -426,7 +338,7 @@ impl Params {
         ))
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
         .detail(tables_detail(&reloaded.tables));
-        Ok(self.anonymized_details(outcome, binding.as_ref()))
+        Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
     }
 
     fn secret_warning(&self) -> Option<String> {
@@ -545,17 +457,6 @@ impl Params {
     }
 }
 
-/// The refusal when rules do not fit or columns are uncovered: nothing has
-/// been written.
-fn refusal(source: &str, lines: &[String]) -> StepError {
-    StepError::Refused(format!(
-        "the anonymizer does not cover `{source}`; nothing was written:\n  - {}\n\
-         Add a rule or a `keep:` entry for each column (run `flightpath scan` for a starter file), \
-         or set `unknown_columns: warn` to copy uncovered columns as they are",
-        lines.join("\n  - ")
-    ))
-}
-
 /// Coverage of every column: ruled, kept, safe by type, truncated, or
 /// uncovered with its evidence.
 fn coverage_detail(binding: &Binding) -> Detail {
@@ -579,66 +480,6 @@ fn coverage_detail(binding: &Binding) -> Detail {
             .to_vec(),
         rows,
     }
-}
-
-/// Every constant a rule sets must cast to its column's type, and every
-/// `where`/`except` must be a predicate the source accepts: checked by the
-/// source server now (the query reads no rows), not halfway through the
-/// copy. The SQL the rules add is sent to production, so it passes the
-/// read-only guard first: one query, no function whose effects escape a
-/// read-only transaction, sent alone through the extended protocol.
-async fn check_expressions(
-    source: &Client,
-    name: &str,
-    tables: &[Table],
-    binding: &Binding,
-) -> Result<(), StepError> {
-    for table in tables {
-        let Some(rule) = binding.rules.get(&table.qualified) else {
-            continue;
-        };
-        if rule.expressions.is_empty() && rule.extras.is_empty() && rule.where_clause.is_none() {
-            continue;
-        }
-        let mut select: Vec<String> = rule.expressions.values().cloned().collect();
-        select.extend(rule.extras.iter().cloned());
-        if select.is_empty() {
-            select.push("1".into());
-        }
-        let sql = format!(
-            "SELECT {} FROM ONLY {} WHERE {} LIMIT 0",
-            select.join(", "),
-            table.qualified,
-            rule.where_clause.as_deref().unwrap_or("true")
-        );
-        let refused = |why: String| {
-            StepError::Refused(format!(
-                "source `{name}`: a rule for table {} does not work there: {why}",
-                table.qualified
-            ))
-        };
-        let statements = readonly::read_only_statements(&sql).map_err(|r| {
-            refused(format!(
-                "its SQL (`where`, `except` and constants) must be plain expressions, read-only on the source: it {}",
-                r.reason()
-            ))
-        })?;
-        let [statement] = statements.as_slice() else {
-            return Err(refused(
-                "its SQL (`where`, `except` and constants) must not end the statement".into(),
-            ));
-        };
-        readonly::check_functions(source, &statements)
-            .await
-            .map_err(|e| match e {
-                readonly::ReadOnlyError::Refused(r) => refused(r.reason().to_string()),
-                server => refused(server.to_string()),
-            })?;
-        if let Err(e) = source.query(statement.text.as_str(), &[]).await {
-            return Err(refused(crate::pg::connect::describe(&e, None)));
-        }
-    }
-    Ok(())
 }
 
 fn phases_text(phases: &[(&str, std::time::Duration)]) -> String {
@@ -697,161 +538,8 @@ fn run_suffix(run_id: &str) -> String {
     cleaned[tail..].to_string()
 }
 
-async fn version(client: &Client, target: &str) -> Result<u32, StepError> {
-    catalog::server_version_num(client)
-        .await
-        .map(|v| v as u32)
-        .map_err(|e| sql_error(target, "reading the server version")(e).into())
-}
-
 fn pretty_version(num: u32) -> String {
     format!("{}.{}", num / 10_000, num % 10_000)
-}
-
-/// Refuses early, with the fix, when the staging role cannot do a swap;
-/// returns a warning when the swap may fail on other roles' sessions.
-async fn check_privileges(
-    maintenance: &Client,
-    target: &str,
-    database: &str,
-) -> Result<Option<String>, StepError> {
-    let row = maintenance
-        .query_one(
-            "SELECT r.rolsuper, r.rolcreatedb, \
-                    pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'), \
-                    (SELECT pg_get_userbyid(d.datdba) = current_user FROM pg_database d WHERE d.datname = $1), \
-                    current_user::text \
-             FROM pg_roles r WHERE r.rolname = current_user",
-            &[&database],
-        )
-        .await
-        .map_err(sql_error(target, "checking privileges"))?;
-    let (superuser, createdb, signal, owner, role): (bool, bool, bool, Option<bool>, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-    let Some(owner) = owner else {
-        return Err(StepError::failed(format!(
-            "target `{target}`: database `{database}` does not exist on the staging server; create it first (`createdb {database}`)"
-        )));
-    };
-    let mut missing = Vec::new();
-    if !superuser && !createdb {
-        missing.push(format!(
-            "role `{role}` cannot create databases: grant it with `ALTER ROLE {role} CREATEDB`"
-        ));
-    }
-    if !superuser && !owner {
-        missing.push(format!(
-            "role `{role}` does not own database `{database}`, so it cannot rename it: `ALTER DATABASE {database} OWNER TO {role}`"
-        ));
-    }
-    if !missing.is_empty() {
-        return Err(StepError::failed(format!(
-            "target `{target}`: `strategy: swap` needs more privileges: {}; or use `strategy: in-place`",
-            missing.join("; ")
-        )));
-    }
-    // Ending other roles' sessions is only a warning: many setups use one role.
-    Ok((!superuser && !signal).then(|| {
-        format!(
-            "role `{role}` may not end other roles' sessions on `{database}`; if another role is connected at the swap, it fails: `GRANT pg_signal_backend TO {role}`"
-        )
-    }))
-}
-
-/// The sessions connected to staging now, which the swap will end: how
-/// many, whose, from which applications (never what they run).
-async fn sessions_to_end(
-    maintenance: &Client,
-    target: &str,
-    database: &str,
-) -> Result<String, StepError> {
-    let row = maintenance
-        .query_one(
-            "SELECT count(*), \
-                    coalesce(string_agg(DISTINCT usename::text, ', '), ''), \
-                    coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '') \
-             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&database],
-        )
-        .await
-        .map_err(sql_error(target, "listing the sessions on staging"))?;
-    let (count, users, applications): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
-    Ok(sessions_phrase(database, count, &users, &applications))
-}
-
-fn sessions_phrase(database: &str, count: i64, users: &str, applications: &str) -> String {
-    if count == 0 {
-        return format!(
-            "none connected to `{database}` now; any that connect before the swap are ended"
-        );
-    }
-    let applications = if applications.is_empty() {
-        "no application_name".to_string()
-    } else {
-        format!("applications {applications}")
-    };
-    format!(
-        "{count} session(s) connected to `{database}` now (users {users}; {applications}) \
-         will be ended, and any that connect before the swap"
-    )
-}
-
-fn table_plan_row(
-    table: &Table,
-    same_major: bool,
-    spec: &CloneSpec,
-    source_major: u32,
-    binding: Option<&Binding>,
-) -> Vec<String> {
-    let rule = binding.and_then(|b| b.rules.get(&table.qualified));
-    let transform = match rule {
-        None => "none".to_string(),
-        Some(r) if r.truncate => "created empty".to_string(),
-        Some(r) => {
-            let mut parts = Vec::new();
-            let ruled = binding
-                .and_then(|b| b.plans.get(&table.qualified))
-                .map_or(0, |p| p.columns.len())
-                + r.expressions.len();
-            if ruled > 0 {
-                parts.push(format!("{ruled} column(s) anonymized"));
-            }
-            if binding
-                .and_then(|b| b.plans.get(&table.qualified))
-                .is_some_and(|p| !p.rewrite.is_empty())
-            {
-                parts.push("URLs rewritten".into());
-            }
-            if r.where_clause.is_some() {
-                parts.push("filtered".into());
-            }
-            if parts.is_empty() {
-                "none".into()
-            } else {
-                parts.join(", ")
-            }
-        }
-    };
-    let format = match clone::format_for(table, same_major) {
-        Format::Binary => "binary".to_string(),
-        Format::Text if !same_major => "text (server versions differ)".to_string(),
-        Format::Text => "text (a column type has no portable binary form)".to_string(),
-    };
-    let ranges = if rule.is_some_and(|r| r.truncate) {
-        1
-    } else {
-        clone::ranges_for(table, spec.split_bytes, source_major)
-            .len()
-            .max(1)
-    };
-    vec![
-        table.qualified.clone(),
-        crate::human::thousands(table.rows_estimate.max(0) as u64),
-        human_bytes(table.bytes.max(0) as u64),
-        format,
-        transform,
-        ranges.to_string(),
-    ]
 }
 
 fn notes(t: &clone::TableCopied) -> String {
@@ -976,4 +664,201 @@ fn read_rewrite(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Re
         rewriter: std::sync::Arc::new(rewriter),
         scope,
     })
+}
+
+/// The URL of `target` among the run's targets.
+fn target_url<'a>(targets: &'a BTreeMap<String, Target>, target: &str) -> Result<&'a str, String> {
+    targets
+        .get(target)
+        .and_then(|t| t.postgres.as_deref())
+        .ok_or_else(|| format!("target `{target}` has no `postgres:` URL"))
+}
+
+/// The run succeeded: the database the swap took out goes (or is kept).
+pub(super) async fn commit_swap(
+    targets: &BTreeMap<String, Target>,
+    target: &str,
+    maintenance_database: &str,
+    swapped: &Swapped,
+    keep_old: bool,
+) -> Result<String, String> {
+    let url = target_url(targets, target)?;
+    clone::swap::commit_swap(target, url, maintenance_database, swapped, keep_old)
+        .await
+        .map_err(|e| StepError::from(e).to_string())
+}
+
+/// The run failed after the swap: staging's previous database comes back.
+pub(super) async fn rollback_swap(
+    targets: &BTreeMap<String, Target>,
+    target: &str,
+    maintenance_database: &str,
+    swapped: &Swapped,
+) -> Result<String, String> {
+    let url = target_url(targets, target)?;
+    clone::swap::rollback_swap(target, url, maintenance_database, swapped)
+        .await
+        .map_err(|e| StepError::from(e).to_string())
+}
+
+/// Whether the database the swap took out is still there.
+pub(super) async fn swap_still_in_place(
+    targets: &BTreeMap<String, Target>,
+    target: &str,
+    maintenance_database: &str,
+    swapped: &Swapped,
+) -> bool {
+    match target_url(targets, target) {
+        Ok(url) => {
+            clone::swap::swap_still_in_place(target, url, maintenance_database, swapped).await
+        }
+        Err(_) => false,
+    }
+}
+
+impl From<clone::Error> for StepError {
+    fn from(err: clone::Error) -> Self {
+        use clone::Error;
+        match err {
+            Error::Pg(e) => e.into(),
+            Error::Cancelled => StepError::Cancelled,
+            refused @ (Error::RuleRefused { .. } | Error::Uncovered { .. }) => {
+                StepError::Refused(refused.to_string())
+            }
+            Error::Database {
+                target,
+                database,
+                error,
+            } => StepError::Postgres {
+                target,
+                message: format!("database `{database}`: {error}"),
+            },
+            Error::CleanupFailed {
+                error,
+                database,
+                cleanup,
+            } => {
+                let also = format!("; also: cleaning up database `{database}` failed: {cleanup}");
+                match StepError::from(*error) {
+                    StepError::Failed { message, details } => StepError::Failed {
+                        message: message + &also,
+                        details,
+                    },
+                    StepError::Refused(message) => StepError::Refused(message + &also),
+                    StepError::Postgres { target, message } => StepError::Postgres {
+                        target,
+                        message: message + &also,
+                    },
+                    // Logged by the clone; a cancelled step says only that.
+                    other => other,
+                }
+            }
+            other => StepError::failed(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anonymize::bind::Refusal;
+    use crate::pg::swap::SwapError;
+
+    fn swap_error(action: &str) -> SwapError {
+        SwapError {
+            action: action.into(),
+            message: "ERROR: boom (SQLSTATE XX000)".into(),
+        }
+    }
+
+    #[test]
+    fn an_uncovered_column_is_a_refusal_that_names_the_source() {
+        let err = StepError::from(clone::Error::Uncovered {
+            name: "prod".into(),
+            refusal: Refusal {
+                lines: vec!["column a".into(), "column b".into()],
+            },
+        });
+        let StepError::Refused(message) = err else {
+            panic!("not a refusal: {err:?}");
+        };
+        assert_eq!(
+            message,
+            "the anonymizer does not cover `prod`; nothing was written:\n  - column a\n  - column b\n\
+             Add a rule or a `keep:` entry for each column (run `flightpath scan` for a starter file), \
+             or set `unknown_columns: warn` to copy uncovered columns as they are"
+        );
+    }
+
+    #[test]
+    fn a_rule_the_source_rejects_is_a_refusal() {
+        let err = StepError::from(clone::Error::RuleRefused {
+            name: "prod".into(),
+            table: "\"public\".\"site\"".into(),
+            why: "no such column".into(),
+        });
+        assert!(matches!(err, StepError::Refused(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "source `prod`: a rule for table \"public\".\"site\" does not work there: no such column"
+        );
+    }
+
+    #[test]
+    fn a_database_failure_names_the_target_and_the_database() {
+        let err = StepError::from(clone::Error::Database {
+            target: "staging".into(),
+            database: "staging_fp_new_1".into(),
+            error: swap_error("creating database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Postgres { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "postgres target `staging`: database `staging_fp_new_1`: creating database \
+             staging_fp_new_1: ERROR: boom (SQLSTATE XX000)"
+        );
+    }
+
+    #[test]
+    fn a_failed_clean_up_is_told_after_the_error_it_followed() {
+        let copy = clone::Error::Pg(crate::pg::Error::Target {
+            target: "staging".into(),
+            message: "setting up the session: gone".into(),
+        });
+        let err = StepError::from(clone::Error::CleanupFailed {
+            error: Box::new(copy),
+            database: "staging_fp_new_1".into(),
+            cleanup: swap_error("dropping database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Postgres { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "postgres target `staging`: setting up the session: gone; also: cleaning up database \
+             `staging_fp_new_1` failed: dropping database staging_fp_new_1: ERROR: boom (SQLSTATE XX000)"
+        );
+        // A cancelled clone stays a cancellation (the clean-up is logged).
+        let err = StepError::from(clone::Error::CleanupFailed {
+            error: Box::new(clone::Error::Cancelled),
+            database: "staging_fp_new_1".into(),
+            cleanup: swap_error("dropping database staging_fp_new_1"),
+        });
+        assert!(matches!(err, StepError::Cancelled), "{err:?}");
+    }
+
+    #[test]
+    fn other_failures_keep_their_text() {
+        let err = StepError::from(clone::Error::WorkerPanicked("task 3 panicked".into()));
+        assert!(matches!(err, StepError::Failed { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "a clone worker panicked: task 3 panicked");
+        let err = StepError::from(clone::Error::Cancelled);
+        assert!(matches!(err, StepError::Cancelled));
+        let err = StepError::from(clone::Error::NoDatabaseInUrl {
+            target: "staging".into(),
+        });
+        assert_eq!(
+            err.to_string(),
+            "target `staging`: the connection URL names no database; end it with the database to \
+             replace, e.g. postgres://user@host/staging"
+        );
+    }
 }

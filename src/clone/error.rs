@@ -1,0 +1,127 @@
+//! The clone's error: what failed, with the target, database, table or
+//! post-data entry it failed on, and the lower layer's own error inside.
+//! The step converts it to its own error at its boundary (message and exit
+//! code); nothing here names a step's type or formats for the terminal.
+
+use crate::pg;
+use crate::pg::copy::CopyError;
+use crate::pg::schema::SchemaError;
+use crate::pg::swap::SwapError;
+
+/// A failure of a clone, its plan or its end-of-run work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Connecting, or a statement, failed on a named target.
+    #[error(transparent)]
+    Pg(#[from] pg::Error),
+    /// Cancelled (Ctrl-C, or another step failed): nothing was swapped in.
+    #[error("cancelled")]
+    Cancelled,
+    /// A worker task panicked; the others were stopped.
+    #[error("a clone worker panicked: {0}")]
+    WorkerPanicked(String),
+    /// Neither maintenance database of the staging server could be reached.
+    #[error("no maintenance connection to the staging server: {reasons}")]
+    NoMaintenance { target: String, reasons: pg::Error },
+    /// The staging URL ends in no database name.
+    #[error(
+        "target `{target}`: the connection URL names no database; end it with the database to replace, e.g. postgres://user@host/staging"
+    )]
+    NoDatabaseInUrl { target: String },
+    /// Creating, renaming, dropping or inspecting a database of the staging
+    /// server failed.
+    #[error("postgres target `{target}`: database `{database}`: {error}")]
+    Database {
+        target: String,
+        database: String,
+        error: SwapError,
+    },
+    /// Finding or running the pg_dump that reads the source's schema.
+    #[error("source `{name}`: {error}")]
+    PgDump { name: String, error: SchemaError },
+    /// The pre-data section did not apply to the new database.
+    #[error("applying the schema (pre-data): {0}")]
+    Schema(SchemaError),
+    /// One table's COPY failed (reading, transforming or writing).
+    #[error("copying {table}: {error}")]
+    Copy { table: String, error: CopyError },
+    /// The transaction around one table's `COPY … FREEZE`.
+    #[error("{doing} {table}: {message}")]
+    Freeze {
+        doing: &'static str,
+        table: String,
+        message: String,
+    },
+    /// A post-data entry (index, constraint, trigger, foreign key…).
+    #[error("building `{entry}`: {error}")]
+    Build { entry: String, error: SchemaError },
+    /// The staging database a swap replaces is not there.
+    #[error(
+        "target `{target}`: database `{database}` does not exist on the staging server; create it first (`createdb {database}`)"
+    )]
+    NoSuchDatabase { target: String, database: String },
+    /// The staging role lacks what `strategy: swap` needs; each entry says
+    /// the grant that fixes it.
+    #[error(
+        "target `{target}`: `strategy: swap` needs more privileges: {}; or use `strategy: in-place`",
+        .missing.join("; ")
+    )]
+    Privileges {
+        target: String,
+        missing: Vec<String>,
+    },
+    /// Sampling values for coverage evidence failed.
+    #[error("sampling `{name}` for coverage: {message}")]
+    Sampling { name: String, message: String },
+    /// A rule's SQL (`where`, `except`, a constant) does not work on the
+    /// source, or is not a plain read-only expression: refused.
+    #[error("source `{name}`: a rule for table {table} does not work there: {why}")]
+    RuleRefused {
+        name: String,
+        table: String,
+        why: String,
+    },
+    /// Rules that do not fit the source, or uncovered columns under
+    /// `unknown_columns: error`: refused before anything is written.
+    #[error(
+        "the anonymizer does not cover `{name}`; nothing was written:\n  - {}\n\
+         Add a rule or a `keep:` entry for each column (run `flightpath scan` for a starter file), \
+         or set `unknown_columns: warn` to copy uncovered columns as they are",
+        .refusal.lines.join("\n  - ")
+    )]
+    Uncovered {
+        name: String,
+        refusal: crate::anonymize::bind::Refusal,
+    },
+    /// The clone failed, and so did removing what it had created.
+    #[error("{error}; also: cleaning up database `{database}` failed: {cleanup}")]
+    CleanupFailed {
+        error: Box<Error>,
+        database: String,
+        cleanup: SwapError,
+    },
+}
+
+impl Error {
+    /// `error`, with the failure to clean up after it (also logged).
+    pub(crate) fn cleanup_failed(error: Error, database: &str, cleanup: SwapError) -> Error {
+        tracing::warn!("cleaning up database `{database}` after a failed clone failed: {cleanup}");
+        Error::CleanupFailed {
+            error: Box::new(error),
+            database: database.to_string(),
+            cleanup,
+        }
+    }
+
+    /// Whether this is (or wraps) a cancellation.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Error::Cancelled | Error::Pg(pg::Error::Cancelled) => true,
+            Error::CleanupFailed { error, .. } => error.is_cancelled(),
+            _ => false,
+        }
+    }
+}
+
+/// Results of the clone.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
