@@ -37,7 +37,6 @@ fn layer_of(module: &str) -> Option<usize> {
 }
 
 #[test]
-#[ignore = "until the layer refactor lands (issue 10)"]
 fn the_crate_follows_its_layers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
