@@ -354,7 +354,7 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
         source_url: prod.url.clone(),
         target_name: "staging".into(),
         target_url: staging.clone(),
-        jobs: 2,
+        workers: flightpath::clone::budget::Workers::resolve(Some(2), None, 2),
         split_bytes: 0,
         rules,
         anonymizer: None,
@@ -1322,4 +1322,77 @@ fn after_a_swap_back_resume_copies_again_instead_of_reusing_the_undone_clone() {
     );
     assert_eq!(report["steps"][1]["status"], "succeeded");
     assert_complete_copy(&staging, &prod, "undone_resume_fp");
+}
+
+/// Connections to staging counted while a clone runs: never more than
+/// `jobs + index_jobs + 2`. The run's lock connection is the run's (named
+/// `flightpath run …`), not the clone's, and is not counted.
+#[test]
+fn a_clone_opens_at_most_jobs_plus_index_jobs_plus_two_staging_connections() {
+    let prod = seed_big_prod();
+    let cluster = staging_cluster();
+    let admin = cluster.url("postgres");
+    execute(&admin, "CREATE ROLE budget_cloner LOGIN CREATEDB");
+    execute(&admin, "CREATE DATABASE conn_budget OWNER budget_cloner");
+    let staging = cluster
+        .url("conn_budget")
+        .replacen("postgres@", "budget_cloner@", 1);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            block_on(async {
+                let watch = client(&admin).await;
+                let mut most = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let row = watch
+                        .query_one(
+                            "SELECT count(*) FROM pg_stat_activity \
+                             WHERE usename = 'budget_cloner' \
+                             AND application_name NOT LIKE 'flightpath run %'",
+                            &[],
+                        )
+                        .await
+                        .unwrap();
+                    most = most.max(row.get::<_, i64>(0));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                most
+            })
+        })
+    };
+    let out = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &staging, ", index_jobs: 1"),
+        )
+        .args(["run", "reset", "--yes"])
+        .run();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap();
+    assert_eq!(out.code, 0, "stderr:\n{}", out.stderr);
+    // jobs 2 (clone_workflow's) + index_jobs 1 + 2.
+    assert!(
+        most <= 5,
+        "the clone held {most} staging connections at once"
+    );
+    assert!(most >= 3, "the watcher saw the copy workers: {most}");
+}
+
+/// A clone that would open more connections than the staging server allows
+/// is refused by its plan, with the numbers and what to lower.
+#[test]
+fn a_clone_with_more_workers_than_the_server_allows_is_refused_with_the_fix() {
+    let prod = seed_prod();
+    let staging = seed_staging("conn_too_many");
+    let out = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &staging, ", index_jobs: 60")
+                .replace("jobs: 2,", "jobs: 60,"),
+        )
+        .args(["plan", "reset"])
+        .run();
+    let _masks = masks();
+    insta::assert_snapshot!(streams(&out));
 }

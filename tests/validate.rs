@@ -260,3 +260,16 @@ steps:
     );
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn a_clone_with_no_workers_is_located() {
+    let stderr = invalid(&format!(
+        "name: broken
+{TARGETS}steps:
+  database:
+    uses: postgres.clone
+    with: {{ source: prod, target: staging, jobs: 0, index_jobs: 0 }}
+"
+    ));
+    insta::assert_snapshot!(stderr);
+}

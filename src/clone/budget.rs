@@ -129,6 +129,51 @@ pub fn limits_phrase(limits: &ServerLimits) -> String {
     }
 }
 
+/// `at most 6 (jobs 2 + index_jobs 2 + 2 of its own); the server allows
+/// 100 (max_connections 100), 7 in use now`, for the plan.
+pub fn connections_phrase(workers: &Workers, limits: &ServerLimits) -> String {
+    format!(
+        "at most {} (jobs {} + index_jobs {} + {OWN_SESSIONS} of its own); the server allows {} ({}), {} in use now",
+        workers.staging_connections(),
+        workers.jobs,
+        workers.index_jobs,
+        limits.usable(),
+        limits_phrase(limits),
+        limits.in_use,
+    )
+}
+
+/// The refusal of a clone that needs more connections than the staging
+/// server of `target` allows: the numbers, and what to lower.
+pub fn too_many(target: &str, workers: &Workers, limits: &ServerLimits) -> String {
+    let usable = limits.usable();
+    let fits = largest_fitting_jobs(usable);
+    let fix = match fits {
+        0 => format!("raise max_connections on the server (it allows {usable})"),
+        n => format!(
+            "set `jobs` and `index_jobs` to {n} or less (both at {n}: {} connections), or raise max_connections on the server",
+            2 * n + OWN_SESSIONS
+        ),
+    };
+    format!(
+        "target `{target}`: this clone opens up to {} connections to the staging server \
+         (jobs {} + index_jobs {} + {OWN_SESSIONS} of its own), and the server allows {usable} \
+         ({}); {fix}",
+        workers.staging_connections(),
+        workers.jobs,
+        workers.index_jobs,
+        limits_phrase(limits),
+    )
+}
+
+/// What the server's settings allow the current role, and how many client
+/// sessions are open now (read by the plan).
+pub const LIMITS_SQL: &str = "SELECT current_setting('max_connections')::int, \
+     current_setting('superuser_reserved_connections')::int \
+       + coalesce(current_setting('reserved_connections', true)::int, 0), \
+     (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+     (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend')";
+
 /// The largest `jobs` (with `index_jobs` equal to it) that fits in `usable`.
 pub fn largest_fitting_jobs(usable: usize) -> usize {
     usable.saturating_sub(OWN_SESSIONS) / 2
@@ -209,5 +254,21 @@ mod tests {
             "max_connections 100 − 3 reserved"
         );
         assert_eq!(largest_fitting_jobs(97), 47);
+    }
+
+    #[test]
+    fn the_refusal_gives_the_numbers_and_the_fix() {
+        let w = Workers::resolve(Some(60), Some(60), 2);
+        assert_eq!(
+            too_many("staging", &w, &limits(100, 3, 5)),
+            "target `staging`: this clone opens up to 122 connections to the staging server \
+             (jobs 60 + index_jobs 60 + 2 of its own), and the server allows 97 \
+             (max_connections 100 − 3 reserved); set `jobs` and `index_jobs` to 47 or less \
+             (both at 47: 96 connections), or raise max_connections on the server"
+        );
+        assert!(
+            too_many("s", &w, &limits(3, 3, 0))
+                .ends_with("raise max_connections on the server (it allows 0)")
+        );
     }
 }

@@ -93,6 +93,14 @@ pub enum Error {
         name: String,
         refusal: crate::anonymize::bind::Refusal,
     },
+    /// More connections than the staging server allows: refused at plan
+    /// time, before anything is written.
+    #[error("{}", super::budget::too_many(.target, .workers, .limits))]
+    TooManyConnections {
+        target: String,
+        workers: super::budget::Workers,
+        limits: super::budget::ServerLimits,
+    },
     /// The clone failed, and so did removing what it had created.
     #[error("{error}; also: cleaning up database `{database}` failed: {cleanup}")]
     CleanupFailed {

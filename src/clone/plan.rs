@@ -7,6 +7,7 @@
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{self, Fit, ServerLimits};
 use super::error::{Error, Result};
 use super::spec::{CloneSpec, Strategy};
 use super::table::{format_for, ranges_for};
@@ -37,6 +38,9 @@ pub struct Survey {
     pub privilege_warning: Option<String>,
     /// The sessions a swap would end (`None` in place).
     pub sessions: Option<String>,
+    /// What the staging server allows (`None` in place, which uses one
+    /// connection); a swap that needs more is refused by [`survey`].
+    pub limits: Option<ServerLimits>,
     /// What interrupted runs left on the staging server.
     pub leftovers: Vec<Leftover>,
     /// The anonymizer bound to `tables`, sampled, its SQL checked.
@@ -77,9 +81,19 @@ pub async fn survey(
     // In place needs nothing but staging itself (managed providers often
     // refuse connections to their other databases).
     let mut leftovers = Vec::new();
+    let mut limits = None;
     let (target_version, privilege_warning, sessions) = match strategy {
         Strategy::Swap => {
             let (maintenance, _) = super::maintenance_client(spec, cancel).await?;
+            let found = server_limits(&maintenance, target).await?;
+            if budget::fit(&spec.workers, &found) == Fit::TooMany {
+                return Err(Error::TooManyConnections {
+                    target: target.clone(),
+                    workers: spec.workers,
+                    limits: found,
+                });
+            }
+            limits = Some(found);
             let warning = check_privileges(&maintenance, target, &staging_db).await?;
             let sessions = sessions_to_end(&maintenance, target, &staging_db).await?;
             leftovers = swap::leftovers(&maintenance, &staging_db)
@@ -137,6 +151,7 @@ pub async fn survey(
         source_warning,
         privilege_warning,
         sessions,
+        limits,
         leftovers,
         binding,
         rows,
@@ -148,6 +163,21 @@ async fn version(client: &Client, target: &str) -> Result<u32> {
         .await
         .map_err(sql_error(target, "reading the server version"))?;
     Ok(num as u32)
+}
+
+/// What the staging server allows the clone's role, and its sessions now.
+async fn server_limits(client: &Client, target: &str) -> Result<ServerLimits> {
+    let row = client
+        .query_one(budget::LIMITS_SQL, &[])
+        .await
+        .map_err(sql_error(target, "reading max_connections"))?;
+    let count = |i: usize| row.get::<_, i32>(i).max(0) as usize;
+    Ok(ServerLimits {
+        max_connections: count(0),
+        reserved: count(1),
+        superuser: row.get::<_, Option<bool>>(2).unwrap_or(false),
+        in_use: count(3),
+    })
 }
 
 /// Rows read per table for coverage evidence.

@@ -76,7 +76,8 @@ pub struct CloneSpec {
     pub source_url: String,
     pub target_name: String,
     pub target_url: String,
-    pub jobs: usize,
+    /// Copy and index-build workers (see [`super::budget`]).
+    pub workers: super::budget::Workers,
     /// Tables larger than this are split into ctid ranges.
     pub split_bytes: u64,
     /// Rules given as they are, keyed by `Table::qualified`; used when there

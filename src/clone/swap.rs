@@ -1,12 +1,19 @@
 //! `strategy: swap`: load a new database on the staging server from the
 //! snapshot — `jobs` workers with a source connection copy tables and
-//! ranges, as many again build each table's indexes as soon as its data is
-//! in, foreign keys last — then rename it in for staging in one short
+//! ranges, `index_jobs` more build each table's indexes as soon as its data
+//! is in and then the foreign keys — then rename it in for staging in one short
 //! critical section; and, at the run's end, drop (or keep) the database
 //! swapped out, or swap it back. On a failure before the swap the new
 //! database is dropped and staging was never touched; a failure to clean
 //! up is reported with the error, never discarded. Never writes to the
 //! source.
+//!
+//! Connections to the staging server, at most `jobs + index_jobs + 2` at
+//! once: the maintenance connection for the whole clone; the one that
+//! applies the schema (and the entries after the copy) while loading, or the
+//! observer that names lock holders while recovering and swapping, never
+//! both; and the workers, whose index builders go on to the foreign keys on
+//! their own connections.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -85,7 +92,8 @@ pub async fn run(
     };
     let (maintenance, maintenance_url) = maintenance_client(&spec, cancel).await?;
     let target_major = server_major(&maintenance, &spec.target_name).await?;
-    // A second connection names whoever holds a lock the swap waits for.
+    // A second connection names whoever holds a lock the swap waits for;
+    // it is closed while the load holds its own second connection.
     let observer = connect(&spec.target_name, &maintenance_url, cancel)
         .await
         .ok();
@@ -100,6 +108,7 @@ pub async fn run(
     let recovered = swap::recover(&maintenance, observer.as_ref(), &staging_db, &on_wait)
         .await
         .map_err(on_staging(&staging_db))?;
+    drop(observer);
     let new_db = swap::derived_name(&staging_db, &format!("_fp_new_{}", spec.suffix));
     let aside = swap::derived_name(&staging_db, &format!("_fp_old_{}", spec.suffix));
     let same_locale = swap::create_database(&maintenance, &new_db, &locale)
@@ -140,6 +149,9 @@ pub async fn run(
         return Err(dropped(&maintenance, &new_db, Error::Cancelled).await);
     }
     let swap_began = Instant::now();
+    let observer = connect(&spec.target_name, &maintenance_url, cancel)
+        .await
+        .ok();
     let swapped = match swap::swap(
         &maintenance,
         observer.as_ref(),
@@ -269,7 +281,7 @@ async fn load(
     // with the run's token.
     let stop = cancel.child_token();
     let mut workers = JoinSet::new();
-    for _ in 0..spec.jobs.max(1) {
+    for _ in 0..spec.workers.jobs.max(1) {
         let source = snapshot
             .worker(&spec.source_name, &spec.source_url, cancel)
             .await?;
@@ -277,15 +289,17 @@ async fn load(
         prepare_target_session(&target, &spec.target_name).await?;
         workers.spawn(worker(job.clone(), Some(source), target, stop.clone()));
     }
-    // As many again for index builds only, so a table's indexes start as
-    // soon as its data is in while the copies go on (2 cores stay busy
-    // through the I/O waits of both).
-    for _ in 0..spec.jobs.max(1) {
+    // Workers for index builds only, so a table's indexes start as soon as
+    // its data is in while the copies go on (2 cores stay busy through the
+    // I/O waits of both).
+    for _ in 0..spec.workers.index_jobs.max(1) {
         let target = connect(&spec.target_name, new_url, cancel).await?;
         prepare_target_session(&target, &spec.target_name).await?;
         workers.spawn(worker(job.clone(), None, target, stop.clone()));
     }
-    first_error(&mut workers, &stop).await?;
+    // The index builders hand their connections back for the foreign keys;
+    // the copy workers' close as they end.
+    let builders = first_error(&mut workers, &stop).await?;
     job.overall.finish();
     phases.push(("copy and indexes", copy_began.elapsed()));
 
@@ -298,16 +312,14 @@ async fn load(
     let mut fk_workers = JoinSet::new();
     // Taken one at a time by the foreign-key workers; held only to pop.
     let fk_queue = Arc::new(Mutex::new(foreign_keys));
-    for _ in 0..spec.jobs.max(1) {
-        let target = connect(&spec.target_name, new_url, cancel).await?;
-        prepare_target_session(&target, &spec.target_name).await?;
+    for target in builders {
         let job = job.clone();
         let fk_queue = fk_queue.clone();
         let stop = stop.clone();
         fk_workers.spawn(async move {
             loop {
                 let next = fk_queue.lock().expect("fk queue").pop();
-                let Some(i) = next else { return Ok(()) };
+                let Some(i) = next else { return Ok(None) };
                 tokio::select! {
                     result = run_entry(&target, &job.preamble, &job.entries[i]) => result?,
                     () = stop.cancelled() => return Err(Error::Cancelled),
@@ -348,19 +360,27 @@ async fn load(
 }
 
 /// Waits for every worker; on the first error, stops the others and returns it.
-async fn first_error(workers: &mut JoinSet<Result<()>>, stop: &CancellationToken) -> Result<()> {
+/// Waits for every worker; the first real error wins (and stops the rest).
+/// On success, the connections workers handed back, to use again.
+async fn first_error(
+    workers: &mut JoinSet<Result<Option<Client>>>,
+    stop: &CancellationToken,
+) -> Result<Vec<Client>> {
     let mut first: Option<Error> = None;
+    let mut handed_back = Vec::new();
     while let Some(joined) = workers.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(Error::WorkerPanicked(e.to_string())));
-        if let Err(e) = result {
-            stop.cancel();
-            // The first real error wins over the cancellations it caused.
-            if first.as_ref().is_none_or(Error::is_cancelled) {
-                first = Some(e);
+        match joined.unwrap_or_else(|e| Err(Error::WorkerPanicked(e.to_string()))) {
+            Ok(client) => handed_back.extend(client),
+            Err(e) => {
+                stop.cancel();
+                // The first real error wins over the cancellations it caused.
+                if first.as_ref().is_none_or(Error::is_cancelled) {
+                    first = Some(e);
+                }
             }
         }
     }
-    first.map_or(Ok(()), Err)
+    first.map_or(Ok(handed_back), Err)
 }
 
 async fn prepare_target_session(target: &Client, name: &str) -> Result<()> {
@@ -376,13 +396,14 @@ async fn prepare_target_session(target: &Client, name: &str) -> Result<()> {
 }
 
 /// Takes tasks until the queue is done or `stop` is cancelled; a worker
-/// without a `source` only builds.
+/// without a `source` only builds, and hands its staging connection back
+/// when the queue is done.
 async fn worker(
     job: Arc<Job>,
     source: Option<Client>,
     target: Client,
     stop: CancellationToken,
-) -> Result<()> {
+) -> Result<Option<Client>> {
     loop {
         // A worker waiting for work must also notice that another failed.
         let next = tokio::select! {
@@ -427,7 +448,7 @@ async fn worker(
             }
         }
     }
-    Ok(())
+    Ok(source.is_none().then_some(target))
 }
 
 fn describe_task(job: &Job, task: &Task) -> String {

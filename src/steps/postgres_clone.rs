@@ -36,8 +36,12 @@ pub struct Params {
     pub target: String,
     pub target_span: crate::syntax::yaml::Span,
     pub strategy: Strategy,
-    /// Tables copied at once (default: the number of cores, at least 2).
-    pub jobs: usize,
+    /// `jobs:` as written: copy workers (default: the number of cores, at
+    /// most 8; resolved in [`clone::budget::Workers::resolve`]).
+    pub jobs: Option<usize>,
+    /// `index_jobs:` as written: index-build workers (default: as many as
+    /// `jobs`).
+    pub index_jobs: Option<usize>,
     /// Keep the old staging database after a successful run.
     pub keep_old: bool,
     pub split_bytes: u64,
@@ -74,10 +78,8 @@ impl Params {
                 None => None,
             },
         };
-        let jobs = with
-            .u64(cx, "jobs")
-            .map(|j| j.max(1) as usize)
-            .unwrap_or_else(default_jobs);
+        let jobs = workers(with, cx, "jobs");
+        let index_jobs = workers(with, cx, "index_jobs");
         let keep_old = with.bool(cx, "keep_old").unwrap_or(false);
         let split_bytes = with.u64(cx, "split_bytes").unwrap_or(DEFAULT_SPLIT_BYTES);
         let anonymize = with
@@ -91,6 +93,7 @@ impl Params {
             target_span: target_node?.span,
             strategy: strategy?,
             jobs,
+            index_jobs,
             keep_old,
             split_bytes,
             anonymize,
@@ -125,13 +128,18 @@ impl Params {
             source_url: ctx.postgres_url(&self.source).to_string(),
             target_name: self.target.clone(),
             target_url: ctx.postgres_url(&self.target).to_string(),
-            jobs: self.jobs,
+            workers: self.workers(),
             split_bytes: self.split_bytes,
             rules: BTreeMap::new(),
             anonymizer: self.anonymizer(),
             policy: self.policy(),
             suffix: run_suffix(&ctx.report.run_id),
         }
+    }
+
+    /// The worker counts, defaults filled in: the one place they are decided.
+    fn workers(&self) -> clone::budget::Workers {
+        clone::budget::Workers::resolve(self.jobs, self.index_jobs, cores())
     }
 
     /// The anonymizer of this clone, when it has rules or rewrites.
@@ -166,6 +174,7 @@ impl Params {
             source_warning,
             privilege_warning: warning,
             sessions,
+            limits,
             leftovers,
             binding,
             rows,
@@ -202,7 +211,14 @@ impl Params {
                     "in-place: drop and reload every schema of `{staging_db}` in one transaction (one connection)"
                 ),
             }))
-            .detail(Detail::fact("workers", self.jobs.to_string()))
+            .detail(Detail::fact("workers", match self.strategy {
+                Strategy::Swap => spec.workers.describe(cores()),
+                Strategy::InPlace => "none: one transaction on one connection (`jobs` and `index_jobs` apply to `strategy: swap`)".to_string(),
+            }))
+            .detail(Detail::fact("staging connections", match &limits {
+                Some(limits) => clone::budget::connections_phrase(&spec.workers, limits),
+                None => "1".to_string(),
+            }))
             .detail(Detail::fact("pg_dump", format!("{} (major {})", pg_dump.path.display(), pg_dump.major)))
             .detail(Detail::Table {
                 title: "tables".into(),
@@ -222,6 +238,15 @@ impl Params {
                     .map(|l| vec![l.name.clone(), format!("…{}", l.run), l.fate(&staging_db)])
                     .collect(),
             });
+        }
+        if let Some(limits) = &limits
+            && let clone::budget::Fit::Tight { free } = clone::budget::fit(&spec.workers, limits)
+        {
+            outcome = outcome.detail(Detail::fact("warning", format!(
+                "the staging server of `{}` has {free} connection(s) free now and this clone needs up to {}: it fails for want of one unless other sessions close",
+                self.target,
+                spec.workers.staging_connections(),
+            )));
         }
         if let Some(sessions) = sessions {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
@@ -520,11 +545,31 @@ fn tables_detail(tables: &[clone::TableCopied]) -> Detail {
     }
 }
 
-fn default_jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(2)
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// A worker count (`jobs`, `index_jobs`) as written: a whole number, at
+/// least 1.
+fn workers(with: &mut MapReader, cx: &mut LoadCtx, key: &'static str) -> Option<usize> {
+    let node = with.get(key)?;
+    let value = with.u64(cx, key)?;
+    if value == 0 {
+        cx.push(
+            Problem::new(
+                "flightpath::clone::workers",
+                format!("`{key}` must be at least 1"),
+                node.span,
+                "no workers",
+            )
+            .help(match key {
+                "jobs" => "leave it out for the default (the number of cores, at most 8)",
+                _ => "leave it out for the default (as many as `jobs`)",
+            }),
+        );
+        return None;
+    }
+    Some(value as usize)
 }
 
 /// A short, name-safe suffix from the run id (`…-3fa9` → `3fa9…`).
@@ -722,9 +767,9 @@ impl From<clone::Error> for StepError {
         match err {
             Error::Pg(e) => e.into(),
             Error::Cancelled => StepError::Cancelled,
-            refused @ (Error::RuleRefused { .. } | Error::Uncovered { .. }) => {
-                StepError::Refused(refused.to_string())
-            }
+            refused @ (Error::RuleRefused { .. }
+            | Error::Uncovered { .. }
+            | Error::TooManyConnections { .. }) => StepError::Refused(refused.to_string()),
             Error::Database {
                 target,
                 database,

@@ -38,6 +38,7 @@ pub fn masks() -> insta::internals::SettingsBindDropGuard {
         (r"\b(127\.0\.0\.1|localhost):\d+\b", "$1:[port]"),
         (r"\bfpt_\d+_\d+_[a-z0-9_]*", "[test-db]"),
         (r"\bPostgreSQL \d+\.\d+\b", "PostgreSQL [version]"),
+        (r"\b\d+ in use now\b", "[N] in use now"),
         (r"(pg_dump: )\S+ \(major \d+\)", "$1[pg_dump] (major [N])"),
         (r"\S*/flightpath-test-[A-Za-z0-9]+", "[test-dir]"),
         (&size_cell, "[size]      "),
