@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use flightpath::anonymize::detect::{Sample, sample_columns};
+use flightpath::anonymize::detect::Sample;
 use flightpath::anonymize::patterns::PiiKind;
+use flightpath::clone::plan::sample_columns;
 use flightpath::pg::catalog::{self, Table};
 use tokio_postgres::Client;
 

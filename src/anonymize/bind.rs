@@ -16,8 +16,9 @@ use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
 use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats};
-use crate::pg::catalog::{Table, quote_ident};
+use crate::pg::catalog::Table;
 use crate::pg::codec::FieldType;
+use crate::pg::ident::{quote_ident, quote_literal};
 use crate::syntax::diagnostics::did_you_mean;
 
 /// Which tables and columns `rewrite:` reaches.
@@ -271,11 +272,6 @@ fn min_width(strategy: &Strategy) -> Option<usize> {
     }
 }
 
-/// `'it''s'`.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 impl Anonymizer {
     /// Binds the rules to `tables` (the source's copied tables).
     pub fn bind(&self, tables: &[Table]) -> Binding {
@@ -418,7 +414,7 @@ impl Anonymizer {
                     Strategy::Keep => {}
                     Strategy::Set(value) => {
                         let constant = match value {
-                            Some(v) => format!("CAST({} AS {})", literal(v), column.type_name),
+                            Some(v) => format!("CAST({} AS {})", quote_literal(v), column.type_name),
                             None => format!("CAST(NULL AS {})", column.type_name),
                         };
                         let expression = match rules.and_then(|r| r.except.as_ref()) {

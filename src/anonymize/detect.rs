@@ -5,14 +5,15 @@
 //! Coverage uses this to decide which unruled columns stop a run, and to
 //! say why; `flightpath scan` uses it to draft a rules file. The evidence is
 //! deliberately cautious: a name hint or a type that *could* hold personal
-//! data asks the user to decide, it never decides for them. Sampling reads
-//! values only to count what they look like: no value is returned, logged
-//! or kept.
+//! data asks the user to decide, it never decides for them. Sampling counts
+//! what values look like: no value is returned, logged or kept.
+//!
+//! Pure, like the rest of the anonymizer: this builds the sampling query
+//! ([`sample_sql`], [`tablesample_percent`]) and counts each value handed
+//! to it ([`sample_value`]); running the query is the clone's
+//! (`clone::plan::sample_columns`).
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use futures_util::TryStreamExt;
-use tokio_postgres::Client;
 
 use super::patterns::{self, PiiKind};
 use crate::pg::catalog::Table;
@@ -581,97 +582,16 @@ pub const SAMPLE_VALUE_CHARS: u32 = 65_536;
 /// falling short.
 const OVERSAMPLE: f64 = 2.0;
 
-/// Samples `columns` of `table`: at most `limit` rows, read with one query
-/// (two when the table's statistics were far off), each value cast to text
-/// and counted by [`sample_value`]. Every requested column has an entry,
-/// `sampled: 0` when it held only NULLs.
-///
-/// Large tables (`rows_estimate` above twice `limit`) are read with
-/// `TABLESAMPLE SYSTEM`, at a rate that should give about twice `limit`
-/// rows from pages all over the table, rather than the first `limit` rows,
-/// which are the oldest and can all look alike. When the statistics were
-/// stale and that returns fewer than half of `limit`, the first `limit`
-/// rows are read instead.
-///
-/// Only reads; run it inside the clone's snapshot to sample what is copied.
-pub async fn sample_columns(
-    client: &Client,
-    table: &Table,
-    columns: &[String],
-    limit: u32,
-) -> Result<BTreeMap<String, Sample>, tokio_postgres::Error> {
-    let mut unique: Vec<String> = Vec::with_capacity(columns.len());
-    for column in columns {
-        if !unique.contains(column) {
-            unique.push(column.clone());
-        }
-    }
-    let empty = || -> BTreeMap<String, Sample> {
-        unique
-            .iter()
-            .map(|c| (c.clone(), Sample::default()))
-            .collect()
-    };
-    if unique.is_empty() || limit == 0 {
-        return Ok(empty());
-    }
-    let percent = tablesample_percent(table.rows_estimate, limit);
-    let mut samples = empty();
-    let rows = read_sample(
-        client,
-        &sample_sql(table, &unique, limit, percent),
-        &unique,
-        &mut samples,
-    )
-    .await?;
-    if percent.is_some() && rows < u64::from(limit / 2) {
-        samples = empty();
-        read_sample(
-            client,
-            &sample_sql(table, &unique, limit, None),
-            &unique,
-            &mut samples,
-        )
-        .await?;
-    }
-    Ok(samples)
-}
-
-/// Streams the rows of `sql`, adding each column's value to its sample;
-/// returns how many rows there were. Rows are not kept.
-async fn read_sample(
-    client: &Client,
-    sql: &str,
-    columns: &[String],
-    samples: &mut BTreeMap<String, Sample>,
-) -> Result<u64, tokio_postgres::Error> {
-    let rows = client.query_raw(sql, std::iter::empty::<&str>()).await?;
-    futures_util::pin_mut!(rows);
-    let mut count = 0;
-    while let Some(row) = rows.try_next().await? {
-        count += 1;
-        for (i, column) in columns.iter().enumerate() {
-            if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
-                sample_value(
-                    samples.get_mut(column).expect("one sample per column"),
-                    value,
-                );
-            }
-        }
-    }
-    Ok(count)
-}
-
 /// The `TABLESAMPLE SYSTEM` percentage for a table of `rows_estimate` rows,
 /// or `None` when the table is small enough to read from the start.
-fn tablesample_percent(rows_estimate: i64, limit: u32) -> Option<f64> {
+pub fn tablesample_percent(rows_estimate: i64, limit: u32) -> Option<f64> {
     let wanted = OVERSAMPLE * f64::from(limit);
     let rows = rows_estimate as f64;
     (rows > wanted).then(|| (100.0 * wanted / rows).clamp(0.000_001, 100.0))
 }
 
 /// `SELECT left("a"::text, N), … FROM "s"."t" [TABLESAMPLE SYSTEM (p)] LIMIT n`.
-fn sample_sql(table: &Table, columns: &[String], limit: u32, percent: Option<f64>) -> String {
+pub fn sample_sql(table: &Table, columns: &[String], limit: u32, percent: Option<f64>) -> String {
     let select: Vec<String> = columns
         .iter()
         .map(|c| format!("left({}::text, {SAMPLE_VALUE_CHARS})", quote_ident(c)))

@@ -17,8 +17,8 @@ use super::source::{Source, server_major};
 use super::spec::CloneSpec;
 use super::table::{Ends, Freeze, TableCopied, copy_table, format_for};
 use crate::anonymize::bind::Binding;
-use crate::pg::catalog;
 use crate::pg::connect::{connect, sql_error};
+use crate::pg::ident::quote_ident;
 use crate::pg::schema;
 use crate::pg::wait::{self, Patience};
 use crate::progress::{Progress, Unit};
@@ -221,10 +221,7 @@ async fn drop_user_schemas(
     let schemas: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     for schema in &schemas {
         target
-            .batch_execute(&format!(
-                "DROP SCHEMA {} CASCADE",
-                catalog::quote_ident(schema)
-            ))
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", quote_ident(schema)))
             .await?;
     }
     // pg_dump leaves `public` out when it is as initdb made it, so put it

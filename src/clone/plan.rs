@@ -3,7 +3,13 @@
 //! ends), the anonymizer bound to the source's tables with sampled
 //! evidence, every rule's SQL tried on the source, and one plan row per
 //! table. Writes nothing anywhere; rendering the plan is the step's job.
+//!
+//! The sampling queries run here: the anonymizer has no I/O of its own, so
+//! `anonymize::detect` only builds them and counts the values read.
 
+use std::collections::BTreeMap;
+
+use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -197,12 +203,94 @@ pub async fn sample(
         if columns.is_empty() {
             continue;
         }
-        let samples = detect::sample_columns(source, table, &columns, SAMPLE_ROWS)
+        let samples = sample_columns(source, table, &columns, SAMPLE_ROWS)
             .await
             .map_err(|e| format!("{}: {}", table.qualified, describe(&e, None)))?;
         binding.add_samples(table, &samples);
     }
     Ok(())
+}
+
+/// Samples `columns` of `table`: at most `limit` rows, read with one query
+/// (two when the table's statistics were far off, built by
+/// [`detect::sample_sql`]), each value cast to text and counted by
+/// [`detect::sample_value`]. Every requested column has an entry,
+/// `sampled: 0` when it held only NULLs.
+///
+/// Large tables (`rows_estimate` above twice `limit`) are read with
+/// `TABLESAMPLE SYSTEM`, at a rate that should give about twice `limit`
+/// rows from pages all over the table, rather than the first `limit` rows,
+/// which are the oldest and can all look alike. When the statistics were
+/// stale and that returns fewer than half of `limit`, the first `limit`
+/// rows are read instead.
+///
+/// Only reads; run it inside the clone's snapshot to sample what is copied.
+pub async fn sample_columns(
+    client: &Client,
+    table: &Table,
+    columns: &[String],
+    limit: u32,
+) -> Result<BTreeMap<String, detect::Sample>, tokio_postgres::Error> {
+    let mut unique: Vec<String> = Vec::with_capacity(columns.len());
+    for column in columns {
+        if !unique.contains(column) {
+            unique.push(column.clone());
+        }
+    }
+    let empty = || -> BTreeMap<String, detect::Sample> {
+        unique
+            .iter()
+            .map(|c| (c.clone(), detect::Sample::default()))
+            .collect()
+    };
+    if unique.is_empty() || limit == 0 {
+        return Ok(empty());
+    }
+    let percent = detect::tablesample_percent(table.rows_estimate, limit);
+    let mut samples = empty();
+    let rows = read_sample(
+        client,
+        &detect::sample_sql(table, &unique, limit, percent),
+        &unique,
+        &mut samples,
+    )
+    .await?;
+    if percent.is_some() && rows < u64::from(limit / 2) {
+        samples = empty();
+        read_sample(
+            client,
+            &detect::sample_sql(table, &unique, limit, None),
+            &unique,
+            &mut samples,
+        )
+        .await?;
+    }
+    Ok(samples)
+}
+
+/// Streams the rows of `sql`, adding each column's value to its sample;
+/// returns how many rows there were. Rows are not kept.
+async fn read_sample(
+    client: &Client,
+    sql: &str,
+    columns: &[String],
+    samples: &mut BTreeMap<String, detect::Sample>,
+) -> Result<u64, tokio_postgres::Error> {
+    let rows = client.query_raw(sql, std::iter::empty::<&str>()).await?;
+    futures_util::pin_mut!(rows);
+    let mut count = 0;
+    while let Some(row) = rows.try_next().await? {
+        count += 1;
+        for (i, column) in columns.iter().enumerate() {
+            if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
+                detect::sample_value(
+                    samples.get_mut(column).expect("one sample per column"),
+                    value,
+                );
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// Every constant a rule sets must cast to its column's type, and every

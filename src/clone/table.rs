@@ -13,7 +13,7 @@ use super::spec::{CloneSpec, TableRule};
 use crate::pg::catalog::Table;
 use crate::pg::connect::describe;
 use crate::pg::copy::{self, Format};
-use crate::pg::swap::quote_ident;
+use crate::pg::ident::quote_ident;
 use crate::progress::{Bar, Progress, Unit};
 
 /// A ctid block range of a table: blocks `start` up to `end` (exclusive;

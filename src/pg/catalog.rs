@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
+use crate::pg::ident::quote_ident;
+
 /// Type OIDs below this are built in and equal in every database of a major
 /// version (`FirstNormalObjectId`); user and extension types get OIDs from
 /// here up, different in each database.
@@ -24,7 +26,8 @@ pub struct Table {
     pub oid: u32,
     pub schema: String,
     pub name: String,
-    /// `"schema"."name"`, both parts always double-quoted (see [`quote_ident`]).
+    /// `"schema"."name"`, both parts always double-quoted (see
+    /// [`quote_ident`](crate::pg::ident::quote_ident)).
     pub qualified: String,
     /// In column order, without generated and dropped columns (generated
     /// columns are computed by the target, never copied).
@@ -63,8 +66,6 @@ pub struct Sequence {
     pub last_value: i64,
     pub is_called: bool,
 }
-
-pub use crate::pg::ident::quote_ident;
 
 /// `"schema"."name"`.
 pub fn qualified(schema: &str, name: &str) -> String {

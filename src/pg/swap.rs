@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::pg::connect::describe;
-use crate::pg::ident::quote_literal;
+use crate::pg::ident::{quote_ident, quote_literal};
 use crate::pg::wait::{self, Holder, Patience, backend_pid};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +31,6 @@ fn fail(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Swap
         message: describe(&e, None),
     }
 }
-
-pub use crate::pg::ident::quote_ident;
 
 /// A database name no longer than PostgreSQL's 63 bytes: `base` cut to fit
 /// before `suffix`, on a character boundary.
