@@ -281,7 +281,7 @@ async fn load(
     // with the run's token.
     let stop = cancel.child_token();
     let mut workers = JoinSet::new();
-    for _ in 0..spec.workers.jobs.max(1) {
+    for _ in 0..spec.workers.jobs {
         let source = snapshot
             .worker(&spec.source_name, &spec.source_url, cancel)
             .await?;
@@ -292,7 +292,7 @@ async fn load(
     // Workers for index builds only, so a table's indexes start as soon as
     // its data is in while the copies go on (2 cores stay busy through the
     // I/O waits of both).
-    for _ in 0..spec.workers.index_jobs.max(1) {
+    for _ in 0..spec.workers.index_jobs {
         let target = connect(&spec.target_name, new_url, cancel).await?;
         prepare_target_session(&target, &spec.target_name).await?;
         workers.spawn(worker(job.clone(), None, target, stop.clone()));

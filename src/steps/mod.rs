@@ -14,7 +14,6 @@ pub mod approve;
 pub mod http_check;
 pub mod notify;
 pub mod postgres_clone;
-mod postgres_clone_kind;
 pub mod postgres_sql;
 pub mod shell;
 mod target;

@@ -20,7 +20,7 @@ use crate::syntax::diagnostics::Problem;
 use crate::syntax::reader::{LoadCtx, MapReader};
 use crate::syntax::template::Template;
 
-use super::{AfterRun, Facet, StepCtx, StepError, StepOutcome, Target, TargetUse};
+use super::{AfterRun, Facet, Kind, StepCtx, StepError, StepOutcome, Target, TargetUse};
 
 /// Tables larger than this are copied as several ctid ranges at once.
 pub const DEFAULT_SPLIT_BYTES: u64 = 256 * 1024 * 1024;
@@ -51,8 +51,12 @@ pub struct Params {
     pub rewrite: Option<Rewrite>,
 }
 
-impl Params {
-    pub fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
+impl Kind for Params {
+    const NAME: &'static str = "postgres.clone";
+    const OUTPUTS: &'static [&'static str] = &["tables", "rows", "bytes", "anonymized_values"];
+    const DESTRUCTIVE: bool = true;
+
+    fn parse(with: &mut MapReader, cx: &mut LoadCtx) -> Option<Self> {
         let source_node = with.require(cx, "source");
         let target_node = with.require(cx, "target");
         let source = source_node.and_then(|n| cx.string(n, "`source`"));
@@ -101,11 +105,11 @@ impl Params {
         })
     }
 
-    pub fn templates(&self) -> Vec<&Template> {
+    fn templates(&self) -> Vec<&Template> {
         Vec::new()
     }
 
-    pub fn target_uses(&self) -> Vec<TargetUse> {
+    fn target_uses(&self) -> Vec<TargetUse> {
         vec![
             TargetUse {
                 name: self.source.clone(),
@@ -122,47 +126,7 @@ impl Params {
         ]
     }
 
-    fn spec(&self, ctx: &StepCtx) -> CloneSpec {
-        CloneSpec {
-            source_name: self.source.clone(),
-            source_url: ctx.postgres_url(&self.source).to_string(),
-            target_name: self.target.clone(),
-            target_url: ctx.postgres_url(&self.target).to_string(),
-            workers: self.workers(),
-            split_bytes: self.split_bytes,
-            rules: BTreeMap::new(),
-            anonymizer: self.anonymizer(),
-            policy: self.policy(),
-            suffix: run_suffix(&ctx.report.run_id),
-        }
-    }
-
-    /// The worker counts, defaults filled in: the one place they are decided.
-    fn workers(&self) -> clone::budget::Workers {
-        clone::budget::Workers::resolve(self.jobs, self.index_jobs, cores())
-    }
-
-    /// The anonymizer of this clone, when it has rules or rewrites.
-    fn anonymizer(&self) -> Option<Arc<Anonymizer>> {
-        if self.anonymize.is_none() && self.rewrite.is_none() {
-            return None;
-        }
-        let rules = self.anonymize.clone().unwrap_or_default();
-        let keyed = Keyed::new(rules.secret.as_deref());
-        Some(Arc::new(Anonymizer {
-            rules,
-            rewrite: self.rewrite.clone(),
-            keyed,
-        }))
-    }
-
-    /// `unknown_columns` in force: without rules files (a rewrite alone)
-    /// nothing is checked.
-    fn policy(&self) -> Option<UnknownColumns> {
-        self.anonymize.as_ref().map(|r| r.unknown_columns)
-    }
-
-    pub async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let spec = self.spec(ctx);
         let protected = ctx.target(&self.source).protected;
         let clone::plan::Survey {
@@ -277,7 +241,7 @@ impl Params {
         Ok(outcome)
     }
 
-    pub async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
+    async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let spec = self.spec(ctx);
         if self.strategy == Strategy::InPlace {
             return self.run_in_place(spec, ctx).await;
@@ -337,6 +301,46 @@ impl Params {
 }
 
 impl Params {
+    fn spec(&self, ctx: &StepCtx) -> CloneSpec {
+        CloneSpec {
+            source_name: self.source.clone(),
+            source_url: ctx.postgres_url(&self.source).to_string(),
+            target_name: self.target.clone(),
+            target_url: ctx.postgres_url(&self.target).to_string(),
+            workers: self.workers(),
+            split_bytes: self.split_bytes,
+            rules: BTreeMap::new(),
+            anonymizer: self.anonymizer(),
+            policy: self.policy(),
+            suffix: run_suffix(&ctx.report.run_id),
+        }
+    }
+
+    /// The worker counts, defaults filled in: the one place they are decided.
+    fn workers(&self) -> clone::budget::Workers {
+        clone::budget::Workers::resolve(self.jobs, self.index_jobs, cores())
+    }
+
+    /// The anonymizer of this clone, when it has rules or rewrites.
+    fn anonymizer(&self) -> Option<Arc<Anonymizer>> {
+        if self.anonymize.is_none() && self.rewrite.is_none() {
+            return None;
+        }
+        let rules = self.anonymize.clone().unwrap_or_default();
+        let keyed = Keyed::new(rules.secret.as_deref());
+        Some(Arc::new(Anonymizer {
+            rules,
+            rewrite: self.rewrite.clone(),
+            keyed,
+        }))
+    }
+
+    /// `unknown_columns` in force: without rules files (a rewrite alone)
+    /// nothing is checked.
+    fn policy(&self) -> Option<UnknownColumns> {
+        self.anonymize.as_ref().map(|r| r.unknown_columns)
+    }
+
     async fn run_in_place(&self, spec: CloneSpec, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
         let reloaded =
             crate::clone::in_place::run(spec, &ctx.progress, &ctx.step_id, &ctx.cancel).await?;
