@@ -17,6 +17,10 @@ pub const MAX_DEFAULT_JOBS: usize = 8;
 /// schema (the in-place strategy uses one connection in all).
 pub const OWN_SESSIONS: usize = 2;
 
+/// The run's own connection to the staging server, besides the clone's:
+/// the advisory lock that keeps a second run off the database.
+pub const RUN_LOCK: usize = 1;
+
 /// The worker counts of one clone, each with where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workers {
@@ -34,11 +38,14 @@ impl Workers {
     /// defaults: `jobs` is the number of cores, at most
     /// [`MAX_DEFAULT_JOBS`]; `index_jobs` is `jobs`.
     pub fn resolve(jobs: Option<usize>, index_jobs: Option<usize>, cores: usize) -> Workers {
-        let jobs_value = jobs.unwrap_or_else(|| cores.clamp(1, MAX_DEFAULT_JOBS));
+        // Validation refuses 0; a pool without workers would never finish.
+        let jobs_value = jobs
+            .unwrap_or_else(|| cores.clamp(1, MAX_DEFAULT_JOBS))
+            .max(1);
         Workers {
             jobs: jobs_value,
             jobs_default: jobs.is_none(),
-            index_jobs: index_jobs.unwrap_or(jobs_value),
+            index_jobs: index_jobs.unwrap_or(jobs_value).max(1),
             index_jobs_default: index_jobs.is_none(),
         }
     }
@@ -78,7 +85,8 @@ pub struct ServerLimits {
     pub reserved: usize,
     /// Whether the clone's role may use the reserved slots (a superuser).
     pub superuser: bool,
-    /// Client sessions open on the server now, from every database.
+    /// Sessions open on the server now, in every database (from
+    /// `pg_stat_database`, which every role may read in full).
     pub in_use: usize,
 }
 
@@ -92,7 +100,7 @@ impl ServerLimits {
     }
 }
 
-/// Whether a clone of `workers` fits on the staging server.
+/// How a clone fits on the staging server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fit {
     Fits,
@@ -105,8 +113,10 @@ pub enum Fit {
     TooMany,
 }
 
+/// Whether a clone of `workers` fits on the staging server, beside the
+/// run's lock connection.
 pub fn fit(workers: &Workers, limits: &ServerLimits) -> Fit {
-    let needed = workers.staging_connections();
+    let needed = workers.staging_connections() + RUN_LOCK;
     let usable = limits.usable();
     if needed > usable {
         return Fit::TooMany;
@@ -151,15 +161,15 @@ pub fn too_many(target: &str, workers: &Workers, limits: &ServerLimits) -> Strin
     let fix = match fits {
         0 => format!("raise max_connections on the server (it allows {usable})"),
         n => format!(
-            "set `jobs` and `index_jobs` to {n} or less (both at {n}: {} connections), or raise max_connections on the server",
-            2 * n + OWN_SESSIONS
+            "set `jobs` and `index_jobs` to {n} or less (both at {n}: {} connections with the lock), or raise max_connections on the server",
+            2 * n + OWN_SESSIONS + RUN_LOCK
         ),
     };
     format!(
         "target `{target}`: this clone opens up to {} connections to the staging server \
-         (jobs {} + index_jobs {} + {OWN_SESSIONS} of its own), and the server allows {usable} \
+         (jobs {} + index_jobs {} + {OWN_SESSIONS} of its own, and the run's lock), and the server allows {usable} \
          ({}); {fix}",
-        workers.staging_connections(),
+        workers.staging_connections() + RUN_LOCK,
         workers.jobs,
         workers.index_jobs,
         limits_phrase(limits),
@@ -172,11 +182,11 @@ pub const LIMITS_SQL: &str = "SELECT current_setting('max_connections')::int, \
      current_setting('superuser_reserved_connections')::int \
        + coalesce(current_setting('reserved_connections', true)::int, 0), \
      (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
-     (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = 'client backend')";
+     (SELECT coalesce(sum(numbackends), 0)::int FROM pg_stat_database)";
 
 /// The largest `jobs` (with `index_jobs` equal to it) that fits in `usable`.
 pub fn largest_fitting_jobs(usable: usize) -> usize {
-    usable.saturating_sub(OWN_SESSIONS) / 2
+    usable.saturating_sub(OWN_SESSIONS + RUN_LOCK) / 2
 }
 
 #[cfg(test)]
@@ -215,18 +225,21 @@ mod tests {
         let w = Workers::resolve(None, None, 64);
         assert_eq!(w.staging_connections(), 18);
         assert_eq!(fit(&w, &limits(100, 3, 10)), Fit::Fits);
+        let none = Workers::resolve(Some(0), Some(0), 2);
+        assert_eq!((none.jobs, none.index_jobs), (1, 1));
     }
 
     #[test]
     fn the_fit_counts_reserved_slots_and_sessions_in_use() {
+        // 10 + 10 + 2, and the run's lock: 23.
         let w = Workers::resolve(Some(10), Some(10), 2);
-        assert_eq!(fit(&w, &limits(20, 0, 0)), Fit::TooMany);
-        assert_eq!(fit(&w, &limits(25, 3, 0)), Fit::Fits);
-        assert_eq!(fit(&w, &limits(24, 3, 0)), Fit::TooMany);
-        assert_eq!(fit(&w, &limits(25, 3, 2)), Fit::Tight { free: 20 });
+        assert_eq!(fit(&w, &limits(22, 0, 0)), Fit::TooMany);
+        assert_eq!(fit(&w, &limits(26, 3, 0)), Fit::Fits);
+        assert_eq!(fit(&w, &limits(25, 3, 0)), Fit::TooMany);
+        assert_eq!(fit(&w, &limits(26, 3, 2)), Fit::Tight { free: 21 });
         let superuser = ServerLimits {
             superuser: true,
-            ..limits(22, 3, 0)
+            ..limits(23, 3, 0)
         };
         assert_eq!(fit(&w, &superuser), Fit::Fits);
     }
@@ -254,6 +267,7 @@ mod tests {
             "max_connections 100 − 3 reserved"
         );
         assert_eq!(largest_fitting_jobs(97), 47);
+        assert_eq!(largest_fitting_jobs(100), 48);
     }
 
     #[test]
@@ -261,10 +275,10 @@ mod tests {
         let w = Workers::resolve(Some(60), Some(60), 2);
         assert_eq!(
             too_many("staging", &w, &limits(100, 3, 5)),
-            "target `staging`: this clone opens up to 122 connections to the staging server \
-             (jobs 60 + index_jobs 60 + 2 of its own), and the server allows 97 \
+            "target `staging`: this clone opens up to 123 connections to the staging server \
+             (jobs 60 + index_jobs 60 + 2 of its own, and the run's lock), and the server allows 97 \
              (max_connections 100 − 3 reserved); set `jobs` and `index_jobs` to 47 or less \
-             (both at 47: 96 connections), or raise max_connections on the server"
+             (both at 47: 97 connections with the lock), or raise max_connections on the server"
         );
         assert!(
             too_many("s", &w, &limits(3, 3, 0))

@@ -149,9 +149,14 @@ pub async fn run(
         return Err(dropped(&maintenance, &new_db, Error::Cancelled).await);
     }
     let swap_began = Instant::now();
-    let observer = connect(&spec.target_name, &maintenance_url, cancel)
-        .await
-        .ok();
+    let observer = match connect(&spec.target_name, &maintenance_url, cancel).await {
+        Ok(observer) => Some(observer),
+        Err(e) => {
+            // The swap goes on; it only cannot name who holds a lock.
+            tracing::warn!("no observer for the swap, lock holders go unnamed: {e}");
+            None
+        }
+    };
     let swapped = match swap::swap(
         &maintenance,
         observer.as_ref(),

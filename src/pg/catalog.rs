@@ -332,9 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identifiers_are_always_quoted() {
-        assert_eq!(quote_ident("users"), r#""users""#);
-        assert_eq!(quote_ident(r#"say "hi""#), r#""say ""hi""""#);
+    fn qualified_names_quote_both_parts() {
         assert_eq!(qualified("Sales Dept", "order"), r#""Sales Dept"."order""#);
     }
 

@@ -181,7 +181,7 @@ impl Kind for Params {
             }))
             .detail(Detail::fact("staging connections", match &limits {
                 Some(limits) => clone::budget::connections_phrase(&spec.workers, limits),
-                None => "1".to_string(),
+                None => "at most 2 (the transaction, and one that names who holds a lock it waits for)".to_string(),
             }))
             .detail(Detail::fact("pg_dump", format!("{} (major {})", pg_dump.path.display(), pg_dump.major)))
             .detail(Detail::Table {
