@@ -1032,11 +1032,19 @@ fn the_swap_plan_warns_whole_when_other_roles_sessions_cannot_be_ended() {
 // copy (or, when the copy's work was undone, copies again) and nothing of
 // the dead attempt left on the staging server.
 
-/// The id of the test's first run (a later `plan` has a run folder too).
+/// The id of the test's real run. A later `plan` has a run folder too, and
+/// when it starts in the same second its id (time, then random hex) can
+/// sort first: the journal says which was the dry run.
 fn first_run_id(test: &Test) -> String {
     let runs = test.runs();
-    assert!(!runs.is_empty());
-    runs[0].file_name().unwrap().to_string_lossy().into_owned()
+    let real = runs
+        .iter()
+        .find(|run| {
+            std::fs::read_to_string(run.join("journal.jsonl"))
+                .is_ok_and(|journal| journal.contains("\"dry_run\":false"))
+        })
+        .unwrap_or_else(|| panic!("no real run among {runs:?}"));
+    real.file_name().unwrap().to_string_lossy().into_owned()
 }
 
 /// Resumes the test's first run and expects it to succeed.
