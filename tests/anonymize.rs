@@ -2,10 +2,12 @@
 //! full of (synthetic) personal data is cloned into staging with rules, and
 //! staging is then searched, every text and JSON column of every table, for
 //! any value production had in a ruled column. Also: determinism across runs
-//! and secrets, joins on anonymized e-mails, unique fakes on a large table,
-//! and a new personal-data column stopping the run before it writes.
+//! and secrets (also `FLIGHTPATH_SECRET` alone, which never shows), joins on
+//! anonymized e-mails, unique fakes on a large table, and a new
+//! personal-data column stopping the run before it writes.
 
 use crate::clone::clone_workflow;
+use crate::secrets::files_under;
 use crate::support::cli::{Output, Test};
 use crate::support::pg::{all_text, execute, fresh_db_sync, leaks, query_strings, staging_db};
 use crate::support::snapshot::{masks, streams};
@@ -216,6 +218,17 @@ fn production_secrets(prod: &str) -> Vec<String> {
     values
 }
 
+/// A digest of staging's anonymized tables, to compare two clones.
+fn digest(url: &str) -> Vec<String> {
+    query_strings(
+        url,
+        "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (\
+           SELECT u::text AS t FROM auth_user u UNION ALL SELECT p::text FROM profile p \
+           UNION ALL SELECT c.id || c.body FROM comment c UNION ALL SELECT f.form_data::text FROM form_submission f \
+           UNION ALL SELECT n::text FROM newsletter n UNION ALL SELECT s::text FROM survey s) x",
+    )
+}
+
 fn assert_ok(out: &Output) {
     assert_eq!(
         out.code, 0,
@@ -336,21 +349,57 @@ fn the_same_secret_gives_the_same_staging_and_joins_on_emails_hold() {
     assert_ok(&run_clone(&prod, &first, RULES, "same", ""));
     assert_ok(&run_clone(&prod, &second, RULES, "same", ""));
     assert_ok(&run_clone(&prod, &other, RULES, "different", ""));
-    let digest = |url: &str| {
-        query_strings(
-            url,
-            "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (\
-               SELECT u::text AS t FROM auth_user u UNION ALL SELECT p::text FROM profile p \
-               UNION ALL SELECT c.id || c.body FROM comment c UNION ALL SELECT f.form_data::text FROM form_submission f \
-               UNION ALL SELECT n::text FROM newsletter n) x",
-        )
-    };
     assert_eq!(digest(&first), digest(&second), "same secret, same data");
     assert_ne!(digest(&first), digest(&other), "another secret, other data");
 
     let joined = "SELECT count(*)::text FROM newsletter n JOIN auth_user u ON u.email = n.email";
     assert_eq!(query_strings(&first, joined), query_strings(&prod, joined));
     assert_eq!(query_strings(&first, joined), ["134"]);
+}
+
+/// `FLIGHTPATH_SECRET` set and no `secret:` in any file: two runs into two
+/// staging databases give the same data, the plan says where the secret
+/// came from, and the value appears in no stream, report or journal.
+#[test]
+fn the_secret_from_the_environment_gives_the_same_staging_every_run_and_never_shows() {
+    const KEY: &str = "Kestrel-orchard-7731-envkey";
+    let rules = RULES.replacen("secret: ${FLIGHTPATH_SECRET}\n", "", 1);
+    assert!(!rules.contains("secret"), "{rules}");
+    let prod = seeded_prod();
+    let first = staging_db("anon_env_1");
+    let second = staging_db("anon_env_2");
+
+    let plan = clone_test(&prod, &first, &rules, KEY, "")
+        .args(["plan", "reset"])
+        .run();
+    assert_ok(&plan);
+    assert!(
+        plan.stdout
+            .contains("from `FLIGHTPATH_SECRET` (no rules file sets `secret:`)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("random per run"), "{}", plan.stdout);
+    let mut seen = vec![(
+        "plan's output".to_string(),
+        format!("{}{}", plan.stdout, plan.stderr),
+    )];
+    for staging in [&first, &second] {
+        let test = clone_test(&prod, staging, &rules, KEY, "");
+        let out = test.run();
+        assert_ok(&out);
+        assert!(out.stdout.contains("FLIGHTPATH_SECRET"), "{}", out.stdout);
+        seen.push((
+            "the run's output".into(),
+            format!("{}{}", out.stdout, out.stderr),
+        ));
+        seen.extend(files_under(&test.dir().join(".flightpath")));
+    }
+    assert!(seen.len() > 4, "the runs' reports and journals are read");
+    for (what, text) in &seen {
+        assert!(!text.contains(KEY), "the secret appears in {what}");
+    }
+    assert_eq!(digest(&first), digest(&second), "same variable, same data");
 }
 
 #[test]

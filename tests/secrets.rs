@@ -29,7 +29,7 @@ fn with_password(url: &str, password: &str, db: &str) -> String {
 }
 
 /// Every file under `dir`, recursively, as (path, text).
-fn files_under(dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn files_under(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;

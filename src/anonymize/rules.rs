@@ -355,6 +355,8 @@ pub fn split_table_name(name: &str) -> (&str, &str) {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub secret: Option<String>,
+    /// Where [`RuleSet::secret`] came from, for the plan (never the value).
+    pub secret_from: SecretFrom,
     pub locale: Locale,
     pub unknown_columns: UnknownColumns,
     /// Keyed by `schema.table` (an unqualified name gets `public.`).
@@ -363,6 +365,102 @@ pub struct RuleSet {
     pub files: Vec<String>,
     /// Values to keep out of every output (the secret, secret variables).
     pub secrets: Vec<String>,
+}
+
+/// The variable read for the secret when no rules file sets `secret:`
+/// (Greenmask's is `GREENMASK_GLOBAL_SALT`).
+pub const SECRET_VAR: &str = "FLIGHTPATH_SECRET";
+
+/// Where the secret of a [`RuleSet`] came from: what the plan says, never
+/// the value, its length or a digest of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretFrom {
+    /// A rules file's `secret:` (the first file that set it).
+    File { file: String, variable: VariableIs },
+    /// [`SECRET_VAR`], no rules file setting `secret:`.
+    Variable,
+    /// No secret: a random key for this run.
+    None { variable: VariableIs },
+}
+
+/// [`SECRET_VAR`] as found beside a rules file's `secret:` (or its absence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariableIs {
+    Unset,
+    /// Set to the empty string, which counts as unset.
+    Empty,
+    /// Set, to the value the rules file's `secret:` has too.
+    Same,
+    /// Set, to another value than the rules file's `secret:`.
+    Other,
+}
+
+impl Default for SecretFrom {
+    fn default() -> Self {
+        SecretFrom::None {
+            variable: VariableIs::Unset,
+        }
+    }
+}
+
+impl SecretFrom {
+    /// For the plan's `secret` fact.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretFrom::File { file, variable } => match variable {
+                VariableIs::Unset => format!("from {file}"),
+                VariableIs::Empty => {
+                    format!("from {file} (`{SECRET_VAR}` is set but empty, which counts as unset)")
+                }
+                VariableIs::Same => format!("from {file}, which reads it from `{SECRET_VAR}`"),
+                VariableIs::Other => format!(
+                    "from {file}: its `secret:` wins over `{SECRET_VAR}`, which is set too and is not used"
+                ),
+            },
+            SecretFrom::Variable => format!("from `{SECRET_VAR}` (no rules file sets `secret:`)"),
+            SecretFrom::None { variable } => {
+                let mut text =
+                    "none: a random key for this run, so fakes differ from run to run".to_string();
+                if *variable == VariableIs::Empty {
+                    text.push_str(&format!(
+                        " (`{SECRET_VAR}` is set but empty, which counts as unset)"
+                    ));
+                }
+                text
+            }
+        }
+    }
+}
+
+impl RuleSet {
+    /// Takes [`SECRET_VAR`]'s value (`None` when unset) as the secret
+    /// unless a rules file set one: a file's `secret:` wins. The caller reads
+    /// the variable once; this only decides, and registers the value as a
+    /// secret to keep out of every output.
+    pub fn with_secret_variable(mut self, value: Option<String>) -> Self {
+        let variable = match &value {
+            None => VariableIs::Unset,
+            Some(v) if v.is_empty() => VariableIs::Empty,
+            Some(v) if self.secret.as_deref() == Some(v.as_str()) => VariableIs::Same,
+            Some(_) => VariableIs::Other,
+        };
+        if let Some(v) = value.as_ref().filter(|v| !v.is_empty())
+            && !self.secrets.contains(v)
+        {
+            self.secrets.push(v.clone());
+        }
+        self.secret_from = match (self.secret_from, self.secret.is_some()) {
+            (SecretFrom::File { file, .. }, true) => SecretFrom::File { file, variable },
+            (_, _) if variable == VariableIs::Unset || variable == VariableIs::Empty => {
+                SecretFrom::None { variable }
+            }
+            (_, _) => {
+                self.secret = value;
+                SecretFrom::Variable
+            }
+        };
+        self
+    }
 }
 
 /// Why rules files could not be loaded: every reference that could not be
@@ -463,8 +561,16 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
         }
     }
     if loader.problems.is_empty() && unreadable.is_empty() {
+        let secret_from = all
+            .secret
+            .as_ref()
+            .map_or(SecretFrom::default(), |(_, origin)| SecretFrom::File {
+                file: origin.file.shown.clone(),
+                variable: VariableIs::Unset,
+            });
         Ok(RuleSet {
             secret: all.secret.map(|(s, _)| s),
+            secret_from,
             locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
             unknown_columns: all.unknown_columns.unwrap_or_default(),
             tables: all.tables,
@@ -1675,5 +1781,60 @@ tables:
         assert!(!glob_match("email", "emails"));
         assert!(glob_match("e*l", "email"));
         assert!(!glob_match("*phone", "phones"));
+    }
+
+    #[test]
+    fn the_secret_comes_from_a_rules_file_else_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "with.yaml", "secret: in-file-key\n");
+        write(dir.path(), "without.yaml", "locale: en\n");
+        let with = || load_dir(dir.path(), &["with.yaml"]).unwrap();
+        let without = || load_dir(dir.path(), &["without.yaml"]).unwrap();
+        let var = |v: &str| Some(v.to_string());
+
+        let set = without().with_secret_variable(var("from-the-env"));
+        assert_eq!(set.secret.as_deref(), Some("from-the-env"));
+        assert_eq!(set.secret_from, SecretFrom::Variable);
+        assert!(set.secrets.contains(&"from-the-env".to_string()));
+        assert_eq!(
+            set.secret_from.describe(),
+            "from `FLIGHTPATH_SECRET` (no rules file sets `secret:`)"
+        );
+
+        // A file's `secret:` wins, and the plan says so.
+        let set = with().with_secret_variable(var("from-the-env"));
+        assert_eq!(set.secret.as_deref(), Some("in-file-key"));
+        assert_eq!(
+            set.secret_from.describe(),
+            "from with.yaml: its `secret:` wins over `FLIGHTPATH_SECRET`, which is set too and is not used"
+        );
+        let set = with().with_secret_variable(var("in-file-key"));
+        assert_eq!(
+            set.secret_from.describe(),
+            "from with.yaml, which reads it from `FLIGHTPATH_SECRET`"
+        );
+        let set = with().with_secret_variable(None);
+        assert_eq!(set.secret_from.describe(), "from with.yaml");
+
+        // Empty counts as unset, and is said.
+        let set = without().with_secret_variable(var(""));
+        assert_eq!(set.secret, None);
+        assert_eq!(
+            set.secret_from.describe(),
+            "none: a random key for this run, so fakes differ from run to run \
+             (`FLIGHTPATH_SECRET` is set but empty, which counts as unset)"
+        );
+        let set = without().with_secret_variable(None);
+        assert_eq!(set.secret, None);
+        assert_eq!(
+            set.secret_from.describe(),
+            "none: a random key for this run, so fakes differ from run to run"
+        );
+        for set in [
+            with().with_secret_variable(var("x-key")),
+            without().with_secret_variable(var("x-key")),
+        ] {
+            assert!(!set.secret_from.describe().contains("x-key"));
+        }
     }
 }

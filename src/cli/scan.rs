@@ -27,7 +27,9 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
         RuleSet::default()
     } else {
         match rules::load(&args.anonymize, &[workdir.to_path_buf()], &vars) {
-            Ok(set) => set,
+            // The same secret a clone would use: a file's `secret:`, else
+            // the variable.
+            Ok(set) => set.with_secret_variable(vars.get(rules::SECRET_VAR)),
             Err(RulesError {
                 unreadable,
                 problems,
@@ -42,7 +44,9 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     };
     // Everything scan prints or writes goes through this: the password as
     // the connector reads it is a registered secret.
-    let redactor = Redactor::default().with_secrets(connection_secrets(&args.source));
+    let redactor = Redactor::default()
+        .with_secrets(connection_secrets(&args.source))
+        .with_secrets(rules.secrets.iter().cloned());
     let shown = redactor.redact(&mask_connection_string(&args.source));
     let client = match read_only_session("source", &args.source, &CancellationToken::new()).await {
         Ok(client) => client,

@@ -220,6 +220,9 @@ impl Kind for Params {
         }
         if let Some(binding) = &binding {
             outcome = outcome.detail(coverage_detail(binding));
+            if let Some(rules) = &self.anonymize {
+                outcome = outcome.detail(Detail::fact("secret", rules.secret_from.describe()));
+            }
             if let Some(warning) = self.secret_warning() {
                 outcome = outcome.detail(Detail::fact("warning", warning));
             }
@@ -479,6 +482,9 @@ impl Params {
                 rows: rewrites,
             });
         }
+        if let Some(rules) = &self.anonymize {
+            outcome = outcome.detail(Detail::fact("secret", rules.secret_from.describe()));
+        }
         if let Some(warning) = self.secret_warning() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
@@ -629,6 +635,9 @@ fn read_anonymize(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<
         .collect();
     match rules::load(&references, &bases, cx.vars) {
         Ok(set) => {
+            // The one place the variable is read: the anonymizer takes the
+            // secret as a value, and the plan says where it came from.
+            let set = set.with_secret_variable(cx.vars.get(rules::SECRET_VAR));
             cx.secrets.extend(set.secrets.iter().cloned());
             Some(set)
         }
