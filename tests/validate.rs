@@ -273,3 +273,37 @@ fn a_clone_with_no_workers_is_located() {
     ));
     insta::assert_snapshot!(stderr);
 }
+
+/// A JSON key spelled like a strategy, where a nested `json:` rule cannot
+/// tell a rule from a key: the error points at it and shows the dotted form.
+#[test]
+fn a_json_key_spelled_like_a_strategy_is_ambiguous_and_shows_the_dotted_form() {
+    let test = Test::new()
+        .file(
+            "anonymizers/site.yaml",
+            "tables:
+  audit:
+    columns:
+      payload:
+        json:
+          request: { ip: { fake: ipv4 } }
+          meta: { fake: { email: { fake: email } } }
+          actor: { fake: { set: \"x\" }, name: { fake: name } }
+",
+        )
+        .file(
+            "workflows/broken.yaml",
+            &format!(
+                "name: broken
+{TARGETS}steps:
+  database:
+    uses: postgres.clone
+    with: {{ source: prod, target: staging, anonymize: anonymizers/site.yaml }}
+"
+            ),
+        )
+        .args(["validate", "broken"]);
+    let out = test.run();
+    assert_eq!(out.code, 2, "stderr:\n{}", out.stderr);
+    insta::assert_snapshot!(out.stderr);
+}

@@ -1084,6 +1084,187 @@ fn read_table(
 
 /// A column rule: `keep`, `null`, `hash`, or a mapping with one strategy key
 /// and its options.
+/// The entries of a `json:` mapping (or of a key nested in one) into
+/// `rules`, a nested key's path joined to `prefix` with `.`: `request: { ip:
+/// { fake: ipv4 } }` is the rule of `request.ip`. A value is a nested path
+/// when none of its keys is a strategy's name; a mapping that mixes strategy
+/// names with other keys, or gives a strategy a mapping it cannot take, is
+/// ambiguous and an error showing the dotted form.
+fn read_json_entries(
+    cx: &mut LoadCtx,
+    entries: &[(yaml::Key, Node)],
+    prefix: Option<&str>,
+    what: &str,
+    depth: usize,
+    rules: &mut Vec<JsonRule>,
+) {
+    for (key, value) in entries {
+        let text = match prefix {
+            Some(prefix) => format!("{prefix}.{}", key.name),
+            None => key.name.clone(),
+        };
+        let bad_path = |cx: &mut LoadCtx| {
+            cx.push(
+                Problem::new(
+                    "flightpath::anonymize::json-path",
+                    format!("{what}: `{text}` is not a key path"),
+                    key.span,
+                    "not a key path",
+                )
+                .help("write keys separated by `.`, none empty, ending in a key: `contact.email`, `\"**.email\"`"),
+            );
+        };
+        match json_shape(value) {
+            JsonShape::Nested(children) => {
+                if key.name.is_empty() || key.name.split('.').any(str::is_empty) {
+                    bad_path(cx);
+                    continue;
+                }
+                if children.is_empty() {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::json",
+                            format!("{what}: json `{text}` holds neither a rule nor nested keys"),
+                            value.span,
+                            "empty",
+                        )
+                        .help(format!(
+                            "write a rule such as `{}: {{ fake: email }}`, or nested keys",
+                            key.name
+                        )),
+                    );
+                    continue;
+                }
+                read_json_entries(cx, children, Some(&text), what, depth, rules);
+            }
+            JsonShape::Ambiguous {
+                strategy,
+                others,
+                children,
+            } => {
+                let name = &strategy.name;
+                let (why, dotted, otherwise) = if others.is_empty() {
+                    let child = children.first().map_or("key", String::as_str);
+                    (
+                        "but holds a mapping, which that strategy does not take".to_string(),
+                        format!("`\"{text}.{name}.{child}\": {{ … }}`"),
+                        format!("give it its own value: `{}: {{ {name}: … }}`", key.name),
+                    )
+                } else {
+                    let quoted: Vec<String> = others.iter().map(|o| format!("`{o}`")).collect();
+                    let moved: Vec<String> =
+                        others.iter().map(|o| format!("`{text}.{o}`")).collect();
+                    (
+                        format!("and stands beside the JSON key(s) {}", quoted.join(", ")),
+                        format!("`\"{text}.{name}\": {{ … }}`"),
+                        format!("give those keys their own path(s): {}", moved.join(", ")),
+                    )
+                };
+                cx.push(
+                    Problem::new(
+                        "flightpath::anonymize::json-ambiguous",
+                        format!(
+                            "{what}: json `{text}` is ambiguous: `{name}` is spelled like a strategy {why}"
+                        ),
+                        strategy.span,
+                        "a strategy or a JSON key?",
+                    )
+                    .help(format!(
+                        "if `{name}` is a JSON key, write its path dotted, as a key of `json:`: {dotted}; \
+                         if it is the rule for `{text}`, {otherwise}"
+                    )),
+                );
+            }
+            JsonShape::Rule => {
+                let Some(path) = JsonPath::parse(&text) else {
+                    bad_path(cx);
+                    continue;
+                };
+                if rules.iter().any(|r| r.path == path) {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::anonymize::json",
+                            format!("{what}: json `{text}` is ruled twice"),
+                            key.span,
+                            "ruled again",
+                        )
+                        .help(
+                            "a nested key and a dotted path name the same place; keep one of them",
+                        ),
+                    );
+                    continue;
+                }
+                let inner = format!("{what} json `{text}`");
+                if let Some(strategy) = read_strategy(cx, value, &inner, depth) {
+                    rules.push(JsonRule { path, strategy });
+                }
+            }
+        }
+    }
+}
+
+/// What the value of a key in `json:` is.
+enum JsonShape<'a> {
+    /// A rule for the key's path.
+    Rule,
+    /// Keys under the key's path.
+    Nested(&'a [(yaml::Key, Node)]),
+    /// A mapping whose key `strategy` could be either.
+    Ambiguous {
+        strategy: &'a yaml::Key,
+        /// The keys beside it that are no strategy.
+        others: Vec<&'a str>,
+        /// The keys of its own value, when that is a mapping.
+        children: Vec<String>,
+    },
+}
+
+fn json_shape(value: &Node) -> JsonShape<'_> {
+    let Value::Map(entries) = &value.value else {
+        return JsonShape::Rule;
+    };
+    let is_strategy = |k: &yaml::Key| STRATEGIES.contains(&k.name.as_str());
+    let is_option = |k: &yaml::Key| matches!(k.name.as_str(), "unique" | "locale");
+    if !entries.iter().any(|(k, _)| is_strategy(k)) {
+        // `{ unique: true }` is a rule missing its strategy, not a path.
+        let option_set = entries
+            .iter()
+            .any(|(k, v)| is_option(k) && !matches!(v.value, Value::Map(_)));
+        return if option_set {
+            JsonShape::Rule
+        } else {
+            JsonShape::Nested(entries)
+        };
+    }
+    let others: Vec<&str> = entries
+        .iter()
+        .filter(|(k, _)| !is_strategy(k) && !is_option(k))
+        .map(|(k, _)| k.name.as_str())
+        .collect();
+    for (key, node) in entries.iter().filter(|(k, _)| is_strategy(k)) {
+        // Only `mask` and `regex` take a mapping inside `json:`.
+        let takes_map = matches!(key.name.as_str(), "mask" | "regex");
+        match &node.value {
+            Value::Map(children) if !takes_map => {
+                return JsonShape::Ambiguous {
+                    strategy: key,
+                    others,
+                    children: children.iter().map(|(k, _)| k.name.clone()).collect(),
+                };
+            }
+            _ if !others.is_empty() => {
+                return JsonShape::Ambiguous {
+                    strategy: key,
+                    others,
+                    children: Vec::new(),
+                };
+            }
+            _ => {}
+        }
+    }
+    JsonShape::Rule
+}
+
 fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Option<Strategy> {
     let entries = match &node.value {
         Value::Null => return Some(Strategy::Set(None)),
@@ -1348,24 +1529,7 @@ fn read_strategy(cx: &mut LoadCtx, node: &Node, what: &str, depth: usize) -> Opt
                 return None;
             }
             let mut rules = Vec::new();
-            for (key, value) in entries {
-                let Some(path) = JsonPath::parse(&key.name) else {
-                    cx.push(
-                        Problem::new(
-                            "flightpath::anonymize::json-path",
-                            format!("{what}: `{}` is not a key path", key.name),
-                            key.span,
-                            "not a key path",
-                        )
-                        .help("write keys separated by `.`, none empty, ending in a key: `contact.email`, `\"**.email\"`"),
-                    );
-                    continue;
-                };
-                let inner = format!("{what} json `{}`", key.name);
-                if let Some(strategy) = read_strategy(cx, value, &inner, depth + 1) {
-                    rules.push(JsonRule { path, strategy });
-                }
-            }
+            read_json_entries(cx, entries, None, what, depth + 1, &mut rules);
             if entries.is_empty() {
                 cx.push(
                     Problem::new(
@@ -1836,5 +2000,79 @@ tables:
         ] {
             assert!(!set.secret_from.describe().contains("x-key"));
         }
+    }
+
+    /// The `json:` rules of `t.c` in a file of that one column's rule.
+    fn json_rules(rule: &str) -> Result<String, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "r.yaml",
+            &format!("tables:\n  t:\n    columns:\n      c:\n        json: {rule}\n"),
+        );
+        let set = load_dir(dir.path(), &["r.yaml"]).map_err(messages)?;
+        let Strategy::Json(rules) = &set.tables["public.t"].columns["c"].strategy else {
+            panic!("not a json rule");
+        };
+        let mut rules: Vec<String> = rules.iter().map(|r| format!("{r:?}")).collect();
+        rules.sort();
+        Ok(rules.join("\n"))
+    }
+
+    #[test]
+    fn nested_json_keys_are_the_dotted_paths() {
+        let dotted = json_rules(
+            r#"{ request.ip: { fake: ipv4 }, actor.email: { fake: email, unique: true }, "actor.*phone*": { fake: phone }, "**.name": { fake: name }, "a.b.c": { mask: { first: 1 } } }"#,
+        )
+        .unwrap();
+        let nested = json_rules(
+            r#"{ request: { ip: { fake: ipv4 } }, actor: { email: { fake: email, unique: true }, "*phone*": { fake: phone } }, "**": { name: { fake: name } }, a: { b.c: { mask: { first: 1 } } } }"#,
+        )
+        .unwrap();
+        assert_eq!(nested, dotted);
+        let mixed = json_rules(
+            r#"{ request.ip: { fake: ipv4 }, actor: { email: { fake: email, unique: true }, "*phone*": { fake: phone } }, "**.name": { fake: name }, a.b: { c: { mask: { first: 1 } } } }"#,
+        )
+        .unwrap();
+        assert_eq!(mixed, dotted);
+        // A JSON key spelled like a strategy is plain in the dotted form.
+        assert!(
+            json_rules(r#"{ "meta.fake": { set: "no" } }"#)
+                .unwrap()
+                .contains("\"fake\"")
+        );
+    }
+
+    #[test]
+    fn nested_json_mistakes_are_located_and_say_what_to_write() {
+        let errors = json_rules("{ meta: { fake: { email: { fake: email } } } }").unwrap_err();
+        assert!(
+            errors[0].contains("json `meta` is ambiguous: `fake` is spelled like a strategy"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains(r#"`"meta.fake.email": { … }`"#),
+            "{errors:?}"
+        );
+        let errors = json_rules("{ actor: { fake: email, name: { fake: name } } }").unwrap_err();
+        assert!(
+            errors[0].contains("beside the JSON key(s) `name`"),
+            "{errors:?}"
+        );
+        assert!(errors[0].contains("`actor.name`"), "{errors:?}");
+        let errors = json_rules("{ a: { b: { fake: email } }, a.b: { fake: email } }").unwrap_err();
+        assert!(
+            errors[0].contains("json `a.b` is ruled twice"),
+            "{errors:?}"
+        );
+        let errors = json_rules("{ a: {} }").unwrap_err();
+        assert!(
+            errors[0].contains("neither a rule nor nested keys"),
+            "{errors:?}"
+        );
+        let errors = json_rules("{ a: { unique: true } }").unwrap_err();
+        assert!(errors[0].contains("names no strategy"), "{errors:?}");
+        let errors = json_rules("{ a..b: { c: { fake: email } } }").unwrap_err();
+        assert!(errors[0].contains("`a..b` is not a key path"), "{errors:?}");
     }
 }
