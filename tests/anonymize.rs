@@ -3,8 +3,9 @@
 //! staging is then searched, every text and JSON column of every table, for
 //! any value production had in a ruled column. Also: determinism across runs
 //! and secrets (also `FLIGHTPATH_SECRET` alone, which never shows), joins on
-//! anonymized e-mails, unique fakes on a large table, and a new
-//! personal-data column stopping the run before it writes.
+//! anonymized e-mails, nested and dotted `json:` rules giving the same
+//! staging, unique fakes on a large table, and a new personal-data column
+//! stopping the run before it writes.
 
 use crate::clone::clone_workflow;
 use crate::secrets::files_under;
@@ -400,6 +401,47 @@ fn the_secret_from_the_environment_gives_the_same_staging_every_run_and_never_sh
         assert!(!text.contains(KEY), "the secret appears in {what}");
     }
     assert_eq!(digest(&first), digest(&second), "same variable, same data");
+}
+
+/// The nested form of a `json:` rule and its dotted paths give the same
+/// staging, byte for byte, with the same secret.
+#[test]
+fn nested_and_dotted_json_rules_give_identical_staging() {
+    let dotted = r#"json: { contact.email: { fake: email }, "contact.*phone*": { fake: phone } }"#;
+    let nested = r#"json: { contact: { email: { fake: email }, "*phone*": { fake: phone } } }"#;
+    assert!(RULES.contains(dotted));
+    let prod = seeded_prod();
+    let first = staging_db("anon_json_dotted");
+    let second = staging_db("anon_json_nested");
+    assert_ok(&run_clone(&prod, &first, RULES, "fixed-key-json", ""));
+    assert_ok(&run_clone(
+        &prod,
+        &second,
+        &RULES.replacen(dotted, nested, 1),
+        "fixed-key-json",
+        "",
+    ));
+    let prefs =
+        "SELECT user_id || ' ' || coalesce(prefs::text, 'NULL') FROM profile ORDER BY user_id";
+    let staged = query_strings(&first, prefs);
+    assert_eq!(staged.len(), 400);
+    assert_eq!(
+        staged,
+        query_strings(&second, prefs),
+        "the same JSON, byte for byte"
+    );
+    assert_eq!(digest(&first), digest(&second), "the same staging");
+    // And the rules did apply: no production address is left in it.
+    let emails = query_strings(
+        &prod,
+        "SELECT prefs->'contact'->>'email' FROM profile WHERE prefs IS NOT NULL",
+    );
+    assert!(emails.len() > 300);
+    let staged = staged.join("\n");
+    assert!(
+        emails.iter().all(|e| !staged.contains(e.as_str())),
+        "{staged}"
+    );
 }
 
 #[test]
