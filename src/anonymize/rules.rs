@@ -8,6 +8,11 @@
 //! them (that is what extending a preset is for). Files listed side by side
 //! in `anonymize: [a, b]` must not disagree: the same column ruled two ways,
 //! or a table setting given two values, is an error naming both places.
+//!
+//! `json:` paths may be written dotted or nested (`a: { b: rule }` is `a.b`).
+//! The secret is a file's `secret:`, else the value of [`SECRET_VAR`] the
+//! caller read and passes to [`RuleSet::with_secret_variable`]: this module
+//! reads files, never the environment.
 
 use std::collections::BTreeMap;
 use std::fmt;
