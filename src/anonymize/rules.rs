@@ -11,8 +11,9 @@
 //!
 //! `json:` paths may be written dotted or nested (`a: { b: rule }` is `a.b`).
 //! The secret is a file's `secret:`, else the value of [`SECRET_VAR`] the
-//! caller read and passes to [`RuleSet::with_secret_variable`]: this module
-//! reads files, never the environment.
+//! caller read once and passes to [`RuleSet::with_secret_variable`] (only
+//! `${VAR}`s written in a file are resolved here, through the caller's
+//! [`Vars`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
