@@ -357,6 +357,10 @@ pub struct RuleSet {
     pub secret: Option<String>,
     pub locale: Locale,
     pub unknown_columns: UnknownColumns,
+    /// `foreign: skip`: leave foreign servers, user mappings and foreign
+    /// tables out of the clone (without it, a clone of a source that has
+    /// them is refused).
+    pub foreign_skip: bool,
     /// Keyed by `schema.table` (an unqualified name gets `public.`).
     pub tables: BTreeMap<String, TableRules>,
     /// The files read, in order (extends first).
@@ -402,6 +406,7 @@ struct FileRules {
     secret: Option<(String, Origin)>,
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
+    foreign_skip: bool,
     tables: Vec<TableRules>,
 }
 
@@ -452,6 +457,7 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
         secret: None,
         locale: None,
         unknown_columns: None,
+        foreign_skip: false,
         tables: BTreeMap::new(),
     };
     let mut unreadable = Vec::new();
@@ -467,6 +473,7 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
             secret: all.secret.map(|(s, _)| s),
             locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
             unknown_columns: all.unknown_columns.unwrap_or_default(),
+            foreign_skip: all.foreign_skip,
             tables: all.tables,
             files,
             secrets: loader.secrets,
@@ -492,6 +499,7 @@ struct Merged {
     secret: Option<(String, Origin)>,
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
+    foreign_skip: bool,
     tables: BTreeMap<String, TableRules>,
 }
 
@@ -558,6 +566,7 @@ impl Loader<'_> {
             secret: None,
             locale: None,
             unknown_columns: None,
+            foreign_skip: false,
             tables: BTreeMap::new(),
         };
         for (parent, span) in extends {
@@ -585,6 +594,7 @@ impl Loader<'_> {
             secret: parsed.secret,
             locale: parsed.locale,
             unknown_columns: parsed.unknown_columns,
+            foreign_skip: parsed.foreign_skip,
             tables: parsed
                 .tables
                 .into_iter()
@@ -647,6 +657,9 @@ fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Lo
             (_, _, theirs) => theirs,
         };
     }
+    // Any file that says `foreign: skip` leaves them out: each says what it
+    // knows about the source, and without it the clone is refused.
+    into.foreign_skip |= from.foreign_skip;
     for (key, table) in from.tables {
         let Some(existing) = into.tables.get_mut(&key) else {
             into.tables.insert(key, table);
@@ -812,6 +825,9 @@ fn read_file(
             None => None,
         }
     });
+    let foreign_skip = top
+        .get("foreign")
+        .is_some_and(|node| read_foreign(cx, node));
     let tables_node = top.get("tables");
     top.finish(cx);
     let mut tables = Vec::new();
@@ -846,9 +862,32 @@ fn read_file(
             secret,
             locale,
             unknown_columns,
+            foreign_skip,
             tables,
         }),
     )
+}
+
+/// `foreign: skip`, the only value: true when it is given.
+fn read_foreign(cx: &mut LoadCtx, node: &Node) -> bool {
+    match cx.string(node, "`foreign`").as_deref() {
+        Some("skip") => true,
+        Some(other) => {
+            cx.push(
+                Problem::new(
+                    "flightpath::anonymize::foreign",
+                    format!(
+                        "`foreign` can only be `skip` (leave foreign servers, user mappings and foreign tables out), not `{other}`"
+                    ),
+                    node.span,
+                    "not a setting",
+                )
+                .suggest(other, ["skip"]),
+            );
+            false
+        }
+        None => false,
+    }
 }
 
 fn read_table(
