@@ -341,8 +341,9 @@ fn outside_details(
             .detail(Detail::fact(
                 "large objects",
                 format!(
-                    "{} large objects: left out (a clone does not copy `pg_largeobject`; staging has none)",
-                    crate::human::thousands(outside.large_objects as u64)
+                    "{} large object{}: left out (a clone does not copy `pg_largeobject`; staging has none)",
+                    crate::human::thousands(outside.large_objects as u64),
+                    if outside.large_objects == 1 { "" } else { "s" }
                 ),
             ));
     }

@@ -1,0 +1,178 @@
+//! What a production database holds outside its tables, end to end through
+//! `flightpath plan` and `run`: a `postgres_fdw` server pointing back at the
+//! production cluster, a user mapping with a (made-up) password, a foreign
+//! table and a large object. Without `foreign: skip` the plan and the run
+//! refuse, naming each foreign object; with it the clone succeeds and a
+//! `pg_dump` of staging holds neither the server, the mapping, the foreign
+//! table nor the password, and the plan says the large object is left out.
+
+use crate::clone::clone_workflow;
+use crate::support::cli::{Output, Test};
+use crate::support::pg::{execute, fresh_db_sync, query_strings, staging_db};
+
+/// The user mapping's password: made up, and searched for in staging.
+const MAPPING_PASSWORD: &str = "fdw-made-up-Pw-4417";
+
+const RULES: &str = r#"
+secret: ${FLIGHTPATH_SECRET}
+tables:
+  people:
+    columns:
+      email: { fake: email }
+"#;
+
+/// Production with `people`, a foreign server reaching the same database,
+/// a user mapping, a foreign table over `people` (with a comment) and one
+/// large object. Fails naming the package when `postgres_fdw` is missing.
+fn seeded_prod() -> String {
+    let prod = fresh_db_sync();
+    let available = query_strings(
+        &prod.url,
+        "SELECT count(*)::text FROM pg_available_extensions WHERE name = 'postgres_fdw'",
+    );
+    assert_eq!(
+        available,
+        ["1"],
+        "the test cluster's PostgreSQL has no `postgres_fdw` extension; install the server's \
+         contrib modules (on Debian they ship in the postgresql-<major> package itself)"
+    );
+    let config: tokio_postgres::Config = prod.url.parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        tokio_postgres::config::Host::Unix(dir) => dir.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    execute(
+        &prod.url,
+        &format!(
+            r#"
+CREATE EXTENSION postgres_fdw;
+CREATE TABLE people (id integer PRIMARY KEY, email text NOT NULL);
+INSERT INTO people SELECT n, 'fdwperson' || n || '@mail.test' FROM generate_series(1, 50) n;
+CREATE SERVER prod_link FOREIGN DATA WRAPPER postgres_fdw
+    OPTIONS (host '{host}', port '{port}', dbname '{db}');
+COMMENT ON SERVER prod_link IS 'reaches production';
+CREATE USER MAPPING FOR CURRENT_USER SERVER prod_link
+    OPTIONS (user 'reader', password '{MAPPING_PASSWORD}');
+CREATE FOREIGN TABLE remote_people (id integer, email text)
+    SERVER prod_link OPTIONS (table_name 'people');
+COMMENT ON FOREIGN TABLE remote_people IS 'live rows';
+SELECT lo_from_bytea(0, 'a large object');
+ANALYZE;
+"#,
+            db = prod.name,
+        ),
+    );
+    prod.url
+}
+
+fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
+    Test::new()
+        .file("anonymizers/site.yaml", rules)
+        .workflow(
+            "reset",
+            &clone_workflow(prod, staging, ", anonymize: anonymizers/site.yaml"),
+        )
+        .env("FLIGHTPATH_SECRET", "s")
+        .args(args)
+        .run()
+}
+
+fn all_output(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr)
+}
+
+/// `pg_dump` of `url`, schema and data.
+fn dump_of(url: &str) -> String {
+    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
+    let out = std::process::Command::new(&pg_dump.path)
+        .args(["--no-owner", "--dbname", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn foreign_objects_are_refused_by_the_plan_and_the_run_naming_each() {
+    let prod = seeded_prod();
+    let staging = staging_db("foreign_refused");
+    execute(&staging, "CREATE TABLE before_clone (x int)");
+    for args in [&["plan", "reset"][..], &["run", "reset", "--yes"][..]] {
+        let out = clone(&prod, &staging, RULES, args);
+        let text = all_output(&out);
+        assert_eq!(out.code, 3, "{args:?}: {text}");
+        for name in [
+            "foreign server prod_link (postgres_fdw)",
+            "user mapping for",
+            "on prod_link",
+            r#"foreign table "public"."remote_people""#,
+            "foreign: skip",
+        ] {
+            assert!(text.contains(name), "{args:?}: no `{name}` in {text}");
+        }
+        assert!(!text.contains(MAPPING_PASSWORD), "{text}");
+    }
+    // Nothing was written.
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM before_clone"),
+        ["0"]
+    );
+}
+
+#[test]
+fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
+    let prod = seeded_prod();
+    let staging = staging_db("foreign_skip");
+    let rules = format!("foreign: skip\n{RULES}");
+
+    let plan = clone(&prod, &staging, &rules, &["plan", "reset"]);
+    let text = all_output(&plan);
+    assert_eq!(plan.code, 0, "{text}");
+    for said in [
+        "left out (`foreign: skip`)",
+        "server prod_link (postgres_fdw)",
+        r#"foreign table "public"."remote_people""#,
+        "1 large object: left out",
+    ] {
+        assert!(text.contains(said), "no `{said}` in the plan: {text}");
+    }
+    assert!(!text.contains(MAPPING_PASSWORD), "{text}");
+
+    let run = clone(
+        &prod,
+        &staging,
+        &rules,
+        &["run", "reset", "--yes", "--json"],
+    );
+    let text = all_output(&run);
+    assert_eq!(run.code, 0, "{text}");
+    assert!(text.contains("1 large object: left out"), "{text}");
+
+    let dump = dump_of(&staging);
+    for absent in [
+        "CREATE SERVER",
+        "USER MAPPING",
+        "FOREIGN TABLE",
+        "remote_people",
+        "prod_link",
+        MAPPING_PASSWORD,
+        "fdwperson",
+    ] {
+        assert!(!dump.contains(absent), "staging's dump holds `{absent}`");
+    }
+    assert!(dump.contains("CREATE TABLE public.people"), "{dump}");
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT (SELECT count(*) FROM pg_foreign_server) || ' ' || \
+                    (SELECT count(*) FROM pg_user_mappings) || ' ' || \
+                    (SELECT count(*) FROM people)"
+        ),
+        ["0 0 50"]
+    );
+}
