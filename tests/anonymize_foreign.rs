@@ -5,6 +5,7 @@
 //! refuse, naming each foreign object; with it the clone succeeds and a
 //! `pg_dump` of staging holds neither the server, the mapping, the foreign
 //! table nor the password, and the plan says the large object is left out.
+//! `scan` lists each with what a clone does with it.
 
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
@@ -175,4 +176,35 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
         ),
         ["0 0 50"]
     );
+}
+
+#[test]
+fn scan_lists_foreign_tables_servers_and_large_objects_with_their_fate() {
+    let prod = seeded_prod();
+    let refused = Test::new()
+        .file("site.yaml", RULES)
+        .env("FLIGHTPATH_SECRET", "s")
+        .args(["scan", "--source", &prod, "--anonymize", "site.yaml"])
+        .run();
+    let text = all_output(&refused);
+    assert_ne!(refused.code, 0, "{text}");
+    for said in [
+        "\"public\".\"remote_people\"\n  foreign table: refused",
+        "foreign server prod_link (postgres_fdw): refused",
+        "1 large object: left out",
+    ] {
+        assert!(text.contains(said), "no `{said}` in {text}");
+    }
+    let skipped = Test::new()
+        .file("site.yaml", &format!("foreign: skip\n{RULES}"))
+        .env("FLIGHTPATH_SECRET", "s")
+        .args(["scan", "--source", &prod, "--anonymize", "site.yaml"])
+        .run();
+    let text = all_output(&skipped);
+    assert_eq!(skipped.code, 0, "{text}");
+    assert!(
+        text.contains("\"public\".\"remote_people\"\n  foreign table: not copied (foreign: skip)"),
+        "{text}"
+    );
+    assert!(!text.contains(MAPPING_PASSWORD), "{text}");
 }
