@@ -9,7 +9,8 @@
 
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
-use crate::support::pg::{execute, fresh_db_sync, query_strings, staging_db};
+use crate::support::pg::{block_on, client, execute, fresh_db_sync, query_strings, staging_db};
+use flightpath::pg::catalog;
 
 /// The user mapping's password: made up, and searched for in staging.
 const MAPPING_PASSWORD: &str = "fdw-made-up-Pw-4417";
@@ -153,6 +154,18 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
     let text = all_output(&run);
     assert_eq!(run.code, 0, "{text}");
     assert!(text.contains("1 large object: left out"), "{text}");
+    // The copy's table list never holds a foreign table: copying it would
+    // read the remote.
+    let copied = block_on(async {
+        catalog::tables(&client(&prod).await)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.qualified)
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(copied, [r#""public"."people""#]);
+    assert!(text.contains("cloned 1 tables"), "{text}");
 
     let dump = dump_of(&staging);
     for absent in [
