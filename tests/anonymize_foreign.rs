@@ -59,6 +59,8 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER prod_link
 CREATE FOREIGN TABLE remote_people (id integer, email text)
     SERVER prod_link OPTIONS (table_name 'people');
 COMMENT ON FOREIGN TABLE remote_people IS 'live rows';
+CREATE VIEW remote_emails AS SELECT email FROM remote_people;
+CREATE MATERIALIZED VIEW remote_count AS SELECT count(*) AS n FROM remote_emails WITH NO DATA;
 SELECT lo_from_bytea(0, 'a large object');
 ANALYZE;
 "#,
@@ -113,6 +115,8 @@ fn foreign_objects_are_refused_by_the_plan_and_the_run_naming_each() {
             "user mapping for",
             "on prod_link",
             r#"foreign table "public"."remote_people""#,
+            r#"view "public"."remote_emails""#,
+            r#"view "public"."remote_count""#,
             "foreign: skip",
         ] {
             assert!(text.contains(name), "{args:?}: no `{name}` in {text}");
@@ -173,6 +177,8 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
         "USER MAPPING",
         "FOREIGN TABLE",
         "remote_people",
+        "remote_emails",
+        "remote_count",
         "prod_link",
         MAPPING_PASSWORD,
         "fdwperson",

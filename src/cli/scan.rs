@@ -147,6 +147,10 @@ fn outside_lines(outside: &catalog::Outside, foreign_skip: bool) -> Vec<String> 
         lines.push(table.clone());
         lines.push(format!("  foreign table: {fate}"));
     }
+    for view in &outside.foreign_views {
+        lines.push(view.clone());
+        lines.push(format!("  view reading a foreign table: {fate}"));
+    }
     for server in &outside.servers {
         lines.push(format!("foreign server {server}: {fate}"));
     }
@@ -174,6 +178,7 @@ mod tests {
             user_mappings: vec!["app on prod_link".into()],
             foreign_tables: vec![r#""public"."remote_people""#.into()],
             large_objects: 3,
+            ..catalog::Outside::default()
         };
         assert_eq!(
             outside_lines(&outside, true),

@@ -99,7 +99,7 @@ pub enum Error {
     #[error("{}", foreign_refusal(.name, .outside))]
     Foreign {
         name: String,
-        outside: crate::pg::catalog::Outside,
+        outside: Box<crate::pg::catalog::Outside>,
     },
     /// More connections than the staging server allows: refused at plan
     /// time, before anything is written.
@@ -137,6 +137,12 @@ fn foreign_refusal(name: &str, outside: &crate::pg::catalog::Outside) -> String 
             .foreign_tables
             .iter()
             .map(|t| format!("foreign table {t}")),
+    );
+    lines.extend(
+        outside
+            .foreign_views
+            .iter()
+            .map(|v| format!("view {v}, which reads a foreign table (left out with it)")),
     );
     format!(
         "source `{name}` reaches other servers through objects a clone never recreates as they are \

@@ -63,16 +63,18 @@ impl Source {
         spec.check_foreign(&outside)?;
         let (rules, binding) = bind(spec, &tables)?;
         // Both sections at once: each pg_dump reads the whole catalog.
-        // Foreign tables (with what depends on them) are left out by
-        // pg_dump itself, servers and user mappings by their entries.
+        // Foreign tables and the views reading them (with what depends on
+        // them) are left out by pg_dump itself, servers and user mappings
+        // by their entries.
         let dump_began = Instant::now();
+        let left_out = outside.left_out_relations();
         let dump = |section| {
             schema::dump_section_excluding(
                 &pg_dump,
                 &spec.source_url,
                 section,
                 Some(&snapshot.id),
-                &outside.foreign_tables,
+                &left_out,
             )
         };
         let (pre, post) = tokio::try_join!(dump(Section::PreData), dump(Section::PostData))

@@ -110,7 +110,7 @@ impl CloneSpec {
         if outside.has_foreign() && !self.foreign_skip() {
             return Err(super::error::Error::Foreign {
                 name: self.source_name.clone(),
-                outside: outside.clone(),
+                outside: Box::new(outside.clone()),
             });
         }
         Ok(())

@@ -341,11 +341,25 @@ pub struct Outside {
     pub user_mappings: Vec<String>,
     /// Foreign tables, qualified like [`Table::qualified`].
     pub foreign_tables: Vec<String>,
+    /// Views and materialized views that read a foreign table, directly or
+    /// through another view (same form): left out with it, since they
+    /// could not be created without it.
+    pub foreign_views: Vec<String>,
     /// How many large objects `pg_largeobject_metadata` holds.
     pub large_objects: i64,
 }
 
 impl Outside {
+    /// The foreign tables and the views that read them: what pg_dump is
+    /// told to leave out under `foreign: skip`.
+    pub fn left_out_relations(&self) -> Vec<String> {
+        self.foreign_tables
+            .iter()
+            .chain(&self.foreign_views)
+            .cloned()
+            .collect()
+    }
+
     /// Whether there is any foreign server, user mapping or foreign table.
     pub fn has_foreign(&self) -> bool {
         !(self.servers.is_empty()
@@ -409,6 +423,28 @@ pub async fn outside(client: &Client) -> Result<Outside, tokio_postgres::Error> 
         .iter()
         .map(|row| qualified(row.get(0), row.get(1)))
         .collect();
+    let foreign_views = client
+        .query(
+            "WITH RECURSIVE reads(oid) AS ( \
+                 SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'f' \
+                 UNION \
+                 SELECT r.ev_class FROM pg_catalog.pg_depend d \
+                 JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+                 JOIN reads ON reads.oid = d.refobjid \
+                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass \
+                   AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                   AND r.ev_class <> d.refobjid) \
+             SELECT n.nspname, c.relname FROM reads \
+             JOIN pg_catalog.pg_class c ON c.oid = reads.oid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('v', 'm') \
+             ORDER BY n.nspname, c.relname",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| qualified(row.get(0), row.get(1)))
+        .collect();
     let large_objects = client
         .query_one(
             "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
@@ -420,6 +456,7 @@ pub async fn outside(client: &Client) -> Result<Outside, tokio_postgres::Error> 
         servers,
         user_mappings,
         foreign_tables,
+        foreign_views,
         large_objects,
     })
 }

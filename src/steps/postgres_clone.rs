@@ -327,6 +327,12 @@ fn outside_details(
                 .iter()
                 .map(|t| format!("foreign table {t}")),
         );
+        names.extend(
+            outside
+                .foreign_views
+                .iter()
+                .map(|v| format!("view {v}, which reads a foreign table")),
+        );
         outcome = outcome.detail(Detail::fact(
             "foreign objects",
             format!(
