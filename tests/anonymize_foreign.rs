@@ -5,7 +5,8 @@
 //! refuse, naming each foreign object; with it the clone succeeds and a
 //! `pg_dump` of staging holds neither the server, the mapping, the foreign
 //! table nor the password, and the plan says the large object is left out.
-//! `scan` lists each with what a clone does with it.
+//! `strategy: in-place` keeps the same promise, and `scan` lists each with
+//! what a clone does with it.
 
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
@@ -71,11 +72,20 @@ ANALYZE;
 }
 
 fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
+    clone_with(prod, staging, rules, "", args)
+}
+
+/// [`clone`] with `extra` added to the step's `with:`.
+fn clone_with(prod: &str, staging: &str, rules: &str, extra: &str, args: &[&str]) -> Output {
     Test::new()
         .file("anonymizers/site.yaml", rules)
         .workflow(
             "reset",
-            &clone_workflow(prod, staging, ", anonymize: anonymizers/site.yaml"),
+            &clone_workflow(
+                prod,
+                staging,
+                &format!(", anonymize: anonymizers/site.yaml{extra}"),
+            ),
         )
         .env("FLIGHTPATH_SECRET", "s")
         .args(args)
@@ -194,6 +204,33 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
                     (SELECT count(*) FROM people)"
         ),
         ["0 0 50"]
+    );
+}
+
+#[test]
+fn in_place_under_foreign_skip_recreates_no_foreign_object_either() {
+    let prod = seeded_prod();
+    let staging = staging_db("foreign_skip_in_place");
+    let rules = format!("foreign: skip\n{RULES}");
+    let args = ["run", "reset", "--yes", "--json"];
+    let refused = clone_with(&prod, &staging, RULES, ", strategy: in-place", &args);
+    assert_eq!(refused.code, 3, "{}", all_output(&refused));
+    let run = clone_with(&prod, &staging, &rules, ", strategy: in-place", &args);
+    let text = all_output(&run);
+    assert_eq!(run.code, 0, "{text}");
+    assert!(text.contains("1 large object: left out"), "{text}");
+    let dump = dump_of(&staging);
+    for absent in [
+        "CREATE SERVER",
+        "USER MAPPING",
+        "FOREIGN TABLE",
+        MAPPING_PASSWORD,
+    ] {
+        assert!(!dump.contains(absent), "staging's dump holds `{absent}`");
+    }
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM people"),
+        ["50"]
     );
 }
 
