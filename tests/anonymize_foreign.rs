@@ -1,7 +1,8 @@
 //! What a production database holds outside its tables, end to end through
 //! `flightpath plan` and `run`: a `postgres_fdw` server pointing back at the
 //! production cluster, a user mapping with a (made-up) password, a foreign
-//! table and a large object. Without `foreign: skip` the plan and the run
+//! table with a view and a materialized view reading it, and a large
+//! object. Without `foreign: skip` the plan and the run
 //! refuse, naming each foreign object; with it the clone succeeds and a
 //! `pg_dump` of staging holds neither the server, the mapping, the foreign
 //! table nor the password, and the plan says the large object is left out.
