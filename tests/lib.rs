@@ -5,6 +5,7 @@ mod support;
 mod anonymize;
 mod anonymize_codec;
 mod anonymize_detect;
+mod anonymize_foreign;
 mod checks;
 mod clone;
 mod cluster;

@@ -365,6 +365,10 @@ pub struct RuleSet {
     pub secret_from: SecretFrom,
     pub locale: Locale,
     pub unknown_columns: UnknownColumns,
+    /// `foreign: skip`: leave foreign servers, user mappings and foreign
+    /// tables out of the clone (without it, a clone of a source that has
+    /// them is refused).
+    pub foreign_skip: bool,
     /// Keyed by `schema.table` (an unqualified name gets `public.`).
     pub tables: BTreeMap<String, TableRules>,
     /// The files read, in order (extends first).
@@ -506,6 +510,7 @@ struct FileRules {
     secret: Option<(String, Origin)>,
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
+    foreign_skip: bool,
     tables: Vec<TableRules>,
 }
 
@@ -556,6 +561,7 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
         secret: None,
         locale: None,
         unknown_columns: None,
+        foreign_skip: false,
         tables: BTreeMap::new(),
     };
     let mut unreadable = Vec::new();
@@ -579,6 +585,7 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
             secret_from,
             locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
             unknown_columns: all.unknown_columns.unwrap_or_default(),
+            foreign_skip: all.foreign_skip,
             tables: all.tables,
             files,
             secrets: loader.secrets,
@@ -604,6 +611,7 @@ struct Merged {
     secret: Option<(String, Origin)>,
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
+    foreign_skip: bool,
     tables: BTreeMap<String, TableRules>,
 }
 
@@ -670,6 +678,7 @@ impl Loader<'_> {
             secret: None,
             locale: None,
             unknown_columns: None,
+            foreign_skip: false,
             tables: BTreeMap::new(),
         };
         for (parent, span) in extends {
@@ -697,6 +706,7 @@ impl Loader<'_> {
             secret: parsed.secret,
             locale: parsed.locale,
             unknown_columns: parsed.unknown_columns,
+            foreign_skip: parsed.foreign_skip,
             tables: parsed
                 .tables
                 .into_iter()
@@ -759,6 +769,9 @@ fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Lo
             (_, _, theirs) => theirs,
         };
     }
+    // Any file that says `foreign: skip` leaves them out: each says what it
+    // knows about the source, and without it the clone is refused.
+    into.foreign_skip |= from.foreign_skip;
     for (key, table) in from.tables {
         let Some(existing) = into.tables.get_mut(&key) else {
             into.tables.insert(key, table);
@@ -924,6 +937,9 @@ fn read_file(
             None => None,
         }
     });
+    let foreign_skip = top
+        .get("foreign")
+        .is_some_and(|node| read_foreign(cx, node));
     let tables_node = top.get("tables");
     top.finish(cx);
     let mut tables = Vec::new();
@@ -958,9 +974,32 @@ fn read_file(
             secret,
             locale,
             unknown_columns,
+            foreign_skip,
             tables,
         }),
     )
+}
+
+/// `foreign: skip`, the only value: true when it is given.
+fn read_foreign(cx: &mut LoadCtx, node: &Node) -> bool {
+    match cx.string(node, "`foreign`").as_deref() {
+        Some("skip") => true,
+        Some(other) => {
+            cx.push(
+                Problem::new(
+                    "flightpath::anonymize::foreign",
+                    format!(
+                        "`foreign` can only be `skip` (leave foreign servers, user mappings and foreign tables out), not `{other}`"
+                    ),
+                    node.span,
+                    "not a setting",
+                )
+                .suggest(other, ["skip"]),
+            );
+            false
+        }
+        None => false,
+    }
 }
 
 fn read_table(

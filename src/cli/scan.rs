@@ -1,6 +1,8 @@
 //! `scan`: the anonymizer's coverage of a live database. Reads the catalog
 //! and a bounded sample of values (read-only, values never printed), prints
 //! every column as ruled, kept, safe by type or uncovered with its evidence,
+//! then the foreign servers, user mappings and foreign tables (not copied
+//! under `foreign: skip`, else refused) and the large objects (left out),
 //! and can write a starter rules file.
 
 use std::collections::BTreeMap;
@@ -65,6 +67,17 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             return EXIT_STEP_FAILED;
         }
     };
+    let outside = match catalog::outside(&client).await {
+        Ok(outside) => outside,
+        Err(e) => {
+            eprintln!(
+                "error: listing foreign objects and large objects of {shown}: {}",
+                redactor.redact(&crate::pg::connect::describe(&e, None))
+            );
+            return EXIT_STEP_FAILED;
+        }
+    };
+    let foreign_skip = rules.foreign_skip;
     let anonymizer = Anonymizer {
         keyed: Keyed::new(rules.secret.as_deref()),
         rules,
@@ -91,6 +104,9 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             c.class.describe()
         );
     }
+    for line in outside_lines(&outside, foreign_skip) {
+        println!("{line}");
+    }
     for m in &binding.mismatches {
         println!("rule problem: {m}");
     }
@@ -113,9 +129,72 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
         }
         println!("starter rules written to {}", path.display());
     }
-    if counts[4] > 0 || !binding.mismatches.is_empty() {
+    let refused = outside.has_foreign() && !foreign_skip;
+    if counts[4] > 0 || !binding.mismatches.is_empty() || refused {
         EXIT_STEP_FAILED
     } else {
         EXIT_OK
+    }
+}
+
+/// The coverage lines of what is outside the copied tables: each foreign
+/// table under its name, each server and user mapping, and the count of
+/// large objects. Names only, never a server's options.
+fn outside_lines(outside: &catalog::Outside, foreign_skip: bool) -> Vec<String> {
+    let fate = if foreign_skip {
+        "not copied (foreign: skip)"
+    } else {
+        "refused: a clone stops unless the rules say `foreign: skip`"
+    };
+    let mut lines = Vec::new();
+    for table in &outside.foreign_tables {
+        lines.push(table.clone());
+        lines.push(format!("  foreign table: {fate}"));
+    }
+    for view in &outside.foreign_views {
+        lines.push(view.clone());
+        lines.push(format!("  view reading a foreign table: {fate}"));
+    }
+    for server in &outside.servers {
+        lines.push(format!("foreign server {server}: {fate}"));
+    }
+    for mapping in &outside.user_mappings {
+        lines.push(format!("user mapping for {mapping}: {fate}"));
+    }
+    if outside.large_objects > 0 {
+        lines.push(format!(
+            "{} large object{}: left out (not copied)",
+            outside.large_objects,
+            if outside.large_objects == 1 { "" } else { "s" }
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_objects_and_large_objects_are_listed_with_their_fate() {
+        let outside = catalog::Outside {
+            servers: vec!["prod_link (postgres_fdw)".into()],
+            user_mappings: vec!["app on prod_link".into()],
+            foreign_tables: vec![r#""public"."remote_people""#.into()],
+            large_objects: 3,
+            ..catalog::Outside::default()
+        };
+        assert_eq!(
+            outside_lines(&outside, true),
+            [
+                r#""public"."remote_people""#,
+                "  foreign table: not copied (foreign: skip)",
+                "foreign server prod_link (postgres_fdw): not copied (foreign: skip)",
+                "user mapping for app on prod_link: not copied (foreign: skip)",
+                "3 large objects: left out (not copied)",
+            ]
+        );
+        assert!(outside_lines(&outside, false)[1].starts_with("  foreign table: refused"));
+        assert!(outside_lines(&catalog::Outside::default(), false).is_empty());
     }
 }

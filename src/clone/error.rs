@@ -93,6 +93,14 @@ pub enum Error {
         name: String,
         refusal: crate::anonymize::bind::Refusal,
     },
+    /// The source has foreign servers, user mappings or foreign tables and
+    /// the rules do not say `foreign: skip`: refused before anything is
+    /// written, naming each (never their options).
+    #[error("{}", foreign_refusal(.name, .outside))]
+    Foreign {
+        name: String,
+        outside: Box<crate::pg::catalog::Outside>,
+    },
     /// More connections than the staging server allows: refused at plan
     /// time, before anything is written.
     #[error("{}", super::budget::too_many(.target, .workers, .limits))]
@@ -108,6 +116,42 @@ pub enum Error {
         database: String,
         cleanup: SwapError,
     },
+}
+
+fn foreign_refusal(name: &str, outside: &crate::pg::catalog::Outside) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    lines.extend(
+        outside
+            .servers
+            .iter()
+            .map(|s| format!("foreign server {s}")),
+    );
+    lines.extend(
+        outside
+            .user_mappings
+            .iter()
+            .map(|m| format!("user mapping for {m}")),
+    );
+    lines.extend(
+        outside
+            .foreign_tables
+            .iter()
+            .map(|t| format!("foreign table {t}")),
+    );
+    lines.extend(
+        outside
+            .foreign_views
+            .iter()
+            .map(|v| format!("view {v}, which reads a foreign table (left out with it)")),
+    );
+    format!(
+        "source `{name}` reaches other servers through objects a clone never recreates as they are \
+         (staging would read the remote, and `pg_user_mappings` would show the mapping's password); \
+         nothing was written:\n  - {}\n\
+         Add `foreign: skip` to the rules (`anonymize:`) to leave them out of staging; \
+         a foreign table's rows are never copied",
+        lines.join("\n  - ")
+    )
 }
 
 impl Error {

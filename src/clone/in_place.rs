@@ -32,6 +32,8 @@ pub struct Reloaded {
     pub phases: Vec<(&'static str, Duration)>,
     /// The anonymizer bound to the snapshot's tables, for the report.
     pub binding: Option<Binding>,
+    /// The foreign objects left out and the large objects not copied.
+    pub outside: crate::pg::catalog::Outside,
 }
 
 /// Reloads staging in place; see the module header.
@@ -49,6 +51,7 @@ pub async fn run(
         tables,
         rules,
         binding,
+        outside,
         pre,
         post,
         ..
@@ -116,6 +119,7 @@ pub async fn run(
         dropped_schemas,
         phases,
         binding,
+        outside,
     })
 }
 

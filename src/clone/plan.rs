@@ -1,8 +1,11 @@
 //! The dry run of a clone, read-only on both servers: what the source
 //! holds, whether the staging role may do a swap (and whose sessions it
 //! ends), the anonymizer bound to the source's tables with sampled
-//! evidence, every rule's SQL tried on the source, and one plan row per
-//! table. Writes nothing anywhere; rendering the plan is the step's job.
+//! evidence, every rule's SQL tried on the source, one plan row per table,
+//! and what the source holds outside its tables: foreign servers, user
+//! mappings and foreign tables (refused unless the rules say
+//! `foreign: skip`) and large objects (never copied). Writes nothing
+//! anywhere; rendering the plan is the step's job.
 //!
 //! The sampling queries run here: the anonymizer has no I/O of its own, so
 //! `anonymize::detect` only builds them and counts the values read.
@@ -36,6 +39,9 @@ pub struct Survey {
     /// The pg_dump that would read the source's schema.
     pub pg_dump: PgDump,
     pub tables: Vec<Table>,
+    /// Foreign objects (left out under `foreign: skip`, else refused by
+    /// [`survey`]) and large objects (never copied).
+    pub outside: catalog::Outside,
     /// The database the clone replaces.
     pub staging_db: String,
     /// When the source is protected and its role could write to it.
@@ -78,6 +84,10 @@ pub async fn survey(
     let tables = catalog::tables(&source)
         .await
         .map_err(sql_error(name, "listing tables"))?;
+    let outside = catalog::outside(&source)
+        .await
+        .map_err(sql_error(name, "listing foreign objects and large objects"))?;
+    spec.check_foreign(&outside)?;
     let pg_dump = schema::find_pg_dump(source_version / 10_000).map_err(|error| Error::PgDump {
         name: name.clone(),
         error,
@@ -153,6 +163,7 @@ pub async fn survey(
         target_version,
         pg_dump,
         tables,
+        outside,
         staging_db,
         source_warning,
         privilege_warning,

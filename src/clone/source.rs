@@ -1,8 +1,10 @@
 //! The source side of a clone, shared by both strategies: one exported
 //! snapshot (its coordinator stays open while workers import it), the
 //! tables in it, the rules bound to exactly those tables, and pg_dump's
-//! pre-data and post-data sections read in the same snapshot. Only ever
-//! reads the source; never connects to staging.
+//! pre-data and post-data sections read in the same snapshot, without
+//! foreign servers, user mappings and foreign tables (refused unless the
+//! rules say `foreign: skip`). Only ever reads the source; never connects
+//! to staging.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -28,6 +30,9 @@ pub(crate) struct Source {
     pub rules: BTreeMap<String, TableRule>,
     /// The anonymizer bound to `tables`, for the report.
     pub binding: Option<Binding>,
+    /// Foreign objects (left out: a source with them and no `foreign: skip`
+    /// is refused here) and large objects (not copied), for the report.
+    pub outside: catalog::Outside,
     /// pg_dump's pre-data section (create tables, types, functions).
     pub pre: String,
     /// pg_dump's post-data section, split into entries.
@@ -52,22 +57,40 @@ impl Source {
             name: name.clone(),
             error,
         })?;
+        let outside = catalog::outside(&snapshot.client)
+            .await
+            .map_err(sql_error(name, "listing foreign objects and large objects"))?;
+        spec.check_foreign(&outside)?;
         let (rules, binding) = bind(spec, &tables)?;
         // Both sections at once: each pg_dump reads the whole catalog.
+        // Foreign tables and the views reading them (with what depends on
+        // them) are left out by pg_dump itself, servers and user mappings
+        // by their entries.
         let dump_began = Instant::now();
-        let dump =
-            |section| schema::dump_section(&pg_dump, &spec.source_url, section, Some(&snapshot.id));
+        let left_out = outside.left_out_relations();
+        let dump = |section| {
+            schema::dump_section_excluding(
+                &pg_dump,
+                &spec.source_url,
+                section,
+                Some(&snapshot.id),
+                &left_out,
+            )
+        };
         let (pre, post) = tokio::try_join!(dump(Section::PreData), dump(Section::PostData))
             .map_err(|error| Error::PgDump {
                 name: name.clone(),
                 error,
             })?;
+        let (pre, _) = schema::without_foreign(&pre);
+        let (post, _) = schema::without_foreign(&post);
         Ok(Source {
             snapshot,
             major,
             tables,
             rules,
             binding,
+            outside,
             pre,
             post: schema::split_post_data(&post),
             dump_time: dump_began.elapsed(),

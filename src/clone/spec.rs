@@ -1,7 +1,8 @@
 //! The resolved plan of one clone: which targets, how many workers, how
 //! large tables split, and what happens to each table's rows on the way
-//! (the anonymizer and its policy, or rules given as they are). Pure data:
-//! nothing here connects anywhere.
+//! (the anonymizer and its policy, or rules given as they are), and whether
+//! foreign objects may be left out. Pure data: nothing here connects
+//! anywhere.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +91,30 @@ pub struct CloneSpec {
     pub policy: Option<UnknownColumns>,
     /// Makes the temporary database names unique to this run.
     pub suffix: String,
+}
+
+impl CloneSpec {
+    /// Whether the rules say `foreign: skip`.
+    pub fn foreign_skip(&self) -> bool {
+        self.anonymizer
+            .as_ref()
+            .is_some_and(|a| a.rules.foreign_skip)
+    }
+
+    /// `outside`'s foreign objects refused unless the rules say
+    /// `foreign: skip`.
+    pub(crate) fn check_foreign(
+        &self,
+        outside: &crate::pg::catalog::Outside,
+    ) -> super::error::Result<()> {
+        if outside.has_foreign() && !self.foreign_skip() {
+            return Err(super::error::Error::Foreign {
+                name: self.source_name.clone(),
+                outside: Box::new(outside.clone()),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// How the copy replaces staging.

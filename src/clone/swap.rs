@@ -54,6 +54,8 @@ pub struct Cloned {
     pub recovered: Vec<String>,
     /// The anonymizer bound to the snapshot's tables, for the report.
     pub binding: Option<Binding>,
+    /// The foreign objects left out and the large objects not copied.
+    pub outside: crate::pg::catalog::Outside,
 }
 
 /// Runs the whole clone; see the module header.
@@ -120,6 +122,7 @@ pub async fn run(
     let new_url = url::with_database(&spec.target_url, &new_db);
     let source_major = source.major;
     let binding = source.binding;
+    let outside = source.outside;
     let loaded = load(
         &spec,
         Loaded {
@@ -183,6 +186,7 @@ pub async fn run(
         same_locale,
         recovered,
         binding,
+        outside,
     })
 }
 

@@ -1,6 +1,8 @@
 //! What a clone copies, read from the source's catalogs: the tables that hold
 //! data (with their columns, size and whether binary COPY can carry them),
-//! the sequences and their values, and the server version.
+//! the sequences and their values, the server version, and what it holds
+//! that a clone must not recreate as it is or cannot carry: foreign servers,
+//! user mappings and foreign tables (never their options), and large objects.
 //!
 //! Every query here is a read; run them on a session inside the exported
 //! snapshot so the list matches the data. This module must not write, and
@@ -325,6 +327,138 @@ pub async fn sequences(client: &Client) -> Result<Vec<Sequence>, tokio_postgres:
         }
     }
     Ok(sequences)
+}
+
+/// What the source holds outside the tables a clone copies: objects that
+/// reach another server (recreated as they are, staging would read
+/// production through them and show the mapping's password), and large
+/// objects, which no table COPY carries. Names only, never options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outside {
+    /// Foreign servers, by name, with their wrapper: `prod_link (postgres_fdw)`.
+    pub servers: Vec<String>,
+    /// User mappings, as `user on server` (`PUBLIC` for the public mapping).
+    pub user_mappings: Vec<String>,
+    /// Foreign tables, qualified like [`Table::qualified`].
+    pub foreign_tables: Vec<String>,
+    /// Views and materialized views that read a foreign table, directly or
+    /// through another view (same form): left out with it, since they
+    /// could not be created without it.
+    pub foreign_views: Vec<String>,
+    /// How many large objects `pg_largeobject_metadata` holds.
+    pub large_objects: i64,
+}
+
+impl Outside {
+    /// The foreign tables and the views that read them: what pg_dump is
+    /// told to leave out under `foreign: skip`.
+    pub fn left_out_relations(&self) -> Vec<String> {
+        self.foreign_tables
+            .iter()
+            .chain(&self.foreign_views)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether there is any foreign server, user mapping or foreign table.
+    pub fn has_foreign(&self) -> bool {
+        !(self.servers.is_empty()
+            && self.user_mappings.is_empty()
+            && self.foreign_tables.is_empty())
+    }
+}
+
+/// Foreign servers, user mappings and foreign tables not owned by an
+/// extension, and the number of large objects. Reads `pg_user_mappings`'
+/// names only: its `umoptions` (the password) is never selected.
+pub async fn outside(client: &Client) -> Result<Outside, tokio_postgres::Error> {
+    let not_extension = |class: &str, alias: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+             WHERE d.classid = 'pg_catalog.{class}'::regclass \
+               AND d.objid = {alias}.oid AND d.deptype = 'e')"
+        )
+    };
+    let servers = client
+        .query(
+            &format!(
+                "SELECT s.srvname || ' (' || w.fdwname || ')' \
+                 FROM pg_catalog.pg_foreign_server s \
+                 JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
+                 WHERE {} ORDER BY s.srvname",
+                not_extension("pg_foreign_server", "s")
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // The view shows every mapping's names to every role (the catalog
+    // `pg_user_mapping` only to superusers, and an error would end the
+    // snapshot's transaction); its options are not selected.
+    let user_mappings = client
+        .query(
+            "SELECT CASE WHEN umuser = 0 THEN 'PUBLIC' \
+                    ELSE pg_catalog.quote_ident(usename::text) END || ' on ' || srvname \
+             FROM pg_catalog.pg_user_mappings ORDER BY srvname, 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let foreign_tables = client
+        .query(
+            &format!(
+                "SELECT n.nspname, c.relname \
+                 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'f' AND {USER_RELATION} \
+                 ORDER BY n.nspname, c.relname"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| qualified(row.get(0), row.get(1)))
+        .collect();
+    let foreign_views = client
+        .query(
+            "WITH RECURSIVE reads(oid) AS ( \
+                 SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'f' \
+                 UNION \
+                 SELECT r.ev_class FROM pg_catalog.pg_depend d \
+                 JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+                 JOIN reads ON reads.oid = d.refobjid \
+                 WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass \
+                   AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                   AND r.ev_class <> d.refobjid) \
+             SELECT n.nspname, c.relname FROM reads \
+             JOIN pg_catalog.pg_class c ON c.oid = reads.oid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('v', 'm') \
+             ORDER BY n.nspname, c.relname",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| qualified(row.get(0), row.get(1)))
+        .collect();
+    let large_objects = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(Outside {
+        servers,
+        user_mappings,
+        foreign_tables,
+        foreign_views,
+        large_objects,
+    })
 }
 
 #[cfg(test)]

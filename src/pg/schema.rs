@@ -1,7 +1,9 @@
 //! The schema half of a clone: finding a `pg_dump` that can read the source,
 //! dumping the pre-data and post-data sections as SQL text, cutting
 //! post-data into its entries (indexes, constraints, triggers, …) with the
-//! table each belongs to, and running such SQL on the target.
+//! table each belongs to, leaving out the entries that would recreate a
+//! foreign server, user mapping or foreign table, and running such SQL on
+//! the target.
 //!
 //! It must not decide when an entry runs (the clone's scheduler does) and
 //! must never show a connection URL's password: `pg_dump` gets it through
@@ -220,6 +222,21 @@ pub async fn dump_section(
     section: Section,
     snapshot: Option<&str>,
 ) -> Result<String, SchemaError> {
+    dump_section_excluding(pg_dump, url, section, snapshot, &[]).await
+}
+
+/// [`dump_section`] without the tables `exclude` names (qualified like
+/// [`crate::pg::catalog::Table::qualified`]): pg_dump leaves out each one
+/// and everything that depends on it (comments, column defaults, labels).
+/// Each name is passed as a pattern quoted whole, so no character in it is
+/// a wildcard.
+pub async fn dump_section_excluding(
+    pg_dump: &PgDump,
+    url: &str,
+    section: Section,
+    snapshot: Option<&str>,
+    exclude: &[String],
+) -> Result<String, SchemaError> {
     // Out of the command line, where other local users could read it: a
     // `password` parameter, and the password of a URL's user-info.
     let (url, parameter) = crate::pg::connect::take_password(url);
@@ -242,6 +259,9 @@ pub async fn dump_section(
         .kill_on_drop(true);
     if let Some(id) = snapshot {
         command.arg(format!("--snapshot={id}"));
+    }
+    for table in exclude {
+        command.arg(format!("--exclude-table={table}"));
     }
     command.arg(format!("--dbname={url}"));
     if let Some(password) = &password {
@@ -548,6 +568,57 @@ pub fn split_post_data(script: &str) -> PostData {
         preamble: preamble.join("\n"),
         entries,
     }
+}
+
+/// Header types of the entries that reach another server.
+const FOREIGN_KINDS: &[&str] = &["SERVER", "USER MAPPING", "FOREIGN TABLE"];
+
+/// `script` (a pre-data or post-data section) without the entries that
+/// recreate a foreign server, a user mapping or a foreign table, nor those
+/// that hang on one (its `COMMENT`, `SECURITY LABEL`, `ACL`, or any
+/// statement that alters a foreign table). The foreign-data wrapper, which
+/// its extension creates, stays. Returns the script and the entries left
+/// out, as `TYPE name`.
+pub fn without_foreign(script: &str) -> (String, Vec<String>) {
+    let tokens = lex::tokens(script);
+    let headers: Vec<usize> = (0..tokens.len())
+        .filter(|&i| is_header(script, &tokens[i]))
+        .collect();
+    let block_start = |h: usize| match h.checked_sub(1).map(|p| &tokens[p]) {
+        Some(above) if above.kind == Kind::LineComment && above.text == "--" => tokens[h - 1].start,
+        _ => tokens[h].start,
+    };
+    let mut out = String::with_capacity(script.len());
+    let mut dropped = Vec::new();
+    let mut from = 0;
+    for (n, &h) in headers.iter().enumerate() {
+        let header = parse_header(tokens[h].text).expect("is_header checked the format");
+        let start = block_start(h);
+        let end = headers
+            .get(n + 1)
+            .map_or(script.len(), |&next| block_start(next));
+        let on_foreign = FOREIGN_KINDS.iter().any(|kind| {
+            header.kind == *kind
+                || header
+                    .name
+                    .strip_prefix(kind)
+                    .is_some_and(|rest| rest.starts_with(' '))
+        });
+        let alters_foreign = lex::tokens(&script[tokens[h].end()..end])
+            .iter()
+            .filter(|t| !t.is_comment())
+            .take(3)
+            .map(|t| t.text.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            == ["ALTER", "FOREIGN", "TABLE"];
+        if on_foreign || alters_foreign {
+            out.push_str(&script[from..start]);
+            from = end;
+            dropped.push(format!("{} {}", header.kind, header.name));
+        }
+    }
+    out.push_str(&script[from..]);
+    (out, dropped)
 }
 
 /// A `-- Name: …` comment at the start of a line, outside any statement.
@@ -1260,6 +1331,97 @@ REFRESH MATERIALIZED VIEW public.user_counts;
         assert!(comment.ends_with(
             "-- Name: evil; Type: INDEX; Schema: public; Owner: -\n--\n\\unrestrict nope';"
         ));
+    }
+
+    const FOREIGN_PRE_DATA: &str = r#"SET lock_timeout = 0;
+
+--
+-- Name: postgres_fdw; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS postgres_fdw WITH SCHEMA public;
+
+
+--
+-- Name: prod_link; Type: SERVER; Schema: -; Owner: -
+--
+
+CREATE SERVER prod_link FOREIGN DATA WRAPPER postgres_fdw OPTIONS (
+    dbname 'prod',
+    host 'localhost'
+);
+
+
+--
+-- Name: SERVER prod_link; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SERVER prod_link IS 'the live one';
+
+
+--
+-- Name: USER MAPPING app SERVER prod_link; Type: USER MAPPING; Schema: -; Owner: -
+--
+
+CREATE USER MAPPING FOR app SERVER prod_link OPTIONS (
+    password 'made-up',
+    "user" 'app'
+);
+
+
+--
+-- Name: remote_users; Type: FOREIGN TABLE; Schema: public; Owner: -
+--
+
+CREATE FOREIGN TABLE public.remote_users (
+    email text
+)
+SERVER prod_link
+OPTIONS (table_name 'users');
+
+
+--
+-- Name: remote_users email; Type: DEFAULT; Schema: public; Owner: -
+--
+
+ALTER FOREIGN TABLE ONLY public.remote_users ALTER COLUMN email SET DEFAULT 'x';
+
+
+--
+-- Name: users; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.users (
+    id integer NOT NULL
+);
+"#;
+
+    #[test]
+    fn foreign_entries_and_what_hangs_on_them_are_left_out() {
+        let (kept, dropped) = without_foreign(FOREIGN_PRE_DATA);
+        assert_eq!(
+            dropped,
+            vec![
+                "SERVER prod_link",
+                "COMMENT SERVER prod_link",
+                "USER MAPPING USER MAPPING app SERVER prod_link",
+                "FOREIGN TABLE remote_users",
+                "DEFAULT remote_users email",
+            ]
+        );
+        for gone in [
+            "SERVER prod_link",
+            "made-up",
+            "remote_users",
+            "the live one",
+        ] {
+            assert!(!kept.contains(gone), "{gone} left in:\n{kept}");
+        }
+        assert!(kept.starts_with("SET lock_timeout = 0;"));
+        assert!(kept.contains("CREATE EXTENSION IF NOT EXISTS postgres_fdw"));
+        assert!(kept.contains("CREATE TABLE public.users"));
+        // A script without foreign entries is returned as it was.
+        assert_eq!(without_foreign(POST_DATA), (POST_DATA.to_string(), vec![]));
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl Kind for Params {
             target_version,
             pg_dump,
             tables,
+            outside,
             staging_db,
             source_warning,
             privilege_warning: warning,
@@ -215,6 +216,7 @@ impl Kind for Params {
         if let Some(sessions) = sessions {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
         }
+        outcome = outside_details(outcome, &outside, "are");
         for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
@@ -291,6 +293,7 @@ impl Kind for Params {
                 "the source's locale is not installed on the staging server; the server's default was used",
             ));
         }
+        outcome = outside_details(outcome, &cloned.outside, "were");
         outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
@@ -301,6 +304,59 @@ impl Kind for Params {
         });
         Ok(outcome)
     }
+}
+
+/// What the source holds outside its tables, in the plan (`are`) and the
+/// run (`were`): the foreign objects `foreign: skip` leaves out (a source
+/// with them and no such rule is refused before this), and the large
+/// objects no clone copies. Names only, never a server's options.
+fn outside_details(
+    mut outcome: StepOutcome,
+    outside: &crate::pg::catalog::Outside,
+    verb: &str,
+) -> StepOutcome {
+    if outside.has_foreign() {
+        let mut names: Vec<String> = Vec::new();
+        names.extend(outside.servers.iter().map(|s| format!("server {s}")));
+        names.extend(
+            outside
+                .user_mappings
+                .iter()
+                .map(|m| format!("user mapping for {m}")),
+        );
+        names.extend(
+            outside
+                .foreign_tables
+                .iter()
+                .map(|t| format!("foreign table {t}")),
+        );
+        names.extend(
+            outside
+                .foreign_views
+                .iter()
+                .map(|v| format!("view {v}, which reads a foreign table")),
+        );
+        outcome = outcome.detail(Detail::fact(
+            "foreign objects",
+            format!(
+                "left out (`foreign: skip`): {}; they {verb} not recreated in staging and no foreign table's rows {verb} copied",
+                names.join("; ")
+            ),
+        ));
+    }
+    if outside.large_objects > 0 {
+        outcome = outcome
+            .output("large_objects_left_out", outside.large_objects)
+            .detail(Detail::fact(
+                "large objects",
+                format!(
+                    "{} large object{}: left out (a clone does not copy `pg_largeobject`; staging has none)",
+                    crate::human::thousands(outside.large_objects as u64),
+                    if outside.large_objects == 1 { "" } else { "s" }
+                ),
+            ));
+    }
+    outcome
 }
 
 impl Params {
@@ -370,6 +426,7 @@ impl Params {
         ))
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
         .detail(tables_detail(&reloaded.tables));
+        let outcome = outside_details(outcome, &reloaded.outside, "were");
         Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
     }
 
@@ -782,6 +839,7 @@ impl From<clone::Error> for StepError {
             Error::Cancelled => StepError::Cancelled,
             refused @ (Error::RuleRefused { .. }
             | Error::Uncovered { .. }
+            | Error::Foreign { .. }
             | Error::TooManyConnections { .. }) => StepError::Refused(refused.to_string()),
             Error::Database {
                 target,
