@@ -507,6 +507,45 @@ fn unique_fake_emails_hold_a_unique_index_on_200k_users_and_match_their_papertra
 }
 
 #[test]
+fn templates_and_redact_finds_embed_the_columns_fake_never_the_original() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL, login text NOT NULL,\
+           password text NOT NULL, password_copy text, note text, created date NOT NULL, created_copy text);\
+         INSERT INTO accounts VALUES\
+           (1, 'Ada.Lovelace@Mail.Test', 'ada', 'pbkdf2$real', 'x', 'mail ada.lovelace@mail.test please', '2020-02-03', 'x'),\
+           (2, 'grace@mail.test', 'grace', 'pbkdf2$real2', 'x', 'GRACE@MAIL.TEST wrote', '2021-04-05', 'x');",
+    );
+    let staging = staging_db("anon_templates");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          accounts:
+            columns:
+              email: { fake: email, unique: true }
+              login: { template: "{email}" }
+              password: { set: "!" }
+              password_copy: { template: "{password}/{id}" }
+              note: { redact: [email] }
+              created: { date_shift: 30 }
+              created_copy: { template: "{created}" }
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "t", "");
+    assert_ok(&out);
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT (login = email)::text || ' ' || (password_copy = '!/' || id) || ' ' \
+                    || (note IN ('mail ' || email || ' please', email || ' wrote')) || ' ' \
+                    || (created_copy = created::text) || ' ' || (email NOT ILIKE '%mail.test') \
+             FROM accounts ORDER BY id"
+        ),
+        ["true true true true true", "true true true true true"]
+    );
+}
+
+#[test]
 fn except_rows_are_copied_unchanged_and_invalid_json_is_named_by_its_key() {
     let prod = fresh_db_sync();
     execute(
