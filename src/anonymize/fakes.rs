@@ -11,6 +11,12 @@
 //!   (RFC 3849), so nothing real is ever contacted.
 //!
 //! Word lists (names, streets, companies, lorem) come from the `fake` crate.
+//!
+//! A fake depends on the kind, the key and the input only — not on the
+//! rule's `unique` option, which kinds that can be unique satisfy in every
+//! fake — and never equals its input (compared ignoring case; another one is
+//! derived with a counter). E-mail inputs are keyed lowercased, so an
+//! address gets one fake however it is capitalised.
 
 use std::fmt;
 
@@ -25,7 +31,9 @@ use fake::locales::EN;
 use rand::RngExt;
 use rand::seq::IndexedRandom;
 
-use super::keyed::{Keyed, UNIQUE_SUFFIX_LEN};
+use super::keyed::{Keyed, UNIQUE_SUFFIX_LEN, suffix_of};
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
 
 /// The domains every generated e-mail address and URL uses (RFC 2606).
 pub const RESERVED_DOMAINS: &[&str] = &["example.com", "example.net", "example.org"];
@@ -52,6 +60,29 @@ pub const FAKE_KINDS: &[&str] = &[
     "paragraph",
     "uuid",
     "date_of_birth",
+];
+
+/// [`FakeKind::strategy`] of each kind, in the order of [`FAKE_KINDS`].
+const STRATEGIES: [&str; 19] = [
+    "fake:first_name",
+    "fake:last_name",
+    "fake:name",
+    "fake:username",
+    "fake:email",
+    "fake:safe_email",
+    "fake:phone",
+    "fake:street_address",
+    "fake:city",
+    "fake:postcode",
+    "fake:country",
+    "fake:company",
+    "fake:ipv4",
+    "fake:ipv6",
+    "fake:url",
+    "fake:sentence",
+    "fake:paragraph",
+    "fake:uuid",
+    "fake:date_of_birth",
 ];
 
 /// What a `fake:` rule produces.
@@ -170,8 +201,8 @@ impl FakeKind {
 
     /// The strategy name mixed into the seed: `fake:<kind>`. The locale is
     /// left out so one address gets one fake whatever file rules it.
-    fn strategy(self) -> String {
-        format!("fake:{}", self.name())
+    fn strategy(self) -> &'static str {
+        STRATEGIES[self as usize]
     }
 }
 
@@ -319,9 +350,9 @@ fn cut_name(mut name: String, max: usize) -> String {
 
 /// One candidate fake of `kind` from the seed of `input`.
 fn derive(kind: FakeKind, locale: Locale, keyed: &Keyed, input: &[u8]) -> String {
-    let strategy = kind.strategy();
-    let mut rng = keyed.rng(&strategy, input);
-    let suffix = || keyed.unique_suffix(&strategy, input);
+    let seed = keyed.seed(kind.strategy(), input);
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let suffix = || suffix_of(&seed);
     let rng = &mut rng;
     match kind {
         FakeKind::FirstName => FirstName(EN).fake_with_rng(rng),
@@ -564,6 +595,9 @@ mod tests {
     #[test]
     fn kinds_and_locales_parse() {
         assert_eq!(FAKE_KINDS.len(), FakeKind::ALL.len());
+        for kind in FakeKind::ALL {
+            assert_eq!(kind.strategy(), format!("fake:{}", kind.name()));
+        }
         for (name, kind) in FAKE_KINDS.iter().zip(FakeKind::ALL) {
             assert_eq!(FakeKind::parse(name), Some(kind));
             assert_eq!(kind.name(), *name);

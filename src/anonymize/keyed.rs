@@ -4,7 +4,9 @@
 //! can be recovered without the secret.
 //!
 //! Also holds the pure string strategies that need no word lists: `hash`,
-//! `mask`, `regex` and `date_shift`. Fake values live in `fakes`.
+//! `mask`, `regex` and `date_shift`, none of which gives back the value it
+//! replaces (each derives another one, keyed with a counter, when its first
+//! output equals the input). Fake values live in `fakes`.
 
 use std::sync::OnceLock;
 
@@ -254,12 +256,17 @@ impl Keyed {
     /// it makes outputs for distinct inputs distinct without any table of
     /// values seen so far; see [`UNIQUE_SUFFIX_LEN`] for the odds of a clash.
     pub fn unique_suffix(&self, strategy: &str, input: &[u8]) -> String {
-        let seed = self.seed(strategy, input);
-        let bits = u64::from_be_bytes(seed[..8].try_into().expect("8 bytes"));
-        (0..UNIQUE_SUFFIX_LEN)
-            .map(|i| char::from(BASE32[((bits >> (59 - 5 * i)) & 0x1f) as usize]))
-            .collect()
+        suffix_of(&self.seed(strategy, input))
     }
+}
+
+/// [`Keyed::unique_suffix`] from a seed already computed (the one a fake's
+/// generator starts from), so a fake costs one MAC, not two.
+pub fn suffix_of(seed: &[u8; 32]) -> String {
+    let bits = u64::from_be_bytes(seed[..8].try_into().expect("8 bytes"));
+    (0..UNIQUE_SUFFIX_LEN)
+        .map(|i| char::from(BASE32[((bits >> (59 - 5 * i)) & 0x1f) as usize]))
+        .collect()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
