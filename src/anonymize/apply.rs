@@ -747,6 +747,11 @@ mod tests {
             with: 'a',
         });
         let redact = compiled(Strategy::Redact(vec!["email".into()]));
+        // A replacement that gives every match back: scrambled instead.
+        let regex = compiled(Strategy::Regex {
+            pattern: regex::Regex::new("^([A-Za-z]+)").unwrap(),
+            replace: "$1".into(),
+        });
         let people = people(100_000);
         let mut emails = std::collections::HashMap::new();
         for (i, (f, l, e)) in people.iter().enumerate() {
@@ -758,6 +763,7 @@ mod tests {
                 (&username, f.as_str()),
                 (&hash, &f[..f.len().min(3)]),
                 (&mask, f.as_str()),
+                (&regex, l.as_str()),
             ] {
                 let out = text_of(c, &keyed, input);
                 assert!(

@@ -749,6 +749,7 @@ mod tests {
                         assert!(v.len() <= 64, "{v}");
                     }
                     FakeKind::Username => assert!(v.len() <= 40, "{v}"),
+                    FakeKind::Url => assert!(v.len() <= 64, "{v}"),
                     _ => {}
                 }
                 assert!(seen.insert(v), "{kind}: duplicate output for input {i}");
