@@ -533,12 +533,20 @@ fn a_stale_rule_is_an_error_naming_the_place_with_a_suggestion() {
 }
 
 #[test]
-fn unique_fake_emails_hold_a_unique_index_on_200k_users() {
+fn unique_fake_emails_hold_a_unique_index_on_200k_users_and_match_their_papertrail_versions() {
+    // Rails-shaped: Devise's users with a unique index on the e-mail, and
+    // PaperTrail's versions recording each address in `object_changes`
+    // (every third one in another case, as typed before Devise lowercased it).
     let prod = fresh_db_sync();
     execute(
         &prod.url,
-        "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL);\
-         INSERT INTO users SELECT n, 'u' || n || '@mail.test', 'N' || n FROM generate_series(1, 200000) n; ANALYZE;",
+        "CREATE TABLE users (id bigint PRIMARY KEY, email character varying DEFAULT '' NOT NULL, name text NOT NULL);\
+         CREATE UNIQUE INDEX index_users_on_email ON users (email);\
+         CREATE TABLE versions (id bigint PRIMARY KEY, item_type character varying NOT NULL, item_id bigint NOT NULL, event character varying NOT NULL, object_changes jsonb);\
+         INSERT INTO users SELECT n, 'u' || n || '@mail.test', 'N' || n FROM generate_series(1, 200000) n;\
+         INSERT INTO versions SELECT n, 'User', n, 'create', jsonb_build_object(\
+           'email', jsonb_build_array(NULL::text, CASE WHEN n % 3 = 0 THEN 'U' || n || '@Mail.TEST' ELSE 'u' || n || '@mail.test' END),\
+           'sign_in_count', jsonb_build_array(0, 1)) FROM generate_series(1, 200000) n; ANALYZE;",
     );
     let staging = staging_db("anon_unique");
     let rules = r#"
@@ -548,19 +556,83 @@ fn unique_fake_emails_hold_a_unique_index_on_200k_users() {
             columns:
               email: { fake: email, unique: true }
               name: { fake: name }
+          versions:
+            columns:
+              object_changes: { json: { "*email*": { fake: email } } }
+            keep: [item_type, event]
     "#;
-    // A debug build transforming 200k rows on a busy 2-core machine can
+    // A debug build transforming 400k rows on a busy 2-core machine can
     // pass the harness's default 120 s; this is a hang guard, not a timing.
+    let began = std::time::Instant::now();
     let out = clone_test(&prod.url, &staging, rules, "u", "")
         .timeout(std::time::Duration::from_secs(600))
         .run();
     assert_ok(&out);
+    eprintln!("200k users + 200k versions cloned in {:?}", began.elapsed());
     assert_eq!(
         query_strings(
             &staging,
-            "SELECT count(DISTINCT email)::text || ' ' || count(*) FILTER (WHERE email LIKE 'u%@mail.test') FROM users"
+            "SELECT count(DISTINCT email)::text || ' ' || count(*) FILTER (WHERE email ILIKE 'u%@mail.test') FROM users"
         ),
         ["200000 0"]
+    );
+    // Every user's staging e-mail is the one their version records, the
+    // case variants included, and the unique index was built.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*) FILTER (WHERE v.object_changes->'email'->>1 = u.email)::text || ' ' \
+                    || count(*) FILTER (WHERE v.object_changes::text ILIKE '%mail.test%') || ' ' \
+                    || count(*) FILTER (WHERE jsonb_typeof(v.object_changes->'email'->0) = 'null') \
+             FROM users u JOIN versions v ON v.item_id = u.id"
+        ),
+        ["200000 0 200000"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT indisunique::text || ' ' || indisvalid FROM pg_index WHERE indexrelid = 'index_users_on_email'::regclass"
+        ),
+        ["true true"]
+    );
+}
+
+#[test]
+fn templates_and_redact_finds_embed_the_columns_fake_never_the_original() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL, login text NOT NULL,\
+           password text NOT NULL, password_copy text, note text, created date NOT NULL, created_copy text);\
+         INSERT INTO accounts VALUES\
+           (1, 'Ada.Lovelace@Mail.Test', 'ada', 'pbkdf2$real', 'x', 'mail ada.lovelace@mail.test please', '2020-02-03', 'x'),\
+           (2, 'grace@mail.test', 'grace', 'pbkdf2$real2', 'x', 'GRACE@MAIL.TEST wrote', '2021-04-05', 'x');",
+    );
+    let staging = staging_db("anon_templates");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          accounts:
+            columns:
+              email: { fake: email, unique: true }
+              login: { template: "{email}" }
+              password: { set: "!" }
+              password_copy: { template: "{password}/{id}" }
+              note: { redact: [email] }
+              created: { date_shift: 30 }
+              created_copy: { template: "{created}" }
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "t", "");
+    assert_ok(&out);
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT (login = email)::text || ' ' || (password_copy = '!/' || id) || ' ' \
+                    || (note IN ('mail ' || email || ' please', email || ' wrote')) || ' ' \
+                    || (created_copy = created::text) || ' ' || (email NOT ILIKE '%mail.test') \
+             FROM accounts ORDER BY id"
+        ),
+        ["true true true true true", "true true true true true"]
     );
 }
 

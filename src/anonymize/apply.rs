@@ -159,13 +159,16 @@ impl Compiled {
                     Strategy::DateShift { days: max } if is_finite_date(*days) => {
                         keyed.date_shift(*days + PG_EPOCH_DAYS, *max) - PG_EPOCH_DAYS
                     }
-                    Strategy::Fake { kind, locale, .. } => parse_date(&self.fake_with(
-                        keyed,
-                        *kind,
-                        *locale,
-                        false,
-                        &days.to_be_bytes(),
-                    )?)?,
+                    Strategy::Fake { kind, locale, .. } => {
+                        let same = |fake: &str| parse_date(fake) == Ok(*days);
+                        parse_date(&self.fake_unlike(
+                            keyed,
+                            *kind,
+                            *locale,
+                            &days.to_be_bytes(),
+                            same,
+                        )?)?
+                    }
                     Strategy::Keep | Strategy::DateShift { .. } => *days,
                     other => return Err(format!("`{}` cannot write a date", other.describe())),
                 };
@@ -182,8 +185,10 @@ impl Compiled {
                         us.saturating_add((i64::from(shifted) - day) * DAY_US)
                     }
                     Strategy::Fake { kind, locale, .. } => {
+                        let same =
+                            |fake: &str| parse_date(fake).map(|d| i64::from(d) * DAY_US) == Ok(*us);
                         let fake =
-                            self.fake_with(keyed, *kind, *locale, false, &us.to_be_bytes())?;
+                            self.fake_unlike(keyed, *kind, *locale, &us.to_be_bytes(), same)?;
                         i64::from(parse_date(&fake)?) * DAY_US
                     }
                     Strategy::Keep | Strategy::DateShift { .. } => *us,
@@ -251,6 +256,27 @@ impl Compiled {
             .map_err(|e| e.to_string())
     }
 
+    /// A fake for a value that is not text, `same` telling a candidate
+    /// equal to it (see [`fakes::fake_unlike`]).
+    fn fake_unlike(
+        &self,
+        keyed: &Keyed,
+        kind: FakeKind,
+        locale: Option<Locale>,
+        input: &[u8],
+        same: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        fakes::fake_unlike(
+            kind,
+            locale.unwrap_or(self.locale),
+            keyed,
+            input,
+            false,
+            same,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// A text strategy on one string; `None` leaves it as it is.
     #[allow(clippy::too_many_arguments)]
     fn text(
@@ -270,7 +296,7 @@ impl Compiled {
             } => self.fake_with(keyed, *kind, *locale, *unique, input.as_bytes())?,
             Strategy::Hash { length } => keyed.hash(input.as_bytes(), *length),
             Strategy::Mask { first, last, with } => Keyed::mask(input, *first, *last, *with),
-            Strategy::Regex { pattern, replace } => Keyed::regex_replace(pattern, input, replace),
+            Strategy::Regex { pattern, replace } => keyed.regex_replace(pattern, input, replace),
             Strategy::Template(parts) => parts
                 .iter()
                 .map(|p| match p {
@@ -481,6 +507,7 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
 mod tests {
     use super::*;
     use crate::anonymize::rules::JsonPath;
+    use chrono::NaiveDate;
 
     fn compiled(strategy: Strategy) -> Compiled {
         Compiled::new(strategy, Locale::En, None)
@@ -616,6 +643,189 @@ mod tests {
         short.apply(&keyed, &mut h, &no_columns).unwrap();
         let Value::Text(h) = h else { panic!() };
         assert_eq!(h.len(), 10);
+    }
+
+    /// Made-up people built from the fakes' own name tables (so a fake can
+    /// land on its input, as "Smith" did) and common real-world names, with
+    /// e-mail addresses in the usual shapes and cases, some already on the
+    /// reserved domains fakes use.
+    fn people(count: usize) -> Vec<(String, String, String)> {
+        use fake::locales::{Data, EN};
+        const COMMON_FIRST: &[&str] = &[
+            "Maria",
+            "James",
+            "John",
+            "Mary",
+            "Robert",
+            "Patricia",
+            "Michael",
+            "Jennifer",
+            "William",
+            "Linda",
+            "David",
+            "Elizabeth",
+            "Jose",
+            "Ana",
+            "Mohammed",
+            "Wei",
+        ];
+        const COMMON_LAST: &[&str] = &[
+            "Smith",
+            "Johnson",
+            "Williams",
+            "Brown",
+            "Jones",
+            "Garcia",
+            "Miller",
+            "Davis",
+            "Rodriguez",
+            "Martinez",
+            "Hernandez",
+            "Lopez",
+            "Wilson",
+            "Taylor",
+            "Nguyen",
+            "Kim",
+        ];
+        let first: Vec<&str> = COMMON_FIRST
+            .iter()
+            .chain(EN::NAME_FIRST_NAME)
+            .copied()
+            .collect();
+        let last: Vec<&str> = COMMON_LAST
+            .iter()
+            .chain(EN::NAME_LAST_NAME)
+            .copied()
+            .collect();
+        let domains = ["example.org", "example.com", "mail.test", "Corp.Invalid"];
+        (0..count)
+            .map(|i| {
+                // Strides coprime to the table lengths walk every pairing.
+                let f = first[i % first.len()];
+                let l = last[(i * 7 + i / first.len()) % last.len()];
+                let d = domains[i % domains.len()];
+                let (fl, ll) = (f.to_lowercase(), l.to_lowercase().replace('\'', ""));
+                let email = match i % 5 {
+                    0 => format!("{fl}.{ll}@{d}"),
+                    1 => format!("{f}.{l}@{d}"),
+                    2 => format!("{}{ll}@{d}", &fl[..1]),
+                    3 => format!("{fl}_{ll}{}@{d}", i % 100),
+                    _ => format!("{}@{d}", fl.to_uppercase()),
+                };
+                (f.to_string(), l.to_string(), email)
+            })
+            .collect()
+    }
+
+    fn text_of(c: &Compiled, keyed: &Keyed, input: &str) -> String {
+        let mut v = Value::Text(input.to_string());
+        c.apply(keyed, &mut v, &no_columns).unwrap();
+        let Value::Text(out) = v else { panic!() };
+        out
+    }
+
+    #[test]
+    fn no_value_is_left_as_it_was_across_a_hundred_thousand_people() {
+        let keyed = Keyed::new(Some("property"));
+        let fake = |kind, unique| {
+            compiled(Strategy::Fake {
+                kind,
+                unique,
+                locale: None,
+            })
+        };
+        let first = fake(FakeKind::FirstName, false);
+        let last = fake(FakeKind::LastName, false);
+        let name = fake(FakeKind::Name, false);
+        let email = fake(FakeKind::Email, false);
+        let unique_email = fake(FakeKind::Email, true);
+        let username = fake(FakeKind::Username, true);
+        let hash = compiled(Strategy::Hash { length: Some(3) });
+        let mask = compiled(Strategy::Mask {
+            first: 2,
+            last: 0,
+            with: 'a',
+        });
+        let redact = compiled(Strategy::Redact(vec!["email".into()]));
+        // A replacement that gives every match back: scrambled instead.
+        let regex = compiled(Strategy::Regex {
+            pattern: regex::Regex::new("^([A-Za-z]+)").unwrap(),
+            replace: "$1".into(),
+        });
+        let people = people(100_000);
+        let mut emails = std::collections::HashMap::new();
+        for (i, (f, l, e)) in people.iter().enumerate() {
+            let full = format!("{f} {l}");
+            for (c, input) in [
+                (&first, f.as_str()),
+                (&last, l.as_str()),
+                (&name, full.as_str()),
+                (&username, f.as_str()),
+                (&hash, &f[..f.len().min(3)]),
+                (&mask, f.as_str()),
+                (&regex, l.as_str()),
+            ] {
+                let out = text_of(c, &keyed, input);
+                assert!(
+                    !fakes::same_ignoring_case(&out, input),
+                    "{input} stayed {out}"
+                );
+            }
+            let plain = text_of(&email, &keyed, e);
+            assert!(!fakes::same_ignoring_case(&plain, e), "{e} stayed");
+            // `unique` and case agree: one person, one fake.
+            assert_eq!(text_of(&unique_email, &keyed, e), plain, "{e}");
+            assert_eq!(text_of(&email, &keyed, &e.to_uppercase()), plain, "{e}");
+            if i % 10 == 0 {
+                let note = format!("write to {e} please");
+                assert_eq!(
+                    text_of(&redact, &keyed, &note),
+                    format!("write to {plain} please"),
+                    "a redact find is the column's fake"
+                );
+            }
+            // Distinct addresses (ignoring case) never share a fake.
+            if let Some(other) = emails.insert(plain.clone(), e.to_lowercase()) {
+                assert_eq!(other, e.to_lowercase(), "{plain} for two addresses");
+            }
+        }
+    }
+
+    #[test]
+    fn fakes_of_dates_and_ips_never_repeat_their_input() {
+        let keyed = Keyed::new(Some("k"));
+        let dob = compiled(Strategy::Fake {
+            kind: FakeKind::DateOfBirth,
+            unique: false,
+            locale: None,
+        });
+        let shift = compiled(Strategy::DateShift { days: 1 });
+        let (from, to) = fakes::date_of_birth_range();
+        let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
+        for day in (from - epoch).num_days()..=(to - epoch).num_days() {
+            let day = i32::try_from(day).unwrap();
+            for c in [&dob, &shift] {
+                let mut v = Value::Date(day);
+                assert!(c.apply(&keyed, &mut v, &no_columns).unwrap().changed);
+                let mut ts = Value::Timestamp(i64::from(day) * DAY_US);
+                assert!(c.apply(&keyed, &mut ts, &no_columns).unwrap().changed);
+            }
+        }
+        let ip = compiled(Strategy::Fake {
+            kind: FakeKind::Ipv4,
+            unique: false,
+            locale: None,
+        });
+        for net in ["192.0.2", "198.51.100", "203.0.113"] {
+            for host in 1..255 {
+                let addr: IpAddr = format!("{net}.{host}").parse().unwrap();
+                let mut v = Value::Inet(addr, 32, false);
+                assert!(
+                    ip.apply(&keyed, &mut v, &no_columns).unwrap().changed,
+                    "{addr}"
+                );
+            }
+        }
     }
 
     #[test]

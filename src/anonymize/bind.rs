@@ -16,7 +16,7 @@ use super::keyed::Keyed;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
 use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats};
-use crate::pg::catalog::Table;
+use crate::pg::catalog::{Column, Table};
 use crate::pg::codec::FieldType;
 use crate::pg::ident::{quote_ident, quote_literal};
 use crate::syntax::diagnostics::did_you_mean;
@@ -248,6 +248,22 @@ fn item_reaches(item: &str, table: &Table, column: Option<&str>) -> bool {
         }
 }
 
+/// The source's expression for a `set` column: the constant in the
+/// column's type, or the column itself on rows `except` keeps.
+fn set_expression(column: &Column, value: Option<&str>, except: Option<&str>) -> String {
+    let constant = match value {
+        Some(v) => format!("CAST({} AS {})", quote_literal(v), column.type_name),
+        None => format!("CAST(NULL AS {})", column.type_name),
+    };
+    match except {
+        Some(predicate) => format!(
+            "CASE WHEN COALESCE(({predicate}), false) THEN {} ELSE {constant} END",
+            quote_ident(&column.name)
+        ),
+        None => constant,
+    }
+}
+
 /// `character varying(20)` → 20; `character(2)` → 2.
 fn max_chars(type_name: &str) -> Option<usize> {
     // `character varying(20)[]`: the limit of each element.
@@ -260,7 +276,9 @@ fn max_chars(type_name: &str) -> Option<usize> {
 
 /// The narrowest `character varying(n)` a strategy's values may be cut to
 /// safely: e-mail addresses and URLs must stay whole (their reserved
-/// domain), and unique values must keep their suffix.
+/// domain), and unique values must keep their suffix. Every e-mail fake
+/// fits in 64 characters and every username in 40 (`fakes` cuts the name
+/// part to make room for the keyed part).
 fn min_width(strategy: &Strategy) -> Option<usize> {
     match strategy {
         Strategy::Fake {
@@ -413,18 +431,8 @@ impl Anonymizer {
                 match strategy {
                     Strategy::Keep => {}
                     Strategy::Set(value) => {
-                        let constant = match value {
-                            Some(v) => format!("CAST({} AS {})", quote_literal(v), column.type_name),
-                            None => format!("CAST(NULL AS {})", column.type_name),
-                        };
-                        let expression = match rules.and_then(|r| r.except.as_ref()) {
-                            Some((predicate, _)) => format!(
-                                "CASE WHEN COALESCE(({predicate}), false) THEN {} ELSE {constant} END",
-                                quote_ident(&column.name)
-                            ),
-                            None => constant,
-                        };
-                        rule.expressions.insert(index, expression);
+                        let except = rules.and_then(|r| r.except.as_ref()).map(|(p, _)| p.as_str());
+                        rule.expressions.insert(index, set_expression(column, value.as_deref(), except));
                     }
                     _ => match ty {
                         None => binding.mismatches.push(mismatch(
@@ -469,15 +477,25 @@ impl Anonymizer {
                                         ));
                                         continue;
                                     };
+                                    // A `set` column reads as its constant, like
+                                    // staging gets it, never as the original.
+                                    let set = rules.and_then(|r| r.columns.get(read)).and_then(|c| match &c.strategy {
+                                        Strategy::Set(value) => Some(value.as_deref()),
+                                        _ => None,
+                                    });
                                     let direct = FieldType::from_pg(&table.columns[i].type_name)
                                         == Some(FieldType::Text)
-                                        && !rules.is_some_and(|r| {
-                                            r.columns.get(read).is_some_and(|c| matches!(c.strategy, Strategy::Set(_)))
-                                        });
+                                        && set.is_none();
                                     let source = if direct {
                                         Source::Field(i)
                                     } else {
-                                        extras.push(format!("{}::text", quote_ident(read)));
+                                        extras.push(match set {
+                                            Some(value) => {
+                                                let except = rules.and_then(|r| r.except.as_ref()).map(|(p, _)| p.as_str());
+                                                format!("({})::text", set_expression(&table.columns[i], value, except))
+                                            }
+                                            None => format!("{}::text", quote_ident(read)),
+                                        });
                                         Source::Extra(extras.len() - 1)
                                     };
                                     sources.push((read.to_string(), source));

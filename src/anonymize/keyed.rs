@@ -4,13 +4,15 @@
 //! can be recovered without the secret.
 //!
 //! Also holds the pure string strategies that need no word lists: `hash`,
-//! `mask`, `regex` and `date_shift`. Fake values live in `fakes`.
+//! `mask`, `regex` and `date_shift`, none of which gives back the value it
+//! replaces (each derives another one, keyed with a counter, when its first
+//! output equals the input). Fake values live in `fakes`.
 
 use std::sync::OnceLock;
 
 use hmac::{Hmac, KeyInit, Mac};
 use rand::rngs::ChaCha20Rng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -97,15 +99,37 @@ impl Keyed {
 
     /// The `hash` strategy: lowercase hex of the keyed HMAC of `input`,
     /// truncated to `len` characters (at most [`HASH_MAX_LEN`]; `None` gives
-    /// all 64).
+    /// all 64). Never the input itself (ignoring case): when a short hash
+    /// comes out equal, the MAC of `input ‖ 0x00 ‖ n` is taken for
+    /// `n = 1, 2, …` instead.
     pub fn hash(&self, input: &[u8], len: Option<usize>) -> String {
-        let seed = self.seed("hash", input);
+        let len = len.unwrap_or(HASH_MAX_LEN).min(HASH_MAX_LEN);
+        let hex = self.hex("hash", input, len);
+        if len == 0 || !hex.as_bytes().eq_ignore_ascii_case(input) {
+            return hex;
+        }
+        let mut seeded = Vec::with_capacity(input.len() + 5);
+        for n in 1u32.. {
+            seeded.clear();
+            seeded.extend_from_slice(input);
+            seeded.push(0);
+            seeded.extend_from_slice(&n.to_be_bytes());
+            let hex = self.hex("hash", &seeded, len);
+            if !hex.as_bytes().eq_ignore_ascii_case(input) {
+                return hex;
+            }
+        }
+        unreachable!("16 digits cannot all repeat the input")
+    }
+
+    fn hex(&self, strategy: &str, input: &[u8], len: usize) -> String {
+        let seed = self.seed(strategy, input);
         let mut hex = String::with_capacity(HASH_MAX_LEN);
         for byte in seed {
             hex.push(char::from(HEX[usize::from(byte >> 4)]));
             hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
         }
-        hex.truncate(len.unwrap_or(HASH_MAX_LEN).min(HASH_MAX_LEN));
+        hex.truncate(len);
         hex
     }
 
@@ -114,8 +138,20 @@ impl Keyed {
     /// with `with`. The output has as many characters as the input.
     ///
     /// Fails closed: when the value is too short to mask at least one
-    /// character while keeping both ends, every character is masked.
+    /// character while keeping both ends, every character is masked. And a
+    /// mask never gives back its input: when the masked characters already
+    /// were `with` (`Maxx` masked with `x` after 2), they become `*` instead
+    /// (`#` when `with` is `*`).
     pub fn mask(input: &str, keep_first: usize, keep_last: usize, with: char) -> String {
+        let masked = Self::mask_with(input, keep_first, keep_last, with);
+        if masked != input || input.is_empty() {
+            return masked;
+        }
+        let other = if with == '*' { '#' } else { '*' };
+        Self::mask_with(input, keep_first, keep_last, other)
+    }
+
+    fn mask_with(input: &str, keep_first: usize, keep_last: usize, with: char) -> String {
         let count = input.chars().count();
         if keep_first.saturating_add(keep_last) >= count {
             return std::iter::repeat_n(with, count).collect();
@@ -135,15 +171,64 @@ impl Keyed {
 
     /// The `regex` strategy: replace every match of `re` in `input` with
     /// `replacement` (which may refer to groups as `$1` or `${name}`).
-    pub fn regex_replace(re: &regex::Regex, input: &str, replacement: &str) -> String {
-        re.replace_all(input, replacement).into_owned()
+    ///
+    /// When something matched and the replacement gives the input back
+    /// (`555-$2` on `555-0123`), each match is instead scrambled, keyed
+    /// ([`Keyed::scramble`]): a rule meant to change what it matches never
+    /// leaves it as it was. No match leaves the value alone.
+    pub fn regex_replace(&self, re: &regex::Regex, input: &str, replacement: &str) -> String {
+        let replaced = re.replace_all(input, replacement);
+        if replaced != input || !re.is_match(input) {
+            return replaced.into_owned();
+        }
+        re.replace_all(input, |caps: &regex::Captures<'_>| {
+            self.scramble("regex", &caps[0])
+        })
+        .into_owned()
+    }
+
+    /// `text` with every ASCII digit replaced by a keyed digit and every
+    /// ASCII letter by a keyed letter of the same case, everything else
+    /// kept, so the shape stays; re-derived with a counter until it differs
+    /// from `text` (ignoring case). Text without ASCII letters or digits
+    /// has every other character replaced by `*`.
+    pub fn scramble(&self, strategy: &str, text: &str) -> String {
+        if !text.bytes().any(|b| b.is_ascii_alphanumeric()) {
+            return text
+                .chars()
+                .map(|c| if c == '*' { '#' } else { '*' })
+                .collect();
+        }
+        let mut seeded = text.as_bytes().to_vec();
+        for n in 0u32.. {
+            seeded.truncate(text.len());
+            if n > 0 {
+                seeded.push(0);
+                seeded.extend_from_slice(&n.to_be_bytes());
+            }
+            let mut rng = self.rng(strategy, &seeded);
+            let out: String = text
+                .chars()
+                .map(|c| match c {
+                    '0'..='9' => char::from(b'0' + rng.random_range(0..10u8)),
+                    'a'..='z' => char::from(b'a' + rng.random_range(0..26u8)),
+                    'A'..='Z' => char::from(b'A' + rng.random_range(0..26u8)),
+                    other => other,
+                })
+                .collect();
+            if !out.eq_ignore_ascii_case(text) {
+                return out;
+            }
+        }
+        unreachable!("a letter or digit changes sooner or later")
     }
 
     /// The `date_shift` strategy on a date given as days since 1970-01-01:
     /// moves it by between 1 and `max_days` days, earlier or later, the
     /// amount and direction derived from the value itself (so the same date
-    /// always moves the same way). `max_days == 0` leaves the date alone.
-    /// Saturates at the ends of `i32`.
+    /// always moves the same way), so never to itself. `max_days == 0`
+    /// leaves the date alone. Saturates at the ends of `i32`, moving the
+    /// other way where the chosen one is blocked.
     pub fn date_shift(&self, days_since_epoch: i32, max_days: u32) -> i32 {
         if max_days == 0 {
             return days_since_epoch;
@@ -153,10 +238,16 @@ impl Keyed {
         // 1..=max_days; the modulo bias over 64 bits is negligible.
         let magnitude = 1 + (r >> 1) % u64::from(max_days);
         let magnitude = i32::try_from(magnitude).unwrap_or(i32::MAX);
-        if r & 1 == 0 {
-            days_since_epoch.saturating_add(magnitude)
-        } else {
-            days_since_epoch.saturating_sub(magnitude)
+        let later = days_since_epoch.saturating_add(magnitude);
+        let earlier = days_since_epoch.saturating_sub(magnitude);
+        // At an end of `i32` the chosen direction cannot move: the other can.
+        match (
+            r & 1 == 0,
+            later == days_since_epoch,
+            earlier == days_since_epoch,
+        ) {
+            (true, false, _) | (false, _, true) => later,
+            _ => earlier,
         }
     }
 
@@ -165,12 +256,17 @@ impl Keyed {
     /// it makes outputs for distinct inputs distinct without any table of
     /// values seen so far; see [`UNIQUE_SUFFIX_LEN`] for the odds of a clash.
     pub fn unique_suffix(&self, strategy: &str, input: &[u8]) -> String {
-        let seed = self.seed(strategy, input);
-        let bits = u64::from_be_bytes(seed[..8].try_into().expect("8 bytes"));
-        (0..UNIQUE_SUFFIX_LEN)
-            .map(|i| char::from(BASE32[((bits >> (59 - 5 * i)) & 0x1f) as usize]))
-            .collect()
+        suffix_of(&self.seed(strategy, input))
     }
+}
+
+/// [`Keyed::unique_suffix`] from a seed already computed (the one a fake's
+/// generator starts from), so a fake costs one MAC, not two.
+pub fn suffix_of(seed: &[u8; 32]) -> String {
+    let bits = u64::from_be_bytes(seed[..8].try_into().expect("8 bytes"));
+    (0..UNIQUE_SUFFIX_LEN)
+        .map(|i| char::from(BASE32[((bits >> (59 - 5 * i)) & 0x1f) as usize]))
+        .collect()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -267,11 +363,47 @@ mod tests {
     #[test]
     fn regex_replaces_every_match() {
         let re = regex::Regex::new(r"(\d{3})-(\d{4})").unwrap();
+        let k = Keyed::new(Some("s"));
         assert_eq!(
-            Keyed::regex_replace(&re, "call 555-1234 or 555-9876", "XXX-$2"),
+            k.regex_replace(&re, "call 555-1234 or 555-9876", "XXX-$2"),
             "call XXX-1234 or XXX-9876"
         );
-        assert_eq!(Keyed::regex_replace(&re, "none", "x"), "none");
+        assert_eq!(k.regex_replace(&re, "none", "x"), "none");
+        // A replacement that gives the match back scrambles it instead,
+        // keeping its shape, the same way every time.
+        let kept = k.regex_replace(&re, "call 555-1234", "555-$2");
+        assert_ne!(kept, "call 555-1234");
+        assert!(
+            regex::Regex::new(r"^call \d{3}-\d{4}$")
+                .unwrap()
+                .is_match(&kept),
+            "{kept}"
+        );
+        assert_eq!(
+            Keyed::new(Some("s")).regex_replace(&re, "call 555-1234", "555-$2"),
+            kept
+        );
+    }
+
+    #[test]
+    fn mask_and_hash_never_give_back_their_input() {
+        assert_eq!(Keyed::mask("Maxx", 2, 0, 'x'), "Ma**");
+        assert_eq!(Keyed::mask("Ma**", 2, 0, '*'), "Ma##");
+        assert_eq!(Keyed::mask("xx", 0, 0, 'x'), "**");
+        assert_eq!(Keyed::mask("", 0, 0, 'x'), "");
+        let k = Keyed::new(Some("s"));
+        for len in [1, 2, 3] {
+            for i in 0..(16u32.pow(len as u32)) {
+                let input = format!("{i:0len$x}");
+                let hash = k.hash(input.as_bytes(), Some(len));
+                assert_eq!(hash.len(), len);
+                assert_ne!(hash, input);
+                assert_ne!(
+                    k.hash(input.to_ascii_uppercase().as_bytes(), Some(len)),
+                    input
+                );
+            }
+        }
     }
 
     #[test]
@@ -296,10 +428,12 @@ mod tests {
             assert_eq!(k.date_shift(day, 0), day);
             assert_eq!((k.date_shift(day, 1) - day).abs(), 1);
         }
-        // Saturates instead of overflowing (which would panic in debug builds).
+        // Saturates instead of overflowing (which would panic in debug builds),
+        // and moves the other way where one is blocked.
         for edge in [i32::MIN, i32::MIN + 1, i32::MAX - 1, i32::MAX] {
             let shifted = i64::from(k.date_shift(edge, 3));
             assert!((shifted - i64::from(edge)).abs() <= 3);
+            assert_ne!(shifted, i64::from(edge));
             std::hint::black_box(k.date_shift(edge, u32::MAX));
         }
     }

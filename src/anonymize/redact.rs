@@ -77,35 +77,38 @@ impl Redactor {
         let value = item.value.as_str();
         match item.kind {
             PiiKind::Email => {
-                let fake = distinct(value, |input| self.fake(FakeKind::Email, keyed, input));
+                let fake = self.fake(FakeKind::Email, keyed, value);
                 if item.url_encoded {
                     fake.replace('@', "%40")
                 } else {
                     fake
                 }
             }
-            PiiKind::Phone => distinct(value, |input| self.fake(FakeKind::Phone, keyed, input)),
+            PiiKind::Phone => self.fake(FakeKind::Phone, keyed, value),
             PiiKind::Ip => {
                 let kind = if value.contains(':') {
                     FakeKind::Ipv6
                 } else {
                     FakeKind::Ipv4
                 };
-                distinct(value, |input| self.fake(kind, keyed, input))
+                self.fake(kind, keyed, value)
             }
             PiiKind::Card => distinct(value, |input| fake_card(keyed, value, input)),
             PiiKind::Iban => distinct(value, |input| fake_iban(keyed, value, input)),
         }
     }
 
-    fn fake(&self, kind: FakeKind, keyed: &Keyed, input: &[u8]) -> String {
-        fakes::fake(kind, self.locale, keyed, input, false)
+    /// Exactly the `fake: <kind>` of the item: never equal to it, and for
+    /// an e-mail address the same whatever its case.
+    fn fake(&self, kind: FakeKind, keyed: &Keyed, value: &str) -> String {
+        fakes::fake(kind, self.locale, keyed, value.as_bytes(), false)
             .expect("only `unique: true` can fail, and it is not asked for")
     }
 }
 
 /// `make(original)`, or when that equals `original` (ignoring ASCII case),
-/// `make(original ‖ 0x00 ‖ n)` for the first `n` that differs.
+/// `make(original ‖ 0x00 ‖ n)` for the first `n` that differs: the same
+/// re-derivation [`fakes::fake`] does, for the kinds only `redact` makes.
 fn distinct(original: &str, make: impl Fn(&[u8]) -> String) -> String {
     let first = make(original.as_bytes());
     if !first.eq_ignore_ascii_case(original) {

@@ -16,7 +16,7 @@ use crate::pg::copy::{Format, Row, RowTransform, TransformError};
 /// Where a template reads another column from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// The row's own field (a text column, original value).
+    /// The row's own field (a text column, as it came).
     Field(usize),
     /// An extra field `"column"::text` sent by the source.
     Extra(usize),
@@ -186,6 +186,48 @@ impl TableTransform {
     }
 }
 
+/// How many templates deep a template input is followed (a template
+/// reading a column whose own template reads another …); deeper inputs
+/// read as empty.
+const TEMPLATE_DEPTH: u8 = 4;
+
+/// What a template's `{name}` reads: the column as staging gets it. A
+/// column without a rule reads as its original text; a ruled one as its
+/// rule makes it (the same fake, hash or template its own field gets), so a
+/// template embedding a faked column agrees with that column and never
+/// copies the original. `None` (an empty input) for NULL, for a value its
+/// rule cannot take and past [`TEMPLATE_DEPTH`].
+fn template_input(
+    plan: &TablePlan,
+    row: &Row<'_>,
+    width: usize,
+    name: &str,
+    depth: u8,
+) -> Option<String> {
+    let (_, source) = plan.sources.iter().find(|(n, _)| n == name)?;
+    let bytes = match source {
+        Source::Field(i) => row.original(*i)?,
+        Source::Extra(i) => row.original(width + i)?,
+    };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let Some(column) = plan.columns.iter().find(|c| c.name == name) else {
+        return Some(text);
+    };
+    let depth = depth.checked_sub(1)?;
+    let mut value = match column.ty {
+        FieldType::Text => Value::Text(text),
+        ty => codec::decode_text(ty, text.as_bytes()).ok()?,
+    };
+    let inner = |n: &str| template_input(plan, row, width, n, depth);
+    column.rule.apply(&plan.keyed, &mut value, &inner).ok()?;
+    match value {
+        Value::Text(text) => Some(text),
+        other => codec::encode_text(column.ty, &other)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
 /// A boolean field in either format.
 fn is_true(format: Format, bytes: Option<&[u8]>) -> bool {
     matches!(
@@ -226,14 +268,7 @@ impl TableTransform {
             let mut value = self
                 .decode(column.ty, bytes)
                 .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
-            let lookup = |name: &str| -> Option<String> {
-                let (_, source) = plan.sources.iter().find(|(n, _)| n == name)?;
-                let bytes = match source {
-                    Source::Field(i) => row.original(*i)?,
-                    Source::Extra(i) => row.original(width + i)?,
-                };
-                Some(String::from_utf8_lossy(bytes).into_owned())
-            };
+            let lookup = |name: &str| template_input(&plan, row, width, name, TEMPLATE_DEPTH);
             let applied = column
                 .rule
                 .apply(&plan.keyed, &mut value, &lookup)
