@@ -297,22 +297,11 @@ pub fn fake_unlike(
     } else {
         input
     };
-    let first = derive(kind, locale, keyed, input);
-    if !same(&first) {
-        return Ok(first);
-    }
-    let mut seeded = Vec::with_capacity(input.len() + 5);
-    for n in 1u32.. {
-        seeded.clear();
-        seeded.extend_from_slice(input);
-        seeded.push(0);
-        seeded.extend_from_slice(&n.to_be_bytes());
-        let next = derive(kind, locale, keyed, &seeded);
-        if !same(&next) {
-            return Ok(next);
-        }
-    }
-    unreachable!("no kind has a single value")
+    Ok(crate::anonymize::keyed::first_unlike(
+        input,
+        |seeded| derive(kind, locale, keyed, seeded),
+        |fake| same(fake),
+    ))
 }
 
 /// Whether `a` and `b` are the same text ignoring case (Unicode lowercase).

@@ -104,22 +104,11 @@ impl Keyed {
     /// `n = 1, 2, …` instead.
     pub fn hash(&self, input: &[u8], len: Option<usize>) -> String {
         let len = len.unwrap_or(HASH_MAX_LEN).min(HASH_MAX_LEN);
-        let hex = self.hex("hash", input, len);
-        if len == 0 || !hex.as_bytes().eq_ignore_ascii_case(input) {
-            return hex;
-        }
-        let mut seeded = Vec::with_capacity(input.len() + 5);
-        for n in 1u32.. {
-            seeded.clear();
-            seeded.extend_from_slice(input);
-            seeded.push(0);
-            seeded.extend_from_slice(&n.to_be_bytes());
-            let hex = self.hex("hash", &seeded, len);
-            if !hex.as_bytes().eq_ignore_ascii_case(input) {
-                return hex;
-            }
-        }
-        unreachable!("16 digits cannot all repeat the input")
+        first_unlike(
+            input,
+            |seeded| self.hex("hash", seeded, len),
+            |hex| len > 0 && hex.as_bytes().eq_ignore_ascii_case(input),
+        )
     }
 
     fn hex(&self, strategy: &str, input: &[u8], len: usize) -> String {
@@ -271,6 +260,32 @@ pub fn suffix_of(seed: &[u8; 32]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// `derive(input)`, unless `same` says it repeats the input: then
+/// `derive(input ‖ 0x00 ‖ n)` for `n = 1, 2, …`, the first that does not.
+/// Values that never repeat their input keep their first derivation.
+pub fn first_unlike<T>(
+    input: &[u8],
+    mut derive: impl FnMut(&[u8]) -> T,
+    same: impl Fn(&T) -> bool,
+) -> T {
+    let first = derive(input);
+    if !same(&first) {
+        return first;
+    }
+    let mut seeded = Vec::with_capacity(input.len() + 5);
+    for n in 1u32.. {
+        seeded.clear();
+        seeded.extend_from_slice(input);
+        seeded.push(0);
+        seeded.extend_from_slice(&n.to_be_bytes());
+        let next = derive(&seeded);
+        if !same(&next) {
+            return next;
+        }
+    }
+    unreachable!("a keyed derivation repeated its input 2^32 times")
+}
 
 #[cfg(test)]
 mod tests {
