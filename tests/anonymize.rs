@@ -705,3 +705,75 @@ fn except_rows_are_copied_unchanged_and_invalid_json_is_named_by_its_key() {
         ["still here"]
     );
 }
+
+#[test]
+fn redact_replaces_emails_in_json_object_keys_too() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE seen (id integer PRIMARY KEY, recipients jsonb NOT NULL);\
+         INSERT INTO seen SELECT n, jsonb_build_object(\
+             'key' || n || '@realmail-prod.test', true,\
+             'by', jsonb_build_object('owner' || n || '@realmail-prod.test', 'cc key' || n || '@realmail-prod.test'))\
+           FROM generate_series(1, 300) n;",
+    );
+    let staging = staging_db("anon_json_keys");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          seen:
+            columns:
+              recipients: { redact: [email] }
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "k", "");
+    assert_ok(&out);
+    let mut secrets = query_strings(
+        &prod.url,
+        "SELECT k FROM seen, jsonb_object_keys(recipients) k WHERE k LIKE '%@%' \
+         UNION ALL SELECT k FROM seen, jsonb_object_keys(recipients->'by') k",
+    );
+    secrets.extend(query_strings(
+        &prod.url,
+        "SELECT 'key' || n || '@' FROM generate_series(1, 300) n",
+    ));
+    secrets.push("realmail-prod.test".into());
+    assert_eq!(secrets.len(), 901);
+    let leaks = leaks(&staging, &secrets);
+    assert!(
+        leaks.is_empty(),
+        "leaked into staging:\n{}",
+        leaks.join("\n")
+    );
+    // Every row is still there, each with two top-level keys, the key and
+    // the value of one address the same fake.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM seen s, jsonb_object_keys(s.recipients) k \
+             WHERE k <> 'by' AND s.recipients->'by'->>(SELECT min(o) FROM jsonb_object_keys(s.recipients->'by') o) = 'cc ' || k"
+        ),
+        ["300"]
+    );
+
+    // Two keys that redact to one (addresses differing only in case): the
+    // run fails naming table, column and row, never the address.
+    execute(
+        &prod.url,
+        r#"UPDATE seen SET recipients = '{"Dup@Realmail-Prod.test": 1, "dup@realmail-prod.test": 2}' WHERE id = 9"#,
+    );
+    let staging = staging_db("anon_json_keys_dup");
+    let out = run_clone(&prod.url, &staging, rules, "k", "");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("\"public\".\"seen\", column `recipients`, row with id = 9")
+            && out.stderr.contains("become the same key after `redact`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.to_lowercase().contains("dup@"),
+        "{}",
+        out.stderr
+    );
+}

@@ -361,9 +361,57 @@ impl Compiled {
                 for item in map.values_mut() {
                     self.json_leaves(keyed, strategy, redactor, item, column, applied)?;
                 }
+                if matches!(strategy, Strategy::Redact(_)) {
+                    self.redact_keys(keyed, strategy, redactor, map, column, applied)?;
+                }
             }
             Json::Bool(_) | Json::Null => {}
         }
+        Ok(())
+    }
+
+    /// `redact` on an object's keys, as on its string values (a key is
+    /// text that can hold an e-mail address as much as a value can), in
+    /// their order. Two keys that become the same one are an error: one of
+    /// the values would be lost.
+    fn redact_keys(
+        &self,
+        keyed: &Keyed,
+        strategy: &Strategy,
+        redactor: Option<&Redactor>,
+        map: &mut serde_json::Map<String, Json>,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<(), String> {
+        let mut renamed = Vec::new();
+        for (i, key) in map.keys().enumerate() {
+            if let Some(new) = self.text(keyed, strategy, redactor, key, column, applied)?
+                && new != *key
+            {
+                renamed.push((i, new));
+            }
+        }
+        if renamed.is_empty() {
+            return Ok(());
+        }
+        applied.changed = true;
+        let mut renamed = renamed.into_iter().peekable();
+        let mut out = serde_json::Map::with_capacity(map.len());
+        for (i, (key, value)) in std::mem::take(map).into_iter().enumerate() {
+            let key = match renamed.next_if(|(at, _)| *at == i) {
+                Some((_, new)) => new,
+                None => key,
+            };
+            if out.contains_key(&key) {
+                return Err(
+                    "two keys of one JSON object become the same key after `redact`, \
+                     so one of their values would be lost"
+                        .to_string(),
+                );
+            }
+            out.insert(key, value);
+        }
+        *map = out;
         Ok(())
     }
 
@@ -571,6 +619,60 @@ mod tests {
             "1.10",
             "numbers keep their spelling"
         );
+    }
+
+    #[test]
+    fn redact_replaces_object_keys_like_values_and_refuses_colliding_keys() {
+        let keyed = Keyed::new(Some("k"));
+        let c = compiled(Strategy::Redact(vec!["email".into()]));
+        let fake = |address: &str| {
+            fakes::fake(
+                FakeKind::Email,
+                Locale::En,
+                &keyed,
+                address.as_bytes(),
+                false,
+            )
+            .unwrap()
+        };
+        let mut v = Value::Json(
+            serde_json::from_str(
+                r#"{"ada@mail.test": true, "theme": "dark",
+                    "by": {"grace@mail.test": {"cc": "mail ada@mail.test"}},
+                    "list": [{"key ada@mail.test": 1}]}"#,
+            )
+            .unwrap(),
+        );
+        let applied = c.apply(&keyed, &mut v, &no_columns).unwrap();
+        assert!(applied.changed);
+        assert_eq!(applied.replacements, 4);
+        let Value::Json(j) = v else { panic!() };
+        let (ada, grace) = (fake("ada@mail.test"), fake("grace@mail.test"));
+        let expected = serde_json::json!({
+            ada.clone(): true, "theme": "dark",
+            "by": {grace: {"cc": format!("mail {ada}")}},
+            "list": [{format!("key {ada}"): 1}],
+        });
+        assert_eq!(j, expected);
+        assert_eq!(
+            j.as_object().unwrap().keys().collect::<Vec<_>>(),
+            [&ada, "theme", "by", "list"],
+            "keys keep their order"
+        );
+        assert!(!j.to_string().contains("mail.test"));
+
+        // Keys that differ only by the case of an address get one fake:
+        // an error, never one value silently dropped.
+        let mut v = Value::Json(
+            serde_json::from_str(r#"{"x": {"Ada@Mail.Test": 1, "ada@mail.test": 2}}"#).unwrap(),
+        );
+        let err = c.apply(&keyed, &mut v, &no_columns).unwrap_err();
+        assert!(err.contains("two keys of one JSON object"), "{err}");
+        assert!(!err.to_lowercase().contains("ada@mail.test"), "{err}");
+
+        // Nothing to redact in the keys: nothing changes.
+        let mut v = Value::Json(serde_json::json!({"a": {"b": 1}}));
+        assert!(!c.apply(&keyed, &mut v, &no_columns).unwrap().changed);
     }
 
     #[test]

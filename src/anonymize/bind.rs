@@ -500,7 +500,16 @@ impl Anonymizer {
                                     };
                                     sources.push((read.to_string(), source));
                                 }
-                                if matches!(strategy, Strategy::Json(_)) && ty == FieldType::Text && key_extras.is_empty() {
+                                // A row key for the errors a value can cause: JSON in a text
+                                // column that does not parse, JSON keys that `redact` makes one.
+                                let can_fail = match ty {
+                                    FieldType::Text => matches!(strategy, Strategy::Json(_)),
+                                    FieldType::Json | FieldType::Jsonb => {
+                                        matches!(strategy, Strategy::Json(_) | Strategy::Redact(_))
+                                    }
+                                    _ => false,
+                                };
+                                if can_fail && key_extras.is_empty() {
                                     for pk in &table.primary_key {
                                         extras.push(format!("{}::text", quote_ident(pk)));
                                         key_extras.push((pk.clone(), extras.len() - 1));
