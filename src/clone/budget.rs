@@ -176,6 +176,19 @@ pub fn too_many(target: &str, workers: &Workers, limits: &ServerLimits) -> Strin
     )
 }
 
+/// The plan's warning when the clone fits the server but not beside the
+/// sessions open now; `None` when it fits (a clone that cannot fit at all is
+/// refused with [`too_many`] instead).
+pub fn tight_warning(target: &str, workers: &Workers, limits: &ServerLimits) -> Option<String> {
+    let Fit::Tight { free } = fit(workers, limits) else {
+        return None;
+    };
+    Some(format!(
+        "the staging server of `{target}` has {free} connection(s) free now and this clone, with the run's lock, needs up to {}: it fails for want of one unless other sessions close",
+        workers.staging_connections() + RUN_LOCK,
+    ))
+}
+
 /// What the server's settings allow the current role, and how many client
 /// sessions are open now (read by the plan).
 pub const LIMITS_SQL: &str = "SELECT current_setting('max_connections')::int, \
@@ -237,6 +250,15 @@ mod tests {
         assert_eq!(fit(&w, &limits(26, 3, 0)), Fit::Fits);
         assert_eq!(fit(&w, &limits(25, 3, 0)), Fit::TooMany);
         assert_eq!(fit(&w, &limits(26, 3, 2)), Fit::Tight { free: 21 });
+        assert_eq!(
+            tight_warning("staging", &w, &limits(26, 3, 2)).as_deref(),
+            Some(
+                "the staging server of `staging` has 21 connection(s) free now and this clone, \
+                 with the run's lock, needs up to 23: it fails for want of one unless other \
+                 sessions close"
+            )
+        );
+        assert_eq!(tight_warning("staging", &w, &limits(26, 3, 0)), None);
         let superuser = ServerLimits {
             superuser: true,
             ..limits(23, 3, 0)

@@ -204,14 +204,11 @@ impl Kind for Params {
                     .collect(),
             });
         }
-        if let Some(limits) = &limits
-            && let clone::budget::Fit::Tight { free } = clone::budget::fit(&spec.workers, limits)
+        if let Some(warning) = limits
+            .as_ref()
+            .and_then(|limits| clone::budget::tight_warning(&self.target, &spec.workers, limits))
         {
-            outcome = outcome.detail(Detail::fact("warning", format!(
-                "the staging server of `{}` has {free} connection(s) free now and this clone needs up to {}: it fails for want of one unless other sessions close",
-                self.target,
-                spec.workers.staging_connections(),
-            )));
+            outcome = outcome.detail(Detail::fact("warning", warning));
         }
         if let Some(sessions) = sessions {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
