@@ -300,9 +300,15 @@ impl Anonymizer {
             mismatches: Vec::new(),
             unreached: Vec::new(),
         };
+        // A partitioned table holds no rows of its own: its rules reach the
+        // partitions, so its name is known as much as theirs.
         let by_key: BTreeMap<String, &Table> = tables
             .iter()
-            .map(|t| (format!("{}.{}", t.schema, t.name), t))
+            .flat_map(|t| {
+                std::iter::once(format!("{}.{}", t.schema, t.name))
+                    .chain(t.partition_of.iter().cloned())
+                    .map(move |key| (key, t))
+            })
             .collect();
         // Rules for tables that are not there.
         for (key, rules) in &self.rules.tables {
@@ -373,8 +379,12 @@ impl Anonymizer {
     }
 
     fn bind_table(&self, table: &Table, binding: &mut Binding) {
+        // A partition's own rules, else those of the nearest partitioned
+        // table above it: one rule for `events` covers every month of it.
         let key = format!("{}.{}", table.schema, table.name);
-        let rules = self.rules.tables.get(&key);
+        let rules = std::iter::once(&key)
+            .chain(&table.partition_of)
+            .find_map(|key| self.rules.tables.get(key));
         let mut rule = TableRead::default();
         let mut columns: Vec<RuledColumn> = Vec::new();
         let mut stats = TableStats::default();
@@ -388,14 +398,19 @@ impl Anonymizer {
             // Stale column rules and keeps.
             let ruled = rules.columns.iter().map(|(n, r)| (n, &r.origin));
             for (name, origin) in ruled.chain(rules.kept.iter()) {
-                if !column_names.contains(&name.as_str()) && !rules.optional_columns.contains(name)
+                let message = format!(
+                    "column `{}.{name}` does not exist in the source database",
+                    rules.name
+                );
+                // Said once for a partitioned table, not once per partition.
+                let said = binding.mismatches.iter().any(|m| m.message == message);
+                if !column_names.contains(&name.as_str())
+                    && !rules.optional_columns.contains(name)
+                    && !said
                 {
                     binding.mismatches.push(Mismatch {
                         origin: origin.clone(),
-                        message: format!(
-                            "column `{}.{name}` does not exist in the source database",
-                            rules.name
-                        ),
+                        message,
                         help: Some(
                             did_you_mean(name, column_names.iter().copied())
                                 .map(|b| format!("did you mean `{b}`?"))
@@ -696,6 +711,7 @@ mod tests {
             rows_estimate: 0,
             primary_key: Vec::new(),
             binary_ok: true,
+            partition_of: Vec::new(),
         }
     }
 

@@ -532,6 +532,7 @@ mod tests {
             pages: bytes / 8192,
             rows_estimate: 12_345,
             primary_key: vec!["id".into()],
+            partition_of: Vec::new(),
         }
     }
 

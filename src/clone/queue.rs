@@ -333,6 +333,7 @@ mod tests {
             rows_estimate: 0,
             primary_key: Vec::new(),
             binary_ok: true,
+            partition_of: Vec::new(),
         }
     }
 

@@ -45,6 +45,10 @@ pub struct Table {
     /// Whether every column can go through binary COPY between two
     /// databases (see [`Column::binary_ok`]).
     pub binary_ok: bool,
+    /// For a leaf partition, the partitioned tables above it as
+    /// `schema.name` (unquoted), nearest first: `events_2024_01`,
+    /// then `events`. Empty for an ordinary table.
+    pub partition_of: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,15 +128,18 @@ pub async fn tables(client: &Client) -> Result<Vec<Table>, tokio_postgres::Error
                 rows_estimate: reltuples.max(0.0) as i64,
                 primary_key: Vec::new(),
                 binary_ok: true,
+                partition_of: Vec::new(),
             }
         })
         .collect();
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     let mut columns = columns_of(client, &oids, version).await?;
     let mut keys = primary_keys_of(client, &oids, version).await?;
+    let mut parents = partition_parents_of(client, &oids).await?;
     for table in &mut tables {
         table.columns = columns.remove(&table.oid).unwrap_or_default();
         table.primary_key = keys.remove(&table.oid).unwrap_or_default();
+        table.partition_of = parents.remove(&table.oid).unwrap_or_default();
         table.binary_ok = table.columns.iter().all(|c| c.binary_ok);
     }
     tables.sort_by(|a, b| {
@@ -183,6 +190,39 @@ async fn columns_of(
         });
     }
     Ok(columns)
+}
+
+/// The partitioned tables above each leaf partition, nearest first, as
+/// `schema.name`. A walk up `pg_inherits` (there since PostgreSQL 10, where
+/// `pg_partition_ancestors` came in 12) that follows only partitioned
+/// parents, so plain inheritance children keep their own rules.
+async fn partition_parents_of(
+    client: &Client,
+    oids: &[u32],
+) -> Result<HashMap<u32, Vec<String>>, tokio_postgres::Error> {
+    let sql = "WITH RECURSIVE up(leaf, parent, level) AS ( \
+             SELECT i.inhrelid, i.inhparent, 1 FROM pg_catalog.pg_inherits i \
+             JOIN pg_catalog.pg_class p ON p.oid = i.inhparent AND p.relkind = 'p' \
+             WHERE i.inhrelid = ANY($1) \
+           UNION ALL \
+             SELECT up.leaf, i.inhparent, up.level + 1 FROM up \
+             JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.parent \
+             JOIN pg_catalog.pg_class p ON p.oid = i.inhparent AND p.relkind = 'p' \
+             WHERE up.level < 64) \
+         SELECT up.leaf, n.nspname, c.relname FROM up \
+         JOIN pg_catalog.pg_class c ON c.oid = up.parent \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         ORDER BY up.leaf, up.level";
+    let mut parents: HashMap<u32, Vec<String>> = HashMap::new();
+    for row in client.query(sql, &[&oids]).await? {
+        let schema: &str = row.get(1);
+        let name: &str = row.get(2);
+        parents
+            .entry(row.get(0))
+            .or_default()
+            .push(format!("{schema}.{name}"));
+    }
+    Ok(parents)
 }
 
 /// Primary key column names per table, in key order (without `INCLUDE`d
