@@ -777,3 +777,91 @@ fn redact_replaces_emails_in_json_object_keys_too() {
         out.stderr
     );
 }
+
+#[test]
+fn a_partitioned_tables_rules_reach_every_partition_and_matrices_and_deep_json_copy() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        r#"
+        CREATE TABLE events (
+            id integer NOT NULL,
+            at date NOT NULL,
+            actor text NOT NULL,
+            seen_by text[][],
+            payload jsonb,
+            PRIMARY KEY (id, at)
+        ) PARTITION BY RANGE (at);
+        CREATE TABLE events_2024 PARTITION OF events
+            FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY RANGE (at);
+        CREATE TABLE events_2024_h1 PARTITION OF events_2024 FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+        CREATE TABLE events_2024_h2 PARTITION OF events_2024 FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+        CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        INSERT INTO events
+        SELECT n, date '2024-01-01' + n, 'actor' || n || '@realmail-prod.test',
+               ARRAY[ARRAY['a' || n || '@realmail-prod.test', 'b' || n || '@realmail-prod.test'],
+                     ARRAY['c' || n || '@realmail-prod.test', NULL]],
+               -- Nested 400 deep, an address at the bottom.
+               (repeat('{"in": ', 400) || '"deep' || n || '@realmail-prod.test"' || repeat('}', 400))::jsonb
+        FROM generate_series(1, 600) n;
+        -- A 3-D array with lower bounds other than 1, and an array column
+        -- of a table without rules (forwarded as it is).
+        CREATE TABLE cube (id integer PRIMARY KEY, cells text[]);
+        INSERT INTO cube VALUES (1, '[0:1][2:3][1:1]={{{x1@realmail-prod.test},{y}},{{z},{NULL}}}');
+        ANALYZE;
+        "#,
+    );
+    let staging = staging_db("anon_partitions");
+    let rules = r#"
+        secret: ${FLIGHTPATH_SECRET}
+        tables:
+          events:
+            columns:
+              actor: { fake: email }
+              seen_by: { redact: [email] }
+              payload: { redact: [email] }
+            keep: [id, at]
+          cube:
+            columns:
+              cells: { redact: [email] }
+    "#;
+    let out = run_clone(&prod.url, &staging, rules, "k", "");
+    assert_ok(&out);
+    // Every partition holds its rows, none of production's addresses.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT string_agg(tableoid::regclass || '=' || n, ',' ORDER BY tableoid::regclass::text) \
+             FROM (SELECT tableoid, count(*) n FROM events GROUP BY tableoid) x"
+        ),
+        ["events_2024_h1=181,events_2024_h2=184,events_2025=235"]
+    );
+    let leaks = leaks(&staging, &["realmail-prod.test".to_string()]);
+    assert!(leaks.is_empty(), "leaked:\n{}", leaks.join("\n"));
+    // The matrix keeps its shape and its NULL; the cube its bounds; the
+    // deep JSON its depth, its address replaced.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT array_dims(seen_by) || ' ' || (seen_by[2][2] IS NULL) || ' ' || (seen_by[1][1] LIKE '%@%') \
+             FROM events WHERE id = 7"
+        ),
+        ["[1:2][1:2] true true"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT array_dims(cells) || ' ' || cells[1][2][1] || ' ' || (cells[0][2][1] LIKE '%@%') FROM cube"
+        ),
+        ["[0:1][2:3][1:1] z true"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM events \
+             WHERE payload #>> (SELECT array_agg('in'::text) FROM generate_series(1, 400)) LIKE '_%@_%' \
+               AND payload #>> (SELECT array_agg('in'::text) FROM generate_series(1, 400)) NOT LIKE '%realmail-prod%'"
+        ),
+        ["600"]
+    );
+}

@@ -116,7 +116,8 @@ async fn server_binary_fields_decode_to_the_expected_values() {
         '2024-02-29'::date, '1999-12-31'::date, 'infinity'::date, '-infinity'::date,
         '2024-02-29 12:34:56.789'::timestamp, '2024-02-29 12:34:56.789+02'::timestamptz,
         'infinity'::timestamp, '-infinity'::timestamptz,
-        ARRAY['a', NULL, E'c\td']::text[], '[0:1]={x,y}'::varchar[], '{}'::text[]
+        ARRAY['a', NULL, E'c\td']::text[], '[0:1]={x,y}'::varchar[], '{}'::text[],
+        '[2:3][0:1]={{a,b},{NULL,"d e"}}'::text[]
     ) TO STDOUT (FORMAT binary)"#;
     let rows = binary_rows(&copy_out(&client, query).await);
     assert_eq!(rows.len(), 1);
@@ -167,11 +168,21 @@ async fn server_binary_fields_decode_to_the_expected_values() {
                 elements: vec![Some("x".into()), Some("y".into())],
                 element_oid: VARCHAR_OID,
                 lower_bound: 0,
+                inner: Vec::new(),
             }),
         ),
         (
             FieldType::TextArray,
             Value::TextArray(TextArray::of_text(vec![])),
+        ),
+        (
+            FieldType::TextArray,
+            Value::TextArray(TextArray {
+                elements: vec![Some("a".into()), Some("b".into()), None, Some("d e".into())],
+                element_oid: codec::TEXT_OID,
+                lower_bound: 2,
+                inner: vec![codec::Dim { len: 2, lower: 0 }],
+            }),
         ),
     ];
     assert_eq!(fields.len(), expected.len());
@@ -216,6 +227,7 @@ async fn the_server_accepts_encoded_values() {
             elements,
             element_oid: VARCHAR_OID,
             lower_bound,
+            inner: Vec::new(),
         })
     };
     let row = |n: i32, values: Vec<Value>| {
@@ -759,6 +771,7 @@ fn random_array(rng: &mut Rng) -> Value {
         lower_bound: if elements.is_empty() { 1 } else { lower_bound },
         elements,
         element_oid: codec::TEXT_OID,
+        inner: Vec::new(),
     })
 }
 

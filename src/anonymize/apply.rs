@@ -79,7 +79,7 @@ impl Compiled {
             Value::Text(text) if matches!(self.strategy, Strategy::Json(_)) => {
                 // JSON kept in a text column: parsed, ruled, written back
                 // only when a rule changed it.
-                let mut json: Json = serde_json::from_str(text).map_err(|e| {
+                let mut json: Json = codec::parse_json(text.as_bytes()).map_err(|e| {
                     format!(
                         "the value is not valid JSON ({}), so `json:` rules cannot apply",
                         json_error_kind(&e)
@@ -619,6 +619,33 @@ mod tests {
             "1.10",
             "numbers keep their spelling"
         );
+    }
+
+    /// JSON nested far past the parser's limit (the server takes about
+    /// 10,000 levels with its default stack), parsed, redacted at the
+    /// bottom, written and dropped inside `codec::deep`; outside it the
+    /// parser refuses, so nothing can overflow the stack by surprise.
+    #[test]
+    fn json_nested_thirty_thousand_deep_is_ruled_on_a_stack_of_its_own() {
+        let depth = 30_000;
+        let text = format!(
+            "{}\"deep@realmail-prod.test\"{}",
+            r#"{"in": ["#.repeat(depth / 2),
+            "]}".repeat(depth / 2)
+        );
+        assert!(codec::decode(FieldType::Jsonb, &[&[1u8][..], text.as_bytes()].concat()).is_err());
+        assert_eq!(codec::json_depth(text.as_bytes()), depth);
+        let keyed = Keyed::new(Some("k"));
+        let c = compiled(Strategy::Redact(vec!["email".into()]));
+        let out = codec::deep(depth, || {
+            let mut v = codec::decode_text(FieldType::Json, text.as_bytes()).unwrap();
+            let applied = c.apply(&keyed, &mut v, &no_columns).unwrap();
+            assert_eq!(applied.replacements, 1);
+            codec::encode_text(FieldType::Json, &v).unwrap()
+        });
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("realmail-prod"));
+        assert_eq!(codec::json_depth(out.as_bytes()), depth);
     }
 
     #[test]

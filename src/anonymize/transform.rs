@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::apply::Compiled;
+use super::apply::{Applied, Compiled};
 use super::keyed::Keyed;
 use super::rewrite::{Rewriter, rewrite_json};
 use crate::pg::codec::{self, FieldType, Value};
@@ -147,42 +147,54 @@ impl TableTransform {
                 continue;
             }
             let column = &plan.stats.rewrites[k].0;
-            let mut value = self
-                .decode(ty, bytes)
+            let rewritten = deep_if_needed(ty, bytes, || self.rewritten_field(rewriter, ty, bytes))
                 .map_err(|e| TransformError(format!("{}: {e}", self.place(row, column))))?;
-            let n = match &mut value {
-                Value::Text(text) => match rewriter.rewrite(text) {
-                    Some((new, n)) => {
-                        *text = new;
-                        n
-                    }
-                    None => 0,
-                },
-                Value::Json(json) => rewrite_json(rewriter, json),
-                Value::TextArray(array) => array
-                    .elements
-                    .iter_mut()
-                    .flatten()
-                    .map(|e| match rewriter.rewrite(e) {
-                        Some((new, n)) => {
-                            *e = new;
-                            n
-                        }
-                        None => 0,
-                    })
-                    .sum(),
-                // Binding only lets text, JSON and text arrays through.
-                _ => 0,
-            };
-            if n > 0 {
-                let encoded = self
-                    .encode(ty, &value)
-                    .map_err(|e| TransformError(format!("{}: {e}", self.place(row, column))))?;
+            if let Some((encoded, n)) = rewritten {
                 row.set(index, Some(encoded));
                 self.rewrites[k] += n as u64;
             }
         }
         Ok(())
+    }
+
+    /// One field with the site's URLs rewritten, encoded again, and how
+    /// many were; `None` when it held none.
+    fn rewritten_field(
+        &self,
+        rewriter: &Rewriter,
+        ty: FieldType,
+        bytes: &[u8],
+    ) -> Result<Option<(Vec<u8>, usize)>, String> {
+        let mut value = self.decode(ty, bytes).map_err(|e| e.to_string())?;
+        let n = match &mut value {
+            Value::Text(text) => match rewriter.rewrite(text) {
+                Some((new, n)) => {
+                    *text = new;
+                    n
+                }
+                None => 0,
+            },
+            Value::Json(json) => rewrite_json(rewriter, json),
+            Value::TextArray(array) => array
+                .elements
+                .iter_mut()
+                .flatten()
+                .map(|e| match rewriter.rewrite(e) {
+                    Some((new, n)) => {
+                        *e = new;
+                        n
+                    }
+                    None => 0,
+                })
+                .sum(),
+            // Binding only lets text, JSON and text arrays through.
+            _ => 0,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let encoded = self.encode(ty, &value).map_err(|e| e.to_string())?;
+        Ok(Some((encoded, n)))
     }
 }
 
@@ -258,27 +270,19 @@ impl TableTransform {
             self.excepted += 1;
             return self.rewrite_row(row);
         }
-        let width = row.width();
         let mut replaced: Vec<(usize, Vec<u8>)> = Vec::new();
         for (k, column) in plan.columns.iter().enumerate() {
             let Some(bytes) = row.original(column.index) else {
                 continue;
             };
             self.counts[k][0] += 1;
-            let mut value = self
-                .decode(column.ty, bytes)
-                .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
-            let lookup = |name: &str| template_input(&plan, row, width, name, TEMPLATE_DEPTH);
-            let applied = column
-                .rule
-                .apply(&plan.keyed, &mut value, &lookup)
-                .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
+            let (applied, encoded) = deep_if_needed(column.ty, bytes, || {
+                self.ruled_field(&plan, column, row, bytes)
+            })
+            .map_err(|e| TransformError(format!("{}: {e}", self.place(row, &column.name))))?;
             self.counts[k][2] += applied.replacements as u64;
-            if applied.changed {
+            if let Some(encoded) = encoded {
                 self.counts[k][1] += 1;
-                let encoded = self.encode(column.ty, &value).map_err(|e| {
-                    TransformError(format!("{}: {e}", self.place(row, &column.name)))
-                })?;
                 replaced.push((column.index, encoded));
             }
         }
@@ -286,6 +290,47 @@ impl TableTransform {
             row.set(index, Some(bytes));
         }
         self.rewrite_row(row)
+    }
+}
+
+impl TableTransform {
+    /// One ruled field: decoded, ruled, and encoded again when the rule
+    /// changed it (`None` when it did not).
+    fn ruled_field(
+        &self,
+        plan: &TablePlan,
+        column: &RuledColumn,
+        row: &Row<'_>,
+        bytes: &[u8],
+    ) -> Result<(Applied, Option<Vec<u8>>), String> {
+        let width = row.width();
+        let mut value = self.decode(column.ty, bytes).map_err(|e| e.to_string())?;
+        let lookup = |name: &str| template_input(plan, row, width, name, TEMPLATE_DEPTH);
+        let applied = column.rule.apply(&plan.keyed, &mut value, &lookup)?;
+        let encoded = match applied.changed {
+            true => Some(self.encode(column.ty, &value).map_err(|e| e.to_string())?),
+            false => None,
+        };
+        Ok((applied, encoded))
+    }
+}
+
+/// `field()`, and when it fails on JSON nested deeper than the parser's
+/// limit, `field()` again on a stack sized for that depth. Only failures
+/// pay for the depth check, so ordinary values cost nothing more.
+fn deep_if_needed<R>(
+    ty: FieldType,
+    bytes: &[u8],
+    field: impl Fn() -> Result<R, String>,
+) -> Result<R, String> {
+    match field() {
+        Err(e) if matches!(ty, FieldType::Json | FieldType::Jsonb | FieldType::Text) => {
+            match codec::json_depth(bytes) {
+                depth if depth > codec::JSON_DEPTH => codec::deep(depth, field),
+                _ => Err(e),
+            }
+        }
+        result => result,
     }
 }
 

@@ -52,7 +52,7 @@ pub enum FieldType {
     Date,
     Timestamp,
     Timestamptz,
-    /// A one-dimensional array of any of the text types.
+    /// An array of any of the text types, of any number of dimensions.
     TextArray,
 }
 
@@ -163,26 +163,76 @@ impl Value {
     }
 }
 
-/// A one-dimensional array of text, with what the server needs back: the
-/// element type's OID (checked by the server on input; `citext`'s varies
-/// per database) and the lower bound of its index.
+/// An array of text, with what the server needs back: the element type's
+/// OID (checked by the server on input; `citext`'s varies per database),
+/// the lower bound of its index and, for a multi-dimensional array, the
+/// shape of the dimensions after the first. Rules see the elements only,
+/// in storage order (`{{a,b},{c,d}}` is a, b, c, d), so they apply to a
+/// matrix as to a list and the shape comes back as it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextArray {
     pub elements: Vec<Option<String>>,
     pub element_oid: u32,
-    /// Index of the first element, usually 1. An empty array has none and
-    /// is written without it.
+    /// Index of the first element of the first dimension, usually 1. An
+    /// empty array has none and is written without it.
     pub lower_bound: i32,
+    /// The second and later dimensions; empty for a one-dimensional array.
+    /// The first dimension's length is what the elements leave over.
+    pub inner: Vec<Dim>,
 }
 
+/// One dimension of an array: its length and the index of its first slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dim {
+    pub len: i32,
+    pub lower: i32,
+}
+
+/// `MAXDIM` of the server: no array has more dimensions.
+const MAX_DIMENSIONS: i32 = 6;
+
 impl TextArray {
-    /// A `text[]` value indexed from 1.
+    /// A one-dimensional `text[]` value indexed from 1.
     pub fn of_text(elements: Vec<Option<String>>) -> TextArray {
         TextArray {
             elements,
             element_oid: TEXT_OID,
             lower_bound: 1,
+            inner: Vec::new(),
         }
+    }
+
+    /// Every dimension, the first included, checked to hold exactly the
+    /// elements and to fit the index range; empty for an empty array.
+    fn dims(&self) -> Result<Vec<Dim>, CodecError> {
+        let len = self.elements.len();
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let out_of_bounds = || CodecError::ArrayBounds {
+            len,
+            lower_bound: self.lower_bound,
+        };
+        let per_row = self
+            .inner
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(usize::try_from(d.len).ok()?))
+            .filter(|&n| n > 0 && len.is_multiple_of(n))
+            .ok_or_else(out_of_bounds)?;
+        let first = Dim {
+            len: i32::try_from(len / per_row).map_err(|_| out_of_bounds())?,
+            lower: self.lower_bound,
+        };
+        let dims: Vec<Dim> = std::iter::once(first)
+            .chain(self.inner.iter().copied())
+            .collect();
+        // The server's `ArrayCheckBounds` wants one past the last index of
+        // each dimension to fit an `int4`, so a one-element array cannot
+        // start at `i32::MAX` although its last index would.
+        if dims.iter().any(|d| d.lower.checked_add(d.len).is_none()) {
+            return Err(out_of_bounds());
+        }
+        Ok(dims)
     }
 }
 
@@ -217,8 +267,10 @@ pub enum CodecError {
     InetBits { ty: FieldType, bits: u8, max: u8 },
     #[error("cidr value {addr}/{bits} has bits set to the right of its mask")]
     CidrHostBits { addr: IpAddr, bits: u8 },
-    #[error("array has {ndim} dimensions; only one-dimensional arrays are supported")]
+    #[error("array has {ndim} dimensions; PostgreSQL allows 1 to 6")]
     ArrayDimensions { ndim: i32 },
+    #[error("multidimensional array has sub-arrays of different lengths")]
+    ArrayShape,
     #[error("array has invalid null flag {0}")]
     ArrayFlags(i32),
     #[error("array has negative size {0}")]
@@ -377,7 +429,80 @@ fn str_of(ty: FieldType, bytes: &[u8]) -> Result<&str, CodecError> {
 }
 
 fn json(ty: FieldType, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
-    serde_json::from_slice(bytes).map_err(|source| CodecError::InvalidJson { ty, source })
+    parse_json(bytes).map_err(|source| CodecError::InvalidJson { ty, source })
+}
+
+/// How deeply JSON nests before it is parsed on a stack of its own: the
+/// limit `serde_json` keeps by default, against running out of stack.
+pub const JSON_DEPTH: usize = 128;
+
+thread_local! {
+    /// Set inside [`deep`]: JSON of any depth is parsed, on a stack sized
+    /// for it.
+    static DEEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// JSON text parsed into a value, nested up to [`JSON_DEPTH`] deep, or
+/// any depth inside [`deep`].
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    if !DEEP.get() {
+        return serde_json::from_slice(bytes);
+    }
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = serde_json::Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The deepest nesting of arrays and objects in JSON text (0 for a
+/// scalar); strings are skipped, so brackets inside them do not count.
+/// Cheap, but only worth running once a value failed at [`JSON_DEPTH`].
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Runs `f` where JSON of `depth` levels can be parsed, walked, written
+/// and dropped: on a stack grown for that depth (every one of those is
+/// recursive), with [`parse_json`] taking any depth. Whatever `f` builds
+/// from such JSON must be dropped inside it.
+pub fn deep<R>(depth: usize, f: impl FnOnce() -> R) -> R {
+    // Generous per level (unoptimised builds use several times the stack
+    // of release ones); only address space until a level is reached.
+    const PER_LEVEL: usize = 4 << 10;
+    let stack = (depth.saturating_add(256)).saturating_mul(PER_LEVEL);
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEEP.set(self.0);
+        }
+    }
+    let _restore = Restore(DEEP.replace(true));
+    stacker::grow(stack, f)
 }
 
 fn text_bytes(ty: FieldType, s: &str) -> Result<&[u8], CodecError> {
@@ -479,20 +604,28 @@ fn decode_array(r: &mut Reader<'_>) -> Result<TextArray, CodecError> {
     if flags != 0 && flags != 1 {
         return Err(CodecError::ArrayFlags(flags));
     }
-    match ndim {
-        0 => {
-            return Ok(TextArray {
-                elements: Vec::new(),
-                element_oid,
-                lower_bound: 1,
-            });
-        }
-        1 => {}
-        _ => return Err(CodecError::ArrayDimensions { ndim }),
+    if ndim == 0 {
+        return Ok(TextArray {
+            elements: Vec::new(),
+            element_oid,
+            lower_bound: 1,
+            inner: Vec::new(),
+        });
     }
-    let size = r.i32()?;
-    let lower_bound = r.i32()?;
-    let len = usize::try_from(size).map_err(|_| CodecError::ArraySize(size))?;
+    if !(1..=MAX_DIMENSIONS).contains(&ndim) {
+        return Err(CodecError::ArrayDimensions { ndim });
+    }
+    let mut dims = Vec::with_capacity(ndim as usize);
+    let mut len = 1usize;
+    for _ in 0..ndim {
+        let size = r.i32()?;
+        let lower = r.i32()?;
+        let size_ = usize::try_from(size).map_err(|_| CodecError::ArraySize(size))?;
+        len = len.checked_mul(size_).ok_or(CodecError::ArraySize(size))?;
+        dims.push(Dim { len: size, lower });
+    }
+    let lower_bound = dims[0].lower;
+    let inner = dims.split_off(1);
     // Every element takes at least its 4-byte length: a lying size cannot
     // make this allocate more than the field's bytes justify.
     let mut elements = Vec::with_capacity(len.min(r.bytes.len() / 4));
@@ -509,6 +642,7 @@ fn decode_array(r: &mut Reader<'_>) -> Result<TextArray, CodecError> {
         elements,
         element_oid,
         lower_bound,
+        inner,
     })
 }
 
@@ -523,12 +657,14 @@ fn encode_array(array: &TextArray) -> Result<Vec<u8>, CodecError> {
         out.extend(array.element_oid.to_be_bytes());
         return Ok(out);
     }
-    let size = array_size(array)?;
-    out.extend(1i32.to_be_bytes());
+    let dims = array.dims()?;
+    out.extend((dims.len() as i32).to_be_bytes());
     out.extend(i32::from(has_null).to_be_bytes());
     out.extend(array.element_oid.to_be_bytes());
-    out.extend(size.to_be_bytes());
-    out.extend(array.lower_bound.to_be_bytes());
+    for dim in &dims {
+        out.extend(dim.len.to_be_bytes());
+        out.extend(dim.lower.to_be_bytes());
+    }
     for element in &array.elements {
         match element {
             None => out.extend((-1i32).to_be_bytes()),
@@ -544,23 +680,6 @@ fn encode_array(array: &TextArray) -> Result<Vec<u8>, CodecError> {
         }
     }
     Ok(out)
-}
-
-/// The number of elements of a non-empty array, checked to fit the index
-/// range from its lower bound. The server's `ArrayCheckBounds` wants one
-/// past the last index to fit an `int4`, so a one-element array cannot
-/// start at `i32::MAX` although its last index would.
-fn array_size(array: &TextArray) -> Result<i32, CodecError> {
-    let len = array.elements.len();
-    let out_of_bounds = || CodecError::ArrayBounds {
-        len,
-        lower_bound: array.lower_bound,
-    };
-    let size = i32::try_from(len).map_err(|_| out_of_bounds())?;
-    if array.lower_bound.checked_add(size).is_none() {
-        return Err(out_of_bounds());
-    }
-    Ok(size)
 }
 
 /// Cuts one line of a text-format COPY stream (without its line ending)
@@ -1167,23 +1286,35 @@ fn element_needs_quotes(s: &str) -> bool {
             .any(|c| matches!(c, b'{' | b'}' | b',' | b'"' | b'\\') || is_array_space(c))
 }
 
-/// `array_out` for a one-dimensional array of text: `[lower:upper]=` only
-/// when the lower bound is not 1, elements quoted only when they must be.
+/// `array_out` for an array of text: `[lower:upper]…=` only when a lower
+/// bound is not 1, a brace pair per sub-array, elements quoted only when
+/// they must be.
 fn encode_array_text(array: &TextArray) -> Result<Vec<u8>, CodecError> {
     let ty = FieldType::TextArray;
     if array.elements.is_empty() {
         return Ok(b"{}".to_vec());
     }
-    let size = array_size(array)?;
+    let dims = array.dims()?;
     let mut out = Vec::with_capacity(2 + array.elements.len() * 8);
-    if array.lower_bound != 1 {
-        let upper = array.lower_bound + (size - 1);
-        out.extend_from_slice(format!("[{}:{upper}]=", array.lower_bound).as_bytes());
+    if dims.iter().any(|d| d.lower != 1) {
+        for d in &dims {
+            let upper = d.lower + (d.len - 1);
+            out.extend_from_slice(format!("[{}:{upper}]", d.lower).as_bytes());
+        }
+        out.push(b'=');
     }
-    out.push(b'{');
+    // How many elements each level's sub-array holds: after the last
+    // element of one, its braces close (and the next ones open).
+    let spans: Vec<usize> = (0..dims.len())
+        .map(|level| dims[level..].iter().map(|d| d.len as usize).product())
+        .collect();
+    out.resize(out.len() + dims.len(), b'{');
     for (i, element) in array.elements.iter().enumerate() {
         if i > 0 {
+            let closed = spans.iter().filter(|&&span| i.is_multiple_of(span)).count();
+            out.resize(out.len() + closed, b'}');
             out.push(b',');
+            out.resize(out.len() + closed, b'{');
         }
         let Some(s) = element else {
             out.extend_from_slice(b"NULL");
@@ -1203,38 +1334,34 @@ fn encode_array_text(array: &TextArray) -> Result<Vec<u8>, CodecError> {
         }
         out.push(b'"');
     }
-    out.push(b'}');
+    out.resize(out.len() + dims.len(), b'}');
     Ok(out)
 }
 
-/// `array_in`'s grammar, for one dimension: an optional `[lower:upper]=`
-/// (or `[upper]=`), then `{`, elements separated by `,`, `}`; whitespace
-/// around elements is skipped. An element is either quoted (`"…"`, with
-/// `\` escaping the next character) or unquoted (backslash escapes too,
-/// trailing whitespace trimmed); only an unquoted, unescaped `NULL` (any
-/// case) is NULL.
+/// `array_in`'s grammar: optional dimensions `[lower:upper]` (or
+/// `[upper]`), one per dimension, then `=`; then `{`, elements or nested
+/// `{…}` sub-arrays separated by `,`, `}`; whitespace around elements is
+/// skipped. Sub-arrays of one level must all be as long. An element is
+/// either quoted (`"…"`, with `\` escaping the next character) or unquoted
+/// (backslash escapes too, trailing whitespace trimmed); only an unquoted,
+/// unescaped `NULL` (any case) is NULL.
 fn decode_array_text(text: &str) -> Result<TextArray, CodecError> {
     let ty = FieldType::TextArray;
     let bytes = text.as_bytes();
     let mut i = skip_array_space(bytes, 0);
-    let mut bounds = None;
+    let mut bounds = Vec::new();
     if bytes.get(i) == Some(&b'[') {
-        let mut ndim = 0;
         while bytes.get(i) == Some(&b'[') {
             let close = bytes[i..]
                 .iter()
                 .position(|&c| c == b']')
                 .ok_or(text_syntax(ty, "array dimensions lack their ']'"))?
                 + i;
-            bounds = Some(array_bounds(&text[i + 1..close]).ok_or(text_syntax(
+            bounds.push(array_bounds(&text[i + 1..close]).ok_or(text_syntax(
                 ty,
                 "array dimensions are not of the form [lower:upper]",
             ))?);
-            ndim += 1;
             i = skip_array_space(bytes, close + 1);
-        }
-        if ndim > 1 {
-            return Err(CodecError::ArrayDimensions { ndim });
         }
         if bytes.get(i) != Some(&b'=') {
             return Err(text_syntax(ty, "expected '=' after the array dimensions"));
@@ -1244,50 +1371,107 @@ fn decode_array_text(text: &str) -> Result<TextArray, CodecError> {
     if bytes.get(i) != Some(&b'{') {
         return Err(text_syntax(ty, "expected '{' to open the array"));
     }
-    i = skip_array_space(bytes, i + 1);
-    // `{{…` opens a second dimension (or more); count them for the message.
-    let mut ndim = 1;
-    while bytes.get(i) == Some(&b'{') {
+    // How deep the first element sits: one level per opening brace.
+    let mut ndim = 0;
+    let mut j = i;
+    while bytes.get(j) == Some(&b'{') {
         ndim += 1;
-        i = skip_array_space(bytes, i + 1);
+        j = skip_array_space(bytes, j + 1);
     }
-    if ndim > 1 {
+    if ndim > MAX_DIMENSIONS {
         return Err(CodecError::ArrayDimensions { ndim });
     }
     let mut elements = Vec::new();
+    let mut lens: Vec<Option<usize>> = vec![None; ndim as usize];
+    i = array_level(bytes, i, 0, &mut lens, &mut elements)?;
+    if skip_array_space(bytes, i) != bytes.len() {
+        return Err(text_syntax(ty, "unexpected text after the array's '}'"));
+    }
+    if elements.is_empty() {
+        return Ok(TextArray {
+            elements,
+            element_oid: TEXT_OID,
+            lower_bound: 1,
+            inner: Vec::new(),
+        });
+    }
+    let lens: Vec<usize> = lens.into_iter().map(|n| n.unwrap_or(0)).collect();
+    let mut dims = Vec::with_capacity(lens.len());
+    for (level, &len) in lens.iter().enumerate() {
+        let lower = match bounds.get(level) {
+            None if bounds.is_empty() => 1,
+            None => return Err(text_syntax(ty, "array dimensions do not match the array")),
+            Some(&(lower, upper)) => {
+                if i64::from(upper) - i64::from(lower) + 1 != len as i64 {
+                    return Err(text_syntax(
+                        ty,
+                        "array dimensions do not match the number of elements",
+                    ));
+                }
+                lower
+            }
+        };
+        let len = i32::try_from(len).map_err(|_| text_syntax(ty, "array is too large"))?;
+        dims.push(Dim { len, lower });
+    }
+    if bounds.len() > dims.len() {
+        return Err(text_syntax(ty, "array dimensions do not match the array"));
+    }
+    let lower_bound = dims[0].lower;
+    Ok(TextArray {
+        elements,
+        element_oid: TEXT_OID,
+        lower_bound,
+        inner: dims.split_off(1),
+    })
+}
+
+/// One `{…}` of an array literal at `level`, starting at its `{`: its
+/// elements (or, above the last level, its sub-arrays) appended to
+/// `elements`, its length checked against the length every other sub-array
+/// of the level had. Returns the index after its `}`.
+fn array_level(
+    bytes: &[u8],
+    start: usize,
+    level: usize,
+    lens: &mut [Option<usize>],
+    elements: &mut Vec<Option<String>>,
+) -> Result<usize, CodecError> {
+    let ty = FieldType::TextArray;
+    let mut i = skip_array_space(bytes, start + 1);
+    let mut len = 0;
+    let last = level + 1 == lens.len();
     if bytes.get(i) == Some(&b'}') {
         i += 1;
     } else {
         loop {
-            let (element, next) = array_element(bytes, i)?;
-            elements.push(element);
-            i = next + 1;
+            let next = if last {
+                let (element, next) = array_element(bytes, i)?;
+                elements.push(element);
+                next
+            } else {
+                if bytes.get(i) != Some(&b'{') {
+                    return Err(CodecError::ArrayShape);
+                }
+                let after = array_level(bytes, i, level + 1, lens, elements)?;
+                let next = skip_array_space(bytes, after);
+                if !matches!(bytes.get(next), Some(b',' | b'}')) {
+                    return Err(text_syntax(ty, "expected ',' or '}' after a sub-array"));
+                }
+                next
+            };
+            len += 1;
+            i = skip_array_space(bytes, next + 1);
             if bytes[next] == b'}' {
                 break;
             }
         }
     }
-    if skip_array_space(bytes, i) != bytes.len() {
-        return Err(text_syntax(ty, "unexpected text after the array's '}'"));
+    match lens[level] {
+        Some(n) if n != len => return Err(CodecError::ArrayShape),
+        _ => lens[level] = Some(len),
     }
-    let lower_bound = match bounds {
-        None => 1,
-        Some((lower, upper)) => {
-            let len = i64::from(upper) - i64::from(lower) + 1;
-            if elements.is_empty() || len != elements.len() as i64 {
-                return Err(text_syntax(
-                    ty,
-                    "array dimensions do not match the number of elements",
-                ));
-            }
-            lower
-        }
-    };
-    Ok(TextArray {
-        elements,
-        element_oid: TEXT_OID,
-        lower_bound,
-    })
+    Ok(i)
 }
 
 /// `lower:upper` or `upper` (lower then 1), inside the brackets.
@@ -1448,6 +1632,7 @@ mod tests {
         )
             .prop_map(|(elements, element_oid, lower_bound)| TextArray {
                 lower_bound: if elements.is_empty() { 1 } else { lower_bound },
+                inner: Vec::new(),
                 elements,
                 element_oid,
             })
@@ -1597,7 +1782,7 @@ mod tests {
 
     #[test]
     fn malformed_fields_are_errors() {
-        let cases: [(FieldType, &[u8], &str); 12] = [
+        let cases: [(FieldType, &[u8], &str); 13] = [
             (FieldType::Text, b"\xff", "text field is not valid UTF-8 (after byte 0)"),
             (FieldType::Jsonb, b"\x02{}", "jsonb field has format version 2; only version 1 is known"),
             (FieldType::Jsonb, b"", "jsonb field is truncated: needs 1 more bytes, has 0"),
@@ -1609,8 +1794,13 @@ mod tests {
             (FieldType::Timestamp, b"\x00\x00", "timestamp field is truncated: needs 8 more bytes, has 2"),
             (
                 FieldType::TextArray,
-                b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x19",
-                "array has 2 dimensions; only one-dimensional arrays are supported",
+                b"\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x19",
+                "array has 7 dimensions; PostgreSQL allows 1 to 6",
+            ),
+            (
+                FieldType::TextArray,
+                b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x02\x00\x00\x00\x01",
+                "text[] field is truncated: needs 4 more bytes, has 0",
             ),
             (
                 FieldType::TextArray,
@@ -1673,6 +1863,7 @@ mod tests {
                     elements: vec![None, None],
                     element_oid: TEXT_OID,
                     lower_bound: i32::MAX,
+                    inner: Vec::new(),
                 }),
                 "array of 2 elements from index 2147483647 exceeds the index range",
             ),
@@ -1741,6 +1932,7 @@ mod tests {
         )
             .prop_map(|(elements, lower_bound)| TextArray {
                 lower_bound: if elements.is_empty() { 1 } else { lower_bound },
+                inner: Vec::new(),
                 elements,
                 element_oid: TEXT_OID,
             })
@@ -2149,13 +2341,34 @@ mod tests {
             ),
             (
                 FieldType::TextArray,
-                b"{{a},{b}}",
-                "array has 2 dimensions; only one-dimensional arrays are supported".into(),
+                b"{{a},{b,c}}",
+                "multidimensional array has sub-arrays of different lengths".into(),
             ),
             (
                 FieldType::TextArray,
-                b"[1:1][1:1]={{a}}",
-                "array has 2 dimensions; only one-dimensional arrays are supported".into(),
+                b"{{a},b}",
+                "multidimensional array has sub-arrays of different lengths".into(),
+            ),
+            (
+                FieldType::TextArray,
+                b"[1:2][1:1]={{a}}",
+                syntax(
+                    FieldType::TextArray,
+                    "array dimensions do not match the number of elements",
+                ),
+            ),
+            (
+                FieldType::TextArray,
+                b"[1:1]={{a}}",
+                syntax(
+                    FieldType::TextArray,
+                    "array dimensions do not match the array",
+                ),
+            ),
+            (
+                FieldType::TextArray,
+                b"{{{{{{{a}}}}}}}",
+                "array has 7 dimensions; PostgreSQL allows 1 to 6".into(),
             ),
             (
                 FieldType::TextArray,
@@ -2237,6 +2450,53 @@ mod tests {
     }
 
     #[test]
+    fn multidimensional_arrays_keep_their_shape_in_both_forms() {
+        let s = |v: &str| Some(v.to_string());
+        let dim = |len, lower| Dim { len, lower };
+        let cases = [
+            (
+                "{{a,b},{c,NULL}}",
+                vec![s("a"), s("b"), s("c"), None],
+                1,
+                vec![dim(2, 1)],
+            ),
+            (
+                "[0:1][2:3]={{a,b},{\"c d\",\"}\"}}",
+                vec![s("a"), s("b"), s("c d"), s("}")],
+                0,
+                vec![dim(2, 2)],
+            ),
+            (
+                "{{{a},{b}},{{c},{d}},{{e},{f}}}",
+                vec![s("a"), s("b"), s("c"), s("d"), s("e"), s("f")],
+                1,
+                vec![dim(2, 1), dim(1, 1)],
+            ),
+        ];
+        let ty = FieldType::TextArray;
+        for (text, elements, lower_bound, inner) in cases {
+            let value = Value::TextArray(TextArray {
+                elements,
+                element_oid: TEXT_OID,
+                lower_bound,
+                inner,
+            });
+            assert_eq!(decode_text(ty, text.as_bytes()).unwrap(), value, "{text}");
+            assert_eq!(encode_text(ty, &value).unwrap(), text.as_bytes(), "{text}");
+            assert_eq!(decode(ty, &encode(ty, &value).unwrap()).unwrap(), value);
+        }
+        // A shape the elements do not fill is an error, not a guess.
+        let ragged = Value::TextArray(TextArray {
+            elements: vec![s("a"), s("b"), s("c")],
+            element_oid: TEXT_OID,
+            lower_bound: 1,
+            inner: vec![dim(2, 1)],
+        });
+        assert!(encode(ty, &ragged).is_err());
+        assert!(encode_text(ty, &ragged).is_err());
+    }
+
+    #[test]
     fn text_arrays_in_text_form() {
         let s = |s: &str| Some(s.to_owned());
         let cases = [
@@ -2289,6 +2549,7 @@ mod tests {
                 elements,
                 element_oid: TEXT_OID,
                 lower_bound,
+                inner: Vec::new(),
             });
             let ty = FieldType::TextArray;
             assert_eq!(decode_text(ty, text.as_bytes()).unwrap(), value, "{text}");
@@ -2306,6 +2567,7 @@ mod tests {
                 elements,
                 element_oid: TEXT_OID,
                 lower_bound,
+                inner: Vec::new(),
             });
             assert_eq!(
                 decode_text(FieldType::TextArray, text.as_bytes()).unwrap(),
@@ -2385,6 +2647,7 @@ mod tests {
                     elements: vec![None, None],
                     element_oid: TEXT_OID,
                     lower_bound: i32::MAX,
+                    inner: Vec::new(),
                 }),
                 "array of 2 elements from index 2147483647 exceeds the index range",
             ),
@@ -2394,6 +2657,7 @@ mod tests {
                     elements: vec![None],
                     element_oid: TEXT_OID,
                     lower_bound: i32::MAX,
+                    inner: Vec::new(),
                 }),
                 "array of 1 elements from index 2147483647 exceeds the index range",
             ),
