@@ -204,10 +204,13 @@ pub async fn pump(
     let mut batch = BytesMut::with_capacity(BATCH);
     let mut decoder = transform.as_ref().map(|t| Decoder::new(format, t.extras()));
     let mut read = 0u64;
+    // Progress is told once per batch sent, not per chunk: the server
+    // sends a chunk per row, and each telling reads the clock.
+    let mut untold = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(CopyError::Source)?;
         read += chunk.len() as u64;
-        on_bytes(chunk.len() as u64);
+        untold += chunk.len() as u64;
         match (&mut decoder, &mut transform) {
             (Some(decoder), Some(transform)) => {
                 decoder.feed(&chunk, transform.as_mut(), &mut batch)?;
@@ -215,10 +218,14 @@ pub async fn pump(
             _ => batch.extend_from_slice(&chunk),
         }
         if batch.len() >= BATCH {
+            on_bytes(std::mem::take(&mut untold));
             sink.feed(batch.split().freeze())
                 .await
                 .map_err(CopyError::Target)?;
         }
+    }
+    if untold > 0 {
+        on_bytes(untold);
     }
     if let Some(decoder) = &decoder {
         decoder.finish()?;
