@@ -41,7 +41,8 @@ pub struct TableStats {
     /// Per rewritten column: replacements made.
     pub rewrites: Vec<(String, AtomicU64)>,
     /// Time spent in the transform (decode, rules, encode), in nanoseconds:
-    /// what anonymization costs on top of the copy.
+    /// what anonymization costs on top of the copy. Estimated from one row
+    /// in 16 (millions of rows make that exact enough for a report).
     pub nanos: AtomicU64,
 }
 
@@ -72,8 +73,13 @@ pub struct TablePlan {
     pub stats: Arc<TableStats>,
 }
 
+/// How many rows one timed row stands for in [`TableStats::nanos`].
+const TIMED_EVERY: u64 = 16;
+
 /// The transform for one COPY.
 pub struct TableTransform {
+    /// Rows seen, to time one in [`TIMED_EVERY`].
+    rows: u64,
     plan: Arc<TablePlan>,
     format: Format,
     counts: Vec<[u64; 3]>,
@@ -88,6 +94,7 @@ impl TableTransform {
             counts: vec![[0; 3]; plan.columns.len()],
             rewrites: vec![0; plan.rewrite.len()],
             excepted: 0,
+            rows: 0,
             busy: std::time::Duration::ZERO,
             plan,
             format,
@@ -254,9 +261,15 @@ impl RowTransform for TableTransform {
     }
 
     fn transform(&mut self, row: &mut Row<'_>) -> Result<(), TransformError> {
+        // One row in TIMED_EVERY is timed and counts for all of them:
+        // reading the clock twice a row cost more than many rules do.
+        self.rows += 1;
+        if !self.rows.is_multiple_of(TIMED_EVERY) {
+            return self.transform_row(row);
+        }
         let began = std::time::Instant::now();
         let result = self.transform_row(row);
-        self.busy += began.elapsed();
+        self.busy += began.elapsed() * TIMED_EVERY as u32;
         result
     }
 }
