@@ -8,10 +8,14 @@
 //! data asks the user to decide, it never decides for them. Sampling counts
 //! what values look like: no value is returned, logged or kept.
 //!
+//! Which values are looked at is decided here ([`read_for`]): a small
+//! table whole, a large one by a repeatable page sample from all over it,
+//! or every row ([`Depth::Full`]); `bytea` as the text it decodes to.
+//!
 //! Pure, like the rest of the anonymizer: this builds the sampling query
-//! ([`sample_sql`], [`tablesample_percent`]) and counts each value handed
-//! to it ([`sample_value`]); running the query is the clone's
-//! (`clone::plan::sample_columns`).
+//! ([`sample_sql`]) and counts each value handed to it ([`sample_value`],
+//! [`sample_bytes`]); running the query is the clone's
+//! (`clone::plan::sample_table`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
