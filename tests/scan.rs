@@ -454,6 +454,10 @@ fn starter_rules_fit_their_columns_and_odd_names_read_back() {
         INSERT INTO "null" ("user:email") VALUES ('jo@realmail-prod.test');"#,
     );
     let (stdout, starter) = scan_and_plan(&prod.url, &[], "scan_fit");
+    {
+        let _masks = masks();
+        insta::assert_snapshot!("starter_that_fits_and_quotes", starter);
+    }
     for fact in [
         "born_on",
         "age",
@@ -517,6 +521,10 @@ fn a_lookup_tables_name_is_kept_as_reference_data() {
          ANALYZE;",
     );
     let (_, starter) = scan_and_plan(&prod.url, &[], "scan_lookup");
+    {
+        let _masks = masks();
+        insta::assert_snapshot!("starter_with_lookup_tables", starter);
+    }
     let of = |table: &str| {
         starter
             .split(&format!("\n  {table}:"))
