@@ -309,7 +309,9 @@ fn bytea_holding_emails_or_named_like_a_file_is_never_kept() {
     // that reads the starter back turns it into `null`.
     let raw = rule(&starter, "raw");
     assert!(
-        raw == "{ redact: [email] }" || raw == "null",
+        raw == "{ redact: [email] }"
+            || raw == "null"
+                && starter.contains("`{ redact: [email] }` does not bind to this column"),
         "{raw}\n{starter}"
     );
     assert_eq!(rule(&starter, "avatar"), "null");

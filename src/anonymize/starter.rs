@@ -378,17 +378,21 @@ pub fn starter(scanned: &Scanned) -> Starter {
                     format!("{}; {why}", evidence.describe()),
                 ));
             } else if strong {
-                let rule = if scanned
+                let first = suggest(&column, evidence);
+                let refused = scanned
                     .refused
-                    .contains(&(c.table.clone(), c.column.clone()))
-                {
+                    .contains(&(c.table.clone(), c.column.clone()));
+                let rule = if refused {
                     plainest(&column)
                 } else {
-                    suggest(&column, evidence)
+                    first.clone()
                 };
                 let mut why = evidence.describe();
                 if let Some(word) = file {
                     why = format!("bytes named `{word}`; {why}");
+                }
+                if rule != first {
+                    why = format!("{why}; `{first}` does not bind to this column");
                 }
                 rules.push((c.column.as_str(), rule, why));
             } else {
