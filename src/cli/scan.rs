@@ -162,7 +162,15 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             .collect();
         let (base, names) = match with_presets(&names, &tables, &binding) {
             Some(base) => (base, names),
-            None => (binding, Vec::new()),
+            None => {
+                if !names.is_empty() {
+                    println!(
+                        "note: {} do not load or bind together here; the starter rules every table itself",
+                        names.join(" and ")
+                    );
+                }
+                (binding, Vec::new())
+            }
         };
         let mut refused = BTreeSet::new();
         let written = loop {
