@@ -2,7 +2,8 @@
 //! (tests/fixtures/presets: DDL as Django, Wagtail, django-celery-beat,
 //! Rails/Devise, good_job and solid_queue create it, with realistic rows):
 //! each clone passes the fail-closed coverage check with nothing but the
-//! preset, and no e-mail address production holds reaches staging.
+//! preset, and no e-mail address production holds reaches staging; and
+//! `scan` names exactly the presets each schema has the tables of.
 
 use regex::Regex;
 
@@ -112,4 +113,30 @@ fn side_effects_preset_clears_recurring_jobs() {
         "SELECT count(*)::text FROM solid_queue_recurring_tasks",
     );
     assert_eq!(recurring, ["0"]);
+}
+
+/// `scan` names, for each app's real schema, exactly the presets written
+/// for it (read from the tables that exist, not guessed): Wagtail's
+/// includes Django's and is named alone; django-celery-beat's tables add
+/// the side-effects preset to Django's.
+#[test]
+fn scan_names_the_presets_each_apps_schema_has_the_tables_of() {
+    for (fixture_name, expected) in [
+        ("django", &["django"][..]),
+        ("wagtail", &["wagtail (includes django)"][..]),
+        ("rails_devise", &["rails-devise"][..]),
+        ("celery_beat", &["django", "side-effects"][..]),
+        ("jobs", &["side-effects"][..]),
+    ] {
+        let prod = fresh_db_sync();
+        execute(&prod.url, &fixture(fixture_name));
+        let out = Test::new().args(["scan", "--source", &prod.url]).run();
+        let named: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("preset "))
+            .map(|l| l.split(" applies: ").next().unwrap())
+            .collect();
+        assert_eq!(named, expected, "{fixture_name}:\n{}", out.stdout);
+    }
 }

@@ -8,10 +8,14 @@
 //! data asks the user to decide, it never decides for them. Sampling counts
 //! what values look like: no value is returned, logged or kept.
 //!
+//! Which values are looked at is decided here ([`read_for`]): a small
+//! table whole, a large one by a repeatable page sample from all over it,
+//! or every row ([`Depth::Full`]); `bytea` as the text it decodes to.
+//!
 //! Pure, like the rest of the anonymizer: this builds the sampling query
-//! ([`sample_sql`], [`tablesample_percent`]) and counts each value handed
-//! to it ([`sample_value`]); running the query is the clone's
-//! (`clone::plan::sample_columns`).
+//! ([`sample_sql`]) and counts each value handed to it ([`sample_value`],
+//! [`sample_bytes`]); running the query is the clone's
+//! (`clone::plan::sample_table`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,7 +59,11 @@ pub fn name_hint(column: &str) -> Option<&'static str> {
                 && matches!(words[i].as_str(), "name" | "names")
                 && i > 0
                 && THING_WORDS.contains(&words[i - 1].as_str());
-            (!names_a_thing).then_some(hint)
+            // `max_age` of a cache or a cookie is no one's age.
+            let a_limit = hint == "age"
+                && i > 0
+                && matches!(words[i - 1].as_str(), "max" | "min" | "cache" | "cookie");
+            (!names_a_thing && !a_limit).then_some(hint)
         })
     })
 }
@@ -295,7 +303,19 @@ const PHRASES: &[(&[&str], &str)] = &[
     (&["driving", "licence"], "driving_licence"),
     (&["driving", "license"], "driving_licence"),
     (&["account", "number"], "account_number"),
+    (&["account", "no"], "account_number"),
+    (&["account", "num"], "account_number"),
     (&["bank", "account"], "account_number"),
+    (&["born", "on"], "birth"),
+    (&["born", "at"], "birth"),
+    (&["weight", "kg"], "body"),
+    (&["weight", "lb"], "body"),
+    (&["weight", "lbs"], "body"),
+    (&["height", "cm"], "body"),
+    (&["height", "in"], "body"),
+    (&["height", "inches"], "body"),
+    (&["body", "weight"], "body"),
+    (&["body", "height"], "body"),
     (&["api", "key"], "api_key"),
     (&["access", "key"], "access_key"),
     (&["private", "key"], "private_key"),
@@ -404,6 +424,13 @@ const WORDS: &[(&str, &str)] = &[
     ("lon", "longitude"),
     ("salary", "salary"),
     ("income", "salary"),
+    ("wage", "salary"),
+    ("age", "age"),
+    ("born", "birth"),
+    ("nationality", "nationality"),
+    ("ethnicity", "ethnicity"),
+    ("religion", "religion"),
+    ("nino", "national_id"),
 ];
 
 /// Run-together words ending in one of these hold it (`useremail`,
@@ -577,34 +604,194 @@ fn each_string(json: &serde_json::Value, look: &mut impl FnMut(&str)) {
 /// first 64 KiB.
 pub const SAMPLE_VALUE_CHARS: u32 = 65_536;
 
-/// How many times `limit` rows a `TABLESAMPLE` aims for: page sampling
+/// Adds a `bytea` value to `sample` as the text it holds, when it is
+/// UTF-8 (e-mails stored as bytes, JSON in a blob); a value cut inside a
+/// character at the end of the prefix read is looked at up to the cut.
+/// Anything else (images, PDFs, compressed data) is not text and is
+/// skipped: returns whether the value was looked at.
+pub fn sample_bytes(sample: &mut Sample, value: &[u8]) -> bool {
+    let text = match std::str::from_utf8(value) {
+        Ok(text) => text,
+        // Cut in the middle of a character by the prefix read.
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+            std::str::from_utf8(&value[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    // Binary formats can be valid UTF-8 by chance only when short; text has
+    // no NUL bytes.
+    if text.contains('\0') {
+        return false;
+    }
+    sample_value(sample, text);
+    true
+}
+
+/// Whether a column of this type holds raw bytes (sampled as the text they
+/// decode to, see [`sample_bytes`]).
+pub fn is_bytea(type_name: &str) -> bool {
+    let name = type_name.trim().to_ascii_lowercase();
+    matches!(name.as_str(), "bytea" | "pg_catalog.bytea")
+}
+
+/// The word of a `bytea` column's name that says it holds a person's file
+/// (`avatar`, `photo`, `scanned_passport`, `signature_png`), or `None`.
+/// Only for bytes: a text `file` column is a path.
+pub fn file_hint(column: &str) -> Option<&'static str> {
+    const FILE_WORDS: &[&str] = &[
+        "picture",
+        "photo",
+        "avatar",
+        "signature",
+        "document",
+        "scan",
+        "scanned",
+        "attachment",
+        "file",
+        "image",
+        "upload",
+        "pdf",
+        "cv",
+        "resume",
+    ];
+    words(column).iter().find_map(|w| {
+        let singular = w.strip_suffix('s').unwrap_or(w);
+        FILE_WORDS
+            .iter()
+            .find(|f| **f == w.as_str() || **f == singular)
+            .copied()
+    })
+}
+
+/// How deep a sampling read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// About this many rows from all over a large table (a table up to
+    /// [`WHOLE_TABLE_ROWS`] rows and [`WHOLE_TABLE_BYTES`] is read whole).
+    Sample(u32),
+    /// Every row (`scan --full`), streamed: only the counts are kept.
+    Full,
+}
+
+/// Tables with at most this many rows (as estimated) are read whole by a
+/// sample: a few seconds of reading at most, and a finding in any row of
+/// them is found.
+pub const WHOLE_TABLE_ROWS: i64 = 100_000;
+
+/// … and at most this size on disk (`pg_relation_size`, always current,
+/// unlike the row estimate of a table not analyzed since it grew).
+pub const WHOLE_TABLE_BYTES: i64 = 64 * 1024 * 1024;
+
+/// How many times the wanted rows a `TABLESAMPLE` aims for: page sampling
 /// returns a varying number of rows, and oversampling keeps it from
 /// falling short.
 const OVERSAMPLE: f64 = 2.0;
 
-/// The `TABLESAMPLE SYSTEM` percentage for a table of `rows_estimate` rows,
-/// or `None` when the table is small enough to read from the start.
-pub fn tablesample_percent(rows_estimate: i64, limit: u32) -> Option<f64> {
-    let wanted = OVERSAMPLE * f64::from(limit);
-    let rows = rows_estimate as f64;
-    (rows > wanted).then(|| (100.0 * wanted / rows).clamp(0.000_001, 100.0))
+/// The seed of `TABLESAMPLE … REPEATABLE`: the same pages of an unchanged
+/// table every scan and every plan, so a finding does not come and go.
+pub const SAMPLE_SEED: u32 = 11;
+
+/// How one table is read for evidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Read {
+    /// Every row.
+    Whole,
+    /// `TABLESAMPLE SYSTEM (percent) REPEATABLE (seed)`: whole pages from
+    /// all over the table, at most `cap` rows.
+    Pages { percent: f64, cap: u64 },
 }
 
-/// `SELECT left("a"::text, N), … FROM "s"."t" [TABLESAMPLE SYSTEM (p)] LIMIT n`.
-pub fn sample_sql(table: &Table, columns: &[String], limit: u32, percent: Option<f64>) -> String {
+/// How `table` is read at `depth`: whole when it is small, else a
+/// repeatable page sample sized from its current size on disk (the row
+/// estimate scaled by how much the table grew since it was analyzed).
+pub fn read_for(table: &Table, depth: Depth) -> Read {
+    let Depth::Sample(limit) = depth else {
+        return Read::Whole;
+    };
+    if table.rows_estimate <= WHOLE_TABLE_ROWS && table.bytes <= WHOLE_TABLE_BYTES {
+        return Read::Whole;
+    }
+    let pages_now = (table.bytes as f64 / 8192.0).max(1.0);
+    let rows = if table.pages > 0 && table.rows_estimate > 0 {
+        table.rows_estimate as f64 * pages_now / table.pages as f64
+    } else {
+        // Never analyzed: assume 100-byte rows.
+        table.bytes as f64 / 100.0
+    };
+    let wanted = OVERSAMPLE * f64::from(limit.max(1));
+    Read::Pages {
+        percent: (100.0 * wanted / rows.max(wanted)).clamp(0.000_001, 100.0),
+        cap: 2 * wanted as u64,
+    }
+}
+
+/// One column's sampling expression: a bounded prefix of its text form, or
+/// of its bytes for `bytea` (decoded by [`sample_bytes`]: `::text` would
+/// give hex).
+fn sample_expression(table: &Table, column: &str) -> String {
+    let bytea = table
+        .columns
+        .iter()
+        .any(|c| c.name == column && is_bytea(&c.type_name));
+    if bytea {
+        format!(
+            "substring({} from 1 for {SAMPLE_VALUE_CHARS})",
+            quote_ident(column)
+        )
+    } else {
+        format!("left({}::text, {SAMPLE_VALUE_CHARS})", quote_ident(column))
+    }
+}
+
+/// `SELECT left("a"::text, N), … FROM "s"."t" [TABLESAMPLE SYSTEM (p)
+/// REPEATABLE (seed) LIMIT cap]`.
+pub fn sample_sql(table: &Table, columns: &[String], read: Read) -> String {
     let select: Vec<String> = columns
         .iter()
-        .map(|c| format!("left({}::text, {SAMPLE_VALUE_CHARS})", quote_ident(c)))
+        .map(|c| sample_expression(table, c))
         .collect();
-    let sample = match percent {
-        Some(p) => format!(" TABLESAMPLE SYSTEM ({p:.6})"),
-        None => String::new(),
+    let sample = match read {
+        Read::Whole => String::new(),
+        Read::Pages { percent, cap } => {
+            format!(" TABLESAMPLE SYSTEM ({percent:.6}) REPEATABLE ({SAMPLE_SEED}) LIMIT {cap}")
+        }
     };
     format!(
-        "SELECT {} FROM {}{sample} LIMIT {limit}",
+        "SELECT {} FROM {}{sample}",
         select.join(", "),
         table.qualified
     )
+}
+
+/// How much of one table a scan read, for its output and the starter file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sampled {
+    /// Rows read.
+    pub rows: u64,
+    /// Whether that was every row (then `rows` is the table's row count).
+    pub whole: bool,
+    /// `reltuples`, for a table read in part.
+    pub estimate: i64,
+}
+
+impl Sampled {
+    /// `read all 5,000 rows`, `sampled 2,000 of about 48,210 rows`.
+    pub fn describe(&self) -> String {
+        use crate::human::thousands;
+        if self.whole {
+            format!(
+                "read all {} row{}",
+                thousands(self.rows),
+                if self.rows == 1 { "" } else { "s" }
+            )
+        } else {
+            format!(
+                "sampled {} of about {} rows",
+                thousands(self.rows),
+                thousands(self.estimate.max(0) as u64)
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -966,28 +1153,138 @@ mod tests {
     }
 
     #[test]
-    fn sample_sql_quotes_and_samples_large_tables() {
+    fn sample_sql_quotes_reads_bytes_as_bytes_and_samples_large_tables() {
+        let mut t = table();
+        t.columns.push(crate::pg::catalog::Column {
+            name: "Scan".into(),
+            type_name: "bytea".into(),
+            type_oid: 17,
+            binary_ok: true,
+        });
         let columns = ["email".to_owned(), "Notes \"x\"".to_owned()];
         assert_eq!(
-            sample_sql(&table(), &columns, 500, None),
+            sample_sql(&t, &columns, Read::Whole),
             "SELECT left(\"email\"::text, 65536), left(\"Notes \"\"x\"\"\"::text, 65536) \
-             FROM \"app\".\"Odd \"\"T\"\"\" LIMIT 500"
+             FROM \"app\".\"Odd \"\"T\"\"\""
         );
         assert_eq!(
-            sample_sql(&table(), &columns[..1], 10, Some(0.25)),
-            "SELECT left(\"email\"::text, 65536) FROM \"app\".\"Odd \"\"T\"\"\" \
-             TABLESAMPLE SYSTEM (0.250000) LIMIT 10"
+            sample_sql(
+                &t,
+                &["Scan".to_owned()],
+                Read::Pages {
+                    percent: 0.25,
+                    cap: 10
+                }
+            ),
+            "SELECT substring(\"Scan\" from 1 for 65536) FROM \"app\".\"Odd \"\"T\"\"\" \
+             TABLESAMPLE SYSTEM (0.250000) REPEATABLE (11) LIMIT 10"
         );
     }
 
     #[test]
-    fn tablesample_only_when_the_table_is_much_larger_than_the_limit() {
-        assert_eq!(tablesample_percent(0, 1000), None);
-        assert_eq!(tablesample_percent(-1, 1000), None);
-        assert_eq!(tablesample_percent(2000, 1000), None);
-        assert_eq!(tablesample_percent(20_000, 1000), Some(10.0));
-        assert_eq!(tablesample_percent(2_000_000, 1000), Some(0.1));
-        let tiny = tablesample_percent(i64::MAX, 1).unwrap();
-        assert!(tiny > 0.0 && tiny <= 0.000_001);
+    fn small_tables_are_read_whole_and_large_ones_by_repeatable_pages() {
+        let sized = |rows, pages, bytes| Table {
+            rows_estimate: rows,
+            pages,
+            bytes,
+            ..table()
+        };
+        let sample = Depth::Sample(1000);
+        assert_eq!(read_for(&sized(0, 0, 0), sample), Read::Whole);
+        assert_eq!(
+            read_for(&sized(100_000, 1000, 8_192_000), sample),
+            Read::Whole
+        );
+        assert_eq!(
+            read_for(&sized(10_000_000, 100_000, 819_200_000), Depth::Full),
+            Read::Whole
+        );
+        // 2,000 wanted of 10 M rows; twice that at most.
+        assert_eq!(
+            read_for(&sized(10_000_000, 100_000, 819_200_000), sample),
+            Read::Pages {
+                percent: 0.02,
+                cap: 4000
+            }
+        );
+        // Grown tenfold since it was analyzed: the rate follows the size.
+        let Read::Pages { percent, .. } = read_for(&sized(200_000, 1000, 81_920_000), sample)
+        else {
+            panic!()
+        };
+        assert!((percent - 0.1).abs() < 1e-9, "{percent}");
+        // Never analyzed but large: not read whole.
+        assert!(matches!(
+            read_for(&sized(0, 0, 1 << 30), sample),
+            Read::Pages { .. }
+        ));
+    }
+
+    #[test]
+    fn bytes_are_sampled_as_the_text_they_hold() {
+        let mut sample = Sample::default();
+        assert!(sample_bytes(&mut sample, b"alice@example.com"));
+        // Cut inside the last character by the prefix read.
+        assert!(sample_bytes(
+            &mut sample,
+            "bob@example.org caf\u{e9}"
+                .as_bytes()
+                .split_last()
+                .unwrap()
+                .1
+        ));
+        assert!(!sample_bytes(
+            &mut sample,
+            &[0x89, b'P', b'N', b'G', 0, 1, 2]
+        ));
+        assert!(!sample_bytes(&mut sample, b"GIF89a\0\0"));
+        assert_eq!(sample.sampled, 2);
+        assert_eq!(sample.matches, matches(&[(PiiKind::Email, 2)]));
+    }
+
+    #[test]
+    fn file_words_of_bytea_columns() {
+        for (column, word) in [
+            ("avatar", "avatar"),
+            ("profile_picture", "picture"),
+            ("photos", "photo"),
+            ("signature_png", "signature"),
+            ("scanned_id", "scanned"),
+            ("attachment_data", "attachment"),
+            ("file", "file"),
+            ("document", "document"),
+        ] {
+            assert_eq!(file_hint(column), Some(word), "{column}");
+        }
+        for column in [
+            "checksum",
+            "digest",
+            "nonce",
+            "payload_hash",
+            "filename_hash",
+        ] {
+            assert_eq!(file_hint(column), None, "{column}");
+        }
+    }
+
+    #[test]
+    fn personal_facts_are_found_by_name_whatever_their_type() {
+        for (column, hint) in [
+            ("born_on", "birth"),
+            ("dob", "dob"),
+            ("age", "age"),
+            ("weight_kg", "body"),
+            ("height_cm", "body"),
+            ("salary", "salary"),
+            ("account_no", "account_number"),
+            ("national_id", "national_id"),
+            ("iban", "iban"),
+            ("tax_id", "tax_id"),
+        ] {
+            assert_eq!(name_hint(column), Some(hint), "{column}");
+        }
+        for column in ["max_age", "cache_age", "height", "weight", "page", "usage"] {
+            assert_eq!(name_hint(column), None, "{column}");
+        }
     }
 }

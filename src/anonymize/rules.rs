@@ -349,8 +349,16 @@ impl TableRules {
     }
 }
 
-/// `public.x` → `("public", "x")`; `x` → `("public", "x")`.
+/// `public.x` → `("public", "x")`; `x` → `("public", "x")`; a schema
+/// whose name holds a dot is written in double quotes: `"my.app".x` →
+/// `("my.app", "x")`. The table's name is everything after the schema.
 pub fn split_table_name(name: &str) -> (&str, &str) {
+    if let Some((schema, table)) = name
+        .strip_prefix('"')
+        .and_then(|rest| rest.split_once("\"."))
+    {
+        return (schema, table);
+    }
     match name.split_once('.') {
         Some((schema, table)) => (schema, table),
         None => ("public", name),
@@ -1009,7 +1017,13 @@ fn read_table(
     origin: Origin,
     file: &Arc<SourceFile>,
 ) -> Option<TableRules> {
-    if name.split('.').count() > 2 || name.split('.').any(str::is_empty) {
+    // `"my.app".orders`, `"public".odd.name`: a quoted schema, then the
+    // table's name, dots and all (see `split_table_name`).
+    let quoted = name.starts_with('"') && {
+        let (schema, table) = split_table_name(name);
+        !schema.is_empty() && !table.is_empty() && schema.len() + table.len() + 3 == name.len()
+    };
+    if !quoted && (name.split('.').count() > 2 || name.split('.').any(str::is_empty)) {
         cx.push(
             Problem::new(
                 "flightpath::anonymize::table-name",
@@ -1017,7 +1031,7 @@ fn read_table(
                 origin.span,
                 "expected `table` or `schema.table`",
             )
-            .help("write the table as `name` (schema public) or `schema.name`, without quotes"),
+            .help("write the table as `name` (schema public) or `schema.name`; when a name holds a dot, quote the schema: `\"my.app\".orders`, `\"public\".odd.name`"),
         );
         return None;
     }

@@ -52,8 +52,12 @@ enum Command {
     #[command(long_about = "Show how the anonymizer covers a live database.\n\n\
         Every column of every table is listed as ruled, kept, safe by type (integers, booleans, numbers, \
         timestamps, uuids) or UNCOVERED, with the evidence: a name that suggests personal data, or how many \
-        of a bounded sample of values look like e-mails, phone numbers, IPs, card numbers or IBANs \
-        (the values themselves are never printed). Connects read-only.\n\n\
+        of the values read look like e-mails, phone numbers, IPs, card numbers or IBANs \
+        (the values themselves are never printed). Tables of up to 100,000 rows are read whole, larger \
+        ones by a repeatable sample of pages from all over the table; `--full` reads every row. \
+        Each table says how many of its rows were read. Connects read-only.\n\n\
+        Without --anonymize, the shipped presets whose tables exist are named with what they would \
+        cover, and --write extends them.\n\n\
         Exit code 0 when every column is covered, 1 when some are not (or a rule does not fit the database).")]
     Scan(ScanArgs),
 }
@@ -66,9 +70,12 @@ struct ScanArgs {
     /// Rules files (or preset:<name>) whose coverage to check; repeat for several.
     #[arg(long, value_name = "FILE")]
     anonymize: Vec<String>,
-    /// Write a starter rules file with a suggested rule for every uncovered column.
+    /// Write a starter rules file with a suggested rule for every uncovered column (extending the presets that apply).
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// Read every row of every table for evidence, not a sample (values are counted, never kept).
+    #[arg(long)]
+    full: bool,
 }
 
 #[derive(Debug, Args)]

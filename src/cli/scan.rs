@@ -1,20 +1,26 @@
 //! `scan`: the anonymizer's coverage of a live database. Reads the catalog
-//! and a bounded sample of values (read-only, values never printed), prints
-//! every column as ruled, kept, safe by type or uncovered with its evidence,
-//! then the foreign servers, user mappings and foreign tables (not copied
-//! under `foreign: skip`, else refused) and the large objects (left out),
-//! and can write a starter rules file.
+//! and the values of the columns that need evidence (small tables whole,
+//! large ones by a repeatable page sample, every row with `--full`;
+//! read-only, values never printed), prints every column as ruled, kept,
+//! safe by type or uncovered with its evidence and how many rows of each
+//! table were read, then the foreign servers, user mappings and foreign
+//! tables (not copied under `foreign: skip`, else refused) and the large
+//! objects (left out). Without `--anonymize` it names the shipped presets
+//! whose tables exist and what they would cover. It can write a starter
+//! rules file extending those presets, which it reads back and binds
+//! before saying it was written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::anonymize::bind::Anonymizer;
+use crate::anonymize::bind::{Anonymizer, Binding, Class};
+use crate::anonymize::detect::Depth;
 use crate::anonymize::keyed::Keyed;
-use crate::anonymize::rules::{self, RuleSet, RulesError};
-use crate::anonymize::starter::starter;
-use crate::pg::catalog;
+use crate::anonymize::rules::{self, PRESETS, RuleSet, RulesError};
+use crate::anonymize::starter::{Scanned, Starter, starter};
+use crate::pg::catalog::{self, Table};
 use crate::pg::connect::{connection_secrets, mask_connection_string};
 use crate::pg::snapshot::read_only_session;
 use crate::redact::Redactor;
@@ -22,6 +28,14 @@ use crate::syntax::diagnostics::render;
 use crate::syntax::template::Vars;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, ScanArgs};
+
+fn anonymizer(rules: RuleSet) -> Anonymizer {
+    Anonymizer {
+        keyed: Keyed::new(rules.secret.as_deref()),
+        rules,
+        rewrite: None,
+    }
+}
 
 pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     let vars = Vars::from_env(BTreeMap::new());
@@ -57,49 +71,52 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             return EXIT_STEP_FAILED;
         }
     };
-    let tables = match catalog::tables(&client).await {
-        Ok(tables) => tables,
-        Err(e) => {
-            eprintln!(
-                "error: listing tables of {shown}: {}",
-                redactor.redact(&crate::pg::connect::describe(&e, None))
-            );
-            return EXIT_STEP_FAILED;
-        }
+    let listed = async {
+        Ok::<_, tokio_postgres::Error>((
+            catalog::tables(&client).await?,
+            catalog::outside(&client).await?,
+            catalog::column_facts(&client).await?,
+        ))
     };
-    let outside = match catalog::outside(&client).await {
-        Ok(outside) => outside,
+    let (tables, outside, facts) = match listed.await {
+        Ok(listed) => listed,
         Err(e) => {
             eprintln!(
-                "error: listing foreign objects and large objects of {shown}: {}",
+                "error: reading the catalog of {shown} (tables, foreign objects, large objects, keys): {}",
                 redactor.redact(&crate::pg::connect::describe(&e, None))
             );
             return EXIT_STEP_FAILED;
         }
     };
     let foreign_skip = rules.foreign_skip;
-    let anonymizer = Anonymizer {
-        keyed: Keyed::new(rules.secret.as_deref()),
-        rules,
-        rewrite: None,
+    let mut binding = anonymizer(rules).bind(&tables);
+    let depth = if args.full {
+        Depth::Full
+    } else {
+        Depth::Sample(crate::clone::plan::SAMPLE_ROWS)
     };
-    let mut binding = anonymizer.bind(&tables);
-    if let Err(e) = crate::clone::plan::sample(&mut binding, &client, &tables).await {
-        eprintln!("error: sampling {}", redactor.redact(&e.to_string()));
-        return EXIT_STEP_FAILED;
-    }
+    let read = match crate::clone::plan::sample(&mut binding, &client, &tables, depth).await {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: sampling {}", redactor.redact(&e));
+            return EXIT_STEP_FAILED;
+        }
+    };
 
     let mut counts = [0usize; 5];
     let mut current = "";
     for c in &binding.coverage {
         if c.table != current {
-            println!("{}", c.table);
+            match read.get(&c.table) {
+                Some(r) => println!("{}   ({})", one_line(&c.table), r.describe()),
+                None => println!("{}", one_line(&c.table)),
+            }
             current = &c.table;
         }
         counts[c.class.slot()] += 1;
         println!(
             "  {:<32} {:<28} {}",
-            c.column,
+            one_line(&c.column),
             c.type_name,
             c.class.describe()
         );
@@ -109,6 +126,17 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
     }
     for m in &binding.mismatches {
         println!("rule problem: {m}");
+    }
+    let presets = if args.anonymize.is_empty() {
+        applicable_presets(&tables, &binding)
+    } else {
+        Vec::new()
+    };
+    if !presets.is_empty() {
+        println!();
+    }
+    for preset in &presets {
+        println!("{}", preset.describe());
     }
     println!(
         "\n{} tables, {} columns: {} ruled, {} kept, {} safe by type, {} in empty tables, {} uncovered",
@@ -120,21 +148,241 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
         counts[3],
         counts[4]
     );
+    let refused = outside.has_foreign() && !foreign_skip;
+    let code = if counts[4] > 0 || !binding.mismatches.is_empty() || refused {
+        EXIT_STEP_FAILED
+    } else {
+        EXIT_OK
+    };
     if let Some(path) = &args.write {
-        let text = starter(&binding, &tables, &shown);
         let path = workdir.join(path);
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("error: writing {}: {e}", path.display());
+        let names: Vec<String> = presets
+            .iter()
+            .map(|p| format!("preset:{}", p.name))
+            .collect();
+        let (base, names) = match with_presets(&names, &tables, &binding) {
+            Some(base) => (base, names),
+            None => {
+                if !names.is_empty() {
+                    println!(
+                        "note: {} do not load or bind together here; the starter rules every table itself",
+                        names.join(" and ")
+                    );
+                }
+                (binding, Vec::new())
+            }
+        };
+        let mut refused = BTreeSet::new();
+        let written = loop {
+            let text = starter(&Scanned {
+                binding: &base,
+                tables: &tables,
+                source: &shown,
+                read: &read,
+                facts: &facts,
+                presets: &names,
+                refused: &refused,
+            });
+            if let Err(e) = std::fs::write(&path, &text.text) {
+                eprintln!("error: writing {}: {e}", path.display());
+                return EXIT_STEP_FAILED;
+            }
+            match refused_columns(workdir, &path, &tables, &text) {
+                Ok(now) if now.is_empty() => break Ok(()),
+                Ok(now) if now.is_subset(&refused) => {
+                    break Err(format!(
+                        "the binder still refuses {} of its rules",
+                        now.len()
+                    ));
+                }
+                Ok(now) => refused.extend(now),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = written {
+            eprintln!(
+                "error: the starter rules written to {} do not fit the database: {e}\n  \
+                 help: this is a bug in flightpath's suggestions; fix the rules named above by hand",
+                path.display()
+            );
             return EXIT_STEP_FAILED;
         }
         println!("starter rules written to {}", path.display());
     }
-    let refused = outside.has_foreign() && !foreign_skip;
-    if counts[4] > 0 || !binding.mismatches.is_empty() || refused {
-        EXIT_STEP_FAILED
+    code
+}
+
+/// A name as one line of the table: control characters (a newline in a
+/// column's name) escaped as Rust writes them.
+fn one_line(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string().into()
     } else {
-        EXIT_OK
+        name.into()
     }
+}
+
+/// A shipped preset whose tables the schema has, and what it would cover.
+struct PresetFit {
+    name: &'static str,
+    /// Uncovered columns (without rules) it covers, of all uncovered.
+    covers: usize,
+    of: usize,
+    /// Tables those columns are in.
+    tables: usize,
+    /// Other presets it extends (and so includes).
+    includes: Vec<String>,
+}
+
+impl PresetFit {
+    /// `preset django applies: covers 9 of 14 uncovered columns in 3 tables`.
+    fn describe(&self) -> String {
+        let includes = if self.includes.is_empty() {
+            String::new()
+        } else {
+            format!(" (includes {})", self.includes.join(", "))
+        };
+        format!(
+            "preset {}{includes} applies: covers {} of {} uncovered column{} in {} table{}; \
+             use it with `--anonymize preset:{}`, or `extends: [preset:{}]` in your rules",
+            self.name,
+            self.covers,
+            self.of,
+            if self.of == 1 { "" } else { "s" },
+            self.tables,
+            if self.tables == 1 { "" } else { "s" },
+            self.name,
+            self.name,
+        )
+    }
+}
+
+/// The presets that apply to `tables`: every table a preset requires
+/// exists (an `optional: true` table may be missing), at least one it
+/// names exists, and it binds without a problem. A preset included by
+/// another that applies (django by wagtail) is left to that one.
+/// `binding` is the scan's, without rules, sampled.
+fn applicable_presets(tables: &[Table], binding: &Binding) -> Vec<PresetFit> {
+    let present: BTreeSet<String> = tables
+        .iter()
+        .map(|t| format!("{}.{}", t.schema, t.name))
+        .collect();
+    let uncovered: BTreeSet<(&str, &str)> = binding
+        .uncovered()
+        .map(|c| (c.table.as_str(), c.column.as_str()))
+        .collect();
+    let mut fits = Vec::new();
+    for (name, _) in PRESETS {
+        let Ok(rules) = rules::load(
+            &[format!("preset:{name}")],
+            &[],
+            &Vars::only(BTreeMap::new()),
+        ) else {
+            continue;
+        };
+        let required = rules.tables.iter().filter(|(_, t)| !t.optional);
+        let all_required = required.clone().all(|(key, _)| present.contains(key));
+        let any = rules.tables.keys().any(|key| present.contains(key));
+        if !all_required || !any {
+            continue;
+        }
+        let includes: Vec<String> = rules
+            .files
+            .iter()
+            .filter_map(|f| f.strip_prefix("preset:"))
+            .filter(|f| f != name)
+            .map(str::to_string)
+            .collect();
+        let bound = anonymizer(rules).bind(tables);
+        if !bound.mismatches.is_empty() {
+            continue;
+        }
+        let covered: Vec<&crate::anonymize::bind::Coverage> = bound
+            .coverage
+            .iter()
+            .filter(|c| {
+                uncovered.contains(&(c.table.as_str(), c.column.as_str()))
+                    && !matches!(c.class, Class::Uncovered(_) | Class::SafeByType)
+            })
+            .collect();
+        let in_tables: BTreeSet<&str> = covered.iter().map(|c| c.table.as_str()).collect();
+        fits.push(PresetFit {
+            name,
+            covers: covered.len(),
+            of: uncovered.len(),
+            tables: in_tables.len(),
+            includes,
+        });
+    }
+    let included: BTreeSet<String> = fits.iter().flat_map(|f| f.includes.clone()).collect();
+    fits.retain(|f| !included.contains(f.name));
+    fits
+}
+
+/// The scan's binding redone with `presets` as the rules, the evidence
+/// sampled without rules carried over (a column the presets leave
+/// uncovered keeps what its values looked like). `None` without presets,
+/// or when together they do not load or bind cleanly.
+fn with_presets(presets: &[String], tables: &[Table], scanned: &Binding) -> Option<Binding> {
+    if presets.is_empty() {
+        return None;
+    }
+    let rules = rules::load(presets, &[], &Vars::only(BTreeMap::new())).ok()?;
+    let mut bound = anonymizer(rules).bind(tables);
+    if !bound.mismatches.is_empty() {
+        return None;
+    }
+    let evidence: BTreeMap<(&str, &str), &Class> = scanned
+        .uncovered()
+        .map(|c| ((c.table.as_str(), c.column.as_str()), &c.class))
+        .collect();
+    for c in &mut bound.coverage {
+        if let (Class::Uncovered(_) | Class::SafeByType, Some(class)) = (
+            &c.class,
+            evidence.get(&(c.table.as_str(), c.column.as_str())),
+        ) {
+            c.class = (*class).clone();
+        }
+    }
+    Some(bound)
+}
+
+/// Reads back the starter file at `path` as a clone would (the secret set)
+/// and binds it to `tables`: the columns whose rule the binder refused
+/// (empty when it fits), or why the file does not load.
+fn refused_columns(
+    workdir: &Path,
+    path: &Path,
+    tables: &[Table],
+    starter: &Starter,
+) -> Result<BTreeSet<(String, String)>, String> {
+    let vars = Vars::only(BTreeMap::from([(
+        rules::SECRET_VAR.to_string(),
+        "scan-check".to_string(),
+    )]));
+    let reference = path.display().to_string();
+    let rules = rules::load(
+        std::slice::from_ref(&reference),
+        &[workdir.to_path_buf()],
+        &vars,
+    )
+    .map_err(|e| e.lines().join("; "))?;
+    let bound = anonymizer(rules).bind(tables);
+    let mut refused = BTreeSet::new();
+    for m in &bound.mismatches {
+        let text = &m.origin.file.text;
+        let line = text[..m.origin.span.offset.min(text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        match starter.lines.iter().find(|(l, _, _)| *l == line) {
+            Some((_, table, column)) if m.origin.file.shown == reference => {
+                refused.insert((table.clone(), column.clone()));
+            }
+            _ => return Err(m.to_string()),
+        }
+    }
+    Ok(refused)
 }
 
 /// The coverage lines of what is outside the copied tables: each foreign

@@ -134,12 +134,17 @@ pub async fn survey(
     let binding = match &spec.anonymizer {
         Some(anonymizer) => {
             let mut binding = anonymizer.bind(&tables);
-            sample(&mut binding, &source, &tables)
-                .await
-                .map_err(|message| Error::Sampling {
-                    name: name.clone(),
-                    message,
-                })?;
+            sample(
+                &mut binding,
+                &source,
+                &tables,
+                detect::Depth::Sample(SAMPLE_ROWS),
+            )
+            .await
+            .map_err(|message| Error::Sampling {
+                name: name.clone(),
+                message,
+            })?;
             check_expressions(&source, name, &tables, &binding).await?;
             Some(binding)
         }
@@ -203,45 +208,68 @@ pub const SAMPLE_ROWS: u32 = crate::anonymize::bind::SAMPLE_ROWS;
 /// Adds sampled evidence to the binding's uncovered columns, and turns a
 /// column that is safe by type into a finding when its values look
 /// personal (a bigint of card numbers): one bounded, read-only query per
-/// table; the values are counted, never kept. The error names the table.
+/// table (every row at [`detect::Depth::Full`]); the values are counted,
+/// never kept. Returns how much of each table (by `Table::qualified`) was
+/// read. The error names the table.
 pub async fn sample(
     binding: &mut Binding,
     source: &Client,
     tables: &[Table],
-) -> Result<(), String> {
+    depth: detect::Depth,
+) -> Result<BTreeMap<String, detect::Sampled>, String> {
+    let mut read = BTreeMap::new();
     for table in tables {
         let columns = binding.columns_to_sample(table);
         if columns.is_empty() {
             continue;
         }
-        let samples = sample_columns(source, table, &columns, SAMPLE_ROWS)
+        let (samples, sampled) = sample_table(source, table, &columns, depth)
             .await
             .map_err(|e| format!("{}: {}", table.qualified, describe(&e, None)))?;
         binding.add_samples(table, &samples);
+        read.insert(table.qualified.clone(), sampled);
     }
-    Ok(())
+    Ok(read)
 }
 
-/// Samples `columns` of `table`: at most `limit` rows, read with one query
-/// (two when the table's statistics were far off, built by
-/// [`detect::sample_sql`]), each value cast to text and counted by
-/// [`detect::sample_value`]. Every requested column has an entry,
-/// `sampled: 0` when it held only NULLs.
-///
-/// Large tables (`rows_estimate` above twice `limit`) are read with
-/// `TABLESAMPLE SYSTEM`, at a rate that should give about twice `limit`
-/// rows from pages all over the table, rather than the first `limit` rows,
-/// which are the oldest and can all look alike. When the statistics were
-/// stale and that returns fewer than half of `limit`, the first `limit`
-/// rows are read instead.
-///
-/// Only reads; run it inside the clone's snapshot to sample what is copied.
+/// Samples `columns` of `table` for about `limit` rows: see
+/// [`sample_table`]; only the counts.
 pub async fn sample_columns(
     client: &Client,
     table: &Table,
     columns: &[String],
     limit: u32,
 ) -> Result<BTreeMap<String, detect::Sample>, tokio_postgres::Error> {
+    Ok(
+        sample_table(client, table, columns, detect::Depth::Sample(limit))
+            .await?
+            .0,
+    )
+}
+
+/// Samples `columns` of `table`, each value's prefix cast to text (or
+/// decoded from `bytea` when it is UTF-8) and counted by
+/// [`detect::sample_value`]. Every requested column has an entry,
+/// `sampled: 0` when it held only NULLs.
+///
+/// How much is read is [`detect::read_for`]'s choice: a table of up to
+/// 100,000 rows and 64 MiB is read whole, so a finding in any of its rows
+/// is found; a larger one by `TABLESAMPLE SYSTEM … REPEATABLE`, whole
+/// pages from all over the table (not its first rows, the oldest, which
+/// can all look alike), the same pages every time while the table is
+/// unchanged. When its statistics were so stale that the page sample
+/// returns fewer than half the rows wanted, the table is smaller than they
+/// said, and its first 100,000 rows are read instead. `Full` reads every
+/// row. Rows are streamed and counted, never kept, whatever the table's
+/// size.
+///
+/// Only reads; run it inside the clone's snapshot to sample what is copied.
+pub async fn sample_table(
+    client: &Client,
+    table: &Table,
+    columns: &[String],
+    depth: detect::Depth,
+) -> Result<(BTreeMap<String, detect::Sample>, detect::Sampled), tokio_postgres::Error> {
     let mut unique: Vec<String> = Vec::with_capacity(columns.len());
     for column in columns {
         if !unique.contains(column) {
@@ -254,37 +282,57 @@ pub async fn sample_columns(
             .map(|c| (c.clone(), detect::Sample::default()))
             .collect()
     };
-    if unique.is_empty() || limit == 0 {
-        return Ok(empty());
+    let mut sampled = detect::Sampled {
+        estimate: table.rows_estimate,
+        ..Default::default()
+    };
+    if unique.is_empty() || depth == detect::Depth::Sample(0) {
+        return Ok((empty(), sampled));
     }
-    let percent = detect::tablesample_percent(table.rows_estimate, limit);
+    let read = detect::read_for(table, depth);
     let mut samples = empty();
-    let rows = read_sample(
+    let bytea: Vec<bool> = unique
+        .iter()
+        .map(|c| {
+            table
+                .columns
+                .iter()
+                .any(|t| t.name == *c && detect::is_bytea(&t.type_name))
+        })
+        .collect();
+    let mut rows = read_sample(
         client,
-        &detect::sample_sql(table, &unique, limit, percent),
+        &detect::sample_sql(table, &unique, read),
         &unique,
+        &bytea,
         &mut samples,
     )
     .await?;
-    if percent.is_some() && rows < u64::from(limit / 2) {
+    sampled.whole = read == detect::Read::Whole;
+    if let (detect::Read::Pages { .. }, detect::Depth::Sample(limit)) = (read, depth)
+        && rows < u64::from(limit / 2)
+    {
         samples = empty();
-        read_sample(
-            client,
-            &detect::sample_sql(table, &unique, limit, None),
-            &unique,
-            &mut samples,
-        )
-        .await?;
+        let sql = format!(
+            "{} LIMIT {}",
+            detect::sample_sql(table, &unique, detect::Read::Whole),
+            detect::WHOLE_TABLE_ROWS
+        );
+        rows = read_sample(client, &sql, &unique, &bytea, &mut samples).await?;
+        sampled.whole = rows < detect::WHOLE_TABLE_ROWS as u64;
     }
-    Ok(samples)
+    sampled.rows = rows;
+    Ok((samples, sampled))
 }
 
 /// Streams the rows of `sql`, adding each column's value to its sample;
-/// returns how many rows there were. Rows are not kept.
+/// returns how many rows there were. Rows are not kept: the connection
+/// reads the next only when this one was counted.
 async fn read_sample(
     client: &Client,
     sql: &str,
     columns: &[String],
+    bytea: &[bool],
     samples: &mut BTreeMap<String, detect::Sample>,
 ) -> Result<u64, tokio_postgres::Error> {
     let rows = client.query_raw(sql, std::iter::empty::<&str>()).await?;
@@ -293,11 +341,13 @@ async fn read_sample(
     while let Some(row) = rows.try_next().await? {
         count += 1;
         for (i, column) in columns.iter().enumerate() {
-            if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
-                detect::sample_value(
-                    samples.get_mut(column).expect("one sample per column"),
-                    value,
-                );
+            let sample = samples.get_mut(column).expect("one sample per column");
+            if bytea[i] {
+                if let Some(value) = row.try_get::<_, Option<&[u8]>>(i)? {
+                    detect::sample_bytes(sample, value);
+                }
+            } else if let Some(value) = row.try_get::<_, Option<&str>>(i)? {
+                detect::sample_value(sample, value);
             }
         }
     }

@@ -501,6 +501,46 @@ pub async fn outside(client: &Client) -> Result<Outside, tokio_postgres::Error> 
     })
 }
 
+/// What a scan weighs besides the values: which tables other tables
+/// point at (reference data), and which columns refuse NULL (a rule that
+/// writes NULL there would fail the copy).
+#[derive(Debug, Clone, Default)]
+pub struct ColumnFacts {
+    /// Table OID → foreign keys of *other* tables that reference it.
+    pub referenced_by: HashMap<u32, u32>,
+    /// `(table OID, column name)` of every `NOT NULL` column.
+    pub not_null: std::collections::HashSet<(u32, String)>,
+}
+
+/// Reads [`ColumnFacts`] for the user's tables.
+pub async fn column_facts(client: &Client) -> Result<ColumnFacts, tokio_postgres::Error> {
+    let mut facts = ColumnFacts::default();
+    for row in client
+        .query(
+            "SELECT confrelid, count(*)::int8 FROM pg_catalog.pg_constraint \
+             WHERE contype = 'f' AND conrelid <> confrelid GROUP BY confrelid",
+            &[],
+        )
+        .await?
+    {
+        let count: i64 = row.get(1);
+        facts
+            .referenced_by
+            .insert(row.get(0), u32::try_from(count).unwrap_or(u32::MAX));
+    }
+    let sql = format!(
+        "SELECT a.attrelid, a.attname::text FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.attnotnull AND a.attnum > 0 AND NOT a.attisdropped \
+           AND c.relkind = 'r' AND {USER_RELATION}"
+    );
+    for row in client.query(&sql, &[]).await? {
+        facts.not_null.insert((row.get(0), row.get(1)));
+    }
+    Ok(facts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
