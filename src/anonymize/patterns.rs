@@ -1,6 +1,10 @@
-//! Personal data inside text: e-mail addresses (also URL-encoded), phone
-//! numbers, IP addresses, payment card numbers and IBANs, found by shape and,
-//! where the format has one, by checksum.
+//! Personal data inside text: e-mail addresses, phone numbers, IP
+//! addresses, payment card numbers and IBANs, found by shape and, where the
+//! format has one, by checksum, in any spelling: a text holding escapes
+//! (percent-encoding at any depth, HTML character references, JSON
+//! escapes), compatibility forms (fullwidth `＠`) or invisible characters is
+//! searched in its decoded view (`decode`), and each find points back at
+//! the original spelling.
 //!
 //! Used twice: by the `redact` strategy, to replace what it finds inside free
 //! text and JSON, and by coverage detection, to tell which unruled columns
@@ -22,9 +26,14 @@
 //!   out dotted dates; IPv6 needs two groups and a digit, which keeps out
 //!   `Foo::bar` and times such as `12:30:45`).
 //!
+//! E-mail addresses take letters of any script in the local part and the
+//! domain (internationalised and look-alike domains), emoji in the local
+//! part, and quoted local parts (`"x y"@example.com`).
+//!
 //! Not found, on purpose or for now: obfuscated addresses (`alice at example
-//! dot com`), internationalised domain names, URL-encoded phone numbers,
-//! and bare 10-digit US numbers (indistinguishable from ids and Unix times).
+//! dot com`), domains written in punycode matched to their Unicode form (each
+//! is found, as a different address), and bare 10-digit US numbers
+//! (indistinguishable from ids and Unix times).
 //!
 //! This module only finds; it never decides what replaces a match.
 
@@ -34,6 +43,8 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::decode;
 
 /// Every kind accepted by `redact:`, by its name in the rules file (for "did
 /// you mean" suggestions).
@@ -112,15 +123,24 @@ pub struct Found {
     /// Byte range in the text searched; always on character boundaries.
     pub range: Range<usize>,
     /// The item itself, decoded: `alice@example.com` for
-    /// `alice%40example.com` (and `+` for `%2B` in its local part). Other
-    /// kinds are as written, separators included.
+    /// `alice%40example.com`, `alice&#64;example.com`, `alice＠example.com`
+    /// or `alice\u{200D}@example.com` (decoded, NFKC, invisible characters
+    /// dropped; case kept). Other kinds are as decoded, separators included.
     pub value: String,
     /// Whether the text held the item URL-encoded (an e-mail address with
-    /// `%40` for `@`), so a replacement can be encoded the same way.
+    /// `%40` for `@`): whether `percent_depth` is above 0.
     pub url_encoded: bool,
+    /// How many times the most encoded character of the item was
+    /// percent-encoded (1 for `%40`, 2 for `%2540`), so a replacement can
+    /// be encoded the same way and a URL stays a URL.
+    pub percent_depth: u8,
 }
 
-/// Every item of the given `kinds` in `text`, in order, none overlapping.
+/// Every item of the given `kinds` in `text`, in order, none overlapping,
+/// however it is spelled: percent-encoded at any depth, as HTML character
+/// references, JSON escapes or Unicode compatibility forms, with invisible
+/// characters inside (see [`decode`]). Each [`Found`] gives the item
+/// decoded and the range of its spelling in `text`.
 ///
 /// All kinds are looked for, whatever `kinds` says, and overlaps are settled
 /// first (see [`PiiKind::priority`]); only then are the other kinds dropped.
@@ -130,8 +150,29 @@ pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
     if kinds.is_empty() {
         return Vec::new();
     }
+    let Some(view) = decode::View::of(text) else {
+        return find_decoded(text, kinds);
+    };
+    let mut found = find_decoded(view.text(), kinds);
+    // Where the last item ends in `text`. Two items side by side in the
+    // view can share an original character (one that decodes to several,
+    // such as `㏂`): the first takes it.
+    let mut end = 0;
+    found.retain_mut(|item| {
+        let range = view.original(item.range.clone());
+        item.percent_depth = view.percent_depth(item.range.clone());
+        item.url_encoded = item.percent_depth > 0;
+        item.range = range.start.max(end)..range.end;
+        end = end.max(range.end);
+        !item.range.is_empty()
+    });
+    found
+}
+
+/// [`find`] in a text that needs no decoding (or is a decoded view).
+fn find_decoded(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
     let mut candidates = Vec::new();
-    if text.contains('@') || text.contains("%40") {
+    if text.contains('@') {
         emails(text, &mut candidates);
     }
     if text.bytes().any(|b| b.is_ascii_digit()) {
@@ -165,7 +206,7 @@ pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
 /// whitespace aside) is one item: for telling what a column holds from a
 /// sample of its values.
 pub fn classify(value: &str) -> Option<PiiKind> {
-    let trimmed = value.trim();
+    let trimmed = value.trim_matches(|c: char| c.is_whitespace() || decode::is_invisible(c));
     if trimmed.is_empty() {
         return None;
     }
@@ -411,18 +452,48 @@ fn scan(
 // ---------------------------------------------------------------------------
 // E-mail addresses
 
-/// `pre` swallows percent-escapes right before the address (`%20alice%40…`,
-/// `%3Dalice%40…`), so their hex digits never become part of the local part.
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?ix)
-        (?P<pre>(?:%[0-9a-f]{2})*)
-        (?P<local>[a-z0-9_+](?:[a-z0-9._+-]|%2b)*)
-        (?P<sep>@|%40)
-        (?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})",
+/// An e-mail address in a decoded text (see [`decode`]): a local part of
+/// letters (any script), digits, emoji and `._+-`, or a quoted one
+/// (`"x y"@…`); a domain of labels of letters (any script, so
+/// internationalised and look-alike domains too), digits and hyphens, and a
+/// top-level domain of letters (or `xn--` punycode). `<W>` is the class of
+/// word characters, `<X>` what else a local part may hold. Label and part
+/// lengths are checked by [`emails`], not by counted repetitions, which
+/// would blow up with Unicode classes.
+const EMAIL_PATTERN: &str = r#"(?ix)
+    (?:
+        "(?P<quoted>[^"\\\r\n]+)"
+      | (?P<local>[<W>_+<X>][<W>._+\-<X>]*)
     )
-    .expect("valid regex")
+    @
+    (?P<domain>(?:[<W>](?:[<W>\-]*[<W>])?\.)+(?:xn--[a-z0-9\-]+|[<L>]{2,}))"#;
+
+/// [`EMAIL_PATTERN`] for ASCII text, which most text is: a smaller and
+/// faster automaton for the same matches.
+static EMAIL_ASCII: LazyLock<Regex> = LazyLock::new(|| {
+    let pattern = EMAIL_PATTERN
+        .replace("<W>", "a-z0-9")
+        .replace("<X>", "")
+        .replace("<L>", "a-z");
+    Regex::new(&pattern).expect("valid regex")
 });
+
+/// [`EMAIL_PATTERN`] for any text: letters, marks and digits of every
+/// script, emoji in the local part.
+static EMAIL_UNICODE: LazyLock<Regex> = LazyLock::new(|| {
+    let pattern = EMAIL_PATTERN
+        .replace("<W>", r"\p{L}\p{M}\p{N}")
+        .replace(
+            "<X>",
+            r"\p{Extended_Pictographic}\p{Emoji_Modifier}\p{Regional_Indicator}",
+        )
+        .replace("<L>", r"\p{L}\p{M}");
+    Regex::new(&pattern).expect("valid regex")
+});
+
+/// Longest local part and domain label, in characters (RFC 5321).
+const LOCAL_MAX: usize = 64;
+const LABEL_MAX: usize = 63;
 
 /// Endings of file names that look like domains: `logo@2x.png`.
 const FILE_EXTENSIONS: &[&str] = &[
@@ -432,38 +503,34 @@ const FILE_EXTENSIONS: &[&str] = &[
 ];
 
 fn emails(text: &str, out: &mut Vec<Found>) {
-    scan(text, &EMAIL, out, |caps| {
-        let local = caps.name("local")?;
-        let sep = caps.name("sep")?;
+    let re = if text.is_ascii() {
+        &*EMAIL_ASCII
+    } else {
+        &*EMAIL_UNICODE
+    };
+    scan(text, re, out, |caps| {
+        let whole = caps.get(0)?;
         let domain = caps.name("domain")?;
-        let tld = domain.as_str().rsplit('.').next()?.to_ascii_lowercase();
+        let local = caps.name("quoted").or(caps.name("local"))?;
+        let tld = domain.as_str().rsplit('.').next()?.to_lowercase();
         if FILE_EXTENSIONS.contains(&tld.as_str())
             || char_after(text, domain.end()).is_some_and(is_word)
+            || local.as_str().chars().count() > LOCAL_MAX
+            || domain
+                .as_str()
+                .split('.')
+                .any(|label| label.chars().count() > LABEL_MAX)
         {
             return None;
         }
-        let url_encoded = sep.as_str() != "@";
-        let local_part = if url_encoded {
-            decode_plus(local.as_str())
-        } else if local.as_str().contains('%') {
-            // A literal `%2B` before a literal `@`: not an address we
-            // understand.
-            return None;
-        } else {
-            local.as_str().to_owned()
-        };
         Some(Found {
             kind: PiiKind::Email,
-            range: local.start()..domain.end(),
-            value: format!("{local_part}@{}", domain.as_str()),
-            url_encoded,
+            range: whole.range(),
+            value: whole.as_str().to_owned(),
+            url_encoded: false,
+            percent_depth: 0,
         })
     });
-}
-
-/// `%2B`/`%2b` → `+`, the only escape the local-part pattern admits.
-fn decode_plus(s: &str) -> String {
-    s.replace("%2B", "+").replace("%2b", "+")
 }
 
 // ---------------------------------------------------------------------------
@@ -512,6 +579,7 @@ fn phones(text: &str, out: &mut Vec<Found>) {
             value: text[range.clone()].to_owned(),
             range,
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -574,6 +642,7 @@ fn ipv4s(text: &str, out: &mut Vec<Found>) {
             range: m.range(),
             value: m.as_str().to_owned(),
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -594,6 +663,7 @@ fn ipv6s(text: &str, out: &mut Vec<Found>) {
                     range: m.start()..end,
                     value: candidate.to_owned(),
                     url_encoded: false,
+                    percent_depth: 0,
                 });
             }
             candidate = candidate.strip_suffix(':')?;
@@ -629,6 +699,7 @@ fn cards(text: &str, out: &mut Vec<Found>) {
             value: text[range.clone()].to_owned(),
             range,
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -712,6 +783,7 @@ fn ibans(text: &str, out: &mut Vec<Found>) {
             range: m.start()..end,
             value: value.to_owned(),
             url_encoded: false,
+            percent_depth: 0,
         })
     })
 }

@@ -5,9 +5,14 @@
 //! Replacements are keyed like every other strategy, so the same address
 //! becomes the same fake everywhere: an e-mail address inside a comment
 //! becomes exactly what a `fake: email` column rule makes of it, and joins
-//! or searches on it in staging still line up. Each replacement keeps the
-//! shape of what it replaces (URL-encoding, card separators, IBAN spacing),
-//! so the surrounding URL, JSON or layout stays valid.
+//! or searches on it in staging still line up, however it was spelled:
+//! `alice&#64;Example.com`, `alice%2540example.com` and `alice@example.com`
+//! all become the `fake: email` of `alice@example.com` (the item decoded,
+//! see `patterns`). Each replacement keeps the shape of what it replaces
+//! (percent-encoding at the same depth, card separators, IBAN spacing), so
+//! the surrounding URL, JSON or layout stays valid; an item spelled with
+//! HTML references, JSON escapes or fullwidth forms becomes plain ASCII,
+//! valid in all of them.
 //!
 //! Phone numbers and IP addresses become the `fake: phone` / `ipv4` / `ipv6`
 //! of the item as written; card numbers a Luhn-valid test-card number; IBANs
@@ -72,18 +77,13 @@ impl Redactor {
         Some((out, found.len()))
     }
 
-    /// The text that replaces `item`, encoded as the item was.
+    /// The text that replaces `item`, percent-encoded as deep as the item
+    /// was (so a URL stays a URL); otherwise plain ASCII, which is valid
+    /// wherever the item was, HTML or JSON-escaped text alike.
     fn replacement(&self, keyed: &Keyed, item: &Found) -> String {
         let value = item.value.as_str();
-        match item.kind {
-            PiiKind::Email => {
-                let fake = self.fake(FakeKind::Email, keyed, value);
-                if item.url_encoded {
-                    fake.replace('@', "%40")
-                } else {
-                    fake
-                }
-            }
+        let fake = match item.kind {
+            PiiKind::Email => self.fake(FakeKind::Email, keyed, value),
             PiiKind::Phone => self.fake(FakeKind::Phone, keyed, value),
             PiiKind::Ip => {
                 let kind = if value.contains(':') {
@@ -95,7 +95,8 @@ impl Redactor {
             }
             PiiKind::Card => distinct(value, |input| fake_card(keyed, value, input)),
             PiiKind::Iban => distinct(value, |input| fake_iban(keyed, value, input)),
-        }
+        };
+        (0..item.percent_depth).fold(fake, |text, _| percent_encode(&text))
     }
 
     /// Exactly the `fake: <kind>` of the item: never equal to it, and for
@@ -104,6 +105,21 @@ impl Redactor {
         fakes::fake(kind, self.locale, keyed, value.as_bytes(), false)
             .expect("only `unique: true` can fail, and it is not asked for")
     }
+}
+
+/// `text` with every byte but the unreserved characters of RFC 3986
+/// (letters, digits, `-._~`) percent-encoded: `@` becomes `%40`, and `%40`
+/// becomes `%2540`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `make(original)`, or when that equals `original` (ignoring ASCII case),
