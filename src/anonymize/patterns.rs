@@ -890,6 +890,84 @@ mod tests {
     }
 
     #[test]
+    fn emails_in_every_spelling() {
+        for (spelling, value, depth) in [
+            ("x&#64;realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x&#x40;realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x&commat;realmail-prod.test", "x@realmail-prod.test", 0),
+            (r"x\u0040realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x%40realmail-prod.test", "x@realmail-prod.test", 1),
+            ("x%2540realmail-prod.test", "x@realmail-prod.test", 2),
+            ("x\u{200D}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200B}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200C}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200F}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x＠realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x﹫realmail-prod.test", "x@realmail-prod.test", 0),
+            ("X@Réalmail.test", "X@Réalmail.test", 0),
+            ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
+            ("x@пример.рф", "x@пример.рф", 0),
+            ("x@example.xn--p1ai", "x@example.xn--p1ai", 0),
+            ("josé.núñez@example.es", "josé.núñez@example.es", 0),
+            (
+                "\"x y\"@realmail-prod.test",
+                "\"x y\"@realmail-prod.test",
+                0,
+            ),
+            ("x😀@realmail-prod.test", "x😀@realmail-prod.test", 0),
+        ] {
+            for text in [
+                spelling.to_owned(),
+                format!("Mail {spelling}, or call."),
+                format!("<a href=\"mailto:{spelling}\">me</a>"),
+            ] {
+                let found = find(&text, &PiiKind::ALL);
+                assert_eq!(found.len(), 1, "{text}: {found:?}");
+                assert_eq!(found[0].kind, PiiKind::Email);
+                assert_eq!(found[0].value, value, "{text}");
+                assert_eq!(&text[found[0].range.clone()], spelling, "{text}");
+                assert_eq!(found[0].percent_depth, depth, "{text}");
+                assert_eq!(found[0].url_encoded, depth > 0, "{text}");
+            }
+            assert_eq!(classify(spelling), Some(PiiKind::Email), "{spelling}");
+        }
+        // Invisible characters around a whole value do not hide it.
+        assert_eq!(
+            classify("\u{200B}x@realmail-prod.test\u{FEFF}"),
+            Some(PiiKind::Email)
+        );
+        // What `scan` samples: a column of such values is a column of
+        // e-mail addresses.
+        let mut sample = crate::anonymize::detect::Sample::default();
+        for value in [
+            "x&#64;realmail-prod.test",
+            r#"{"to":"x\\u0040realmail-prod.test"}"#,
+            "y＠realmail-prod.test",
+        ] {
+            crate::anonymize::detect::sample_value(&mut sample, value);
+        }
+        assert_eq!(sample.matches.get(&PiiKind::Email), Some(&3));
+    }
+
+    #[test]
+    fn other_kinds_are_found_decoded_too() {
+        assert_eq!(
+            all("call &#43;44 7700 900123 or %2B44%207700%20900124"),
+            [
+                (PiiKind::Phone, "&#43;44 7700 900123"),
+                (PiiKind::Phone, "%2B44%207700%20900124")
+            ]
+        );
+        assert_eq!(
+            all("card ４１１１ １１１１ １１１１ １１１１ from 203.0.113.7"),
+            [
+                (PiiKind::Card, "４１１１ １１１１ １１１１ １１１１"),
+                (PiiKind::Ip, "203.0.113.7")
+            ]
+        );
+    }
+
+    #[test]
     fn email_lookalikes_are_not_emails() {
         for text in [
             r#"<img src="/static/logo@2x.png" srcset="icon@3x.webp 3x">"#,
@@ -899,6 +977,15 @@ mod tests {
             "thanks @alice, see you",
             "alice at example dot com",
             "price: 3 @ £4.99",
+            "@property def name(self): return self._name",
+            "class A { @Override public String toString() }",
+            "import x from '@scope/pkg'; npm i %40scope%2Fpkg",
+            "&#64;media print { } and \\u0040media screen",
+            "ping ＠alice and &commat;bob, thanks!",
+            "Grüße aus München — café, naïve, 東京, Ελλάδα",
+            "https://example.com/search?q=caf%C3%A9&amp;page=2",
+            "50% off & more; 100%",
+            r#"{"a":"b","c":"d"}@"#,
         ] {
             assert_eq!(all(text), [], "{text}");
         }

@@ -198,6 +198,7 @@ fn relayout(written: &str, new: &[u8], replaced: impl Fn(&u8) -> bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anonymize::decode;
     use proptest::prelude::*;
 
     const ALL: &[PiiKind] = &PiiKind::ALL;
@@ -423,6 +424,135 @@ mod tests {
             .unwrap()
             .0;
         assert_ne!(again, once);
+    }
+
+    /// Every spelling of an address `redact` must see through, with the
+    /// address it spells (what `fake: email` is given) and how many times
+    /// its replacement is percent-encoded.
+    const SPELLINGS: &[(&str, &str, u8)] = &[
+        ("x@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&#64;Realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&#x40;realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&commat;realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&amp;#64;realmail-prod.test", "x@realmail-prod.test", 0),
+        (r"x\u0040realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x%40realmail-prod.test", "x@realmail-prod.test", 1),
+        ("x%2540realmail-prod.test", "x@realmail-prod.test", 2),
+        ("x\u{200D}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200B}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200C}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200F}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x＠realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x﹫realmail-prod.test", "x@realmail-prod.test", 0),
+        (
+            "ｘ＠ｒｅａｌｍａｉｌ－ｐｒｏｄ．ｔｅｓｔ",
+            "x@realmail-prod.test",
+            0,
+        ),
+        ("x@réalmail.test", "x@réalmail.test", 0),
+        ("x@re\u{301}almail.test", "x@réalmail.test", 0),
+        ("x%40r%C3%A9almail.test", "x@réalmail.test", 1),
+        ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
+        (
+            "\"x y\"@realmail-prod.test",
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        (
+            "&quot;x y&quot;@realmail-prod.test",
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        (
+            r#"\"x y\"@realmail-prod.test"#,
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        ("x😀@realmail-prod.test", "x😀@realmail-prod.test", 0),
+        (
+            "x\u{1F600}\u{200D}@realmail-prod.test",
+            "x😀@realmail-prod.test",
+            0,
+        ),
+    ];
+
+    /// `text` percent-encoded `depth` times, as a replacement is.
+    fn encoded(text: &str, depth: u8) -> String {
+        (0..depth).fold(text.to_owned(), |t, _| percent_encode(&t))
+    }
+
+    #[test]
+    fn every_spelling_becomes_the_fake_email_of_the_address_it_spells() {
+        let k = keyed();
+        for &(spelling, address, depth) in SPELLINGS {
+            let fake =
+                fakes::fake(FakeKind::Email, Locale::En, &k, address.as_bytes(), false).unwrap();
+            let text = format!("<p>Hi, (write to {spelling}), thanks</p>");
+            let (out, n) = redact(&[PiiKind::Email], &text);
+            assert_eq!(n, 1, "{spelling}");
+            assert_eq!(
+                out,
+                format!("<p>Hi, (write to {}), thanks</p>", encoded(&fake, depth)),
+                "{spelling}"
+            );
+            // Nothing of the address is left, in any spelling.
+            let decoded = decode::View::of(&out).map_or(out.clone(), |v| v.text().to_owned());
+            let (local, domain) = address.rsplit_once('@').unwrap();
+            assert!(!decoded.contains(domain), "{spelling}: {out}");
+            assert!(!decoded.contains(&format!("{local}@")), "{spelling}: {out}");
+            assert_emails_reserved(&decoded);
+        }
+        // Every spelling of one address, in one text: one fake, as many times.
+        let plain = redact(&[PiiKind::Email], "x@realmail-prod.test").0;
+        for &(spelling, address, depth) in SPELLINGS {
+            if address == "x@realmail-prod.test" {
+                assert_eq!(
+                    redact(&[PiiKind::Email], spelling).0,
+                    encoded(&plain, depth)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replacements_stay_valid_in_urls_and_json() {
+        let k = keyed();
+        let fake = fakes::fake(
+            FakeKind::Email,
+            Locale::En,
+            &k,
+            b"x@realmail-prod.test",
+            false,
+        )
+        .unwrap();
+        // A URL inside a URL: still decodes, at every depth, to the fake.
+        let url = "https://t.test/r?u=https%3A%2F%2Fs.test%2F%3Fe%3Dx%2540realmail-prod.test&n=1";
+        let (out, _) = redact(&[PiiKind::Email], url);
+        assert_eq!(
+            out,
+            url.replace("x%2540realmail-prod.test", &fake.replace('@', "%2540"))
+        );
+        // JSON text with escapes stays JSON, and its string the fake.
+        let json = r#"{"note":"to x\u0040realmail-prod.test, \"x y\"@realmail-prod.test"}"#;
+        let (out, n) = redact(&[PiiKind::Email], json);
+        assert_eq!(n, 2);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let quoted = fakes::fake(
+            FakeKind::Email,
+            Locale::En,
+            &k,
+            b"\"x y\"@realmail-prod.test",
+            false,
+        )
+        .unwrap();
+        assert_eq!(parsed["note"], format!("to {fake}, {quoted}"));
+        // Phone numbers spelled with references or percent-escapes too.
+        let phone =
+            fakes::fake(FakeKind::Phone, Locale::En, &k, b"+44 7700 900123", false).unwrap();
+        let (out, _) = redact(&[PiiKind::Phone], "tel &#43;44 7700 900123.");
+        assert_eq!(out, format!("tel {phone}."));
+        let (out, _) = redact(&[PiiKind::Phone], "?tel=%2B44%207700%20900123&x");
+        assert_eq!(out, format!("?tel={}&x", percent_encode(&phone)));
     }
 
     proptest! {
