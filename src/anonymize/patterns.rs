@@ -28,7 +28,9 @@
 //!
 //! E-mail addresses take letters of any script in the local part and the
 //! domain (internationalised and look-alike domains), emoji in the local
-//! part, and quoted local parts (`"x y"@example.com`).
+//! part, and quoted local parts (`"x y"@example.com`). In text written
+//! without spaces (Chinese, Japanese, Thai, …) an address ends where that
+//! script meets its Latin letters, so the words around it stay.
 //!
 //! Not found, on purpose or for now: obfuscated addresses (`alice at example
 //! dot com`), domains written in punycode matched to their Unicode form (each
@@ -491,6 +493,57 @@ static EMAIL_UNICODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&pattern).expect("valid regex")
 });
 
+/// Whether `c` is of a script written without spaces between words (Han,
+/// kana, Thai, Lao, Khmer, Myanmar): such text runs straight into an
+/// address (`メールはtaro@example.jpまで`), so where it meets the address's
+/// Latin letters is where the address starts or ends.
+fn spaceless(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0E00}'..='\u{0EFF}'
+            | '\u{1000}'..='\u{109F}'
+            | '\u{1780}'..='\u{17FF}'
+            | '\u{2E80}'..='\u{2FDF}'
+            | '\u{3005}'..='\u{3007}'
+            | '\u{3021}'..='\u{3029}'
+            | '\u{3040}'..='\u{30FF}'
+            | '\u{31F0}'..='\u{31FF}'
+            | '\u{3400}'..='\u{4DBF}'
+            | '\u{4E00}'..='\u{9FFF}'
+            | '\u{F900}'..='\u{FAFF}'
+            | '\u{20000}'..='\u{3FFFF}'
+    )
+}
+
+/// Where a local part starts in `local`, as matched: after the last
+/// spaceless character that other letters follow (`メールはtaro` → `taro`).
+fn after_spaceless(local: &str) -> usize {
+    let mut start = 0;
+    let mut before = None;
+    for (at, c) in local.char_indices() {
+        if before.is_some_and(spaceless) && !spaceless(c) {
+            start = at;
+        }
+        before = Some(c);
+    }
+    start
+}
+
+/// How much of `domain`, as matched, is the domain: its last label cut
+/// where spaceless characters follow other letters (`example.jpまで` →
+/// `example.jp`).
+fn before_spaceless(domain: &str) -> usize {
+    let last = domain.rfind('.').map_or(0, |dot| dot + 1);
+    let mut before = None;
+    for (at, c) in domain[last..].char_indices() {
+        if spaceless(c) && before.is_some_and(|b: char| !spaceless(b)) {
+            return last + at;
+        }
+        before = Some(c);
+    }
+    domain.len()
+}
+
 /// Longest local part and domain label, in characters (RFC 5321).
 const LOCAL_MAX: usize = 64;
 const LABEL_MAX: usize = 63;
@@ -509,15 +562,25 @@ fn emails(text: &str, out: &mut Vec<Found>) {
         &*EMAIL_UNICODE
     };
     scan(text, re, out, |caps| {
-        let whole = caps.get(0)?;
         let domain = caps.name("domain")?;
-        let local = caps.name("quoted").or(caps.name("local"))?;
-        let tld = domain.as_str().rsplit('.').next()?.to_lowercase();
-        if FILE_EXTENSIONS.contains(&tld.as_str())
-            || char_after(text, domain.end()).is_some_and(is_word)
-            || local.as_str().chars().count() > LOCAL_MAX
+        if char_after(text, domain.end()).is_some_and(is_word) {
+            return None;
+        }
+        let (start, local_len) = match caps.name("quoted") {
+            Some(quoted) => (quoted.start() - 1, quoted.as_str().chars().count()),
+            None => {
+                let local = caps.name("local")?;
+                let from = after_spaceless(local.as_str());
+                (local.start() + from, local.as_str()[from..].chars().count())
+            }
+        };
+        let domain = &domain.as_str()[..before_spaceless(domain.as_str())];
+        let range = start..caps.name("domain")?.start() + domain.len();
+        let tld = domain.rsplit('.').next()?.to_lowercase();
+        if tld.chars().count() < 2
+            || FILE_EXTENSIONS.contains(&tld.as_str())
+            || local_len > LOCAL_MAX
             || domain
-                .as_str()
                 .split('.')
                 .any(|label| label.chars().count() > LABEL_MAX)
         {
@@ -525,8 +588,8 @@ fn emails(text: &str, out: &mut Vec<Found>) {
         }
         Some(Found {
             kind: PiiKind::Email,
-            range: whole.range(),
-            value: whole.as_str().to_owned(),
+            value: text[range.clone()].to_owned(),
+            range,
             url_encoded: false,
             percent_depth: 0,
         })
@@ -950,6 +1013,21 @@ mod tests {
     }
 
     #[test]
+    fn emails_in_text_written_without_spaces_end_where_the_script_changes() {
+        for (text, address) in [
+            ("请联系alice@example.com谢谢", "alice@example.com"),
+            ("メールはtaro@example.jpまで", "taro@example.jp"),
+            ("mail:x@y.test。谢谢", "x@y.test"),
+            ("太郎@例え.テスト", "太郎@例え.テスト"),
+            ("x@例え.jp", "x@例え.jp"),
+            ("taro太郎@example.jp", "taro太郎@example.jp"),
+            ("Ünïcödé@exämple.de!", "Ünïcödé@exämple.de"),
+        ] {
+            assert_eq!(of_kind(text, PiiKind::Email), [address], "{text}");
+        }
+    }
+
+    #[test]
     fn other_kinds_are_found_decoded_too() {
         assert_eq!(
             all("call &#43;44 7700 900123 or %2B44%207700%20900124"),
@@ -1286,6 +1364,22 @@ mod tests {
                 if !f.url_encoded {
                     prop_assert_eq!(&text[f.range.clone()], f.value.as_str());
                 }
+            }
+        }
+
+        #[test]
+        fn spelled_soup_maps_back_ordered_and_on_boundaries(
+            text in "[a-z0-9 .@%&#;\\\\ux＠﹫\u{200D}\u{200F}é\u{301}ｘ\"-]{0,120}",
+        ) {
+            let found = find(&text, &PiiKind::ALL);
+            for pair in found.windows(2) {
+                prop_assert!(pair[0].range.end <= pair[1].range.start);
+            }
+            for f in &found {
+                prop_assert!(!f.range.is_empty());
+                prop_assert!(text.is_char_boundary(f.range.start));
+                prop_assert!(text.is_char_boundary(f.range.end));
+                prop_assert_eq!(f.url_encoded, f.percent_depth > 0);
             }
         }
 
