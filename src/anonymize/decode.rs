@@ -4,12 +4,13 @@
 //! read `alice@example.com` in the view.
 //!
 //! The view undoes, repeatedly until nothing changes (a few rounds at
-//! most), percent-encoding (any depth: `%2540` → `%40` → `@`), HTML
-//! character references (`&#64;`, `&#x40;`, `&commat;`, `&amp;`, …),
-//! JSON/JavaScript string escapes (`\u0040`, surrogate pairs, `\"`, `\\`,
-//! …), Unicode compatibility forms (NFKC: fullwidth `＠`, small `﹫`,
-//! fullwidth letters and digits) and drops invisible characters (zero-width
-//! space, joiner and non-joiner, direction marks, soft hyphen, variation
+//! most), percent-encoding (any depth: `%2540` → `%40` → `@`; bytes that
+//! are not UTF-8 read as Latin-1), HTML character references (`&#64;`,
+//! `&#x40;`, `&commat;`, `&amp;`, …), JSON/JavaScript string escapes
+//! (`\u0040`, surrogate pairs, `\x40`, `\"`, `\\`, …), Unicode
+//! compatibility forms (NFKC: fullwidth `＠`, small `﹫`, fullwidth letters
+//! and digits), and drops invisible characters (zero-width space, joiner
+//! and non-joiner, direction marks, soft hyphen, variation
 //! selectors: Unicode's default-ignorable code points). Every byte of the
 //! view remembers which bytes of the original it comes from and through how
 //! many percent-decodings, so a match in the view can be replaced in the
@@ -218,8 +219,8 @@ impl<'a> Builder<'a> {
         range.end
     }
 
-    /// The run of percent-escapes at `at` decoded where it is UTF-8;
-    /// escapes of bytes that are not are kept. Where to go on.
+    /// The run of percent-escapes at `at` decoded, as UTF-8 where it is,
+    /// else as Latin-1. Where to go on.
     fn percent(&mut self, at: usize) -> usize {
         let bytes = self.old.text.as_bytes();
         let mut end = at;
@@ -237,8 +238,11 @@ impl<'a> Builder<'a> {
                 let len = 3 * c.len_utf8();
                 from = self.put(c.encode_utf8(&mut [0; 4]), from..from + len, true);
             }
-            // Bytes that are not UTF-8 stay escaped.
-            from += 3 * chunk.invalid().len();
+            // Bytes that are not UTF-8 are Latin-1, as legacy forms send
+            // them (`r%E9al` for `réal`).
+            for &b in chunk.invalid() {
+                from = self.put(char::from(b).encode_utf8(&mut [0; 4]), from..from + 3, true);
+            }
         }
         end
     }
@@ -347,9 +351,9 @@ fn reference(s: &str) -> Option<(char, usize)> {
         .map(|i| (NAMED[i].1, len + 2))
 }
 
-/// The character of the JSON (or JavaScript) string escape at the start of
-/// `s` and its length: `\u0040`, a surrogate pair `\uD83D\uDE00`, `\"`,
-/// `\\`, `\/`, `\n`, ….
+/// The character of the JSON (or JavaScript, Python, PHP) string escape at
+/// the start of `s` and its length: `\u0040`, a surrogate pair
+/// `\uD83D\uDE00`, `\x40`, `\"`, `\\`, `\/`, `\n`, ….
 fn escape(s: &str) -> Option<(char, usize)> {
     let body = s.strip_prefix('\\')?;
     let simple = match body.bytes().next()? {
@@ -362,6 +366,13 @@ fn escape(s: &str) -> Option<(char, usize)> {
         b't' => '\t',
         b'b' => '\u{8}',
         b'f' => '\u{c}',
+        b'x' => {
+            let digits = body
+                .get(1..3)
+                .filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            let c = char::from(u8::from_str_radix(digits, 16).ok()?);
+            return Some((c, 4));
+        }
         b'u' => {
             let high = hex4(body)?;
             if let Some(c) = char::from_u32(high) {
@@ -448,6 +459,8 @@ mod tests {
             ("x\u{200B}\u{200C}\u{200F}@h.test", "x@h.test"),
             ("x&#x200B;@h.test", "x@h.test"),
             ("r%C3%A9al", "réal"),
+            ("r%E9al, %FF%FE", "réal, ÿþ"),
+            (r"x\x40h.test", "x@h.test"),
             ("re\u{301}al", "réal"),
             (r"\ud83d\ude00", "😀"),
         ] {
@@ -461,15 +474,14 @@ mod tests {
             "plain ascii text, 100% sure & more",
             "50%off %zz %4",
             "AT&T and &nonsense; and &#; and &#x;",
-            r"C:\Users and \x40 and \u12 and \ud800 alone",
+            r"C:\Users and \xg0 and \u12 and \ud800 alone",
             "café, naïve, Grüße, 東京",
-            "%FF%FE is not UTF-8",
         ] {
             assert_eq!(decoded(text), text, "{text}");
         }
         assert_eq!(View::of("plain ascii, 100% & \\q"), None);
         assert_eq!(View::of("café"), None);
-        assert_eq!(View::of("AT&T, 100%FF"), None);
+        assert_eq!(View::of("AT&T, 100%, %zz"), None);
         assert!(NAMED.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
     }
 
@@ -487,11 +499,12 @@ mod tests {
         let text = "see x\u{200D}@h.test.";
         let view = View::of(text).unwrap();
         assert_eq!(&text[view.original(4..12)], "x\u{200D}@h.test");
-        // Undecodable bytes between decoded ones keep their place.
+        // Bytes that are not UTF-8 between ones that are keep their place.
         let text = "%41%FF%42";
         let view = View::of(text).unwrap();
-        assert_eq!(view.text(), "A%FFB");
-        assert_eq!(&text[view.original(4..5)], "%42");
+        assert_eq!(view.text(), "AÿB");
+        assert_eq!(&text[view.original(3..4)], "%42");
+        assert_eq!(&text[view.original(1..3)], "%FF");
     }
 
     proptest! {
