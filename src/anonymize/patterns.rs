@@ -58,8 +58,8 @@ pub const PII_KINDS: &[&str] = &["email", "phone", "ip", "card", "iban"];
 /// used when two matches overlap (see [`find`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PiiKind {
-    /// An e-mail address, `alice@example.com` or URL-encoded
-    /// `alice%40example.com`.
+    /// An e-mail address, `alice@example.com`, in any spelling
+    /// (`alice%40example.com`, `alice&#64;example.com`, …).
     Email,
     /// A phone number in a common US, UK or international format.
     Phone,
@@ -205,8 +205,8 @@ fn find_decoded(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
 }
 
 /// The kind of `value` when the whole of it (leading and trailing
-/// whitespace aside) is one item: for telling what a column holds from a
-/// sample of its values.
+/// whitespace and invisible characters aside) is one item, in any spelling:
+/// for telling what a column holds from a sample of its values.
 pub fn classify(value: &str) -> Option<PiiKind> {
     let trimmed = value.trim_matches(|c: char| c.is_whitespace() || decode::is_invisible(c));
     if trimmed.is_empty() {
