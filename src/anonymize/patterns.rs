@@ -27,7 +27,8 @@
 //!   `Foo::bar` and times such as `12:30:45`).
 //!
 //! E-mail addresses take letters of any script in the local part and the
-//! domain (internationalised and look-alike domains), emoji in the local
+//! domain (internationalised and look-alike domains; a punycode label is
+//! read as the Unicode it encodes), emoji in the local
 //! part, and quoted local parts (`"x y"@example.com`). In text written
 //! without spaces (Chinese, Japanese, Thai, …) an address ends where that
 //! script meets its Latin letters, so the words around it stay.
@@ -544,6 +545,24 @@ fn before_spaceless(domain: &str) -> usize {
     domain.len()
 }
 
+/// `domain` with its punycode labels (`xn--…`) in Unicode, so
+/// `x@xn--ralmail-bya.test` is the address `x@réalmail.test`; as it is when
+/// it has none or they do not decode.
+fn unicode_domain(domain: &str) -> std::borrow::Cow<'_, str> {
+    let punycode = domain.split('.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    });
+    if !punycode {
+        return domain.into();
+    }
+    match idna::domain_to_unicode(domain) {
+        (unicode, Ok(())) => unicode.into(),
+        (_, Err(_)) => domain.into(),
+    }
+}
+
 /// Longest local part and domain label, in characters (RFC 5321).
 const LOCAL_MAX: usize = 64;
 const LABEL_MAX: usize = 63;
@@ -586,9 +605,10 @@ fn emails(text: &str, out: &mut Vec<Found>) {
         {
             return None;
         }
+        let local = &text[range.start..range.end - domain.len() - 1];
         Some(Found {
             kind: PiiKind::Email,
-            value: text[range.clone()].to_owned(),
+            value: format!("{local}@{}", unicode_domain(domain)),
             range,
             url_encoded: false,
             percent_depth: 0,
@@ -970,7 +990,9 @@ mod tests {
             ("X@Réalmail.test", "X@Réalmail.test", 0),
             ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
             ("x@пример.рф", "x@пример.рф", 0),
-            ("x@example.xn--p1ai", "x@example.xn--p1ai", 0),
+            ("x@example.xn--p1ai", "x@example.рф", 0),
+            ("x@xn--ralmail-bya.test", "x@réalmail.test", 0),
+            ("x@XN--RALMAIL-BYA.test", "x@réalmail.test", 0),
             ("josé.núñez@example.es", "josé.núñez@example.es", 0),
             (
                 "\"x y\"@realmail-prod.test",

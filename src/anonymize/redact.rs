@@ -453,6 +453,7 @@ mod tests {
         ("x@re\u{301}almail.test", "x@réalmail.test", 0),
         ("x%40r%C3%A9almail.test", "x@réalmail.test", 1),
         ("x@r%E9almail.test", "x@réalmail.test", 1),
+        ("x@xn--ralmail-bya.test", "x@réalmail.test", 0),
         (r"x\x40realmail-prod.test", "x@realmail-prod.test", 0),
         ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
         (
