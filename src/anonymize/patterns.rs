@@ -28,15 +28,14 @@
 //!
 //! E-mail addresses take letters of any script in the local part and the
 //! domain (internationalised and look-alike domains; a punycode label is
-//! read as the Unicode it encodes), emoji in the local
-//! part, and quoted local parts (`"x y"@example.com`). In text written
-//! without spaces (Chinese, Japanese, Thai, …) an address ends where that
-//! script meets its Latin letters, so the words around it stay.
+//! read as the Unicode it encodes), emoji in the local part, and quoted
+//! local parts (`"x y"@example.com`). In text written without spaces
+//! (Chinese, Japanese, Thai, …) an address ends where that script meets its
+//! Latin letters, so the words around it stay.
 //!
 //! Not found, on purpose or for now: obfuscated addresses (`alice at example
-//! dot com`), domains written in punycode matched to their Unicode form (each
-//! is found, as a different address), and bare 10-digit US numbers
-//! (indistinguishable from ids and Unix times).
+//! dot com`), and bare 10-digit US numbers (indistinguishable from ids and
+//! Unix times).
 //!
 //! This module only finds; it never decides what replaces a match.
 
