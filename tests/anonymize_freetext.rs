@@ -2,9 +2,9 @@
 //! addresses in every spelling an application produces (HTML character
 //! references, JSON escapes, percent-encoding once and twice, fullwidth and
 //! small `@`, invisible characters and an emoji before the `@`,
-//! internationalised and look-alike domains, quoted local parts), in a
-//! `text` column and inside a `jsonb` column (strings and keys), next to
-//! rows of ordinary prose. After a clone, staging is searched, as its
+//! internationalised, punycode and look-alike domains, quoted local
+//! parts), in a `text` column and inside a `jsonb` column (strings and
+//! keys), next to rows of ordinary prose. After a clone, staging is searched, as its
 //! values and as a `pg_dump` of its data, raw and decoded, for any trace of
 //! a production address; each address must have become exactly the fake
 //! the `fake: email` rule of another column makes of it, encoded as it
@@ -59,6 +59,14 @@ const SPELLINGS: &[Spelling] = &[
     |l| {
         (
             format!("{l}@réalmail-prod.test"),
+            format!("{l}@réalmail-prod.test"),
+            0,
+        )
+    },
+    |l| {
+        let punycode = idna::domain_to_ascii("réalmail-prod.test").unwrap();
+        (
+            format!("{l}@{punycode}"),
             format!("{l}@réalmail-prod.test"),
             0,
         )
@@ -191,7 +199,15 @@ fn no_spelling_of_a_production_address_reaches_staging() {
     // What production holds, decoded as `redact` decodes: every local part,
     // and every domain.
     let mut needles: Vec<String> = (0..SPELLINGS.len()).map(local).collect();
-    needles.extend(["realmail-prod", "réalmail-prod", "r\u{435}almail-prod"].map(str::to_owned));
+    needles.extend(
+        [
+            "realmail-prod",
+            "réalmail-prod",
+            "r\u{435}almail-prod",
+            "xn--",
+        ]
+        .map(str::to_owned),
+    );
     let production = decoded(
         &all_text(&prod)
             .iter()
