@@ -292,8 +292,16 @@ fn percent_byte(bytes: &[u8]) -> Option<u8> {
 }
 
 /// Named HTML character references that can spell (part of) personal
-/// data or the text around it, and the ones every HTML text holds.
+/// data or the text around it, and the ones every HTML text holds; the
+/// accented letters (`&eacute;`) are composed by [`accented`].
 const NAMED: &[(&str, char)] = &[
+    ("AElig", 'Æ'),
+    ("ETH", 'Ð'),
+    ("OElig", 'Œ'),
+    ("Oslash", 'Ø'),
+    ("THORN", 'Þ'),
+    ("ZeroWidthSpace", '\u{200B}'),
+    ("aelig", 'æ'),
     ("amp", '&'),
     ("apos", '\''),
     ("bsol", '\\'),
@@ -302,21 +310,51 @@ const NAMED: &[(&str, char)] = &[
     ("commat", '@'),
     ("dash", '‐'),
     ("equals", '='),
+    ("eth", 'ð'),
     ("gt", '>'),
     ("hyphen", '‐'),
     ("lowbar", '_'),
     ("lpar", '('),
+    ("lrm", '\u{200E}'),
     ("lt", '<'),
     ("nbsp", '\u{a0}'),
     ("num", '#'),
+    ("oelig", 'œ'),
+    ("oslash", 'ø'),
     ("percnt", '%'),
     ("period", '.'),
     ("plus", '+'),
     ("quot", '"'),
+    ("rlm", '\u{200F}'),
     ("rpar", ')'),
     ("semi", ';'),
+    ("shy", '\u{AD}'),
     ("sol", '/'),
+    ("szlig", 'ß'),
+    ("thorn", 'þ'),
+    ("zwj", '\u{200D}'),
+    ("zwnj", '\u{200C}'),
 ];
+
+/// The letter of an accent reference: `eacute` → `é`, `Ccedil` → `Ç`,
+/// `uuml` → `ü`, `scaron` → `š`.
+fn accented(name: &str) -> Option<char> {
+    const MARKS: &[(&str, char)] = &[
+        ("acute", '\u{301}'),
+        ("caron", '\u{30C}'),
+        ("cedil", '\u{327}'),
+        ("circ", '\u{302}'),
+        ("grave", '\u{300}'),
+        ("ring", '\u{30A}'),
+        ("tilde", '\u{303}'),
+        ("uml", '\u{308}'),
+    ];
+    let mut chars = name.chars();
+    let base = chars.next().filter(char::is_ascii_alphabetic)?;
+    let rest = chars.as_str();
+    let mark = MARKS.iter().find(|(n, _)| *n == rest)?.1;
+    unicode_normalization::char::compose(base, mark)
+}
 
 /// The character of the HTML character reference at the start of `s`
 /// (`&#64;`, `&#x40;`, `&#64` without the `;`, `&commat;`) and its length.
@@ -348,7 +386,9 @@ fn reference(s: &str) -> Option<(char, usize)> {
     NAMED
         .binary_search_by(|(n, _)| (*n).cmp(name))
         .ok()
-        .map(|i| (NAMED[i].1, len + 2))
+        .map(|i| NAMED[i].1)
+        .or_else(|| accented(name))
+        .map(|c| (c, len + 2))
 }
 
 /// The character of the JSON (or JavaScript, Python, PHP) string escape at
@@ -458,6 +498,12 @@ mod tests {
             ("x\u{200D}@h.test", "x@h.test"),
             ("x\u{200B}\u{200C}\u{200F}@h.test", "x@h.test"),
             ("x&#x200B;@h.test", "x@h.test"),
+            ("x&zwj;&shy;&rlm;@h.test", "x@h.test"),
+            (
+                "jos&eacute;.n&uacute;&ntilde;ez@h.test",
+                "josé.núñez@h.test",
+            ),
+            ("&Ccedil;a&szlig;&oslash;&scaron;", "Çaßøš"),
             ("r%C3%A9al", "réal"),
             ("r%E9al, %FF%FE", "réal, ÿþ"),
             (r"x\x40h.test", "x@h.test"),
@@ -473,7 +519,7 @@ mod tests {
         for text in [
             "plain ascii text, 100% sure & more",
             "50%off %zz %4",
-            "AT&T and &nonsense; and &#; and &#x;",
+            "AT&T and &nonsense; and &#; and &#x; and &qacute; and &eacutes;",
             r"C:\Users and \xg0 and \u12 and \ud800 alone",
             "café, naïve, Grüße, 東京",
         ] {

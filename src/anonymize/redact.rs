@@ -442,6 +442,12 @@ mod tests {
         ("x\u{200B}@realmail-prod.test", "x@realmail-prod.test", 0),
         ("x\u{200C}@realmail-prod.test", "x@realmail-prod.test", 0),
         ("x\u{200F}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&zwj;&shy;@realmail-prod.test", "x@realmail-prod.test", 0),
+        (
+            "jos&eacute;@realmail-prod.test",
+            "josé@realmail-prod.test",
+            0,
+        ),
         ("x＠realmail-prod.test", "x@realmail-prod.test", 0),
         ("x﹫realmail-prod.test", "x@realmail-prod.test", 0),
         (
