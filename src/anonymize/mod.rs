@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod bind;
+pub mod decode;
 pub mod detect;
 pub mod fakes;
 pub mod keyed;

@@ -1,6 +1,10 @@
-//! Personal data inside text: e-mail addresses (also URL-encoded), phone
-//! numbers, IP addresses, payment card numbers and IBANs, found by shape and,
-//! where the format has one, by checksum.
+//! Personal data inside text: e-mail addresses, phone numbers, IP
+//! addresses, payment card numbers and IBANs, found by shape and, where the
+//! format has one, by checksum, in any spelling: a text holding escapes
+//! (percent-encoding at any depth, HTML character references, JSON
+//! escapes), compatibility forms (fullwidth `＠`) or invisible characters is
+//! searched in its decoded view (`decode`), and each find points back at
+//! the original spelling.
 //!
 //! Used twice: by the `redact` strategy, to replace what it finds inside free
 //! text and JSON, and by coverage detection, to tell which unruled columns
@@ -22,9 +26,16 @@
 //!   out dotted dates; IPv6 needs two groups and a digit, which keeps out
 //!   `Foo::bar` and times such as `12:30:45`).
 //!
+//! E-mail addresses take letters of any script in the local part and the
+//! domain (internationalised and look-alike domains; a punycode label is
+//! read as the Unicode it encodes), emoji in the local part, and quoted
+//! local parts (`"x y"@example.com`). In text written without spaces
+//! (Chinese, Japanese, Thai, …) an address ends where that script meets its
+//! Latin letters, so the words around it stay.
+//!
 //! Not found, on purpose or for now: obfuscated addresses (`alice at example
-//! dot com`), internationalised domain names, URL-encoded phone numbers,
-//! and bare 10-digit US numbers (indistinguishable from ids and Unix times).
+//! dot com`), and bare 10-digit US numbers (indistinguishable from ids and
+//! Unix times).
 //!
 //! This module only finds; it never decides what replaces a match.
 
@@ -34,6 +45,8 @@ use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::decode;
 
 /// Every kind accepted by `redact:`, by its name in the rules file (for "did
 /// you mean" suggestions).
@@ -45,8 +58,8 @@ pub const PII_KINDS: &[&str] = &["email", "phone", "ip", "card", "iban"];
 /// used when two matches overlap (see [`find`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PiiKind {
-    /// An e-mail address, `alice@example.com` or URL-encoded
-    /// `alice%40example.com`.
+    /// An e-mail address, `alice@example.com`, in any spelling
+    /// (`alice%40example.com`, `alice&#64;example.com`, …).
     Email,
     /// A phone number in a common US, UK or international format.
     Phone,
@@ -112,15 +125,24 @@ pub struct Found {
     /// Byte range in the text searched; always on character boundaries.
     pub range: Range<usize>,
     /// The item itself, decoded: `alice@example.com` for
-    /// `alice%40example.com` (and `+` for `%2B` in its local part). Other
-    /// kinds are as written, separators included.
+    /// `alice%40example.com`, `alice&#64;example.com`, `alice＠example.com`
+    /// or `alice\u{200D}@example.com` (decoded, NFKC, invisible characters
+    /// dropped; case kept). Other kinds are as decoded, separators included.
     pub value: String,
     /// Whether the text held the item URL-encoded (an e-mail address with
-    /// `%40` for `@`), so a replacement can be encoded the same way.
+    /// `%40` for `@`): whether `percent_depth` is above 0.
     pub url_encoded: bool,
+    /// How many times the most encoded character of the item was
+    /// percent-encoded (1 for `%40`, 2 for `%2540`), so a replacement can
+    /// be encoded the same way and a URL stays a URL.
+    pub percent_depth: u8,
 }
 
-/// Every item of the given `kinds` in `text`, in order, none overlapping.
+/// Every item of the given `kinds` in `text`, in order, none overlapping,
+/// however it is spelled: percent-encoded at any depth, as HTML character
+/// references, JSON escapes or Unicode compatibility forms, with invisible
+/// characters inside (see [`decode`]). Each [`Found`] gives the item
+/// decoded and the range of its spelling in `text`.
 ///
 /// All kinds are looked for, whatever `kinds` says, and overlaps are settled
 /// first (see [`PiiKind::priority`]); only then are the other kinds dropped.
@@ -130,8 +152,29 @@ pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
     if kinds.is_empty() {
         return Vec::new();
     }
+    let Some(view) = decode::View::of(text) else {
+        return find_decoded(text, kinds);
+    };
+    let mut found = find_decoded(view.text(), kinds);
+    // Where the last item ends in `text`. Two items side by side in the
+    // view can share an original character (one that decodes to several,
+    // such as `㏂`): the first takes it.
+    let mut end = 0;
+    found.retain_mut(|item| {
+        let range = view.original(item.range.clone());
+        item.percent_depth = view.percent_depth(item.range.clone());
+        item.url_encoded = item.percent_depth > 0;
+        item.range = range.start.max(end)..range.end;
+        end = end.max(range.end);
+        !item.range.is_empty()
+    });
+    found
+}
+
+/// [`find`] in a text that needs no decoding (or is a decoded view).
+fn find_decoded(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
     let mut candidates = Vec::new();
-    if text.contains('@') || text.contains("%40") {
+    if text.contains('@') {
         emails(text, &mut candidates);
     }
     if text.bytes().any(|b| b.is_ascii_digit()) {
@@ -162,10 +205,10 @@ pub fn find(text: &str, kinds: &[PiiKind]) -> Vec<Found> {
 }
 
 /// The kind of `value` when the whole of it (leading and trailing
-/// whitespace aside) is one item: for telling what a column holds from a
-/// sample of its values.
+/// whitespace and invisible characters aside) is one item, in any spelling:
+/// for telling what a column holds from a sample of its values.
 pub fn classify(value: &str) -> Option<PiiKind> {
-    let trimmed = value.trim();
+    let trimmed = value.trim_matches(|c: char| c.is_whitespace() || decode::is_invisible(c));
     if trimmed.is_empty() {
         return None;
     }
@@ -411,18 +454,117 @@ fn scan(
 // ---------------------------------------------------------------------------
 // E-mail addresses
 
-/// `pre` swallows percent-escapes right before the address (`%20alice%40…`,
-/// `%3Dalice%40…`), so their hex digits never become part of the local part.
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?ix)
-        (?P<pre>(?:%[0-9a-f]{2})*)
-        (?P<local>[a-z0-9_+](?:[a-z0-9._+-]|%2b)*)
-        (?P<sep>@|%40)
-        (?P<domain>(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})",
+/// An e-mail address in a decoded text (see [`decode`]): a local part of
+/// letters (any script), digits, emoji and `._+-`, or a quoted one
+/// (`"x y"@…`); a domain of labels of letters (any script, so
+/// internationalised and look-alike domains too), digits and hyphens, and a
+/// top-level domain of letters (or `xn--` punycode). `<W>` is the class of
+/// word characters, `<X>` what else a local part may hold. Label and part
+/// lengths are checked by [`emails`], not by counted repetitions, which
+/// would blow up with Unicode classes.
+const EMAIL_PATTERN: &str = r#"(?ix)
+    (?:
+        "(?P<quoted>[^"\\\r\n]+)"
+      | (?P<local>[<W>_+<X>][<W>._+\-<X>]*)
     )
-    .expect("valid regex")
+    @
+    (?P<domain>(?:[<W>](?:[<W>\-]*[<W>])?\.)+(?:xn--[a-z0-9\-]+|[<L>]{2,}))"#;
+
+/// [`EMAIL_PATTERN`] for ASCII text, which most text is: a smaller and
+/// faster automaton for the same matches.
+static EMAIL_ASCII: LazyLock<Regex> = LazyLock::new(|| {
+    let pattern = EMAIL_PATTERN
+        .replace("<W>", "a-z0-9")
+        .replace("<X>", "")
+        .replace("<L>", "a-z");
+    Regex::new(&pattern).expect("valid regex")
 });
+
+/// [`EMAIL_PATTERN`] for any text: letters, marks and digits of every
+/// script, emoji in the local part.
+static EMAIL_UNICODE: LazyLock<Regex> = LazyLock::new(|| {
+    let pattern = EMAIL_PATTERN
+        .replace("<W>", r"\p{L}\p{M}\p{N}")
+        .replace(
+            "<X>",
+            r"\p{Extended_Pictographic}\p{Emoji_Modifier}\p{Regional_Indicator}",
+        )
+        .replace("<L>", r"\p{L}\p{M}");
+    Regex::new(&pattern).expect("valid regex")
+});
+
+/// Whether `c` is of a script written without spaces between words (Han,
+/// kana, Thai, Lao, Khmer, Myanmar): such text runs straight into an
+/// address (`メールはtaro@example.jpまで`), so where it meets the address's
+/// Latin letters is where the address starts or ends.
+fn spaceless(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0E00}'..='\u{0EFF}'
+            | '\u{1000}'..='\u{109F}'
+            | '\u{1780}'..='\u{17FF}'
+            | '\u{2E80}'..='\u{2FDF}'
+            | '\u{3005}'..='\u{3007}'
+            | '\u{3021}'..='\u{3029}'
+            | '\u{3040}'..='\u{30FF}'
+            | '\u{31F0}'..='\u{31FF}'
+            | '\u{3400}'..='\u{4DBF}'
+            | '\u{4E00}'..='\u{9FFF}'
+            | '\u{F900}'..='\u{FAFF}'
+            | '\u{20000}'..='\u{3FFFF}'
+    )
+}
+
+/// Where a local part starts in `local`, as matched: after the last
+/// spaceless character that other letters follow (`メールはtaro` → `taro`).
+fn after_spaceless(local: &str) -> usize {
+    let mut start = 0;
+    let mut before = None;
+    for (at, c) in local.char_indices() {
+        if before.is_some_and(spaceless) && !spaceless(c) {
+            start = at;
+        }
+        before = Some(c);
+    }
+    start
+}
+
+/// How much of `domain`, as matched, is the domain: its last label cut
+/// where spaceless characters follow other letters (`example.jpまで` →
+/// `example.jp`).
+fn before_spaceless(domain: &str) -> usize {
+    let last = domain.rfind('.').map_or(0, |dot| dot + 1);
+    let mut before = None;
+    for (at, c) in domain[last..].char_indices() {
+        if spaceless(c) && before.is_some_and(|b: char| !spaceless(b)) {
+            return last + at;
+        }
+        before = Some(c);
+    }
+    domain.len()
+}
+
+/// `domain` with its punycode labels (`xn--…`) in Unicode, so
+/// `x@xn--ralmail-bya.test` is the address `x@réalmail.test`; as it is when
+/// it has none or they do not decode.
+fn unicode_domain(domain: &str) -> std::borrow::Cow<'_, str> {
+    let punycode = domain.split('.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    });
+    if !punycode {
+        return domain.into();
+    }
+    match idna::domain_to_unicode(domain) {
+        (unicode, Ok(())) => unicode.into(),
+        (_, Err(_)) => domain.into(),
+    }
+}
+
+/// Longest local part and domain label, in characters (RFC 5321).
+const LOCAL_MAX: usize = 64;
+const LABEL_MAX: usize = 63;
 
 /// Endings of file names that look like domains: `logo@2x.png`.
 const FILE_EXTENSIONS: &[&str] = &[
@@ -432,38 +574,45 @@ const FILE_EXTENSIONS: &[&str] = &[
 ];
 
 fn emails(text: &str, out: &mut Vec<Found>) {
-    scan(text, &EMAIL, out, |caps| {
-        let local = caps.name("local")?;
-        let sep = caps.name("sep")?;
+    let re = if text.is_ascii() {
+        &*EMAIL_ASCII
+    } else {
+        &*EMAIL_UNICODE
+    };
+    scan(text, re, out, |caps| {
         let domain = caps.name("domain")?;
-        let tld = domain.as_str().rsplit('.').next()?.to_ascii_lowercase();
-        if FILE_EXTENSIONS.contains(&tld.as_str())
-            || char_after(text, domain.end()).is_some_and(is_word)
+        if char_after(text, domain.end()).is_some_and(is_word) {
+            return None;
+        }
+        let (start, local_len) = match caps.name("quoted") {
+            Some(quoted) => (quoted.start() - 1, quoted.as_str().chars().count()),
+            None => {
+                let local = caps.name("local")?;
+                let from = after_spaceless(local.as_str());
+                (local.start() + from, local.as_str()[from..].chars().count())
+            }
+        };
+        let domain = &domain.as_str()[..before_spaceless(domain.as_str())];
+        let range = start..caps.name("domain")?.start() + domain.len();
+        let tld = domain.rsplit('.').next()?.to_lowercase();
+        if tld.chars().count() < 2
+            || FILE_EXTENSIONS.contains(&tld.as_str())
+            || local_len > LOCAL_MAX
+            || domain
+                .split('.')
+                .any(|label| label.chars().count() > LABEL_MAX)
         {
             return None;
         }
-        let url_encoded = sep.as_str() != "@";
-        let local_part = if url_encoded {
-            decode_plus(local.as_str())
-        } else if local.as_str().contains('%') {
-            // A literal `%2B` before a literal `@`: not an address we
-            // understand.
-            return None;
-        } else {
-            local.as_str().to_owned()
-        };
+        let local = &text[range.start..range.end - domain.len() - 1];
         Some(Found {
             kind: PiiKind::Email,
-            range: local.start()..domain.end(),
-            value: format!("{local_part}@{}", domain.as_str()),
-            url_encoded,
+            value: format!("{local}@{}", unicode_domain(domain)),
+            range,
+            url_encoded: false,
+            percent_depth: 0,
         })
     });
-}
-
-/// `%2B`/`%2b` → `+`, the only escape the local-part pattern admits.
-fn decode_plus(s: &str) -> String {
-    s.replace("%2B", "+").replace("%2b", "+")
 }
 
 // ---------------------------------------------------------------------------
@@ -512,6 +661,7 @@ fn phones(text: &str, out: &mut Vec<Found>) {
             value: text[range.clone()].to_owned(),
             range,
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -574,6 +724,7 @@ fn ipv4s(text: &str, out: &mut Vec<Found>) {
             range: m.range(),
             value: m.as_str().to_owned(),
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -594,6 +745,7 @@ fn ipv6s(text: &str, out: &mut Vec<Found>) {
                     range: m.start()..end,
                     value: candidate.to_owned(),
                     url_encoded: false,
+                    percent_depth: 0,
                 });
             }
             candidate = candidate.strip_suffix(':')?;
@@ -629,6 +781,7 @@ fn cards(text: &str, out: &mut Vec<Found>) {
             value: text[range.clone()].to_owned(),
             range,
             url_encoded: false,
+            percent_depth: 0,
         })
     });
 }
@@ -712,6 +865,7 @@ fn ibans(text: &str, out: &mut Vec<Found>) {
             range: m.start()..end,
             value: value.to_owned(),
             url_encoded: false,
+            percent_depth: 0,
         })
     })
 }
@@ -818,6 +972,101 @@ mod tests {
     }
 
     #[test]
+    fn emails_in_every_spelling() {
+        for (spelling, value, depth) in [
+            ("x&#64;realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x&#x40;realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x&commat;realmail-prod.test", "x@realmail-prod.test", 0),
+            (r"x\u0040realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x%40realmail-prod.test", "x@realmail-prod.test", 1),
+            ("x%2540realmail-prod.test", "x@realmail-prod.test", 2),
+            ("x\u{200D}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200B}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200C}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x\u{200F}@realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x＠realmail-prod.test", "x@realmail-prod.test", 0),
+            ("x﹫realmail-prod.test", "x@realmail-prod.test", 0),
+            ("X@Réalmail.test", "X@Réalmail.test", 0),
+            ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
+            ("x@пример.рф", "x@пример.рф", 0),
+            ("x@example.xn--p1ai", "x@example.рф", 0),
+            ("x@xn--ralmail-bya.test", "x@réalmail.test", 0),
+            ("x@XN--RALMAIL-BYA.test", "x@réalmail.test", 0),
+            ("josé.núñez@example.es", "josé.núñez@example.es", 0),
+            (
+                "\"x y\"@realmail-prod.test",
+                "\"x y\"@realmail-prod.test",
+                0,
+            ),
+            ("x😀@realmail-prod.test", "x😀@realmail-prod.test", 0),
+        ] {
+            for text in [
+                spelling.to_owned(),
+                format!("Mail {spelling}, or call."),
+                format!("<a href=\"mailto:{spelling}\">me</a>"),
+            ] {
+                let found = find(&text, &PiiKind::ALL);
+                assert_eq!(found.len(), 1, "{text}: {found:?}");
+                assert_eq!(found[0].kind, PiiKind::Email);
+                assert_eq!(found[0].value, value, "{text}");
+                assert_eq!(&text[found[0].range.clone()], spelling, "{text}");
+                assert_eq!(found[0].percent_depth, depth, "{text}");
+                assert_eq!(found[0].url_encoded, depth > 0, "{text}");
+            }
+            assert_eq!(classify(spelling), Some(PiiKind::Email), "{spelling}");
+        }
+        // Invisible characters around a whole value do not hide it.
+        assert_eq!(
+            classify("\u{200B}x@realmail-prod.test\u{FEFF}"),
+            Some(PiiKind::Email)
+        );
+        // What `scan` samples: a column of such values is a column of
+        // e-mail addresses.
+        let mut sample = crate::anonymize::detect::Sample::default();
+        for value in [
+            "x&#64;realmail-prod.test",
+            r#"{"to":"x\\u0040realmail-prod.test"}"#,
+            "y＠realmail-prod.test",
+        ] {
+            crate::anonymize::detect::sample_value(&mut sample, value);
+        }
+        assert_eq!(sample.matches.get(&PiiKind::Email), Some(&3));
+    }
+
+    #[test]
+    fn emails_in_text_written_without_spaces_end_where_the_script_changes() {
+        for (text, address) in [
+            ("请联系alice@example.com谢谢", "alice@example.com"),
+            ("メールはtaro@example.jpまで", "taro@example.jp"),
+            ("mail:x@y.test。谢谢", "x@y.test"),
+            ("太郎@例え.テスト", "太郎@例え.テスト"),
+            ("x@例え.jp", "x@例え.jp"),
+            ("taro太郎@example.jp", "taro太郎@example.jp"),
+            ("Ünïcödé@exämple.de!", "Ünïcödé@exämple.de"),
+        ] {
+            assert_eq!(of_kind(text, PiiKind::Email), [address], "{text}");
+        }
+    }
+
+    #[test]
+    fn other_kinds_are_found_decoded_too() {
+        assert_eq!(
+            all("call &#43;44 7700 900123 or %2B44%207700%20900124"),
+            [
+                (PiiKind::Phone, "&#43;44 7700 900123"),
+                (PiiKind::Phone, "%2B44%207700%20900124")
+            ]
+        );
+        assert_eq!(
+            all("card ４１１１ １１１１ １１１１ １１１１ from 203.0.113.7"),
+            [
+                (PiiKind::Card, "４１１１ １１１１ １１１１ １１１１"),
+                (PiiKind::Ip, "203.0.113.7")
+            ]
+        );
+    }
+
+    #[test]
     fn email_lookalikes_are_not_emails() {
         for text in [
             r#"<img src="/static/logo@2x.png" srcset="icon@3x.webp 3x">"#,
@@ -827,6 +1076,15 @@ mod tests {
             "thanks @alice, see you",
             "alice at example dot com",
             "price: 3 @ £4.99",
+            "@property def name(self): return self._name",
+            "class A { @Override public String toString() }",
+            "import x from '@scope/pkg'; npm i %40scope%2Fpkg",
+            "&#64;media print { } and \\u0040media screen",
+            "ping ＠alice and &commat;bob, thanks!",
+            "Grüße aus München — café, naïve, 東京, Ελλάδα",
+            "https://example.com/search?q=caf%C3%A9&amp;page=2",
+            "50% off & more; 100%",
+            r#"{"a":"b","c":"d"}@"#,
         ] {
             assert_eq!(all(text), [], "{text}");
         }
@@ -1127,6 +1385,22 @@ mod tests {
                 if !f.url_encoded {
                     prop_assert_eq!(&text[f.range.clone()], f.value.as_str());
                 }
+            }
+        }
+
+        #[test]
+        fn spelled_soup_maps_back_ordered_and_on_boundaries(
+            text in "[a-z0-9 .@%&#;\\\\ux＠﹫\u{200D}\u{200F}é\u{301}ｘ\"-]{0,120}",
+        ) {
+            let found = find(&text, &PiiKind::ALL);
+            for pair in found.windows(2) {
+                prop_assert!(pair[0].range.end <= pair[1].range.start);
+            }
+            for f in &found {
+                prop_assert!(!f.range.is_empty());
+                prop_assert!(text.is_char_boundary(f.range.start));
+                prop_assert!(text.is_char_boundary(f.range.end));
+                prop_assert_eq!(f.url_encoded, f.percent_depth > 0);
             }
         }
 

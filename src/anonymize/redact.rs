@@ -5,9 +5,14 @@
 //! Replacements are keyed like every other strategy, so the same address
 //! becomes the same fake everywhere: an e-mail address inside a comment
 //! becomes exactly what a `fake: email` column rule makes of it, and joins
-//! or searches on it in staging still line up. Each replacement keeps the
-//! shape of what it replaces (URL-encoding, card separators, IBAN spacing),
-//! so the surrounding URL, JSON or layout stays valid.
+//! or searches on it in staging still line up, however it was spelled:
+//! `alice&#64;Example.com`, `alice%2540example.com` and `alice@example.com`
+//! all become the `fake: email` of `alice@example.com` (the item decoded,
+//! see `patterns`). Each replacement keeps the shape of what it replaces
+//! (percent-encoding at the same depth, card separators, IBAN spacing), so
+//! the surrounding URL, JSON or layout stays valid; an item spelled with
+//! HTML references, JSON escapes or fullwidth forms becomes plain ASCII,
+//! valid in all of them.
 //!
 //! Phone numbers and IP addresses become the `fake: phone` / `ipv4` / `ipv6`
 //! of the item as written; card numbers a Luhn-valid test-card number; IBANs
@@ -72,18 +77,13 @@ impl Redactor {
         Some((out, found.len()))
     }
 
-    /// The text that replaces `item`, encoded as the item was.
+    /// The text that replaces `item`, percent-encoded as deep as the item
+    /// was (so a URL stays a URL); otherwise plain ASCII, which is valid
+    /// wherever the item was, HTML or JSON-escaped text alike.
     fn replacement(&self, keyed: &Keyed, item: &Found) -> String {
         let value = item.value.as_str();
-        match item.kind {
-            PiiKind::Email => {
-                let fake = self.fake(FakeKind::Email, keyed, value);
-                if item.url_encoded {
-                    fake.replace('@', "%40")
-                } else {
-                    fake
-                }
-            }
+        let fake = match item.kind {
+            PiiKind::Email => self.fake(FakeKind::Email, keyed, value),
             PiiKind::Phone => self.fake(FakeKind::Phone, keyed, value),
             PiiKind::Ip => {
                 let kind = if value.contains(':') {
@@ -95,7 +95,8 @@ impl Redactor {
             }
             PiiKind::Card => distinct(value, |input| fake_card(keyed, value, input)),
             PiiKind::Iban => distinct(value, |input| fake_iban(keyed, value, input)),
-        }
+        };
+        (0..item.percent_depth).fold(fake, |text, _| percent_encode(&text))
     }
 
     /// Exactly the `fake: <kind>` of the item: never equal to it, and for
@@ -104,6 +105,21 @@ impl Redactor {
         fakes::fake(kind, self.locale, keyed, value.as_bytes(), false)
             .expect("only `unique: true` can fail, and it is not asked for")
     }
+}
+
+/// `text` with every byte but the unreserved characters of RFC 3986
+/// (letters, digits, `-._~`) percent-encoded: `@` becomes `%40`, and `%40`
+/// becomes `%2540`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `make(original)`, or when that equals `original` (ignoring ASCII case),
@@ -182,6 +198,7 @@ fn relayout(written: &str, new: &[u8], replaced: impl Fn(&u8) -> bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anonymize::decode;
     use proptest::prelude::*;
 
     const ALL: &[PiiKind] = &PiiKind::ALL;
@@ -407,6 +424,144 @@ mod tests {
             .unwrap()
             .0;
         assert_ne!(again, once);
+    }
+
+    /// Every spelling of an address `redact` must see through, with the
+    /// address it spells (what `fake: email` is given) and how many times
+    /// its replacement is percent-encoded.
+    const SPELLINGS: &[(&str, &str, u8)] = &[
+        ("x@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&#64;Realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&#x40;realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&commat;realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&amp;#64;realmail-prod.test", "x@realmail-prod.test", 0),
+        (r"x\u0040realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x%40realmail-prod.test", "x@realmail-prod.test", 1),
+        ("x%2540realmail-prod.test", "x@realmail-prod.test", 2),
+        ("x\u{200D}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200B}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200C}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x\u{200F}@realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x&zwj;&shy;@realmail-prod.test", "x@realmail-prod.test", 0),
+        (
+            "jos&eacute;@realmail-prod.test",
+            "josé@realmail-prod.test",
+            0,
+        ),
+        ("x＠realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x﹫realmail-prod.test", "x@realmail-prod.test", 0),
+        (
+            "ｘ＠ｒｅａｌｍａｉｌ－ｐｒｏｄ．ｔｅｓｔ",
+            "x@realmail-prod.test",
+            0,
+        ),
+        ("x@réalmail.test", "x@réalmail.test", 0),
+        ("x@re\u{301}almail.test", "x@réalmail.test", 0),
+        ("x%40r%C3%A9almail.test", "x@réalmail.test", 1),
+        ("x@r%E9almail.test", "x@réalmail.test", 1),
+        ("x@xn--ralmail-bya.test", "x@réalmail.test", 0),
+        (r"x\x40realmail-prod.test", "x@realmail-prod.test", 0),
+        ("x@r\u{435}almail.test", "x@r\u{435}almail.test", 0),
+        (
+            "\"x y\"@realmail-prod.test",
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        (
+            "&quot;x y&quot;@realmail-prod.test",
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        (
+            r#"\"x y\"@realmail-prod.test"#,
+            "\"x y\"@realmail-prod.test",
+            0,
+        ),
+        ("x😀@realmail-prod.test", "x😀@realmail-prod.test", 0),
+        (
+            "x\u{1F600}\u{200D}@realmail-prod.test",
+            "x😀@realmail-prod.test",
+            0,
+        ),
+    ];
+
+    /// `text` percent-encoded `depth` times, as a replacement is.
+    fn encoded(text: &str, depth: u8) -> String {
+        (0..depth).fold(text.to_owned(), |t, _| percent_encode(&t))
+    }
+
+    #[test]
+    fn every_spelling_becomes_the_fake_email_of_the_address_it_spells() {
+        let k = keyed();
+        for &(spelling, address, depth) in SPELLINGS {
+            let fake =
+                fakes::fake(FakeKind::Email, Locale::En, &k, address.as_bytes(), false).unwrap();
+            let text = format!("<p>Hi, (write to {spelling}), thanks</p>");
+            let (out, n) = redact(&[PiiKind::Email], &text);
+            assert_eq!(n, 1, "{spelling}");
+            assert_eq!(
+                out,
+                format!("<p>Hi, (write to {}), thanks</p>", encoded(&fake, depth)),
+                "{spelling}"
+            );
+            // Nothing of the address is left, in any spelling.
+            let decoded = decode::View::of(&out).map_or(out.clone(), |v| v.text().to_owned());
+            let (local, domain) = address.rsplit_once('@').unwrap();
+            assert!(!decoded.contains(domain), "{spelling}: {out}");
+            assert!(!decoded.contains(&format!("{local}@")), "{spelling}: {out}");
+            assert_emails_reserved(&decoded);
+        }
+        // Every spelling of one address, in one text: one fake, as many times.
+        let plain = redact(&[PiiKind::Email], "x@realmail-prod.test").0;
+        for &(spelling, address, depth) in SPELLINGS {
+            if address == "x@realmail-prod.test" {
+                assert_eq!(
+                    redact(&[PiiKind::Email], spelling).0,
+                    encoded(&plain, depth)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn replacements_stay_valid_in_urls_and_json() {
+        let k = keyed();
+        let fake = fakes::fake(
+            FakeKind::Email,
+            Locale::En,
+            &k,
+            b"x@realmail-prod.test",
+            false,
+        )
+        .unwrap();
+        // A URL inside a URL: still decodes, at every depth, to the fake.
+        let url = "https://t.test/r?u=https%3A%2F%2Fs.test%2F%3Fe%3Dx%2540realmail-prod.test&n=1";
+        let (out, _) = redact(&[PiiKind::Email], url);
+        assert_eq!(
+            out,
+            url.replace("x%2540realmail-prod.test", &fake.replace('@', "%2540"))
+        );
+        // JSON text with escapes stays JSON, and its string the fake.
+        let json = r#"{"note":"to x\u0040realmail-prod.test, \"x y\"@realmail-prod.test"}"#;
+        let (out, n) = redact(&[PiiKind::Email], json);
+        assert_eq!(n, 2);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let quoted = fakes::fake(
+            FakeKind::Email,
+            Locale::En,
+            &k,
+            b"\"x y\"@realmail-prod.test",
+            false,
+        )
+        .unwrap();
+        assert_eq!(parsed["note"], format!("to {fake}, {quoted}"));
+        // Phone numbers spelled with references or percent-escapes too.
+        let phone =
+            fakes::fake(FakeKind::Phone, Locale::En, &k, b"+44 7700 900123", false).unwrap();
+        let (out, _) = redact(&[PiiKind::Phone], "tel &#43;44 7700 900123.");
+        assert_eq!(out, format!("tel {phone}."));
+        let (out, _) = redact(&[PiiKind::Phone], "?tel=%2B44%207700%20900123&x");
+        assert_eq!(out, format!("?tel={}&x", percent_encode(&phone)));
     }
 
     proptest! {
