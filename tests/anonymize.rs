@@ -767,7 +767,9 @@ fn redact_replaces_emails_in_json_object_keys_too() {
     assert!(
         out.stderr
             .contains("\"public\".\"seen\", column `recipients`, row with id = 9")
-            && out.stderr.contains("become the same key after `redact`"),
+            && out
+                .stderr
+                .contains("become the same key after `redact: email`"),
         "{}",
         out.stderr
     );

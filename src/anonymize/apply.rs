@@ -362,7 +362,7 @@ impl Compiled {
                     self.json_leaves(keyed, strategy, redactor, item, column, applied)?;
                 }
                 if matches!(strategy, Strategy::Redact(_)) {
-                    self.redact_keys(keyed, strategy, redactor, map, column, applied)?;
+                    self.rename_keys(keyed, strategy, redactor, map, None, column, applied)?;
                 }
             }
             Json::Bool(_) | Json::Null => {}
@@ -370,21 +370,27 @@ impl Compiled {
         Ok(())
     }
 
-    /// `redact` on an object's keys, as on its string values (a key is
-    /// text that can hold an e-mail address as much as a value can), in
-    /// their order. Two keys that become the same one are an error: one of
-    /// the values would be lost.
-    fn redact_keys(
+    /// `strategy` on an object's keys (those matching `only`, or all), in
+    /// their order: `redact` reaches keys as it reaches string values (a
+    /// key is text that can hold an e-mail address as much as a value
+    /// can), and a `json` path ending in `~` names keys. Two keys that
+    /// become the same one are an error: one of the values would be lost.
+    #[allow(clippy::too_many_arguments)]
+    fn rename_keys(
         &self,
         keyed: &Keyed,
         strategy: &Strategy,
         redactor: Option<&Redactor>,
         map: &mut serde_json::Map<String, Json>,
+        only: Option<&str>,
         column: &dyn Fn(&str) -> Option<String>,
         applied: &mut Applied,
     ) -> Result<(), String> {
         let mut renamed = Vec::new();
         for (i, key) in map.keys().enumerate() {
+            if only.is_some_and(|pattern| !glob_match(pattern, key)) {
+                continue;
+            }
             if let Some(new) = self.text(keyed, strategy, redactor, key, column, applied)?
                 && new != *key
             {
@@ -403,11 +409,11 @@ impl Compiled {
                 None => key,
             };
             if out.contains_key(&key) {
-                return Err(
-                    "two keys of one JSON object become the same key after `redact`, \
-                     so one of their values would be lost"
-                        .to_string(),
-                );
+                return Err(format!(
+                    "two keys of one JSON object become the same key after `{}`, \
+                     so one of their values would be lost",
+                    strategy.describe()
+                ));
             }
             out.insert(key, value);
         }
@@ -447,6 +453,18 @@ impl Compiled {
                         self.json_path(keyed, rule, redactor, rest, value, column, applied)?;
                     }
                 }
+            }
+            Segment::KeysOf(pattern) => {
+                let strategy = &rule.strategy;
+                self.rename_keys(
+                    keyed,
+                    strategy,
+                    redactor,
+                    map,
+                    Some(pattern),
+                    column,
+                    applied,
+                )?;
             }
             Segment::AnyDepth => {
                 // `**` matches no level here, or one more level below.
@@ -646,6 +664,52 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("realmail-prod"));
         assert_eq!(codec::json_depth(out.as_bytes()), depth);
+    }
+
+    #[test]
+    fn a_path_ending_in_a_tilde_rules_the_keys_it_names_not_their_values() {
+        let keyed = Keyed::new(Some("k"));
+        let email = Strategy::Fake {
+            kind: FakeKind::Email,
+            unique: false,
+            locale: None,
+        };
+        let c = compiled(Strategy::Json(vec![
+            json_rule("subscribers.*@*~", email.clone()),
+            json_rule("owner~", Strategy::Hash { length: Some(8) }),
+        ]));
+        let mut v = Value::Json(
+            serde_json::from_str(
+                r#"{"subscribers": {"Ada@Mail.Test": "weekly", "count": 2, "bo@mail.test": "daily"},
+                    "owner": "same@mail.test"}"#,
+            )
+            .unwrap(),
+        );
+        let applied = c.apply(&keyed, &mut v, &no_columns).unwrap();
+        assert!(applied.changed);
+        let fake = |address: &str| {
+            fakes::fake(
+                FakeKind::Email,
+                Locale::En,
+                &keyed,
+                address.as_bytes(),
+                false,
+            )
+            .unwrap()
+        };
+        let Value::Json(json) = v else { panic!() };
+        let keys: Vec<&String> = json["subscribers"].as_object().unwrap().keys().collect();
+        // In their order, the one that is no address left alone, the values
+        // untouched; the same fake as a column of the address would get.
+        assert_eq!(
+            keys,
+            [&fake("ada@mail.test"), "count", &fake("bo@mail.test")]
+        );
+        assert_eq!(json["subscribers"][&fake("bo@mail.test")], "daily");
+        let top: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(top[0], "subscribers");
+        assert_eq!(top[1], &keyed.hash(b"owner", Some(8)));
+        assert_eq!(json[top[1].as_str()], "same@mail.test");
     }
 
     #[test]

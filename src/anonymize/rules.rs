@@ -232,6 +232,10 @@ pub enum Segment {
     Key(String),
     /// `**`: any number of levels, including none.
     AnyDepth,
+    /// `pattern~`, last only: the keys matching `pattern` themselves, not
+    /// their values (`recipients.*~` renames every key of `recipients`),
+    /// as JSONPath-Plus spells a property name.
+    KeysOf(String),
 }
 
 impl JsonPath {
@@ -239,20 +243,31 @@ impl JsonPath {
         if text.is_empty() {
             return None;
         }
-        let segments: Vec<Segment> = text
-            .split('.')
-            .map(|s| match s {
+        let parts: Vec<&str> = text.split('.').collect();
+        let last = parts.len() - 1;
+        let segments: Vec<Segment> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match *s {
                 "**" => Segment::AnyDepth,
+                key if i == last && key.ends_with('~') => {
+                    Segment::KeysOf(key[..key.len() - 1].to_string())
+                }
                 key => Segment::Key(key.to_string()),
             })
             .collect();
         // `**` must lead to a key: on its own, or last, it names nothing.
-        let ends_in_key = matches!(segments.last(), Some(Segment::Key(_)));
+        let ends_in_key = matches!(segments.last(), Some(Segment::Key(_) | Segment::KeysOf(_)));
         (ends_in_key
             && segments
                 .iter()
-                .all(|s| !matches!(s, Segment::Key(k) if k.is_empty())))
+                .all(|s| !matches!(s, Segment::Key(k) | Segment::KeysOf(k) if k.is_empty())))
         .then_some(JsonPath(segments))
+    }
+
+    /// Whether the path names object keys (it ends in `~`).
+    pub fn names_keys(&self) -> bool {
+        matches!(self.0.last(), Some(Segment::KeysOf(_)))
     }
 }
 
@@ -265,6 +280,7 @@ impl fmt::Display for JsonPath {
             match s {
                 Segment::Key(k) => f.write_str(k)?,
                 Segment::AnyDepth => f.write_str("**")?,
+                Segment::KeysOf(k) => write!(f, "{k}~")?,
             }
         }
         Ok(())
@@ -1255,11 +1271,44 @@ fn read_json_entries(
                 }
                 let inner = format!("{what} json `{text}`");
                 if let Some(strategy) = read_strategy(cx, value, &inner, depth) {
+                    if path.names_keys() && !renames_keys(&strategy) {
+                        cx.push(
+                            Problem::new(
+                                "flightpath::anonymize::json-keys",
+                                format!(
+                                    "{what}: json `{text}` names object keys (it ends in `~`), \
+                                     and `{}` cannot make one: a key stays a string, distinct from its neighbours",
+                                    strategy.describe()
+                                ),
+                                value.span,
+                                "not for keys",
+                            )
+                            .help(
+                                "give keys `fake`, `hash`, `mask`, `regex` or `redact`; \
+                                 to drop the values instead, rule the path without `~`",
+                            ),
+                        );
+                        continue;
+                    }
                     rules.push(JsonRule { path, strategy });
                 }
             }
         }
     }
+}
+
+/// Whether `strategy` can rename object keys: it makes a string of a
+/// string, different for different keys (a constant, NULL or a template
+/// would fold every key into one).
+fn renames_keys(strategy: &Strategy) -> bool {
+    matches!(
+        strategy,
+        Strategy::Fake { .. }
+            | Strategy::Hash { .. }
+            | Strategy::Mask { .. }
+            | Strategy::Regex { .. }
+            | Strategy::Redact(_)
+    )
 }
 
 /// What the value of a key in `json:` is.
@@ -2133,5 +2182,29 @@ tables:
         assert!(errors[0].contains("names no strategy"), "{errors:?}");
         let errors = json_rules("{ a..b: { c: { fake: email } } }").unwrap_err();
         assert!(errors[0].contains("`a..b` is not a key path"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_tilde_at_the_end_names_keys_nested_or_dotted_and_only_for_strategies_that_rename() {
+        let dotted = json_rules(r#"{ "seen.*~": { fake: email } }"#).unwrap();
+        let nested = json_rules(r#"{ seen: { "*~": { fake: email } } }"#).unwrap();
+        assert_eq!(dotted, nested);
+        assert!(dotted.contains("KeysOf(\"*\")"), "{dotted}");
+        // Only at the end: elsewhere `~` is part of a key.
+        assert!(
+            json_rules(r#"{ "a~.b": { fake: email } }"#)
+                .unwrap()
+                .contains("Key(\"a~\")")
+        );
+        for strategy in ["null", "{ set: x }", "{ template: \"u{id}\" }", "keep"] {
+            let errors = json_rules(&format!(r#"{{ "seen.*~": {strategy} }}"#)).unwrap_err();
+            assert!(
+                errors[0].contains("names object keys (it ends in `~`)")
+                    && errors[0].contains("give keys `fake`, `hash`, `mask`, `regex` or `redact`"),
+                "{strategy}: {errors:?}"
+            );
+        }
+        let errors = json_rules(r#"{ "seen.~": { fake: email } }"#).unwrap_err();
+        assert!(errors[0].contains("is not a key path"), "{errors:?}");
     }
 }
