@@ -6,6 +6,7 @@ mod anonymize;
 mod anonymize_codec;
 mod anonymize_detect;
 mod anonymize_foreign;
+mod anonymize_schema;
 mod checks;
 mod clone;
 mod cluster;

@@ -501,12 +501,15 @@ impl Anonymizer {
                                     sources.push((read.to_string(), source));
                                 }
                                 // A row key for the errors a value can cause: JSON in a text
-                                // column that does not parse, JSON keys that `redact` makes one.
+                                // column that does not parse, JSON keys that `redact` makes one,
+                                // bytea that is not UTF-8.
                                 let can_fail = match ty {
                                     FieldType::Text => matches!(strategy, Strategy::Json(_)),
                                     FieldType::Json | FieldType::Jsonb => {
                                         matches!(strategy, Strategy::Json(_) | Strategy::Redact(_))
                                     }
+                                    // Bytes that are not UTF-8 cannot be redacted.
+                                    FieldType::Bytea => true,
                                     _ => false,
                                 };
                                 if can_fail && key_extras.is_empty() {

@@ -55,8 +55,9 @@ fn suggest(type_name: &str, evidence: &Evidence, column: &str) -> String {
                 format!("{{ redact: [{}] }}", kinds.join(", "))
             }
         },
-        // A type no rule can transform: an explicit constant.
-        None => "null".into(),
+        // A type no rule can transform (or, for bytea, only `redact` on
+        // UTF-8): an explicit constant.
+        Some(FieldType::Bytea) | None => "null".into(),
     }
 }
 
