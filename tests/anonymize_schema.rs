@@ -1,6 +1,11 @@
 //! Personal data outside table rows, end to end through `flightpath plan`
-//! and `run`: bytea columns that hold e-mail addresses, under `redact`,
-//! `null` and `set`, and a strategy bytea cannot take.
+//! and `run`: e-mail addresses in a production schema's comments (on a
+//! table and a column), a column default, an enum label, a function body, a
+//! view and a check constraint; bytea columns that hold e-mail addresses,
+//! under `redact`, `null` and `set`, and a strategy bytea cannot take.
+//! Without `schema:` the plan and the run refuse naming each object that is
+//! not a comment (never the address); with `schema: keep` the clone runs and
+//! staging's comments hold no production address.
 
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
@@ -20,6 +25,138 @@ fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
 
 fn all_output(out: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr)
+}
+
+/// `pg_dump --schema-only` of `url`.
+fn schema_dump(url: &str) -> String {
+    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
+    let out = std::process::Command::new(&pg_dump.path)
+        .args(["--schema-only", "--no-owner", "--dbname", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The production domain: every address seeded below is on it.
+const PROD_DOMAIN: &str = "realmail-prod.test";
+
+const PEOPLE_RULES: &str = r#"
+tables:
+  people:
+    columns:
+      email: { fake: email }
+    keep: [id, mood]
+"#;
+
+/// Production whose schema holds an e-mail address in a table comment, a
+/// column comment (the address of row 1, which `people.email` holds too),
+/// a column default, an enum label, a function body, a view and a check
+/// constraint.
+fn schema_prod() -> String {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TYPE mood AS ENUM ('calm', 'enumperson@realmail-prod.test');
+         CREATE TABLE people (
+             id integer PRIMARY KEY,
+             email text NOT NULL DEFAULT 'defaultperson@realmail-prod.test',
+             mood mood,
+             CONSTRAINT not_blocked CHECK (email <> 'checkperson@realmail-prod.test'));
+         INSERT INTO people SELECT n, 'row' || n || '@realmail-prod.test', 'calm'
+             FROM generate_series(1, 10) n;
+         COMMENT ON TABLE people IS 'owner: tableperson@realmail-prod.test';
+         COMMENT ON COLUMN people.email IS 'like row1@realmail-prod.test, it''s theirs';
+         CREATE FUNCTION owner_address() RETURNS text LANGUAGE plpgsql
+             AS $$ BEGIN RETURN 'functionperson@realmail-prod.test'; END $$;
+         CREATE VIEW vip AS SELECT id FROM people WHERE email = 'viewperson@realmail-prod.test';
+         ANALYZE;",
+    );
+    prod.url
+}
+
+#[test]
+fn personal_data_in_the_schema_is_refused_naming_each_object_but_not_comments() {
+    let prod = schema_prod();
+    let staging = staging_db("schema_refused");
+    execute(&staging, "CREATE TABLE before_clone (x int)");
+    for args in [&["plan", "reset"][..], &["run", "reset", "--yes"][..]] {
+        let out = clone(&prod, &staging, PEOPLE_RULES, args);
+        let text = all_output(&out);
+        assert_eq!(out.code, 3, "{args:?}: {text}");
+        for said in [
+            "default of column public.people.email: email",
+            "label of enum mood: email",
+            "function owner_address(): email",
+            "view public.vip: email",
+            "check constraint not_blocked on public.people: email",
+            "nothing was written",
+            "`schema: keep`",
+        ] {
+            assert!(text.contains(said), "{args:?}: no `{said}` in {text}");
+        }
+        // Comments are redacted, not refused; values are never printed.
+        assert_eq!(
+            out.stderr.matches("\n  - ").count(),
+            2 * 5,
+            "{args:?}: five objects, in the step's failure and the exit error: {text}"
+        );
+        assert!(!text.contains(PROD_DOMAIN), "{args:?}: {text}");
+    }
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM before_clone"),
+        ["0"]
+    );
+}
+
+#[test]
+fn schema_keep_copies_the_objects_and_comments_arrive_redacted_with_the_rows_fake() {
+    let prod = schema_prod();
+    let staging = staging_db("schema_keep");
+    let rules = format!("schema: keep\n{PEOPLE_RULES}");
+    let plan = clone(&prod, &staging, &rules, &["plan", "reset"]);
+    let text = all_output(&plan);
+    assert_eq!(plan.code, 0, "{text}");
+    assert!(text.contains("kept (`schema: keep`)"), "{text}");
+    assert!(text.contains("view public.vip: email"), "{text}");
+    assert!(!text.contains(PROD_DOMAIN), "{text}");
+
+    let run = clone(
+        &prod,
+        &staging,
+        &rules,
+        &["run", "reset", "--yes", "--json"],
+    );
+    let text = all_output(&run);
+    assert_eq!(run.code, 0, "{text}");
+    assert!(text.contains("2 comments redacted"), "{text}");
+    assert!(
+        text.contains("these objects were copied as they are"),
+        "{text}"
+    );
+    let comments = query_strings(
+        &staging,
+        "SELECT description FROM pg_catalog.pg_description WHERE objoid >= 16384 ORDER BY objsubid",
+    );
+    assert_eq!(comments.len(), 2, "{comments:?}");
+    for comment in &comments {
+        assert!(!comment.contains(PROD_DOMAIN), "{comment}");
+    }
+    assert!(comments[0].starts_with("owner: "), "{comments:?}");
+    // The address of row 1 in the column's comment got the fake row 1's
+    // e-mail got: one keyed fake per value, in the rows and the schema.
+    let row1 = query_strings(&staging, "SELECT email FROM people WHERE id = 1");
+    assert_eq!(comments[1], format!("like {}, it's theirs", row1[0]));
+    let dump = schema_dump(&staging);
+    for absent in ["tableperson", "row1@"] {
+        assert!(!dump.contains(absent), "staging's schema holds `{absent}`");
+    }
+    // `schema: keep` kept what it says it keeps.
+    assert!(dump.contains("viewperson@realmail-prod.test"), "{dump}");
 }
 
 /// Production with `attachments`: a bytea `body` of UTF-8 text holding an

@@ -34,6 +34,8 @@ pub struct Reloaded {
     pub binding: Option<Binding>,
     /// The foreign objects left out and the large objects not copied.
     pub outside: crate::pg::catalog::Outside,
+    /// Personal data kept in the schema and comments redacted.
+    pub schema: super::spec::SchemaCover,
 }
 
 /// Reloads staging in place; see the module header.
@@ -52,6 +54,7 @@ pub async fn run(
         rules,
         binding,
         outside,
+        schema,
         pre,
         post,
         ..
@@ -120,6 +123,7 @@ pub async fn run(
         phases,
         binding,
         outside,
+        schema,
     })
 }
 

@@ -42,6 +42,9 @@ pub struct Survey {
     /// Foreign objects (left out under `foreign: skip`, else refused by
     /// [`survey`]) and large objects (never copied).
     pub outside: catalog::Outside,
+    /// Personal data in the schema, kept under `schema: keep` (else
+    /// refused by [`survey`]).
+    pub schema: super::spec::SchemaCover,
     /// The database the clone replaces.
     pub staging_db: String,
     /// When the source is protected and its role could write to it.
@@ -88,6 +91,13 @@ pub async fn survey(
         .await
         .map_err(sql_error(name, "listing foreign objects and large objects"))?;
     spec.check_foreign(&outside)?;
+    let texts = crate::pg::catalog_schema::schema_texts(&source)
+        .await
+        .map_err(sql_error(
+            name,
+            "reading the schema's defaults, functions and views",
+        ))?;
+    let schema = spec.check_schema(&texts)?;
     let pg_dump = schema::find_pg_dump(source_version / 10_000).map_err(|error| Error::PgDump {
         name: name.clone(),
         error,
@@ -164,6 +174,7 @@ pub async fn survey(
         pg_dump,
         tables,
         outside,
+        schema,
         staging_db,
         source_warning,
         privilege_warning,

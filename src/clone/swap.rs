@@ -56,6 +56,8 @@ pub struct Cloned {
     pub binding: Option<Binding>,
     /// The foreign objects left out and the large objects not copied.
     pub outside: crate::pg::catalog::Outside,
+    /// Personal data kept in the schema and comments redacted.
+    pub schema: super::spec::SchemaCover,
 }
 
 /// Runs the whole clone; see the module header.
@@ -123,6 +125,7 @@ pub async fn run(
     let source_major = source.major;
     let binding = source.binding;
     let outside = source.outside;
+    let schema = source.schema;
     let loaded = load(
         &spec,
         Loaded {
@@ -187,6 +190,7 @@ pub async fn run(
         recovered,
         binding,
         outside,
+        schema,
     })
 }
 

@@ -8,6 +8,7 @@
 //! layers above convert.
 
 pub mod catalog;
+pub mod catalog_schema;
 pub mod cluster;
 pub mod codec;
 pub mod connect;

@@ -135,6 +135,7 @@ impl Kind for Params {
             pg_dump,
             tables,
             outside,
+            schema,
             staging_db,
             source_warning,
             privilege_warning: warning,
@@ -214,6 +215,7 @@ impl Kind for Params {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
         }
         outcome = outside_details(outcome, &outside, "are");
+        outcome = schema_details(outcome, &schema, "are");
         for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
@@ -291,6 +293,7 @@ impl Kind for Params {
             ));
         }
         outcome = outside_details(outcome, &cloned.outside, "were");
+        outcome = schema_details(outcome, &cloned.schema, "were");
         outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
@@ -301,6 +304,41 @@ impl Kind for Params {
         });
         Ok(outcome)
     }
+}
+
+/// Personal data in the schema, in the plan (`are`) and the run (`were`):
+/// the objects `schema: keep` copies as they are (a source with them and no
+/// such rule is refused before this), and the comments redacted (counted
+/// in the run only: the plan dumps no schema). Objects and kinds only,
+/// never the text.
+fn schema_details(
+    mut outcome: StepOutcome,
+    schema: &crate::clone::spec::SchemaCover,
+    verb: &str,
+) -> StepOutcome {
+    if !schema.findings.is_empty() {
+        let objects: Vec<String> = schema.findings.iter().map(|f| f.describe()).collect();
+        outcome = outcome.detail(Detail::fact(
+            "schema",
+            format!(
+                "kept (`schema: keep`): these objects {verb} copied as they are, with what looks like personal data: {}",
+                objects.join("; ")
+            ),
+        ));
+    }
+    match schema.comments_redacted {
+        Some(0) | None => {}
+        Some(n) => {
+            outcome = outcome.detail(Detail::fact(
+                "comments",
+                format!(
+                    "{n} comment{} redacted (e-mails, phones, IPs, cards, IBANs replaced by fakes)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            ))
+        }
+    }
+    outcome
 }
 
 /// What the source holds outside its tables, in the plan (`are`) and the
@@ -424,6 +462,7 @@ impl Params {
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
         .detail(tables_detail(&reloaded.tables));
         let outcome = outside_details(outcome, &reloaded.outside, "were");
+        let outcome = schema_details(outcome, &reloaded.schema, "were");
         Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
     }
 
@@ -837,6 +876,7 @@ impl From<clone::Error> for StepError {
             refused @ (Error::RuleRefused { .. }
             | Error::Uncovered { .. }
             | Error::Foreign { .. }
+            | Error::SchemaLiterals { .. }
             | Error::TooManyConnections { .. }) => StepError::Refused(refused.to_string()),
             Error::Database {
                 target,
