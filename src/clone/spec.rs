@@ -116,6 +116,13 @@ impl CloneSpec {
         Ok(())
     }
 
+    /// Whether the rules say `large_objects: copy`.
+    pub fn large_objects_copy(&self) -> bool {
+        self.anonymizer
+            .as_ref()
+            .is_some_and(|a| a.rules.large_objects_copy)
+    }
+
     /// Whether the rules say `schema: keep`.
     pub fn schema_keep(&self) -> bool {
         self.anonymizer

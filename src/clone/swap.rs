@@ -32,6 +32,7 @@ use crate::anonymize::bind::Binding;
 use crate::pg::catalog::Table;
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::copy::Format;
+use crate::pg::large_objects::Copied;
 use crate::pg::schema::Entry;
 use crate::pg::swap::{self, SwapError, Swapped};
 use crate::pg::url;
@@ -58,6 +59,8 @@ pub struct Cloned {
     pub outside: crate::pg::catalog::Outside,
     /// Personal data kept in the schema and comments redacted.
     pub schema: super::spec::SchemaCover,
+    /// The large objects copied under `large_objects: copy`.
+    pub large_objects: Option<Copied>,
 }
 
 /// Runs the whole clone; see the module header.
@@ -146,7 +149,7 @@ pub async fn run(
     .await;
     // Staging was never touched on any of these failures: the half-built
     // database goes.
-    let (tables, sequences) = match loaded {
+    let (tables, sequences, large_objects) = match loaded {
         Ok(done) => done,
         Err(e) => return Err(dropped(&maintenance, &new_db, e).await),
     };
@@ -191,6 +194,7 @@ pub async fn run(
         binding,
         outside,
         schema,
+        large_objects,
     })
 }
 
@@ -252,7 +256,7 @@ async fn load(
     step_id: &str,
     cancel: &CancellationToken,
     phases: &mut Vec<(&'static str, Duration)>,
-) -> Result<(Vec<TableCopied>, usize)> {
+) -> Result<(Vec<TableCopied>, usize, Option<Copied>)> {
     let Loaded {
         snapshot,
         tables,
@@ -265,6 +269,9 @@ async fn load(
     crate::pg::schema::apply(&admin, &pre)
         .await
         .map_err(Error::Schema)?;
+    // Before the rows, which may reference them by oid.
+    let large_objects =
+        super::large_objects::copy_if_ruled(spec, &snapshot.client, &admin, false).await?;
     phases.push(("schema", dump_time + schema_began.elapsed()));
 
     let (queue, leftover) = Queue::new(
@@ -369,7 +376,7 @@ async fn load(
             }
         })
         .collect();
-    Ok((copied, sequences))
+    Ok((copied, sequences, large_objects))
 }
 
 /// Waits for every worker; on the first error, stops the others and returns it.

@@ -16,6 +16,7 @@ pub mod conninfo;
 pub mod copy;
 pub mod error;
 pub mod ident;
+pub mod large_objects;
 pub mod readonly;
 pub mod schema;
 pub mod snapshot;

@@ -250,6 +250,9 @@ pub async fn dump_section_excluding(
             "--no-acl",
             "--no-publications",
             "--no-subscriptions",
+            // Large objects are copied by the clone itself, or not at all
+            // (`large_objects:`): never created empty by the schema.
+            "--no-blobs",
             "--no-password",
             "--encoding=UTF8",
         ])

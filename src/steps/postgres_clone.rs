@@ -214,7 +214,8 @@ impl Kind for Params {
         if let Some(sessions) = sessions {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
         }
-        outcome = outside_details(outcome, &outside, "are");
+        let copy = spec.large_objects_copy().then_some(None);
+        outcome = outside_details(outcome, &outside, "are", copy);
         outcome = schema_details(outcome, &schema, "are");
         for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
@@ -292,7 +293,8 @@ impl Kind for Params {
                 "the source's locale is not installed on the staging server; the server's default was used",
             ));
         }
-        outcome = outside_details(outcome, &cloned.outside, "were");
+        let copy = cloned.large_objects.map(Some);
+        outcome = outside_details(outcome, &cloned.outside, "were", copy);
         outcome = schema_details(outcome, &cloned.schema, "were");
         outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
@@ -344,11 +346,14 @@ fn schema_details(
 /// What the source holds outside its tables, in the plan (`are`) and the
 /// run (`were`): the foreign objects `foreign: skip` leaves out (a source
 /// with them and no such rule is refused before this), and the large
-/// objects no clone copies. Names only, never a server's options.
+/// objects: left out, or under `large_objects: copy` (`copy` is `Some`,
+/// with what was copied in the run) copied as they are. Names only, never
+/// a server's options.
 fn outside_details(
     mut outcome: StepOutcome,
     outside: &crate::pg::catalog::Outside,
     verb: &str,
+    copy: Option<Option<crate::pg::large_objects::Copied>>,
 ) -> StepOutcome {
     if outside.has_foreign() {
         let mut names: Vec<String> = Vec::new();
@@ -379,13 +384,33 @@ fn outside_details(
             ),
         ));
     }
-    if outside.large_objects > 0 {
+    if let Some(copied) = copy {
+        let (objects, bytes) = match copied {
+            Some(c) => (
+                c.objects,
+                format!(", {}", crate::human::human_bytes(c.bytes as f64)),
+            ),
+            None => (outside.large_objects.max(0) as u64, String::new()),
+        };
+        if objects > 0 {
+            outcome = outcome
+                .output("large_objects_copied", objects)
+                .detail(Detail::fact(
+                    "large objects",
+                    format!(
+                        "{} large object{}{bytes}: copied as they are (`large_objects: copy`)",
+                        crate::human::thousands(objects),
+                        if objects == 1 { "" } else { "s" }
+                    ),
+                ));
+        }
+    } else if outside.large_objects > 0 {
         outcome = outcome
             .output("large_objects_left_out", outside.large_objects)
             .detail(Detail::fact(
                 "large objects",
                 format!(
-                    "{} large object{}: left out (a clone does not copy `pg_largeobject`; staging has none)",
+                    "{} large object{}: left out (staging has none; `large_objects: copy` in the rules copies them as they are)",
                     crate::human::thousands(outside.large_objects as u64),
                     if outside.large_objects == 1 { "" } else { "s" }
                 ),
@@ -461,7 +486,8 @@ impl Params {
         ))
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
         .detail(tables_detail(&reloaded.tables));
-        let outcome = outside_details(outcome, &reloaded.outside, "were");
+        let copy = reloaded.large_objects.map(Some);
+        let outcome = outside_details(outcome, &reloaded.outside, "were", copy);
         let outcome = schema_details(outcome, &reloaded.schema, "were");
         Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
     }
