@@ -4,8 +4,11 @@
 //! evidence, every rule's SQL tried on the source, one plan row per table,
 //! and what the source holds outside its tables: foreign servers, user
 //! mappings and foreign tables (refused unless the rules say
-//! `foreign: skip`) and large objects (never copied). Writes nothing
-//! anywhere; rendering the plan is the step's job.
+//! `foreign: skip`), large objects (copied only under
+//! `large_objects: copy`), and personal data in the schema's defaults,
+//! enum labels, functions, views and constraints (refused unless the rules
+//! say `schema: keep`). Writes nothing anywhere; rendering the plan is the
+//! step's job.
 //!
 //! The sampling queries run here: the anonymizer has no I/O of its own, so
 //! `anonymize::detect` only builds them and counts the values read.
@@ -40,7 +43,7 @@ pub struct Survey {
     pub pg_dump: PgDump,
     pub tables: Vec<Table>,
     /// Foreign objects (left out under `foreign: skip`, else refused by
-    /// [`survey`]) and large objects (never copied).
+    /// [`survey`]) and large objects (copied under `large_objects: copy`).
     pub outside: catalog::Outside,
     /// Personal data in the schema, kept under `schema: keep` (else
     /// refused by [`survey`]).

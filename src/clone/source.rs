@@ -34,7 +34,8 @@ pub(crate) struct Source {
     /// The anonymizer bound to `tables`, for the report.
     pub binding: Option<Binding>,
     /// Foreign objects (left out: a source with them and no `foreign: skip`
-    /// is refused here) and large objects (not copied), for the report.
+    /// is refused here) and how many large objects there are, for the
+    /// report.
     pub outside: catalog::Outside,
     /// Personal data kept in the schema (`schema: keep`; else refused
     /// here) and the comments redacted, for the report.

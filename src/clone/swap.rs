@@ -55,7 +55,7 @@ pub struct Cloned {
     pub recovered: Vec<String>,
     /// The anonymizer bound to the snapshot's tables, for the report.
     pub binding: Option<Binding>,
-    /// The foreign objects left out and the large objects not copied.
+    /// The foreign objects left out and how many large objects there are.
     pub outside: crate::pg::catalog::Outside,
     /// Personal data kept in the schema and comments redacted.
     pub schema: super::spec::SchemaCover,

@@ -1626,7 +1626,7 @@ mod tests {
             ("jsonb[]", None),
             ("\"char\"", None),
             ("uuid", None),
-            ("bytea", None),
+            ("bytea", Some(FieldType::Bytea)),
             ("time without time zone", None),
             ("public.mytext", None),
         ];
