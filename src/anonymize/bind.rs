@@ -796,6 +796,33 @@ mod tests {
     }
 
     #[test]
+    fn schema_findings_name_objects_and_kinds_once_and_never_the_text() {
+        let text = |object: &str, text: &str| SchemaText {
+            object: object.into(),
+            text: text.into(),
+        };
+        let findings = schema_findings(&[
+            text("default of column public.t.a", "'nobody'::text"),
+            text("label of enum mood", "ops@mail.test"),
+            text("label of enum mood", "+44 7700 900123"),
+            text("label of enum mood", "calm"),
+            text(
+                "function f()",
+                "BEGIN RETURN 'a@mail.test' || 'b@mail.test' || '192.0.2.7'; END",
+            ),
+        ]);
+        let described: Vec<String> = findings.iter().map(SchemaFinding::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "label of enum mood: email, phone",
+                "function f(): email, ip"
+            ]
+        );
+        assert!(schema_findings(&[text("view v", "SELECT 1 WHERE x > 100")]).is_empty());
+    }
+
+    #[test]
     fn samples_add_evidence_and_unmask_a_column_safe_by_type() {
         let mut b = binding(vec![
             coverage("card", Class::SafeByType),
