@@ -533,12 +533,14 @@ pub fn check_type(strategy: &Strategy, ty: FieldType) -> Result<(), String> {
             T::Text | T::TextArray | T::Json | T::Jsonb => true,
             T::Date | T::Timestamp | T::Timestamptz => *kind == FakeKind::DateOfBirth,
             T::Inet | T::Cidr => matches!(kind, FakeKind::Ipv4 | FakeKind::Ipv6),
+            T::Bytea => false,
         },
         Strategy::Hash { .. }
         | Strategy::Mask { .. }
         | Strategy::Regex { .. }
-        | Strategy::Template(_)
-        | Strategy::Redact(_) => matches!(ty, T::Text | T::TextArray | T::Json | T::Jsonb),
+        | Strategy::Template(_) => matches!(ty, T::Text | T::TextArray | T::Json | T::Jsonb),
+        // bytea is read as UTF-8 text; a value that is not is an error.
+        Strategy::Redact(_) => matches!(ty, T::Text | T::TextArray | T::Json | T::Jsonb | T::Bytea),
         Strategy::Json(_) => matches!(ty, T::Json | T::Jsonb | T::Text),
         Strategy::DateShift { .. } => matches!(ty, T::Date | T::Timestamp | T::Timestamptz),
     };
@@ -550,6 +552,9 @@ pub fn check_type(strategy: &Strategy, ty: FieldType) -> Result<(), String> {
             "`date_shift`, `fake: date_of_birth`, `set` or `null`"
         }
         T::Inet | T::Cidr => "`fake: ipv4`, `fake: ipv6`, `set` or `null`",
+        T::Bytea => {
+            "`redact` (on UTF-8 text), `set`, `null`, `keep`, or the table's `truncate: true`"
+        }
         _ => "a text strategy",
     };
     Err(format!(

@@ -3,8 +3,11 @@
 //! checked against the column's type, and every column of every copied table
 //! is classified for coverage. The result is, per table, what the clone's
 //! COPY reads (expressions, extras) and the plan of the transform it runs;
-//! a binding that must stop the run says so as a [`Refusal`]. Pure: the
-//! values sampled for evidence are read by the caller and handed in.
+//! a binding that must stop the run says so as a [`Refusal`]. The text of
+//! the schema's own objects (defaults, enum labels, functions, views, …) is
+//! covered too: personal data in it is a [`SchemaFinding`], and schema
+//! comments are redacted. Pure: the values sampled for evidence and the
+//! schema's text are read by the caller and handed in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,10 +16,13 @@ use super::apply::{Compiled, check_type};
 use super::detect;
 use super::fakes::FakeKind;
 use super::keyed::Keyed;
+use super::patterns::{self, PiiKind};
+use super::redact::Redactor;
 use super::rewrite::Rewriter;
 use super::rules::{Keep, Origin, RuleSet, Strategy, UnknownColumns, split_table_name};
 use super::transform::{ColumnStats, RuledColumn, Source, TablePlan, TableStats};
 use crate::pg::catalog::{Column, Table};
+use crate::pg::catalog_schema::SchemaText;
 use crate::pg::codec::FieldType;
 use crate::pg::ident::{quote_ident, quote_literal};
 use crate::syntax::diagnostics::did_you_mean;
@@ -516,12 +522,15 @@ impl Anonymizer {
                                     sources.push((read.to_string(), source));
                                 }
                                 // A row key for the errors a value can cause: JSON in a text
-                                // column that does not parse, JSON keys that `redact` makes one.
+                                // column that does not parse, JSON keys that `redact` makes one,
+                                // bytea that is not UTF-8.
                                 let can_fail = match ty {
                                     FieldType::Text => matches!(strategy, Strategy::Json(_)),
                                     FieldType::Json | FieldType::Jsonb => {
                                         matches!(strategy, Strategy::Json(_) | Strategy::Redact(_))
                                     }
+                                    // Bytes that are not UTF-8 cannot be redacted.
+                                    FieldType::Bytea => true,
                                     _ => false,
                                 };
                                 if can_fail && key_extras.is_empty() {
@@ -618,6 +627,68 @@ impl Anonymizer {
         if !plain {
             binding.rules.insert(table.qualified.clone(), rule);
         }
+    }
+}
+
+/// Personal data found in the text of a schema object (a default, an enum
+/// label, a function, a view, a constraint, a policy, …), which pg_dump
+/// copies into staging as it is: names the object and what kinds were
+/// found, never the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaFinding {
+    /// As [`SchemaText::object`]: `default of column public.people.email`.
+    pub object: String,
+    /// The kinds found, in [`PiiKind`] order, each once.
+    pub kinds: Vec<PiiKind>,
+}
+
+impl SchemaFinding {
+    /// `default of column public.people.email: email`.
+    pub fn describe(&self) -> String {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
+        format!("{}: {}", self.object, kinds.join(", "))
+    }
+}
+
+/// The objects among `texts` whose text holds personal data of any kind
+/// `patterns` finds. Under `schema: error` each is a coverage finding that
+/// stops the clone; under `schema: keep` they are listed as kept.
+pub fn schema_findings(texts: &[SchemaText]) -> Vec<SchemaFinding> {
+    let mut findings: Vec<SchemaFinding> = Vec::new();
+    for text in texts {
+        let mut kinds: Vec<PiiKind> = patterns::find(&text.text, &PiiKind::ALL)
+            .into_iter()
+            .map(|f| f.kind)
+            .collect();
+        if kinds.is_empty() {
+            continue;
+        }
+        kinds.sort();
+        kinds.dedup();
+        match findings.last_mut() {
+            // Labels of one enum, say: one line per object.
+            Some(last) if last.object == text.object => {
+                last.kinds.extend(kinds);
+                last.kinds.sort();
+                last.kinds.dedup();
+            }
+            _ => findings.push(SchemaFinding {
+                object: text.object.clone(),
+                kinds,
+            }),
+        }
+    }
+    findings
+}
+
+impl Anonymizer {
+    /// A schema comment's text with the personal data of every kind
+    /// replaced, keyed like every other value (an address gets the fake it
+    /// gets in the tables); `None` when there is nothing to replace.
+    pub fn redact_comment(&self, text: &str) -> Option<String> {
+        Redactor::new(&PiiKind::ALL, self.rules.locale)
+            .redact(&self.keyed, text)
+            .map(|(redacted, _)| redacted)
     }
 }
 
@@ -738,6 +809,33 @@ mod tests {
             b.check(None).unwrap_err().lines,
             ["`rewrite.tables` names `gone`"]
         );
+    }
+
+    #[test]
+    fn schema_findings_name_objects_and_kinds_once_and_never_the_text() {
+        let text = |object: &str, text: &str| SchemaText {
+            object: object.into(),
+            text: text.into(),
+        };
+        let findings = schema_findings(&[
+            text("default of column public.t.a", "'nobody'::text"),
+            text("label of enum mood", "ops@mail.test"),
+            text("label of enum mood", "+44 7700 900123"),
+            text("label of enum mood", "calm"),
+            text(
+                "function f()",
+                "BEGIN RETURN 'a@mail.test' || 'b@mail.test' || '192.0.2.7'; END",
+            ),
+        ]);
+        let described: Vec<String> = findings.iter().map(SchemaFinding::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "label of enum mood: email, phone",
+                "function f(): email, ip"
+            ]
+        );
+        assert!(schema_findings(&[text("view v", "SELECT 1 WHERE x > 100")]).is_empty());
     }
 
     #[test]

@@ -393,6 +393,14 @@ pub struct RuleSet {
     /// tables out of the clone (without it, a clone of a source that has
     /// them is refused).
     pub foreign_skip: bool,
+    /// `schema: keep`: personal data found in the schema's column defaults,
+    /// enum labels, functions, views, constraints and policies is copied as
+    /// it is (without it, the clone is refused naming each object).
+    /// Comments are redacted either way.
+    pub schema_keep: bool,
+    /// `large_objects: copy`: large objects are copied as they are (without
+    /// it, they are left out and reported).
+    pub large_objects_copy: bool,
     /// Keyed by `schema.table` (an unqualified name gets `public.`).
     pub tables: BTreeMap<String, TableRules>,
     /// The files read, in order (extends first).
@@ -535,6 +543,8 @@ struct FileRules {
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
     foreign_skip: bool,
+    schema_keep: bool,
+    large_objects_copy: bool,
     tables: Vec<TableRules>,
 }
 
@@ -586,6 +596,8 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
         locale: None,
         unknown_columns: None,
         foreign_skip: false,
+        schema_keep: false,
+        large_objects_copy: false,
         tables: BTreeMap::new(),
     };
     let mut unreadable = Vec::new();
@@ -610,6 +622,8 @@ pub fn load(references: &[String], bases: &[PathBuf], vars: &Vars) -> Result<Rul
             locale: all.locale.map(|(l, _)| l).unwrap_or_default(),
             unknown_columns: all.unknown_columns.unwrap_or_default(),
             foreign_skip: all.foreign_skip,
+            schema_keep: all.schema_keep,
+            large_objects_copy: all.large_objects_copy,
             tables: all.tables,
             files,
             secrets: loader.secrets,
@@ -636,6 +650,8 @@ struct Merged {
     locale: Option<(Locale, Origin)>,
     unknown_columns: Option<UnknownColumns>,
     foreign_skip: bool,
+    schema_keep: bool,
+    large_objects_copy: bool,
     tables: BTreeMap<String, TableRules>,
 }
 
@@ -703,6 +719,8 @@ impl Loader<'_> {
             locale: None,
             unknown_columns: None,
             foreign_skip: false,
+            schema_keep: false,
+            large_objects_copy: false,
             tables: BTreeMap::new(),
         };
         for (parent, span) in extends {
@@ -731,6 +749,8 @@ impl Loader<'_> {
             locale: parsed.locale,
             unknown_columns: parsed.unknown_columns,
             foreign_skip: parsed.foreign_skip,
+            schema_keep: parsed.schema_keep,
+            large_objects_copy: parsed.large_objects_copy,
             tables: parsed
                 .tables
                 .into_iter()
@@ -796,6 +816,10 @@ fn merge_into(into: &mut Merged, from: Merged, how: Merge, problems: &mut Vec<Lo
     // Any file that says `foreign: skip` leaves them out: each says what it
     // knows about the source, and without it the clone is refused.
     into.foreign_skip |= from.foreign_skip;
+    // Likewise `schema: keep` and `large_objects: copy`: a file says so for
+    // what it knows holds no personal data.
+    into.schema_keep |= from.schema_keep;
+    into.large_objects_copy |= from.large_objects_copy;
     for (key, table) in from.tables {
         let Some(existing) = into.tables.get_mut(&key) else {
             into.tables.insert(key, table);
@@ -964,6 +988,26 @@ fn read_file(
     let foreign_skip = top
         .get("foreign")
         .is_some_and(|node| read_foreign(cx, node));
+    let schema_keep = top.get("schema").is_some_and(|node| {
+        read_choice(
+            cx,
+            node,
+            "schema",
+            "flightpath::anonymize::schema",
+            ["error", "keep"],
+            "refuse personal data found in defaults, enum labels, functions, views, constraints and policies, or copy it as it is",
+        ) == Some("keep")
+    });
+    let large_objects_copy = top.get("large_objects").is_some_and(|node| {
+        read_choice(
+            cx,
+            node,
+            "large_objects",
+            "flightpath::anonymize::large-objects",
+            ["skip", "copy"],
+            "leave large objects out of staging, or copy them as they are",
+        ) == Some("copy")
+    });
     let tables_node = top.get("tables");
     top.finish(cx);
     let mut tables = Vec::new();
@@ -999,9 +1043,40 @@ fn read_file(
             locale,
             unknown_columns,
             foreign_skip,
+            schema_keep,
+            large_objects_copy,
             tables,
         }),
     )
+}
+
+/// A top-level setting that is one of two words: the word given, `None`
+/// (after a problem) for anything else.
+fn read_choice(
+    cx: &mut LoadCtx,
+    node: &Node,
+    key: &str,
+    code: &'static str,
+    choices: [&'static str; 2],
+    meaning: &str,
+) -> Option<&'static str> {
+    let value = cx.string(node, &format!("`{key}`"))?;
+    if let Some(choice) = choices.iter().find(|c| **c == value) {
+        return Some(choice);
+    }
+    cx.push(
+        Problem::new(
+            code,
+            format!(
+                "`{key}` must be `{}` or `{}` ({meaning}), not `{value}`",
+                choices[0], choices[1]
+            ),
+            node.span,
+            "not a setting",
+        )
+        .suggest(&value, choices),
+    );
+    None
 }
 
 /// `foreign: skip`, the only value: true when it is given.

@@ -101,6 +101,15 @@ pub enum Error {
         name: String,
         outside: Box<crate::pg::catalog::Outside>,
     },
+    /// Personal data in the text of schema objects (defaults, enum labels,
+    /// functions, views, …) and the rules do not say `schema: keep`:
+    /// refused before anything is written, naming each object and the
+    /// kinds found (never the text).
+    #[error("{}", schema_refusal(.name, .findings))]
+    SchemaLiterals {
+        name: String,
+        findings: Vec<crate::anonymize::bind::SchemaFinding>,
+    },
     /// More connections than the staging server allows: refused at plan
     /// time, before anything is written.
     #[error("{}", super::budget::too_many(.target, .workers, .limits))]
@@ -116,6 +125,18 @@ pub enum Error {
         database: String,
         cleanup: SwapError,
     },
+}
+
+fn schema_refusal(name: &str, findings: &[crate::anonymize::bind::SchemaFinding]) -> String {
+    let lines: Vec<String> = findings.iter().map(|f| f.describe()).collect();
+    format!(
+        "source `{name}`'s schema holds what looks like personal data, which pg_dump would copy \
+         into staging as it is; nothing was written:\n  - {}\n\
+         Change these objects in production so they name no one, or, if this is not personal data \
+         (a shared support address, a documentation IP), add `schema: keep` to the rules \
+         (`anonymize:`) to copy them as they are; comments are redacted either way",
+        lines.join("\n  - ")
+    )
 }
 
 fn foreign_refusal(name: &str, outside: &crate::pg::catalog::Outside) -> String {

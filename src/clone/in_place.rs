@@ -32,8 +32,12 @@ pub struct Reloaded {
     pub phases: Vec<(&'static str, Duration)>,
     /// The anonymizer bound to the snapshot's tables, for the report.
     pub binding: Option<Binding>,
-    /// The foreign objects left out and the large objects not copied.
+    /// The foreign objects left out and how many large objects there are.
     pub outside: crate::pg::catalog::Outside,
+    /// Personal data kept in the schema and comments redacted.
+    pub schema: super::spec::SchemaCover,
+    /// The large objects copied under `large_objects: copy`.
+    pub large_objects: Option<crate::pg::large_objects::Copied>,
 }
 
 /// Reloads staging in place; see the module header.
@@ -52,6 +56,7 @@ pub async fn run(
         rules,
         binding,
         outside,
+        schema,
         pre,
         post,
         ..
@@ -63,6 +68,9 @@ pub async fn run(
     // Dropping the connection without COMMIT rolls all of this back.
     let dropped_schemas = begin_and_drop(&target, &spec, progress, step_id, cancel).await?;
     schema::apply(&target, &pre).await.map_err(Error::Schema)?;
+    // Inside the transaction: staging's own large objects go with it.
+    let large_objects =
+        super::large_objects::copy_if_ruled(&spec, &snapshot.client, &target, true).await?;
     phases.push(("schema", began.elapsed()));
 
     let copy_began = Instant::now();
@@ -120,6 +128,8 @@ pub async fn run(
         phases,
         binding,
         outside,
+        schema,
+        large_objects,
     })
 }
 

@@ -25,6 +25,7 @@
 pub mod budget;
 pub mod error;
 pub mod in_place;
+pub mod large_objects;
 pub mod plan;
 pub mod post_data;
 pub mod queue;

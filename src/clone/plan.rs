@@ -4,8 +4,11 @@
 //! evidence, every rule's SQL tried on the source, one plan row per table,
 //! and what the source holds outside its tables: foreign servers, user
 //! mappings and foreign tables (refused unless the rules say
-//! `foreign: skip`) and large objects (never copied). Writes nothing
-//! anywhere; rendering the plan is the step's job.
+//! `foreign: skip`), large objects (copied only under
+//! `large_objects: copy`), and personal data in the schema's defaults,
+//! enum labels, functions, views and constraints (refused unless the rules
+//! say `schema: keep`). Writes nothing anywhere; rendering the plan is the
+//! step's job.
 //!
 //! The sampling queries run here: the anonymizer has no I/O of its own, so
 //! `anonymize::detect` only builds them and counts the values read.
@@ -40,8 +43,11 @@ pub struct Survey {
     pub pg_dump: PgDump,
     pub tables: Vec<Table>,
     /// Foreign objects (left out under `foreign: skip`, else refused by
-    /// [`survey`]) and large objects (never copied).
+    /// [`survey`]) and large objects (copied under `large_objects: copy`).
     pub outside: catalog::Outside,
+    /// Personal data in the schema, kept under `schema: keep` (else
+    /// refused by [`survey`]).
+    pub schema: super::spec::SchemaCover,
     /// The database the clone replaces.
     pub staging_db: String,
     /// When the source is protected and its role could write to it.
@@ -88,6 +94,13 @@ pub async fn survey(
         .await
         .map_err(sql_error(name, "listing foreign objects and large objects"))?;
     spec.check_foreign(&outside)?;
+    let texts = crate::pg::catalog_schema::schema_texts(&source)
+        .await
+        .map_err(sql_error(
+            name,
+            "reading the schema's defaults, functions and views",
+        ))?;
+    let schema = spec.check_schema(&texts)?;
     let pg_dump = schema::find_pg_dump(source_version / 10_000).map_err(|error| Error::PgDump {
         name: name.clone(),
         error,
@@ -169,6 +182,7 @@ pub async fn survey(
         pg_dump,
         tables,
         outside,
+        schema,
         staging_db,
         source_warning,
         privilege_warning,

@@ -3,8 +3,10 @@
 //! tables in it, the rules bound to exactly those tables, and pg_dump's
 //! pre-data and post-data sections read in the same snapshot, without
 //! foreign servers, user mappings and foreign tables (refused unless the
-//! rules say `foreign: skip`). Only ever reads the source; never connects
-//! to staging.
+//! rules say `foreign: skip`), with every comment's personal data redacted;
+//! personal data in the schema's other objects is refused unless the rules
+//! say `schema: keep`. Only ever reads the source; never connects to
+//! staging.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,9 +15,10 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{Error, Result};
-use super::spec::{CloneSpec, TableRule, rules_of};
+use super::spec::{CloneSpec, SchemaCover, TableRule, rules_of};
 use crate::anonymize::bind::Binding;
 use crate::pg::catalog::{self, Table};
+use crate::pg::catalog_schema;
 use crate::pg::connect::sql_error;
 use crate::pg::schema::{self, PostData, Section};
 use crate::pg::snapshot::Snapshot;
@@ -31,8 +34,12 @@ pub(crate) struct Source {
     /// The anonymizer bound to `tables`, for the report.
     pub binding: Option<Binding>,
     /// Foreign objects (left out: a source with them and no `foreign: skip`
-    /// is refused here) and large objects (not copied), for the report.
+    /// is refused here) and how many large objects there are, for the
+    /// report.
     pub outside: catalog::Outside,
+    /// Personal data kept in the schema (`schema: keep`; else refused
+    /// here) and the comments redacted, for the report.
+    pub schema: SchemaCover,
     /// pg_dump's pre-data section (create tables, types, functions).
     pub pre: String,
     /// pg_dump's post-data section, split into entries.
@@ -61,6 +68,13 @@ impl Source {
             .await
             .map_err(sql_error(name, "listing foreign objects and large objects"))?;
         spec.check_foreign(&outside)?;
+        let texts = catalog_schema::schema_texts(&snapshot.client)
+            .await
+            .map_err(sql_error(
+                name,
+                "reading the schema's defaults, functions and views",
+            ))?;
+        let mut cover = spec.check_schema(&texts)?;
         let (rules, binding) = bind(spec, &tables)?;
         // Both sections at once: each pg_dump reads the whole catalog.
         // Foreign tables and the views reading them (with what depends on
@@ -84,6 +98,17 @@ impl Source {
             })?;
         let (pre, _) = schema::without_foreign(&pre);
         let (post, _) = schema::without_foreign(&post);
+        // Comments pass through the redactor of every kind, keyed like the
+        // rows: no comment reaches staging with the production's text.
+        let (pre, post) = match &spec.anonymizer {
+            Some(anonymizer) => {
+                let (pre, in_pre) = schema::map_comments(&pre, |t| anonymizer.redact_comment(t));
+                let (post, in_post) = schema::map_comments(&post, |t| anonymizer.redact_comment(t));
+                cover.comments_redacted = Some(in_pre + in_post);
+                (pre, post)
+            }
+            None => (pre, post),
+        };
         Ok(Source {
             snapshot,
             major,
@@ -91,6 +116,7 @@ impl Source {
             rules,
             binding,
             outside,
+            schema: cover,
             pre,
             post: schema::split_post_data(&post),
             dump_time: dump_began.elapsed(),

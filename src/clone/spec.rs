@@ -115,6 +115,55 @@ impl CloneSpec {
         }
         Ok(())
     }
+
+    /// Whether the rules say `large_objects: copy`.
+    pub fn large_objects_copy(&self) -> bool {
+        self.anonymizer
+            .as_ref()
+            .is_some_and(|a| a.rules.large_objects_copy)
+    }
+
+    /// Whether the rules say `schema: keep`.
+    pub fn schema_keep(&self) -> bool {
+        self.anonymizer
+            .as_ref()
+            .is_some_and(|a| a.rules.schema_keep)
+    }
+
+    /// The personal data found in the schema's `texts`, refused unless the
+    /// rules say `schema: keep`. Without an anonymizer nothing is covered,
+    /// as for columns.
+    pub(crate) fn check_schema(
+        &self,
+        texts: &[crate::pg::catalog_schema::SchemaText],
+    ) -> super::error::Result<SchemaCover> {
+        if self.anonymizer.is_none() {
+            return Ok(SchemaCover::default());
+        }
+        let findings = crate::anonymize::bind::schema_findings(texts);
+        if !findings.is_empty() && !self.schema_keep() {
+            return Err(super::error::Error::SchemaLiterals {
+                name: self.source_name.clone(),
+                findings,
+            });
+        }
+        Ok(SchemaCover {
+            findings,
+            comments_redacted: None,
+        })
+    }
+}
+
+/// What the clone does with personal data in the schema itself, for the
+/// plan and the report.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaCover {
+    /// Objects whose text holds personal data, kept under `schema: keep`
+    /// (without it, the clone is refused).
+    pub findings: Vec<crate::anonymize::bind::SchemaFinding>,
+    /// How many comments had personal data redacted (`None` in the plan,
+    /// which dumps no schema).
+    pub comments_redacted: Option<usize>,
 }
 
 /// How the copy replaces staging.

@@ -32,6 +32,7 @@ use crate::anonymize::bind::Binding;
 use crate::pg::catalog::Table;
 use crate::pg::connect::{connect, sql_error};
 use crate::pg::copy::Format;
+use crate::pg::large_objects::Copied;
 use crate::pg::schema::Entry;
 use crate::pg::swap::{self, SwapError, Swapped};
 use crate::pg::url;
@@ -54,8 +55,12 @@ pub struct Cloned {
     pub recovered: Vec<String>,
     /// The anonymizer bound to the snapshot's tables, for the report.
     pub binding: Option<Binding>,
-    /// The foreign objects left out and the large objects not copied.
+    /// The foreign objects left out and how many large objects there are.
     pub outside: crate::pg::catalog::Outside,
+    /// Personal data kept in the schema and comments redacted.
+    pub schema: super::spec::SchemaCover,
+    /// The large objects copied under `large_objects: copy`.
+    pub large_objects: Option<Copied>,
 }
 
 /// Runs the whole clone; see the module header.
@@ -123,6 +128,7 @@ pub async fn run(
     let source_major = source.major;
     let binding = source.binding;
     let outside = source.outside;
+    let schema = source.schema;
     let loaded = load(
         &spec,
         Loaded {
@@ -143,7 +149,7 @@ pub async fn run(
     .await;
     // Staging was never touched on any of these failures: the half-built
     // database goes.
-    let (tables, sequences) = match loaded {
+    let (tables, sequences, large_objects) = match loaded {
         Ok(done) => done,
         Err(e) => return Err(dropped(&maintenance, &new_db, e).await),
     };
@@ -187,6 +193,8 @@ pub async fn run(
         recovered,
         binding,
         outside,
+        schema,
+        large_objects,
     })
 }
 
@@ -248,7 +256,7 @@ async fn load(
     step_id: &str,
     cancel: &CancellationToken,
     phases: &mut Vec<(&'static str, Duration)>,
-) -> Result<(Vec<TableCopied>, usize)> {
+) -> Result<(Vec<TableCopied>, usize, Option<Copied>)> {
     let Loaded {
         snapshot,
         tables,
@@ -261,6 +269,9 @@ async fn load(
     crate::pg::schema::apply(&admin, &pre)
         .await
         .map_err(Error::Schema)?;
+    // Before the rows, which may reference them by oid.
+    let large_objects =
+        super::large_objects::copy_if_ruled(spec, &snapshot.client, &admin, false).await?;
     phases.push(("schema", dump_time + schema_began.elapsed()));
 
     let (queue, leftover) = Queue::new(
@@ -365,7 +376,7 @@ async fn load(
             }
         })
         .collect();
-    Ok((copied, sequences))
+    Ok((copied, sequences, large_objects))
 }
 
 /// Waits for every worker; on the first error, stops the others and returns it.

@@ -54,6 +54,9 @@ pub enum FieldType {
     Timestamptz,
     /// An array of any of the text types, of any number of dimensions.
     TextArray,
+    /// `bytea`, read as UTF-8 text (the only rule that transforms it is
+    /// `redact`); a value that is not UTF-8 is a [`CodecError::NotUtf8Bytea`].
+    Bytea,
 }
 
 impl FieldType {
@@ -78,6 +81,7 @@ impl FieldType {
             "date" => FieldType::Date,
             "timestamp without time zone" | "timestamp" => FieldType::Timestamp,
             "timestamp with time zone" | "timestamptz" => FieldType::Timestamptz,
+            "bytea" => FieldType::Bytea,
             _ => return None,
         })
     }
@@ -103,6 +107,7 @@ impl FieldType {
             FieldType::Timestamp => "timestamp",
             FieldType::Timestamptz => "timestamptz",
             FieldType::TextArray => "text[]",
+            FieldType::Bytea => "bytea",
         }
     }
 }
@@ -248,6 +253,13 @@ pub enum CodecError {
     TrailingBytes { ty: FieldType, extra: usize },
     #[error("{ty} field is not valid UTF-8 (after byte {valid_up_to})")]
     InvalidUtf8 { ty: FieldType, valid_up_to: usize },
+    /// A bytea value a rule reads as text holds bytes that are not UTF-8
+    /// (an image, a compressed blob): never copied as it is.
+    #[error(
+        "bytea value is not UTF-8 text (after byte {valid_up_to}), so `redact` cannot read it; \
+         rule the column `null` or `set` (or truncate the table) instead"
+    )]
+    NotUtf8Bytea { valid_up_to: usize },
     #[error("{ty} field is not valid JSON: {source}")]
     InvalidJson {
         ty: FieldType,
@@ -310,6 +322,7 @@ pub fn decode(ty: FieldType, bytes: &[u8]) -> Result<Value, CodecError> {
         FieldType::Date => Value::Date(r.i32()?),
         FieldType::Timestamp | FieldType::Timestamptz => Value::Timestamp(r.i64()?),
         FieldType::TextArray => Value::TextArray(decode_array(&mut r)?),
+        FieldType::Bytea => Value::Text(bytea_text(r.rest())?),
     };
     r.finish()?;
     Ok(value)
@@ -342,6 +355,7 @@ pub fn encode(ty: FieldType, value: &Value) -> Result<Vec<u8>, CodecError> {
             Ok(us.to_be_bytes().to_vec())
         }
         (FieldType::TextArray, Value::TextArray(array)) => encode_array(array),
+        (FieldType::Bytea, Value::Text(s)) => Ok(s.as_bytes().to_vec()),
         _ => Err(mismatch()),
     }
 }
@@ -426,6 +440,41 @@ fn str_of(ty: FieldType, bytes: &[u8]) -> Result<&str, CodecError> {
         ty,
         valid_up_to: e.valid_up_to(),
     })
+}
+
+/// A bytea value's bytes as the text `redact` reads.
+fn bytea_text(bytes: &[u8]) -> Result<String, CodecError> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| CodecError::NotUtf8Bytea {
+        valid_up_to: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// bytea's hex text form, `\x68656c6c6f` (the server prints it so under
+/// `bytea_output = 'hex'`, one of [`TEXT_SESSION_SETTINGS`]).
+fn decode_bytea_text(text: &str) -> Result<Value, CodecError> {
+    let ty = FieldType::Bytea;
+    let hex = text
+        .strip_prefix("\\x")
+        .ok_or(text_syntax(ty, "expected `\\x` and hex digits"))?;
+    if hex.len() % 2 != 0 {
+        return Err(text_syntax(ty, "odd number of hex digits"));
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| text_syntax(ty, "expected hex digits"))?;
+    bytea_text(&bytes).map(Value::Text)
+}
+
+/// `s`'s UTF-8 bytes in bytea's hex text form.
+fn bytea_hex(s: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(2 + 2 * s.len());
+    out.push_str("\\x");
+    for byte in s.as_bytes() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out.into_bytes()
 }
 
 fn json(ty: FieldType, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
@@ -817,12 +866,13 @@ pub fn join_text_row(fields: &[Option<Vec<u8>>]) -> Vec<u8> {
 /// What [`decode_text`] and [`encode_text`] assume of every session whose
 /// text COPY they read or write, as SQL to run on it first. Dates and
 /// timestamps print differently under other `DateStyle`s and time zones, and
-/// the parsers here read only the ISO forms in UTC. The interval style and
+/// the parsers here read only the ISO forms in UTC; bytea is read only in
+/// its hex form (`bytea_output = 'escape'` would print another). The interval style and
 /// float digits touch none of the codec's types, but they decide how the
 /// other columns of a text COPY travel (`extra_float_digits = 3` makes
 /// floats exact), so source and target must agree on them as well.
 pub const TEXT_SESSION_SETTINGS: &str = "SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; \
-     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
+     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET bytea_output = 'hex'";
 
 /// Microseconds in a day.
 pub(crate) const USECS_PER_DAY: i64 = 86_400_000_000;
@@ -859,6 +909,7 @@ pub fn decode_text(ty: FieldType, bytes: &[u8]) -> Result<Value, CodecError> {
             decode_timestamp_text(ty, text).map(Value::Timestamp)
         }
         FieldType::TextArray => decode_array_text(text).map(Value::TextArray),
+        FieldType::Bytea => decode_bytea_text(text),
     }
 }
 
@@ -887,6 +938,7 @@ pub fn encode_text(ty: FieldType, value: &Value) -> Result<Vec<u8>, CodecError> 
             Ok(timestamp_text(*us, ty == FieldType::Timestamptz).into_bytes())
         }
         (FieldType::TextArray, Value::TextArray(array)) => encode_array_text(array),
+        (FieldType::Bytea, Value::Text(s)) => Ok(bytea_hex(s)),
         _ => Err(CodecError::Mismatch {
             ty,
             value: value.kind(),
@@ -1759,7 +1811,7 @@ mod tests {
             ("jsonb[]", None),
             ("\"char\"", None),
             ("uuid", None),
-            ("bytea", None),
+            ("bytea", Some(FieldType::Bytea)),
             ("time without time zone", None),
             ("public.mytext", None),
         ];
@@ -2688,5 +2740,30 @@ mod tests {
             join_text_row(&fields),
             b"tab\\there\\nnl\\\\bs\\b\\v\\f\\r\x01\t\\N\t\\\\N".to_vec()
         );
+    }
+
+    #[test]
+    fn bytea_reads_as_utf8_text_and_refuses_other_bytes() {
+        let ty = FieldType::Bytea;
+        assert_eq!(FieldType::from_pg("bytea"), Some(ty));
+        let value = Value::Text("mail é".into());
+        assert_eq!(encode(ty, &value).unwrap(), "mail é".as_bytes());
+        assert_eq!(decode(ty, "mail é".as_bytes()).unwrap(), value);
+        assert_eq!(encode_text(ty, &value).unwrap(), b"\\x6d61696c20c3a9");
+        assert_eq!(decode_text(ty, b"\\x6d61696c20c3a9").unwrap(), value);
+        assert_eq!(decode_text(ty, b"\\x").unwrap(), Value::Text(String::new()));
+        let not_utf8 = decode(ty, b"ok\xff").unwrap_err().to_string();
+        assert!(not_utf8.contains("after byte 2"), "{not_utf8}");
+        assert!(not_utf8.contains("`null` or `set`"), "{not_utf8}");
+        assert!(matches!(
+            decode_text(ty, b"\\x6fff"),
+            Err(CodecError::NotUtf8Bytea { valid_up_to: 1 })
+        ));
+        for malformed in [&b"6d61"[..], b"\\x6d6", b"\\xzz"] {
+            assert!(matches!(
+                decode_text(ty, malformed),
+                Err(CodecError::TextSyntax { .. })
+            ));
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! layers above convert.
 
 pub mod catalog;
+pub mod catalog_schema;
 pub mod cluster;
 pub mod codec;
 pub mod connect;
@@ -15,6 +16,7 @@ pub mod conninfo;
 pub mod copy;
 pub mod error;
 pub mod ident;
+pub mod large_objects;
 pub mod readonly;
 pub mod schema;
 pub mod snapshot;

@@ -250,6 +250,9 @@ pub async fn dump_section_excluding(
             "--no-acl",
             "--no-publications",
             "--no-subscriptions",
+            // Large objects are copied by the clone itself, or not at all
+            // (`large_objects:`): never created empty by the schema.
+            "--no-blobs",
             "--no-password",
             "--encoding=UTF8",
         ])
@@ -619,6 +622,123 @@ pub fn without_foreign(script: &str) -> (String, Vec<String>) {
     }
     out.push_str(&script[from..]);
     (out, dropped)
+}
+
+/// `script` (a pre-data or post-data section) with the text of every
+/// `COMMENT ON … IS '…'` and `SECURITY LABEL … IS '…'` statement passed
+/// through `redact`, which returns the new text or `None` to leave it as it
+/// was. Returns the script and how many texts changed.
+///
+/// pg_dump writes these literals as standard strings (`'…'`, a quote
+/// doubled; the script sets `standard_conforming_strings = on`); `E'…'`
+/// escapes and dollar quotes are read too, so a hand-edited script cannot
+/// slip a text past. A new text is always written as a standard string.
+pub fn map_comments(
+    script: &str,
+    mut redact: impl FnMut(&str) -> Option<String>,
+) -> (String, usize) {
+    let tokens = lex::tokens(script);
+    let mut out = String::with_capacity(script.len());
+    let mut from = 0;
+    let mut changed = 0;
+    for range in lex::statements(&tokens) {
+        let statement: Vec<&Token<'_>> = tokens[range].iter().filter(|t| !t.is_comment()).collect();
+        let labels = match statement.as_slice() {
+            [first, second, ..] => {
+                (first.is_word("COMMENT") && second.is_word("ON"))
+                    || (first.is_word("SECURITY") && second.is_word("LABEL"))
+            }
+            _ => false,
+        };
+        if !labels {
+            continue;
+        }
+        // The text is the literal right after the statement's last `IS`.
+        let Some(is) = statement.iter().rposition(|t| t.is_word("IS")) else {
+            continue;
+        };
+        let Some(literal) = statement.get(is + 1).filter(|t| t.kind == Kind::Literal) else {
+            continue;
+        };
+        let Some(new) = redact(&literal_value(literal.text)) else {
+            continue;
+        };
+        out.push_str(&script[from..literal.start]);
+        out.push('\'');
+        out.push_str(&new.replace('\'', "''"));
+        out.push('\'');
+        from = literal.end();
+        changed += 1;
+    }
+    out.push_str(&script[from..]);
+    (out, changed)
+}
+
+/// The value of a string literal token: `'it''s'`, `E'it\'s\n'`,
+/// `$x$it's$x$`.
+fn literal_value(token: &str) -> String {
+    if let Some(after) = token.strip_prefix('$') {
+        let tag = after.find('$').map_or(0, |at| at + 2);
+        return token
+            .get(tag..token.len().saturating_sub(tag))
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let escaped = token.starts_with(['E', 'e']);
+    let body = token.trim_start_matches(['E', 'e']);
+    let body = body
+        .strip_prefix('\'')
+        .and_then(|b| b.strip_suffix('\''))
+        .unwrap_or(body);
+    if !escaped {
+        return body.replace("''", "'");
+    }
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                // A doubled quote.
+                chars.next();
+                out.push('\'');
+            }
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('b') => out.push('\u{8}'),
+                Some('f') => out.push('\u{c}'),
+                Some(kind @ ('x' | 'u' | 'U' | '0'..='7')) => {
+                    let (radix, most) = match kind {
+                        'x' => (16, 2),
+                        'u' => (16, 4),
+                        'U' => (16, 8),
+                        _ => (8, 2),
+                    };
+                    let mut digits: String =
+                        (kind.is_digit(8)).then_some(kind).into_iter().collect();
+                    while digits.len() < most + usize::from(kind.is_digit(8))
+                        && chars.clone().next().is_some_and(|d| d.is_digit(radix))
+                    {
+                        digits.extend(chars.next());
+                    }
+                    // Bytes above ASCII from `\x`/octal escapes are kept as
+                    // their Latin-1 character: only ASCII matters to a match.
+                    match u32::from_str_radix(&digits, radix)
+                        .ok()
+                        .and_then(char::from_u32)
+                    {
+                        Some(decoded) => out.push(decoded),
+                        None => out.push(kind),
+                    }
+                }
+                Some(other) => out.push(other),
+                None => {}
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A `-- Name: …` comment at the start of a line, outside any statement.
@@ -1395,6 +1515,47 @@ CREATE TABLE public.users (
     id integer NOT NULL
 );
 "#;
+
+    #[test]
+    fn comment_texts_are_mapped_and_nothing_else() {
+        let script = "SET standard_conforming_strings = on;\n\
+            CREATE TABLE public.t (a text DEFAULT 'x@mail.test');\n\
+            -- Name: TABLE t; Type: COMMENT; Schema: public; Owner: -\n\
+            COMMENT ON TABLE public.t IS 'ask x@mail.test, it''s theirs';\n\
+            COMMENT ON COLUMN public.t.a IS E'line\\nx\\x40mail.test \\'q\\'';\n\
+            COMMENT ON FUNCTION public.f(text) IS $c$x@mail.test$c$;\n\
+            COMMENT ON TABLE public.u IS 'nothing here';\n\
+            COMMENT ON TABLE public.v IS NULL;\n\
+            SECURITY LABEL FOR dummy ON TABLE public.t IS 'x@mail.test';\n";
+        let mut seen = Vec::new();
+        let (out, changed) = map_comments(script, |text| {
+            seen.push(text.to_owned());
+            text.contains("x@mail.test")
+                .then(|| text.replace("x@mail.test", "fake@example.com"))
+        });
+        assert_eq!(
+            seen,
+            [
+                "ask x@mail.test, it's theirs",
+                "line\nx@mail.test 'q'",
+                "x@mail.test",
+                "nothing here",
+                "x@mail.test",
+            ]
+        );
+        assert_eq!(changed, 4);
+        assert!(
+            out.contains("COMMENT ON TABLE public.t IS 'ask fake@example.com, it''s theirs';"),
+            "{out}"
+        );
+        assert!(out.contains("IS 'line\nfake@example.com ''q''';"), "{out}");
+        assert!(out.contains("f(text) IS 'fake@example.com';"), "{out}");
+        assert!(out.contains("public.u IS 'nothing here';"), "{out}");
+        assert!(out.contains("public.v IS NULL;"), "{out}");
+        // Only comments and labels: the default keeps its literal.
+        assert!(out.contains("DEFAULT 'x@mail.test'"), "{out}");
+        assert_eq!(out.matches("x@mail.test").count(), 1, "{out}");
+    }
 
     #[test]
     fn foreign_entries_and_what_hangs_on_them_are_left_out() {

@@ -135,6 +135,7 @@ impl Kind for Params {
             pg_dump,
             tables,
             outside,
+            schema,
             staging_db,
             source_warning,
             privilege_warning: warning,
@@ -213,7 +214,9 @@ impl Kind for Params {
         if let Some(sessions) = sessions {
             outcome = outcome.detail(Detail::fact("sessions ended at the swap", sessions));
         }
-        outcome = outside_details(outcome, &outside, "are");
+        let copy = spec.large_objects_copy().then_some(None);
+        outcome = outside_details(outcome, &outside, "are", copy);
+        outcome = schema_details(outcome, &schema, "are");
         for warning in [source_warning, warning].into_iter().flatten() {
             outcome = outcome.detail(Detail::fact("warning", warning));
         }
@@ -290,7 +293,9 @@ impl Kind for Params {
                 "the source's locale is not installed on the staging server; the server's default was used",
             ));
         }
-        outcome = outside_details(outcome, &cloned.outside, "were");
+        let copy = cloned.large_objects.map(Some);
+        outcome = outside_details(outcome, &cloned.outside, "were", copy);
+        outcome = schema_details(outcome, &cloned.schema, "were");
         outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
@@ -303,14 +308,52 @@ impl Kind for Params {
     }
 }
 
+/// Personal data in the schema, in the plan (`are`) and the run (`were`):
+/// the objects `schema: keep` copies as they are (a source with them and no
+/// such rule is refused before this), and the comments redacted (counted
+/// in the run only: the plan dumps no schema). Objects and kinds only,
+/// never the text.
+fn schema_details(
+    mut outcome: StepOutcome,
+    schema: &crate::clone::spec::SchemaCover,
+    verb: &str,
+) -> StepOutcome {
+    if !schema.findings.is_empty() {
+        let objects: Vec<String> = schema.findings.iter().map(|f| f.describe()).collect();
+        outcome = outcome.detail(Detail::fact(
+            "schema",
+            format!(
+                "kept (`schema: keep`): these objects {verb} copied as they are, with what looks like personal data: {}",
+                objects.join("; ")
+            ),
+        ));
+    }
+    match schema.comments_redacted {
+        Some(0) | None => {}
+        Some(n) => {
+            outcome = outcome.detail(Detail::fact(
+                "comments",
+                format!(
+                    "{n} comment{} redacted (e-mails, phones, IPs, cards, IBANs replaced by fakes)",
+                    if n == 1 { "" } else { "s" }
+                ),
+            ))
+        }
+    }
+    outcome
+}
+
 /// What the source holds outside its tables, in the plan (`are`) and the
 /// run (`were`): the foreign objects `foreign: skip` leaves out (a source
 /// with them and no such rule is refused before this), and the large
-/// objects no clone copies. Names only, never a server's options.
+/// objects: left out, or under `large_objects: copy` (`copy` is `Some`,
+/// with what was copied in the run) copied as they are. Names only, never
+/// a server's options.
 fn outside_details(
     mut outcome: StepOutcome,
     outside: &crate::pg::catalog::Outside,
     verb: &str,
+    copy: Option<Option<crate::pg::large_objects::Copied>>,
 ) -> StepOutcome {
     if outside.has_foreign() {
         let mut names: Vec<String> = Vec::new();
@@ -341,13 +384,33 @@ fn outside_details(
             ),
         ));
     }
-    if outside.large_objects > 0 {
+    if let Some(copied) = copy {
+        let (objects, bytes) = match copied {
+            Some(c) => (
+                c.objects,
+                format!(", {}", crate::human::human_bytes(c.bytes as f64)),
+            ),
+            None => (outside.large_objects.max(0) as u64, String::new()),
+        };
+        if objects > 0 {
+            outcome = outcome
+                .output("large_objects_copied", objects)
+                .detail(Detail::fact(
+                    "large objects",
+                    format!(
+                        "{} large object{}{bytes}: copied as they are (`large_objects: copy`)",
+                        crate::human::thousands(objects),
+                        if objects == 1 { "" } else { "s" }
+                    ),
+                ));
+        }
+    } else if outside.large_objects > 0 {
         outcome = outcome
             .output("large_objects_left_out", outside.large_objects)
             .detail(Detail::fact(
                 "large objects",
                 format!(
-                    "{} large object{}: left out (a clone does not copy `pg_largeobject`; staging has none)",
+                    "{} large object{}: left out (staging has none; `large_objects: copy` in the rules copies them as they are)",
                     crate::human::thousands(outside.large_objects as u64),
                     if outside.large_objects == 1 { "" } else { "s" }
                 ),
@@ -423,7 +486,9 @@ impl Params {
         ))
         .detail(Detail::fact("phases", phases_text(&reloaded.phases)))
         .detail(tables_detail(&reloaded.tables));
-        let outcome = outside_details(outcome, &reloaded.outside, "were");
+        let copy = reloaded.large_objects.map(Some);
+        let outcome = outside_details(outcome, &reloaded.outside, "were", copy);
+        let outcome = schema_details(outcome, &reloaded.schema, "were");
         Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
     }
 
@@ -837,6 +902,7 @@ impl From<clone::Error> for StepError {
             refused @ (Error::RuleRefused { .. }
             | Error::Uncovered { .. }
             | Error::Foreign { .. }
+            | Error::SchemaLiterals { .. }
             | Error::TooManyConnections { .. }) => StepError::Refused(refused.to_string()),
             Error::Database {
                 target,
