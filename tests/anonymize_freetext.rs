@@ -22,9 +22,9 @@ const DOMAIN: &str = "realmail-prod.test";
 /// How a row spells its address, from the local part `l`: the spelling,
 /// the address it spells (what `fake: email` is given), and how many times
 /// it is percent-encoded.
-type Spelling = fn(&str) -> (String, String, u8);
+pub(crate) type Spelling = fn(&str) -> (String, String, u8);
 
-const SPELLINGS: &[Spelling] = &[
+pub(crate) const SPELLINGS: &[Spelling] = &[
     |l| (format!("{l}@{DOMAIN}"), format!("{l}@{DOMAIN}"), 0),
     |l| {
         (
@@ -99,7 +99,7 @@ fn fullwidth(text: &str) -> String {
 }
 
 /// The local part of row `n`: a token no fake can make.
-fn local(n: usize) -> String {
+pub(crate) fn local(n: usize) -> String {
     format!("zqfree{n}")
 }
 
@@ -151,7 +151,7 @@ fn encoded(text: &str, depth: u8) -> String {
 }
 
 /// `text` as `redact` reads it: decoded, lower case.
-fn decoded(text: &str) -> String {
+pub(crate) fn decoded(text: &str) -> String {
     View::of(text)
         .map_or_else(|| text.to_owned(), |v| v.text().to_owned())
         .to_lowercase()

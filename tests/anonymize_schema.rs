@@ -92,8 +92,8 @@ fn personal_data_in_the_schema_is_refused_naming_each_object_but_not_comments() 
         assert_eq!(out.code, 3, "{args:?}: {text}");
         for said in [
             "default of column public.people.email: email",
-            "label of enum mood: email",
-            "function owner_address(): email",
+            "label of enum public.mood: email",
+            "function public.owner_address(): email",
             "view public.vip: email",
             "check constraint not_blocked on public.people: email",
             "nothing was written",

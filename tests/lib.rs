@@ -7,6 +7,7 @@ mod anonymize_codec;
 mod anonymize_detect;
 mod anonymize_foreign;
 mod anonymize_freetext;
+mod anonymize_leaks;
 mod anonymize_schema;
 mod checks;
 mod clone;

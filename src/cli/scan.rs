@@ -76,19 +76,22 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             catalog::tables(&client).await?,
             catalog::outside(&client).await?,
             catalog::column_facts(&client).await?,
+            crate::pg::catalog_schema::schema_texts(&client).await?,
         ))
     };
-    let (tables, outside, facts) = match listed.await {
+    let (tables, outside, facts, schema_texts) = match listed.await {
         Ok(listed) => listed,
         Err(e) => {
             eprintln!(
-                "error: reading the catalog of {shown} (tables, foreign objects, large objects, keys): {}",
+                "error: reading the catalog of {shown} (tables, foreign objects, large objects, keys, schema texts): {}",
                 redactor.redact(&crate::pg::connect::describe(&e, None))
             );
             return EXIT_STEP_FAILED;
         }
     };
     let foreign_skip = rules.foreign_skip;
+    let schema_keep = rules.schema_keep;
+    let large_objects_copy = rules.large_objects_copy;
     let mut binding = anonymizer(rules).bind(&tables);
     let depth = if args.full {
         Depth::Full
@@ -121,7 +124,11 @@ pub async fn scan(workdir: &Path, args: ScanArgs) -> i32 {
             c.class.describe()
         );
     }
-    for line in outside_lines(&outside, foreign_skip) {
+    for line in outside_lines(&outside, foreign_skip, large_objects_copy) {
+        println!("{line}");
+    }
+    let findings = crate::anonymize::bind::schema_findings(&schema_texts);
+    for line in schema_lines(&findings, schema_keep) {
         println!("{line}");
     }
     for m in &binding.mismatches {
@@ -388,7 +395,11 @@ fn refused_columns(
 /// The coverage lines of what is outside the copied tables: each foreign
 /// table under its name, each server and user mapping, and the count of
 /// large objects. Names only, never a server's options.
-fn outside_lines(outside: &catalog::Outside, foreign_skip: bool) -> Vec<String> {
+fn outside_lines(
+    outside: &catalog::Outside,
+    foreign_skip: bool,
+    large_objects_copy: bool,
+) -> Vec<String> {
     let fate = if foreign_skip {
         "not copied (foreign: skip)"
     } else {
@@ -411,12 +422,36 @@ fn outside_lines(outside: &catalog::Outside, foreign_skip: bool) -> Vec<String> 
     }
     if outside.large_objects > 0 {
         lines.push(format!(
-            "{} large object{}: left out (not copied)",
+            "{} large object{}: {}",
             outside.large_objects,
-            if outside.large_objects == 1 { "" } else { "s" }
+            if outside.large_objects == 1 { "" } else { "s" },
+            if large_objects_copy {
+                "copied as they are (large_objects: copy)"
+            } else {
+                "left out (copied only when the rules say `large_objects: copy`)"
+            }
         ));
     }
     lines
+}
+
+/// The schema's objects whose text holds personal data (defaults, enum
+/// labels, functions, views, constraints …), with their fate: the kind
+/// found, never the text. Comments are not among them: a clone redacts
+/// those.
+fn schema_lines(findings: &[crate::anonymize::bind::SchemaFinding], keep: bool) -> Vec<String> {
+    let fate = if keep {
+        "copied as it is (schema: keep)"
+    } else {
+        "refused: a clone stops unless the rules say `schema: keep`"
+    };
+    findings
+        .iter()
+        .map(|f| {
+            let kinds: Vec<&str> = f.kinds.iter().map(|k| k.name()).collect();
+            format!("{} holds {}: {fate}", one_line(&f.object), kinds.join(", "))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -433,16 +468,41 @@ mod tests {
             ..catalog::Outside::default()
         };
         assert_eq!(
-            outside_lines(&outside, true),
+            outside_lines(&outside, true, false),
             [
                 r#""public"."remote_people""#,
                 "  foreign table: not copied (foreign: skip)",
                 "foreign server prod_link (postgres_fdw): not copied (foreign: skip)",
                 "user mapping for app on prod_link: not copied (foreign: skip)",
-                "3 large objects: left out (not copied)",
+                "3 large objects: left out (copied only when the rules say `large_objects: copy`)",
             ]
         );
-        assert!(outside_lines(&outside, false)[1].starts_with("  foreign table: refused"));
-        assert!(outside_lines(&catalog::Outside::default(), false).is_empty());
+        assert!(outside_lines(&outside, false, false)[1].starts_with("  foreign table: refused"));
+        assert_eq!(
+            outside_lines(&outside, false, true)[4],
+            "3 large objects: copied as they are (large_objects: copy)"
+        );
+        assert!(outside_lines(&catalog::Outside::default(), false, false).is_empty());
+    }
+
+    #[test]
+    fn schema_findings_are_listed_with_their_kinds_and_fate_never_the_text() {
+        use crate::anonymize::bind::SchemaFinding;
+        use crate::anonymize::patterns::PiiKind;
+        let findings = [SchemaFinding {
+            object: "default of column public.people.email".into(),
+            kinds: vec![PiiKind::Email, PiiKind::Phone],
+        }];
+        assert_eq!(
+            schema_lines(&findings, false),
+            ["default of column public.people.email holds email, phone: \
+              refused: a clone stops unless the rules say `schema: keep`"]
+        );
+        assert_eq!(
+            schema_lines(&findings, true),
+            [
+                "default of column public.people.email holds email, phone: copied as it is (schema: keep)"
+            ]
+        );
     }
 }

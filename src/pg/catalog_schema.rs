@@ -62,14 +62,14 @@ pub async fn schema_texts(client: &Client) -> Result<Vec<SchemaText>, tokio_post
              WHERE {user_relation}"
         ),
         format!(
-            "SELECT 'label of enum ' || t.oid::pg_catalog.regtype::text, e.enumlabel::text \
+            "SELECT 'label of enum ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname), e.enumlabel::text \
              FROM pg_catalog.pg_enum e \
              JOIN pg_catalog.pg_type t ON t.oid = e.enumtypid \
              JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
              WHERE {user_type}"
         ),
         format!(
-            "SELECT 'default of domain ' || t.oid::pg_catalog.regtype::text, \
+            "SELECT 'default of domain ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname), \
                     pg_catalog.pg_get_expr(t.typdefaultbin, 0) \
              FROM pg_catalog.pg_type t \
              JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
@@ -79,7 +79,8 @@ pub async fn schema_texts(client: &Client) -> Result<Vec<SchemaText>, tokio_post
         // aggregates and window functions have no definition to print.
         format!(
             "SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END \
-                    || p.oid::pg_catalog.regprocedure::text, \
+                    || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) \
+                    || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', \
                     pg_catalog.pg_get_functiondef(p.oid) \
              FROM pg_catalog.pg_proc p \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
@@ -103,7 +104,7 @@ pub async fn schema_texts(client: &Client) -> Result<Vec<SchemaText>, tokio_post
         ),
         format!(
             "SELECT 'check constraint ' || pg_catalog.quote_ident(k.conname) || ' on domain ' \
-                    || t.oid::pg_catalog.regtype::text, \
+                    || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname), \
                     pg_catalog.pg_get_constraintdef(k.oid) \
              FROM pg_catalog.pg_constraint k \
              JOIN pg_catalog.pg_type t ON t.oid = k.contypid \
