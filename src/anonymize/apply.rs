@@ -65,6 +65,14 @@ impl Compiled {
         }
     }
 
+    /// Whether what the rule makes of a field depends on the field's bytes
+    /// alone, so a transform may remember it: every strategy but a
+    /// `template` (it reads other columns) and `json` (its values are
+    /// documents, rarely repeated).
+    pub fn memoizable(&self) -> bool {
+        !matches!(self.strategy, Strategy::Template(_) | Strategy::Json(_))
+    }
+
     /// Applies the rule to `value` in place.
     /// `column` resolves a template's `{name}` to that column's original
     /// text (`None` for NULL).
