@@ -90,7 +90,17 @@ const MEMO_FIELD_MAX: usize = 64;
 #[derive(Default)]
 struct Memo {
     slots: Vec<Option<Remembered>>,
+    /// Per ruled column: lookups and hits so far, and whether the column
+    /// is still remembered. A column whose values rarely repeat (phone
+    /// numbers, one per person) stops being remembered after its first
+    /// [`MEMO_TRIAL`] lookups, so it pays for the memo only that long.
+    columns: Vec<(u32, u32, bool)>,
 }
+
+/// Lookups after which a column's hit rate decides whether it stays in
+/// the memo, and the rate it needs (one in [`MEMO_MIN_HIT_RATE`]).
+const MEMO_TRIAL: u32 = 4096;
+const MEMO_MIN_HIT_RATE: u32 = 8;
 
 struct Remembered {
     column: usize,
@@ -101,19 +111,47 @@ struct Remembered {
 
 impl Memo {
     fn slot(column: usize, bytes: &[u8]) -> usize {
-        // FNV-1a over the bytes, seeded by the column: cheap, and good
-        // enough to spread short strings over the slots.
-        let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ column as u64;
-        for &b in bytes {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        // Eight bytes at a time, multiplied and folded, seeded by the
+        // column and the length: cheap for the short fields it takes.
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut hash = ((column as u64) << 32) ^ bytes.len() as u64;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            hash = (hash ^ word).wrapping_mul(K).rotate_left(29);
         }
-        (hash as usize) & (MEMO_SLOTS - 1)
+        let mut tail = [0u8; 8];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // MurmurHash3's finalizer, so every input bit reaches the low bits
+        // the slot is taken from.
+        hash ^= u64::from_le_bytes(tail);
+        hash = (hash ^ (hash >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash = (hash ^ (hash >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        ((hash ^ (hash >> 33)) as usize) & (MEMO_SLOTS - 1)
     }
 
-    fn get(&self, column: usize, bytes: &[u8]) -> Option<(Applied, Option<Vec<u8>>)> {
+    /// Whether `column` is (still) worth remembering.
+    fn wants(&mut self, column: usize) -> bool {
+        if self.columns.len() <= column {
+            self.columns.resize(column + 1, (0, 0, true));
+        }
+        self.columns[column].2
+    }
+
+    /// What was remembered for `column` and `bytes`; call [`Memo::wants`]
+    /// for the column first.
+    fn get(&mut self, column: usize, bytes: &[u8]) -> Option<(Applied, Option<Vec<u8>>)> {
+        let counts = &mut self.columns[column];
+        counts.0 += 1;
+        if counts.0 == MEMO_TRIAL && counts.1 < MEMO_TRIAL / MEMO_MIN_HIT_RATE {
+            counts.2 = false;
+        }
         let found = self.slots.get(Self::slot(column, bytes))?.as_ref()?;
-        (found.column == column && *found.input == *bytes)
-            .then(|| (found.applied, found.output.as_deref().map(<[u8]>::to_vec)))
+        let hit = found.column == column && *found.input == *bytes;
+        if hit {
+            self.columns[column].1 += 1;
+        }
+        hit.then(|| (found.applied, found.output.as_deref().map(<[u8]>::to_vec)))
     }
 
     fn put(&mut self, column: usize, bytes: &[u8], applied: Applied, output: Option<&[u8]>) {
@@ -344,7 +382,8 @@ impl TableTransform {
                 continue;
             };
             self.counts[k][0] += 1;
-            let memoizable = bytes.len() <= MEMO_FIELD_MAX && column.rule.memoizable();
+            let memoizable =
+                bytes.len() <= MEMO_FIELD_MAX && column.rule.memoizable() && self.memo.wants(k);
             let remembered = match memoizable {
                 true => self.memo.get(k, bytes),
                 false => None,
@@ -452,6 +491,9 @@ mod tests {
     #[test]
     fn the_memo_answers_only_for_the_same_column_and_bytes_and_stays_bounded() {
         let mut memo = Memo::default();
+        for column in 0..3 {
+            assert!(memo.wants(column));
+        }
         assert!(memo.get(0, b"Smith").is_none());
         assert!(memo.slots.is_empty(), "allocated before the first field");
         let changed = Applied {
@@ -487,5 +529,25 @@ mod tests {
             answered > MEMO_SLOTS / 2 && answered <= MEMO_SLOTS,
             "{answered}"
         );
+    }
+
+    #[test]
+    fn a_column_that_rarely_repeats_leaves_the_memo_after_its_trial() {
+        let mut memo = Memo::default();
+        let some = Applied::default();
+        for n in 0..MEMO_TRIAL {
+            assert!(memo.wants(0) && memo.wants(1));
+            let unique = format!("+44 7700 {n:06}");
+            assert!(memo.get(0, unique.as_bytes()).is_none());
+            memo.put(0, unique.as_bytes(), some, None);
+            let repeated = format!("Name {}", n % 100);
+            if memo.get(1, repeated.as_bytes()).is_none() {
+                memo.put(1, repeated.as_bytes(), some, None);
+            }
+        }
+        assert!(!memo.wants(0), "unique values stay remembered");
+        assert!(memo.wants(1), "repeated values are no longer remembered");
+        let (lookups, hits, _) = memo.columns[1];
+        assert!(hits > lookups * 9 / 10, "{hits} of {lookups}");
     }
 }
