@@ -9,9 +9,11 @@
 //! `strategy: in-place` keeps the same promise, and `scan` lists each with
 //! what a clone does with it.
 
-use crate::clone::clone_workflow;
-use crate::support::cli::{Output, Test};
-use crate::support::pg::{block_on, client, execute, fresh_db_sync, query_strings, staging_db};
+use crate::clone::anonymized_clone;
+use crate::support::cli::Test;
+use crate::support::pg::{
+    block_on, client, dump, execute, fresh_db_sync, query_strings, staging_db,
+};
 use flightpath::pg::catalog;
 
 /// The user mapping's password: made up, and searched for in staging.
@@ -72,54 +74,14 @@ ANALYZE;
     prod.url
 }
 
-fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
-    clone_with(prod, staging, rules, "", args)
-}
-
-/// [`clone`] with `extra` added to the step's `with:`.
-fn clone_with(prod: &str, staging: &str, rules: &str, extra: &str, args: &[&str]) -> Output {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(
-                prod,
-                staging,
-                &format!(", anonymize: anonymizers/site.yaml{extra}"),
-            ),
-        )
-        .env("FLIGHTPATH_SECRET", "s")
-        .args(args)
-        .run()
-}
-
-fn all_output(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr)
-}
-
-/// `pg_dump` of `url`, schema and data.
-fn dump_of(url: &str) -> String {
-    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
-    let out = std::process::Command::new(&pg_dump.path)
-        .args(["--no-owner", "--dbname", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn foreign_objects_are_refused_by_the_plan_and_the_run_naming_each() {
     let prod = seeded_prod();
     let staging = staging_db("foreign_refused");
     execute(&staging, "CREATE TABLE before_clone (x int)");
     for args in [&["plan", "reset"][..], &["run", "reset", "--yes"][..]] {
-        let out = clone(&prod, &staging, RULES, args);
-        let text = all_output(&out);
+        let out = anonymized_clone(&prod, &staging, RULES, "", args);
+        let text = out.both();
         assert_eq!(out.code, 3, "{args:?}: {text}");
         for name in [
             "foreign server prod_link (postgres_fdw)",
@@ -147,8 +109,8 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
     let staging = staging_db("foreign_skip");
     let rules = format!("foreign: skip\n{RULES}");
 
-    let plan = clone(&prod, &staging, &rules, &["plan", "reset"]);
-    let text = all_output(&plan);
+    let plan = anonymized_clone(&prod, &staging, &rules, "", &["plan", "reset"]);
+    let text = plan.both();
     assert_eq!(plan.code, 0, "{text}");
     for said in [
         "left out (`foreign: skip`)",
@@ -160,13 +122,14 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
     }
     assert!(!text.contains(MAPPING_PASSWORD), "{text}");
 
-    let run = clone(
+    let run = anonymized_clone(
         &prod,
         &staging,
         &rules,
+        "",
         &["run", "reset", "--yes", "--json"],
     );
-    let text = all_output(&run);
+    let text = run.both();
     assert_eq!(run.code, 0, "{text}");
     assert!(text.contains("1 large object: left out"), "{text}");
     // The copy's table list never holds a foreign table: copying it would
@@ -182,7 +145,7 @@ fn foreign_skip_leaves_them_out_and_the_large_object_is_said_to_be() {
     assert_eq!(copied, [r#""public"."people""#]);
     assert!(text.contains("cloned 1 tables"), "{text}");
 
-    let dump = dump_of(&staging);
+    let dump = dump(&staging, &[]);
     for absent in [
         "CREATE SERVER",
         "USER MAPPING",
@@ -214,13 +177,13 @@ fn in_place_under_foreign_skip_recreates_no_foreign_object_either() {
     let staging = staging_db("foreign_skip_in_place");
     let rules = format!("foreign: skip\n{RULES}");
     let args = ["run", "reset", "--yes", "--json"];
-    let refused = clone_with(&prod, &staging, RULES, ", strategy: in-place", &args);
-    assert_eq!(refused.code, 3, "{}", all_output(&refused));
-    let run = clone_with(&prod, &staging, &rules, ", strategy: in-place", &args);
-    let text = all_output(&run);
+    let refused = anonymized_clone(&prod, &staging, RULES, ", strategy: in-place", &args);
+    assert_eq!(refused.code, 3, "{}", refused.both());
+    let run = anonymized_clone(&prod, &staging, &rules, ", strategy: in-place", &args);
+    let text = run.both();
     assert_eq!(run.code, 0, "{text}");
     assert!(text.contains("1 large object: left out"), "{text}");
-    let dump = dump_of(&staging);
+    let dump = dump(&staging, &[]);
     for absent in [
         "CREATE SERVER",
         "USER MAPPING",
@@ -243,7 +206,7 @@ fn scan_lists_foreign_tables_servers_and_large_objects_with_their_fate() {
         .env("FLIGHTPATH_SECRET", "s")
         .args(["scan", "--source", &prod, "--anonymize", "site.yaml"])
         .run();
-    let text = all_output(&refused);
+    let text = refused.both();
     assert_ne!(refused.code, 0, "{text}");
     for said in [
         "\"public\".\"remote_people\"\n  foreign table: refused",
@@ -257,7 +220,7 @@ fn scan_lists_foreign_tables_servers_and_large_objects_with_their_fate() {
         .env("FLIGHTPATH_SECRET", "s")
         .args(["scan", "--source", &prod, "--anonymize", "site.yaml"])
         .run();
-    let text = all_output(&skipped);
+    let text = skipped.both();
     assert_eq!(skipped.code, 0, "{text}");
     assert!(
         text.contains("\"public\".\"remote_people\"\n  foreign table: not copied (foreign: skip)"),

@@ -14,7 +14,9 @@ use flightpath::anonymize::decode::View;
 
 use crate::clone::clone_workflow;
 use crate::support::cli::{Output, Test};
-use crate::support::pg::{all_text, block_on, client, fresh_db_sync, query_strings, staging_db};
+use crate::support::pg::{
+    all_text, block_on, client, dump, fresh_db_sync, query_strings, staging_db,
+};
 
 /// The domain of every production address (in ASCII spellings).
 const DOMAIN: &str = "realmail-prod.test";
@@ -157,21 +159,6 @@ pub(crate) fn decoded(text: &str) -> String {
         .to_lowercase()
 }
 
-/// A data-only dump of `url`, as text.
-fn dump(url: &str) -> String {
-    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
-    let out = std::process::Command::new(&pg_dump.path)
-        .args(["--data-only", "--no-owner", "--dbname", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn assert_ok(out: &Output) {
     assert_eq!(
         out.code, 0,
@@ -227,7 +214,7 @@ fn no_spelling_of_a_production_address_reaches_staging() {
         values.len(),
         3 * (SPELLINGS.len() + PROSE.len()) - PROSE.len()
     );
-    let dump = dump(&staging);
+    let dump = dump(&staging, &["--data-only"]);
     assert!(dump.contains("COPY public.note"), "{dump}");
     for (what, text) in values
         .iter()

@@ -15,9 +15,11 @@
 //! none of production's addresses and no production password.
 
 use crate::anonymize_freetext::{SPELLINGS, decoded};
-use crate::clone::clone_workflow;
-use crate::support::cli::{Output, Test};
-use crate::support::pg::{block_on, client, execute, fresh_db_sync, query_strings, staging_db};
+use crate::clone::anonymized_clone;
+use crate::support::cli::Test;
+use crate::support::pg::{
+    block_on, client, dump, execute, fresh_db_sync, query_strings, staging_db,
+};
 
 /// In every production address: no fake can make it (fakes have no `0`
 /// after a letter: names hold no digits, their numbers never start with
@@ -122,7 +124,7 @@ fn starter(prod: &str) -> String {
     assert!(
         out.stdout.contains("starter rules written to"),
         "{}",
-        all_output(&out)
+        out.both()
     );
     assert!(
         !out.stdout.contains(TOKEN),
@@ -130,37 +132,6 @@ fn starter(prod: &str) -> String {
         out.stdout
     );
     test.read("starter.yaml")
-}
-
-fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(prod, staging, ", anonymize: anonymizers/site.yaml"),
-        )
-        .env("FLIGHTPATH_SECRET", "leaks")
-        .args(args)
-        .run()
-}
-
-fn all_output(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr)
-}
-
-/// A whole `pg_dump` of `url`: schema, data, comments and large objects.
-fn dump_of(url: &str) -> String {
-    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
-    let out = std::process::Command::new(&pg_dump.path)
-        .args(["--no-owner", "--dbname", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `line` with every run of hex digits after `\x` (bytea as `pg_dump`
@@ -213,8 +184,8 @@ fn every_leak_path_in_one_database_is_refused_by_name_or_leaves_no_trace_in_stag
     let rules = starter(&prod);
     let staging = staging_db("leaks_refused");
     execute(&staging, "CREATE TABLE before_clone (x int)");
-    let out = clone(&prod, &staging, &rules, &["plan", "reset"]);
-    let text = all_output(&out);
+    let out = anonymized_clone(&prod, &staging, &rules, "", &["plan", "reset"]);
+    let text = out.both();
     assert_eq!(out.code, 3, "{text}");
     for name in [
         "foreign server prod_link (postgres_fdw)",
@@ -228,8 +199,8 @@ fn every_leak_path_in_one_database_is_refused_by_name_or_leaves_no_trace_in_stag
     // Reviewed for the foreign objects only, the schema literals are what
     // stops it, each named with its kind.
     let reviewed = format!("{rules}\nforeign: skip\n");
-    let out = clone(&prod, &staging, &reviewed, &["run", "reset", "--yes"]);
-    let text = all_output(&out);
+    let out = anonymized_clone(&prod, &staging, &reviewed, "", &["run", "reset", "--yes"]);
+    let text = out.both();
     assert_eq!(out.code, 3, "{text}");
     for object in [
         "default of column public.member.reply_to",
@@ -252,14 +223,14 @@ fn every_leak_path_in_one_database_is_refused_by_name_or_leaves_no_trace_in_stag
     let rules = starter(&prod);
     let reviewed = format!("{rules}\nforeign: skip\n");
     let staging = staging_db("leaks_cloned");
-    let plan = clone(&prod, &staging, &reviewed, &["plan", "reset"]);
-    let text = all_output(&plan);
+    let plan = anonymized_clone(&prod, &staging, &reviewed, "", &["plan", "reset"]);
+    let text = plan.both();
     assert_eq!(plan.code, 0, "{reviewed}\n{text}");
     assert!(text.contains("1 large object: left out"), "{text}");
     assert!(text.contains("left out (`foreign: skip`)"), "{text}");
     assert!(!text.contains(TOKEN), "a value shown: {text}");
-    let out = clone(&prod, &staging, &reviewed, &["run", "reset", "--yes"]);
-    let text = all_output(&out);
+    let out = anonymized_clone(&prod, &staging, &reviewed, "", &["run", "reset", "--yes"]);
+    let text = out.both();
     assert_eq!(out.code, 0, "{reviewed}\n{text}");
     assert!(!text.contains(TOKEN), "a value shown: {text}");
     // Every row arrived, and the rules changed what they rule.
@@ -270,8 +241,7 @@ fn every_leak_path_in_one_database_is_refused_by_name_or_leaves_no_trace_in_stag
         ),
         [format!("{ROWS} {}", SPELLINGS.len())]
     );
-    let dump = dump_of(&staging);
-    let found = traces(&dump);
+    let found = traces(&dump(&staging, &[]));
     assert!(
         found.is_empty(),
         "production in staging's dump ({} lines):\n{}\n\nrules:\n{reviewed}",
@@ -279,5 +249,5 @@ fn every_leak_path_in_one_database_is_refused_by_name_or_leaves_no_trace_in_stag
         found.join("\n")
     );
     // The search itself finds production where it is.
-    assert!(traces(&dump_of(&prod)).len() > ROWS);
+    assert!(traces(&dump(&prod, &[])).len() > ROWS);
 }

@@ -9,40 +9,8 @@
 //! left out without a rule (staging has none) and arrive byte-identical
 //! under their own oids with `large_objects: copy`, in place as well.
 
-use crate::clone::clone_workflow;
-use crate::support::cli::{Output, Test};
-use crate::support::pg::{execute, fresh_db_sync, query_strings, staging_db};
-
-fn clone(prod: &str, staging: &str, rules: &str, args: &[&str]) -> Output {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(prod, staging, ", anonymize: anonymizers/site.yaml"),
-        )
-        .env("FLIGHTPATH_SECRET", "s")
-        .args(args)
-        .run()
-}
-
-fn all_output(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr)
-}
-
-/// `pg_dump --schema-only` of `url`.
-fn schema_dump(url: &str) -> String {
-    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
-    let out = std::process::Command::new(&pg_dump.path)
-        .args(["--schema-only", "--no-owner", "--dbname", url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::clone::anonymized_clone;
+use crate::support::pg::{dump, execute, fresh_db_sync, query_strings, staging_db};
 
 /// The production domain: every address seeded below is on it.
 const PROD_DOMAIN: &str = "realmail-prod.test";
@@ -87,8 +55,8 @@ fn personal_data_in_the_schema_is_refused_naming_each_object_but_not_comments() 
     let staging = staging_db("schema_refused");
     execute(&staging, "CREATE TABLE before_clone (x int)");
     for args in [&["plan", "reset"][..], &["run", "reset", "--yes"][..]] {
-        let out = clone(&prod, &staging, PEOPLE_RULES, args);
-        let text = all_output(&out);
+        let out = anonymized_clone(&prod, &staging, PEOPLE_RULES, "", args);
+        let text = out.both();
         assert_eq!(out.code, 3, "{args:?}: {text}");
         for said in [
             "default of column public.people.email: email",
@@ -120,20 +88,21 @@ fn schema_keep_copies_the_objects_and_comments_arrive_redacted_with_the_rows_fak
     let prod = schema_prod();
     let staging = staging_db("schema_keep");
     let rules = format!("schema: keep\n{PEOPLE_RULES}");
-    let plan = clone(&prod, &staging, &rules, &["plan", "reset"]);
-    let text = all_output(&plan);
+    let plan = anonymized_clone(&prod, &staging, &rules, "", &["plan", "reset"]);
+    let text = plan.both();
     assert_eq!(plan.code, 0, "{text}");
     assert!(text.contains("kept (`schema: keep`)"), "{text}");
     assert!(text.contains("view public.vip: email"), "{text}");
     assert!(!text.contains(PROD_DOMAIN), "{text}");
 
-    let run = clone(
+    let run = anonymized_clone(
         &prod,
         &staging,
         &rules,
+        "",
         &["run", "reset", "--yes", "--json"],
     );
-    let text = all_output(&run);
+    let text = run.both();
     assert_eq!(run.code, 0, "{text}");
     assert!(text.contains("2 comments redacted"), "{text}");
     assert!(
@@ -153,7 +122,7 @@ fn schema_keep_copies_the_objects_and_comments_arrive_redacted_with_the_rows_fak
     // e-mail got: one keyed fake per value, in the rows and the schema.
     let row1 = query_strings(&staging, "SELECT email FROM people WHERE id = 1");
     assert_eq!(comments[1], format!("like {}, it's theirs", row1[0]));
-    let dump = schema_dump(&staging);
+    let dump = dump(&staging, &["--schema-only"]);
     for absent in ["tableperson", "row1@"] {
         assert!(!dump.contains(absent), "staging's schema holds `{absent}`");
     }
@@ -189,8 +158,8 @@ tables:
       body: { redact: [email] }
       thumb: { set: "\\x00ff" }
 "#;
-    let out = clone(&prod, &staging, rules, &["run", "reset", "--yes"]);
-    assert_eq!(out.code, 0, "{}", all_output(&out));
+    let out = anonymized_clone(&prod, &staging, rules, "", &["run", "reset", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.both());
     // Decoded as UTF-8 in staging, no production address is left and the
     // text around it is.
     let bodies = query_strings(
@@ -235,8 +204,8 @@ tables:
       body: null
       thumb: { redact: [email] }
 "#;
-    let out = clone(&prod, &staging, rules, &["run", "reset", "--yes"]);
-    let text = all_output(&out);
+    let out = anonymized_clone(&prod, &staging, rules, "", &["run", "reset", "--yes"]);
+    let text = out.both();
     assert_eq!(out.code, 1, "{text}");
     for said in [
         "column `thumb`",
@@ -253,8 +222,8 @@ tables:
       body: null
       thumb: null
 "#;
-    let out = clone(&prod, &staging, rules, &["run", "reset", "--yes"]);
-    assert_eq!(out.code, 0, "{}", all_output(&out));
+    let out = anonymized_clone(&prod, &staging, rules, "", &["run", "reset", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.both());
     assert_eq!(
         query_strings(
             &staging,
@@ -275,8 +244,8 @@ tables:
       body: { fake: email }
       thumb: { hash: true }
 "#;
-    let out = clone(&prod, &staging, rules, &["plan", "reset"]);
-    let text = all_output(&out);
+    let out = anonymized_clone(&prod, &staging, rules, "", &["plan", "reset"]);
+    let text = out.both();
     assert_ne!(out.code, 0, "{text}");
     for said in [
         "`fake: email` cannot produce a value of type bytea",
@@ -312,22 +281,6 @@ fn large_objects_of(url: &str) -> Vec<String> {
     )
 }
 
-fn clone_with(prod: &str, staging: &str, rules: &str, extra: &str, args: &[&str]) -> Output {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(
-                prod,
-                staging,
-                &format!(", anonymize: anonymizers/site.yaml{extra}"),
-            ),
-        )
-        .env("FLIGHTPATH_SECRET", "s")
-        .args(args)
-        .run()
-}
-
 const DOCUMENT_RULES: &str = "tables:\n  documents: { keep: all }\n";
 
 #[test]
@@ -337,31 +290,38 @@ fn large_objects_copy_brings_them_byte_identical_and_without_it_they_are_left_ou
     assert_eq!(in_prod.len(), 2);
 
     let staging = staging_db("schema_lo_skip");
-    let plan = clone(&prod, &staging, DOCUMENT_RULES, &["plan", "reset"]);
-    let text = all_output(&plan);
+    let plan = anonymized_clone(&prod, &staging, DOCUMENT_RULES, "", &["plan", "reset"]);
+    let text = plan.both();
     assert_eq!(plan.code, 0, "{text}");
     assert!(text.contains("2 large objects: left out"), "{text}");
-    let run = clone(&prod, &staging, DOCUMENT_RULES, &["run", "reset", "--yes"]);
-    assert_eq!(run.code, 0, "{}", all_output(&run));
+    let run = anonymized_clone(
+        &prod,
+        &staging,
+        DOCUMENT_RULES,
+        "",
+        &["run", "reset", "--yes"],
+    );
+    assert_eq!(run.code, 0, "{}", run.both());
     assert!(large_objects_of(&staging).is_empty());
 
     let rules = format!("large_objects: copy\n{DOCUMENT_RULES}");
     let staging = staging_db("schema_lo_copy");
-    let plan = clone(&prod, &staging, &rules, &["plan", "reset"]);
-    let text = all_output(&plan);
+    let plan = anonymized_clone(&prod, &staging, &rules, "", &["plan", "reset"]);
+    let text = plan.both();
     assert_eq!(plan.code, 0, "{text}");
     assert!(
         text.contains("2 large objects: copied as they are (`large_objects: copy`)"),
         "{text}"
     );
     assert!(!text.contains("left out"), "{text}");
-    let run = clone(
+    let run = anonymized_clone(
         &prod,
         &staging,
         &rules,
+        "",
         &["run", "reset", "--yes", "--json"],
     );
-    let text = all_output(&run);
+    let text = run.both();
     assert_eq!(run.code, 0, "{text}");
     assert!(text.contains("2 large objects, 2.4 MiB: copied"), "{text}");
     // Same oids (the rows reference them), same bytes.
@@ -371,14 +331,14 @@ fn large_objects_copy_brings_them_byte_identical_and_without_it_they_are_left_ou
     // collided with.
     let staging = staging_db("schema_lo_in_place");
     for _ in 0..2 {
-        let run = clone_with(
+        let run = anonymized_clone(
             &prod,
             &staging,
             &rules,
             ", strategy: in-place",
             &["run", "reset", "--yes"],
         );
-        assert_eq!(run.code, 0, "{}", all_output(&run));
+        assert_eq!(run.code, 0, "{}", run.both());
         assert_eq!(large_objects_of(&staging), in_prod);
     }
 }

@@ -166,6 +166,31 @@ fn clone_workflow_then(prod: &str, staging: &str, steps: &str) -> String {
     format!("{}\n{steps}", clone_workflow(prod, staging, "").trim_end())
 }
 
+/// `flightpath ARGS` on a clone of `prod` into `staging` anonymized by
+/// `rules` (as `anonymizers/site.yaml`, with `FLIGHTPATH_SECRET=s`), `extra`
+/// added to the step's `with:`.
+pub(crate) fn anonymized_clone(
+    prod: &str,
+    staging: &str,
+    rules: &str,
+    extra: &str,
+    args: &[&str],
+) -> Output {
+    Test::new()
+        .file("anonymizers/site.yaml", rules)
+        .workflow(
+            "reset",
+            &clone_workflow(
+                prod,
+                staging,
+                &format!(", anonymize: anonymizers/site.yaml{extra}"),
+            ),
+        )
+        .env("FLIGHTPATH_SECRET", "s")
+        .args(args)
+        .run()
+}
+
 pub(crate) fn clone_workflow(prod: &str, staging: &str, extra: &str) -> String {
     format!(
         r#"

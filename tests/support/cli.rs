@@ -245,6 +245,11 @@ impl Output {
         }
     }
 
+    /// Both streams, labelled, for assertion messages and searches.
+    pub fn both(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+
     /// stdout as the JSON report (`--json`); both streams shown if it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {

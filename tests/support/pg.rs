@@ -255,3 +255,20 @@ pub fn leaks(url: &str, needles: &[String]) -> Vec<String> {
         .take(10)
         .collect()
 }
+
+/// `pg_dump --no-owner` of `url` with `args` (`--schema-only`,
+/// `--data-only`, none for everything), as text; fails showing its errors.
+pub fn dump(url: &str, args: &[&str]) -> String {
+    let pg_dump = flightpath::pg::schema::find_pg_dump(15).unwrap();
+    let out = std::process::Command::new(&pg_dump.path)
+        .args(args)
+        .args(["--no-owner", "--dbname", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
