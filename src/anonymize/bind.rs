@@ -271,7 +271,7 @@ fn set_expression(column: &Column, value: Option<&str>, except: Option<&str>) ->
 }
 
 /// `character varying(20)` → 20; `character(2)` → 2.
-fn max_chars(type_name: &str) -> Option<usize> {
+pub fn max_chars(type_name: &str) -> Option<usize> {
     // `character varying(20)[]`: the limit of each element.
     let type_name = type_name.trim_end_matches("[]");
     let rest = type_name

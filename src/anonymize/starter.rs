@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use super::bind::{Binding, Class, Coverage, Evidence};
+use super::bind::{Binding, Class, Coverage, Evidence, max_chars};
 use super::detect::{self, Sampled};
 use crate::pg::catalog::{ColumnFacts, Table};
 use crate::pg::codec::FieldType;
@@ -162,15 +162,6 @@ fn fit(column: &Column, rule: String) -> String {
     } else {
         rule
     }
-}
-
-/// `character varying(20)` → 20; `character(2)` → 2.
-fn max_chars(type_name: &str) -> Option<usize> {
-    let type_name = type_name.trim_end_matches("[]");
-    let rest = type_name
-        .strip_prefix("character varying(")
-        .or_else(|| type_name.strip_prefix("character("))?;
-    rest.strip_suffix(')')?.parse().ok()
 }
 
 /// The rule for a column whose suggestion the binder refused: one no
