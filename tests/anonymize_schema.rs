@@ -21,6 +21,7 @@ tables:
     columns:
       email: { fake: email }
     keep: [id, mood]
+  audit: { keep: all }
 "#;
 
 /// Production whose schema holds an e-mail address in a table comment, a
@@ -44,6 +45,9 @@ fn schema_prod() -> String {
          CREATE FUNCTION owner_address() RETURNS text LANGUAGE plpgsql
              AS $$ BEGIN RETURN 'functionperson@realmail-prod.test'; END $$;
          CREATE VIEW vip AS SELECT id FROM people WHERE email = 'viewperson@realmail-prod.test';
+         CREATE TABLE audit (who text);
+         CREATE RULE tell AS ON INSERT TO people DO ALSO INSERT INTO audit VALUES ('ruleperson@realmail-prod.test');
+         CREATE AGGREGATE firstof(text) (SFUNC = textcat, STYPE = text, INITCOND = 'aggperson@realmail-prod.test');
          ANALYZE;",
     );
     prod.url
@@ -64,6 +68,8 @@ fn personal_data_in_the_schema_is_refused_naming_each_object_but_not_comments() 
             "function public.owner_address(): email",
             "view public.vip: email",
             "check constraint not_blocked on public.people: email",
+            "rule tell on public.people: email",
+            "initial state of aggregate public.firstof: email",
             "nothing was written",
             "`schema: keep`",
         ] {
@@ -72,8 +78,8 @@ fn personal_data_in_the_schema_is_refused_naming_each_object_but_not_comments() 
         // Comments are redacted, not refused; values are never printed.
         assert_eq!(
             out.stderr.matches("\n  - ").count(),
-            2 * 5,
-            "{args:?}: five objects, in the step's failure and the exit error: {text}"
+            2 * 7,
+            "{args:?}: seven objects, in the step's failure and the exit error: {text}"
         );
         assert!(!text.contains(PROD_DOMAIN), "{args:?}: {text}");
     }

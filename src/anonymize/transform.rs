@@ -449,7 +449,13 @@ fn deep_if_needed<R>(
     match field() {
         Err(e) if matches!(ty, FieldType::Json | FieldType::Jsonb | FieldType::Text) => {
             match codec::json_depth(bytes) {
-                depth if depth > codec::JSON_DEPTH => codec::deep(depth, field),
+                depth if depth > codec::JSON_DEPTH && depth <= codec::JSON_DEPTH_MAX => {
+                    codec::deep(depth, field)
+                }
+                depth if depth > codec::JSON_DEPTH_MAX => Err(format!(
+                    "the JSON nests {depth} levels deep, more than the {} flightpath parses",
+                    codec::JSON_DEPTH_MAX
+                )),
                 _ => Err(e),
             }
         }
@@ -529,6 +535,20 @@ mod tests {
             answered > MEMO_SLOTS / 2 && answered <= MEMO_SLOTS,
             "{answered}"
         );
+    }
+
+    #[test]
+    fn json_past_the_deepest_parsed_is_refused_not_given_a_stack_for_it() {
+        let fails = || Err::<(), _>("recursion limit exceeded".to_string());
+        let deep = "[".repeat(codec::JSON_DEPTH_MAX + 1);
+        let error = deep_if_needed(FieldType::Text, deep.as_bytes(), fails).unwrap_err();
+        assert!(
+            error.contains("more than the 200000 flightpath parses"),
+            "{error}"
+        );
+        // Shallow text fails as it failed.
+        let error = deep_if_needed(FieldType::Text, b"[[1]", fails).unwrap_err();
+        assert_eq!(error, "recursion limit exceeded");
     }
 
     #[test]

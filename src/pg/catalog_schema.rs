@@ -139,6 +139,27 @@ pub async fn schema_texts(client: &Client) -> Result<Vec<SchemaText>, tokio_post
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE NOT g.tgisinternal AND {user_relation}"
         ),
+        // Rewrite rules other than a view's own `_RETURN`: pg_dump copies
+        // `CREATE RULE … DO ALSO INSERT … VALUES ('…')` as it is.
+        format!(
+            "SELECT 'rule ' || pg_catalog.quote_ident(r.rulename) || ' on ' || {RELATION}, \
+                    pg_catalog.pg_get_ruledef(r.oid) \
+             FROM pg_catalog.pg_rewrite r \
+             JOIN pg_catalog.pg_class c ON c.oid = r.ev_class \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE r.rulename <> '_RETURN' AND {user_relation}"
+        ),
+        // An aggregate's initial state is a literal pg_get_functiondef
+        // does not print.
+        format!(
+            "SELECT 'initial state of aggregate ' || pg_catalog.quote_ident(n.nspname) || '.' \
+                    || pg_catalog.quote_ident(p.proname), a.agginitval \
+             FROM pg_catalog.pg_aggregate a \
+             JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             WHERE {USER_NAMESPACE} AND {}",
+            not_extension("pg_proc", "p")
+        ),
     ];
     let sql = queries
         .iter()

@@ -485,6 +485,12 @@ fn json(ty: FieldType, bytes: &[u8]) -> Result<serde_json::Value, CodecError> {
 /// limit `serde_json` keeps by default, against running out of stack.
 pub const JSON_DEPTH: usize = 128;
 
+/// The deepest JSON parsed at all, on a stack of about 800 MiB of address
+/// space: far past what the server's own parser takes (about 10,000
+/// levels at its default stack), so only text that never was JSON to the
+/// server (a `text` column under a `json:` rule) reaches it, and is refused.
+pub const JSON_DEPTH_MAX: usize = 200_000;
+
 thread_local! {
     /// Set inside [`deep`]: JSON of any depth is parsed, on a stack sized
     /// for it.
