@@ -90,11 +90,29 @@ const MEMO_FIELD_MAX: usize = 64;
 #[derive(Default)]
 struct Memo {
     slots: Vec<Option<Remembered>>,
-    /// Per ruled column: lookups and hits so far, and whether the column
-    /// is still remembered. A column whose values rarely repeat (phone
-    /// numbers, one per person) stops being remembered after its first
-    /// [`MEMO_TRIAL`] lookups, so it pays for the memo only that long.
-    columns: Vec<(u32, u32, bool)>,
+    /// Per ruled column, by index. A column whose values rarely repeat
+    /// (phone numbers, one per person) stops being remembered after its
+    /// first [`MEMO_TRIAL`] lookups, so it pays for the memo only that long.
+    columns: Vec<Trial>,
+}
+
+/// How a column fared in its first [`MEMO_TRIAL`] lookups; counting stops
+/// when they are over.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    lookups: u32,
+    hits: u32,
+    remembered: bool,
+}
+
+impl Default for Trial {
+    fn default() -> Trial {
+        Trial {
+            lookups: 0,
+            hits: 0,
+            remembered: true,
+        }
+    }
 }
 
 /// Lookups after which a column's hit rate decides whether it stays in
@@ -133,25 +151,28 @@ impl Memo {
     /// Whether `column` is (still) worth remembering.
     fn wants(&mut self, column: usize) -> bool {
         if self.columns.len() <= column {
-            self.columns.resize(column + 1, (0, 0, true));
+            self.columns.resize(column + 1, Trial::default());
         }
-        self.columns[column].2
+        self.columns[column].remembered
     }
 
     /// What was remembered for `column` and `bytes`; call [`Memo::wants`]
     /// for the column first.
     fn get(&mut self, column: usize, bytes: &[u8]) -> Option<(Applied, Option<Vec<u8>>)> {
-        let counts = &mut self.columns[column];
-        counts.0 += 1;
-        if counts.0 == MEMO_TRIAL && counts.1 < MEMO_TRIAL / MEMO_MIN_HIT_RATE {
-            counts.2 = false;
+        let found = self
+            .slots
+            .get(Self::slot(column, bytes))
+            .and_then(Option::as_ref)
+            .filter(|found| found.column == column && *found.input == *bytes);
+        let trial = &mut self.columns[column];
+        if trial.lookups < MEMO_TRIAL {
+            trial.lookups += 1;
+            trial.hits += u32::from(found.is_some());
+            if trial.lookups == MEMO_TRIAL {
+                trial.remembered = trial.hits >= MEMO_TRIAL / MEMO_MIN_HIT_RATE;
+            }
         }
-        let found = self.slots.get(Self::slot(column, bytes))?.as_ref()?;
-        let hit = found.column == column && *found.input == *bytes;
-        if hit {
-            self.columns[column].1 += 1;
-        }
-        hit.then(|| (found.applied, found.output.as_deref().map(<[u8]>::to_vec)))
+        found.map(|found| (found.applied, found.output.as_deref().map(<[u8]>::to_vec)))
     }
 
     fn put(&mut self, column: usize, bytes: &[u8], applied: Applied, output: Option<&[u8]>) {
@@ -453,7 +474,9 @@ fn deep_if_needed<R>(
                     codec::deep(depth, field)
                 }
                 depth if depth > codec::JSON_DEPTH_MAX => Err(format!(
-                    "the JSON nests {depth} levels deep, more than the {} flightpath parses",
+                    "the JSON nests {depth} levels deep, more than the {} flightpath parses; \
+                     fix the value in production, or give the column a rule that does not \
+                     read it as JSON (`null`, `set`, `hash`)",
                     codec::JSON_DEPTH_MAX
                 )),
                 _ => Err(e),
@@ -567,7 +590,7 @@ mod tests {
         }
         assert!(!memo.wants(0), "unique values stay remembered");
         assert!(memo.wants(1), "repeated values are no longer remembered");
-        let (lookups, hits, _) = memo.columns[1];
+        let Trial { lookups, hits, .. } = memo.columns[1];
         assert!(hits > lookups * 9 / 10, "{hits} of {lookups}");
     }
 }
