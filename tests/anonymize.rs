@@ -7,7 +7,7 @@
 //! staging, unique fakes on a large table, and a new personal-data column
 //! stopping the run before it writes.
 
-use crate::clone::clone_workflow;
+use crate::clone::anonymized_clone_test;
 use crate::secrets::files_under;
 use crate::support::cli::{Output, Test};
 use crate::support::pg::{all_text, execute, fresh_db_sync, leaks, query_strings, staging_db};
@@ -174,16 +174,7 @@ fn run_clone(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) 
 }
 
 fn clone_test(prod: &str, staging: &str, rules: &str, secret: &str, extra: &str) -> Test {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(
-                prod,
-                staging,
-                &format!(", anonymize: anonymizers/site.yaml{extra}"),
-            ),
-        )
+    anonymized_clone_test(prod, staging, rules, extra)
         .env("FLIGHTPATH_SECRET", secret)
         .args(["run", "reset", "--yes", "--json"])
 }

@@ -166,9 +166,22 @@ fn clone_workflow_then(prod: &str, staging: &str, steps: &str) -> String {
     format!("{}\n{steps}", clone_workflow(prod, staging, "").trim_end())
 }
 
-/// `flightpath ARGS` on a clone of `prod` into `staging` anonymized by
-/// `rules` (as `anonymizers/site.yaml`, with `FLIGHTPATH_SECRET=s`), `extra`
-/// added to the step's `with:`.
+/// A test of a clone of `prod` into `staging` anonymized by `rules`
+/// (written as `anonymizers/site.yaml`), `extra` added to the step's
+/// `with:`; environment and arguments still to give.
+pub(crate) fn anonymized_clone_test(prod: &str, staging: &str, rules: &str, extra: &str) -> Test {
+    Test::new().file("anonymizers/site.yaml", rules).workflow(
+        "reset",
+        &clone_workflow(
+            prod,
+            staging,
+            &format!(", anonymize: anonymizers/site.yaml{extra}"),
+        ),
+    )
+}
+
+/// `flightpath ARGS` on [`anonymized_clone_test`], with
+/// `FLIGHTPATH_SECRET=s`.
 pub(crate) fn anonymized_clone(
     prod: &str,
     staging: &str,
@@ -176,16 +189,7 @@ pub(crate) fn anonymized_clone(
     extra: &str,
     args: &[&str],
 ) -> Output {
-    Test::new()
-        .file("anonymizers/site.yaml", rules)
-        .workflow(
-            "reset",
-            &clone_workflow(
-                prod,
-                staging,
-                &format!(", anonymize: anonymizers/site.yaml{extra}"),
-            ),
-        )
+    anonymized_clone_test(prod, staging, rules, extra)
         .env("FLIGHTPATH_SECRET", "s")
         .args(args)
         .run()
