@@ -65,6 +65,12 @@ impl Compiled {
         }
     }
 
+    /// The `json:` rules, each with its redactor (empty for any other
+    /// strategy).
+    pub(super) fn json_rules(&self) -> &[(JsonRule, Option<Redactor>)] {
+        &self.json
+    }
+
     /// Whether what the rule makes of a field depends on the field's bytes
     /// alone, so a transform may remember it: every strategy but a
     /// `template` (it reads other columns) and `json` (its values are
@@ -490,8 +496,9 @@ impl Compiled {
         Ok(())
     }
 
+    /// `rule.strategy` on a value its path reached.
     #[allow(clippy::too_many_arguments)]
-    fn json_reached(
+    pub(super) fn json_reached(
         &self,
         keyed: &Keyed,
         rule: &JsonRule,

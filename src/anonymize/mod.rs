@@ -16,5 +16,6 @@ pub mod patterns;
 pub mod redact;
 pub mod rewrite;
 pub mod rules;
+pub mod splice;
 pub mod starter;
 pub mod transform;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::apply::{Applied, Compiled};
 use super::keyed::Keyed;
 use super::rewrite::{Rewriter, rewrite_json};
+use super::splice::{self, Spliced};
 use crate::pg::codec::{self, FieldType, Value};
 use crate::pg::copy::{Format, Row, RowTransform, TransformError};
 
@@ -198,6 +199,9 @@ pub struct TableTransform {
     counts: Vec<[u64; 3]>,
     excepted: u64,
     rewrites: Vec<u64>,
+    /// Per ruled column: its `json:` rules can be spliced into the text
+    /// (see `splice`) rather than walked on a parsed tree.
+    spliced: Vec<bool>,
     busy: std::time::Duration,
 }
 
@@ -209,6 +213,13 @@ impl TableTransform {
             excepted: 0,
             rows: 0,
             memo: Memo::default(),
+            spliced: plan
+                .columns
+                .iter()
+                .map(|c| {
+                    matches!(c.ty, FieldType::Json | FieldType::Jsonb) && splice::applies(&c.rule)
+                })
+                .collect(),
             busy: std::time::Duration::ZERO,
             plan,
             format,
@@ -413,7 +424,7 @@ impl TableTransform {
                 Some(known) => known,
                 None => {
                     let made = deep_if_needed(column.ty, bytes, || {
-                        self.ruled_field(&plan, column, row, bytes)
+                        self.ruled_field(&plan, column, self.spliced[k], row, bytes)
                     })
                     .map_err(|e| {
                         TransformError(format!("{}: {e}", self.place(row, &column.name)))
@@ -444,12 +455,27 @@ impl TableTransform {
         &self,
         plan: &TablePlan,
         column: &RuledColumn,
+        spliced: bool,
         row: &Row<'_>,
         bytes: &[u8],
     ) -> Result<(Applied, Option<Vec<u8>>), String> {
         let width = row.width();
-        let mut value = self.decode(column.ty, bytes).map_err(|e| e.to_string())?;
         let lookup = |name: &str| template_input(plan, row, width, name, TEMPLATE_DEPTH);
+        // jsonb's binary form is a version byte and the text.
+        let versioned = self.format == Format::Binary && column.ty == FieldType::Jsonb;
+        let (prefix, doc): (&[u8], _) = match versioned {
+            true => (&[1], bytes.strip_prefix(&[1])),
+            false => (&[], Some(bytes)),
+        };
+        if spliced && let Some(doc) = doc {
+            let keyed = &plan.keyed;
+            match splice::splice(&column.rule, keyed, column.ty, prefix, doc, &lookup)? {
+                Spliced::Unchanged(applied) => return Ok((applied, None)),
+                Spliced::Changed(applied, field) => return Ok((applied, Some(field))),
+                Spliced::Tree => {}
+            }
+        }
+        let mut value = self.decode(column.ty, bytes).map_err(|e| e.to_string())?;
         let applied = column.rule.apply(&plan.keyed, &mut value, &lookup)?;
         let encoded = match applied.changed {
             true => Some(self.encode(column.ty, &value).map_err(|e| e.to_string())?),
