@@ -496,6 +496,30 @@ impl Compiled {
         Ok(())
     }
 
+    /// What [`Compiled::json_reached`] makes of the JSON string `text`,
+    /// without building it: the new value when the rule changed it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn json_string_reached(
+        &self,
+        keyed: &Keyed,
+        rule: &JsonRule,
+        redactor: Option<&Redactor>,
+        text: &str,
+        column: &dyn Fn(&str) -> Option<String>,
+        applied: &mut Applied,
+    ) -> Result<Option<Json>, String> {
+        let new = match &rule.strategy {
+            Strategy::Set(None) => Some(Json::Null),
+            Strategy::Set(Some(v)) => (v != text).then(|| Json::String(v.clone())),
+            strategy => self
+                .text(keyed, strategy, redactor, text, column, applied)?
+                .filter(|new| new != text)
+                .map(Json::String),
+        };
+        applied.changed |= new.is_some();
+        Ok(new)
+    }
+
     /// `rule.strategy` on a value its path reached.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn json_reached(

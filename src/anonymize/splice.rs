@@ -16,7 +16,7 @@
 use super::apply::{Applied, Compiled};
 use super::keyed::Keyed;
 use super::rules::{Segment, glob_match};
-use crate::pg::codec::{self, FieldType, Value};
+use crate::pg::codec::{self, FieldType};
 
 /// What the scan made of one document.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,25 +75,36 @@ pub fn splice(
     let mut copied = 0;
     for hit in hits {
         let piece = &doc[hit.start..hit.end];
-        let Ok(mut json) = codec::parse_json(piece) else {
-            return Ok(Spliced::Tree);
-        };
-        let mut here = Applied::default();
         let (rule, redactor) = &compiled.json_rules()[hit.rule];
-        compiled.json_reached(keyed, rule, redactor.as_ref(), &mut json, column, &mut here)?;
+        let redactor = redactor.as_ref();
+        let mut here = Applied::default();
+        // Most values reached are strings without escapes: ruled as text,
+        // with no tree at all.
+        let new = match plain_string(piece) {
+            Some(text) => {
+                compiled.json_string_reached(keyed, rule, redactor, text, column, &mut here)?
+            }
+            None => {
+                let Ok(mut json) = codec::parse_json(piece) else {
+                    return Ok(Spliced::Tree);
+                };
+                compiled.json_reached(keyed, rule, redactor, &mut json, column, &mut here)?;
+                here.changed.then_some(json)
+            }
+        };
         applied.replacements += here.replacements;
-        if !here.changed {
+        let Some(new) = new else {
             continue;
-        }
+        };
         applied.changed = true;
-        let new = codec::encode_text(ty, &Value::Json(json)).map_err(|e| e.to_string())?;
+        codec::check_json(ty, &new).map_err(|e| e.to_string())?;
         let out = out.get_or_insert_with(|| {
             let mut out = Vec::with_capacity(prefix.len() + doc.len() + 64);
             out.extend_from_slice(prefix);
             out
         });
         out.extend_from_slice(&doc[copied..hit.start]);
-        out.extend_from_slice(&new);
+        serde_json::to_writer(&mut *out, &new).map_err(|e| e.to_string())?;
         copied = hit.end;
     }
     Ok(match out {
@@ -103,6 +114,15 @@ pub fn splice(
         }
         None => Spliced::Unchanged(applied),
     })
+}
+
+/// The text of a JSON string with no escapes in it.
+fn plain_string(piece: &[u8]) -> Option<&str> {
+    let inner = piece.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    match memchr::memchr(b'\\', inner) {
+        Some(_) => None,
+        None => std::str::from_utf8(inner).ok(),
+    }
 }
 
 /// A value a rule's path reaches: `doc[start..end]`, for rule `rule`.
@@ -265,16 +285,17 @@ impl<'a> Scan<'a, '_> {
         self.at += 1;
         let mut escaped = false;
         loop {
-            match self.peek()? {
+            let rest = self.doc.get(self.at..)?;
+            self.at += memchr::memchr2(b'"', b'\\', rest)?;
+            match self.doc[self.at] {
                 b'"' => {
                     self.at += 1;
                     return Some(escaped);
                 }
-                b'\\' => {
+                _ => {
                     escaped = true;
                     self.at += 2;
                 }
-                _ => self.at += 1,
             }
         }
     }
@@ -330,6 +351,7 @@ mod tests {
     use super::*;
     use crate::anonymize::fakes::{FakeKind, Locale};
     use crate::anonymize::rules::{JsonPath, JsonRule, Strategy};
+    use crate::pg::codec::Value;
     use proptest::prelude::{Just, TestCaseError, any, prop, prop_assert_eq, prop_oneof, proptest};
     use proptest::strategy::Strategy as _;
 

@@ -568,11 +568,17 @@ fn text_bytes(ty: FieldType, s: &str) -> Result<&[u8], CodecError> {
 }
 
 fn json_bytes(ty: FieldType, v: &serde_json::Value) -> Result<Vec<u8>, CodecError> {
-    // `json` keeps `\u0000` as text, but `jsonb` cannot store it.
-    if ty == FieldType::Jsonb && json_has_nul(v) {
-        return Err(CodecError::Nul { ty });
-    }
+    check_json(ty, v)?;
     serde_json::to_vec(v).map_err(|source| CodecError::InvalidJson { ty, source })
+}
+
+/// Whether a column of type `ty` can store `v`: `json` keeps `\u0000` as
+/// text, but `jsonb` cannot store it.
+pub fn check_json(ty: FieldType, v: &serde_json::Value) -> Result<(), CodecError> {
+    match ty == FieldType::Jsonb && json_has_nul(v) {
+        true => Err(CodecError::Nul { ty }),
+        false => Ok(()),
+    }
 }
 
 fn json_has_nul(v: &serde_json::Value) -> bool {

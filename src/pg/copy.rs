@@ -272,6 +272,14 @@ impl Decoder {
         transform: &mut dyn RowTransform,
         out: &mut BytesMut,
     ) -> Result<(), CopyError> {
+        if self.header_done && self.pending.is_empty() {
+            // The usual case: the server sends a row per message, so a
+            // chunk holds whole rows, read where they lie instead of
+            // copied first; only an incomplete tail is kept.
+            let consumed = self.rows(chunk, transform, out)?;
+            self.pending.extend_from_slice(&chunk[consumed..]);
+            return Ok(());
+        }
         self.pending.extend_from_slice(chunk);
         if !self.header_done {
             let Some(len) = header_len(&self.pending)? else {
@@ -281,49 +289,63 @@ impl Decoder {
             self.pending.advance(len);
             self.header_done = true;
         }
+        let mut pending = std::mem::take(&mut self.pending);
+        let consumed = self.rows(&pending, transform, out);
+        pending.advance(*consumed.as_ref().unwrap_or(&0));
+        self.pending = pending;
+        consumed.map(drop)
+    }
+
+    /// Transforms the complete rows at the front of `data` (which starts at
+    /// a row); how many bytes they took.
+    fn rows(
+        &mut self,
+        data: &[u8],
+        transform: &mut dyn RowTransform,
+        out: &mut BytesMut,
+    ) -> Result<usize, CopyError> {
+        let mut at = 0;
         loop {
             if self.trailer_seen {
-                if !self.pending.is_empty() {
+                if at != data.len() {
                     return Err(CopyError::Malformed("data after the trailer"));
                 }
-                return Ok(());
+                return Ok(at);
             }
             let row = match self.format {
-                Format::Binary => self.binary_row(transform, out)?,
-                Format::Text => self.text_row(transform, out)?,
+                Format::Binary => self.binary_row(&data[at..], transform, out)?,
+                Format::Text => self.text_row(&data[at..], transform, out)?,
             };
             let Some(consumed) = row else {
-                return Ok(());
+                return Ok(at);
             };
-            self.pending.advance(consumed);
+            at += consumed;
         }
     }
 
-    /// Transforms one complete text-format line at the front of `pending`.
+    /// Transforms one complete text-format line at the front of `data`.
     /// A raw line feed only ever ends a row (one inside a value is escaped).
     fn text_row(
         &mut self,
+        data: &[u8],
         transform: &mut dyn RowTransform,
         out: &mut BytesMut,
     ) -> Result<Option<usize>, CopyError> {
         // Only the bytes not looked at yet are searched: a long value split
         // over many chunks is scanned once, not once per chunk.
-        let Some(end) = self.pending[self.scanned..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map(|at| self.scanned + at)
+        let Some(end) = memchr::memchr(b'\n', &data[self.scanned..]).map(|at| self.scanned + at)
         else {
-            self.scanned = self.pending.len();
+            self.scanned = data.len();
             return Ok(None);
         };
         self.scanned = 0;
-        let line = &self.pending[..end];
+        let line = &data[..end];
         let fields =
             crate::pg::codec::split_text_row(line).map_err(|e| CopyError::Text(e.to_string()))?;
         let mut row = Row::text(&fields, self.extras);
         transform.transform(&mut row)?;
         if row.untouched() {
-            out.extend_from_slice(&self.pending[..=end]);
+            out.extend_from_slice(&data[..=end]);
         } else {
             row.encode_text(out);
         }
@@ -331,13 +353,13 @@ impl Decoder {
     }
 
     /// Decodes, transforms and encodes one complete binary row at the front
-    /// of `pending`; `None` when the row is not complete yet.
+    /// of `data`; `None` when the row is not complete yet.
     fn binary_row(
         &mut self,
+        data: &[u8],
         transform: &mut dyn RowTransform,
         out: &mut BytesMut,
     ) -> Result<Option<usize>, CopyError> {
-        let data = &self.pending[..];
         if data.len() < 2 {
             return Ok(None);
         }
