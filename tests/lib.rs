@@ -21,6 +21,7 @@ mod readonly;
 mod scan;
 mod secrets;
 mod shipped;
+mod staging_only;
 mod steps;
 mod tls;
 mod validate;

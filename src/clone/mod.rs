@@ -31,6 +31,7 @@ pub mod post_data;
 pub mod queue;
 pub mod source;
 pub mod spec;
+pub mod staging_only;
 pub mod swap;
 pub mod table;
 

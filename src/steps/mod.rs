@@ -15,6 +15,7 @@ pub mod http_check;
 pub mod notify;
 pub mod postgres_clone;
 pub mod postgres_sql;
+pub mod postgres_staging_only_rows;
 pub mod shell;
 mod target;
 
@@ -189,6 +190,7 @@ step_kinds! {
     Shell(shell),
     PostgresSql(postgres_sql),
     PostgresClone(postgres_clone),
+    PostgresStagingOnlyRows(postgres_staging_only_rows),
     HttpCheck(http_check),
     Approve(approve),
     Notify(notify),
