@@ -95,6 +95,8 @@ fn body(len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn no_progress(_: u64) {}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -128,7 +130,7 @@ async fn stalled_put<'s>(
 ) {
     let (mut writer, reader) = tokio::io::duplex(1 << 16);
     let mut put: std::pin::Pin<Box<dyn Future<Output = _> + Send + 's>> =
-        Box::pin(backend.store.put_stream(key, reader, &|_| {}));
+        Box::pin(backend.store.put_stream(key, reader, &no_progress));
     let feed = async {
         writer.write_all(&body(sent)).await.unwrap();
         eventually("the write is open", async || backend.open_writes() == 1).await;
@@ -161,6 +163,7 @@ on_both!(
     a_small_body_is_one_put,
     listing_is_sorted_prefixed_and_paginated,
     a_dropped_put_leaves_nothing,
+    a_failing_body_leaves_nothing,
     a_killed_put_is_found_and_aborted,
     delete_stays_inside_the_store,
     a_missing_key_is_not_found,
@@ -205,6 +208,13 @@ async fn a_stream_over_several_parts_round_trips(backend: Backend) {
     assert_eq!(head.size, bytes.len() as u64);
     assert_eq!(head.key, "dumps/big.dump");
     assert_eq!(backend.open_writes(), 0);
+    if let Kind::S3(server) = &backend.kind {
+        assert_eq!(
+            server.checksummed_uploads(),
+            0,
+            "checksums are sent only when required"
+        );
+    }
 }
 
 async fn a_small_body_is_one_put(backend: Backend) {
@@ -236,6 +246,24 @@ async fn a_small_body_is_one_put(backend: Backend) {
         backend.store.get_bytes("manifest.json").await.unwrap(),
         b"{}"
     );
+
+    let streamed = backend
+        .store
+        .put_stream("small.dump", &exact[..100], &no_progress)
+        .await
+        .unwrap();
+    assert_eq!((streamed.bytes, streamed.parts), (100, 1));
+    assert_eq!(
+        backend.store.get_bytes("small.dump").await.unwrap(),
+        &exact[..100]
+    );
+    if let Kind::S3(server) = &backend.kind {
+        assert_eq!(
+            server.checksummed_uploads(),
+            0,
+            "checksums are sent only when required"
+        );
+    }
 }
 
 async fn listing_is_sorted_prefixed_and_paginated(backend: Backend) {
@@ -314,6 +342,45 @@ async fn a_dropped_put_leaves_nothing(backend: Backend) {
         None
     );
     assert!(backend.store.list("").collect().await.unwrap().is_empty());
+}
+
+/// A body that fails after `0` more bytes: a pg_dump that died.
+struct Failing;
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("pg_dump exited with status 1")))
+    }
+}
+
+async fn a_failing_body_leaves_nothing(backend: Backend) {
+    use tokio::io::AsyncReadExt;
+    let bytes = body(3 * TEST_PART as usize + 7);
+    let error = backend
+        .store
+        .put_stream(
+            "dumps/failed.dump",
+            (&bytes[..]).chain(Failing),
+            &no_progress,
+        )
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StorageError::Io { .. }), "{error:?}");
+    assert!(
+        message.contains("dumps/failed.dump") && message.contains("pg_dump exited with status 1"),
+        "{message}"
+    );
+    assert_eq!(
+        backend.open_writes(),
+        0,
+        "the failed upload was aborted before the error returned"
+    );
+    assert_eq!(backend.store.head("dumps/failed.dump").await.unwrap(), None);
 }
 
 async fn a_killed_put_is_found_and_aborted(backend: Backend) {

@@ -160,8 +160,16 @@ impl Store {
     /// Writes a small object (a manifest) whole; atomic like
     /// [`Store::put_stream`].
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Written, StorageError> {
-        self.put_stream(key, std::io::Cursor::new(bytes), &|_| {})
-            .await
+        match &self.backend {
+            Backend::S3(s3) if bytes.len() as u64 <= self.first_part => {
+                self.check_key(key)?;
+                s3.put_bytes(key, bytes).await
+            }
+            _ => {
+                self.put_stream(key, std::io::Cursor::new(bytes), &|_| {})
+                    .await
+            }
+        }
     }
 
     /// A reader of the object's bytes; [`StorageError::NotFound`] when absent.

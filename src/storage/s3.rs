@@ -380,6 +380,19 @@ impl S3Store {
         Ok((part, reuse(data)))
     }
 
+    /// A body already in memory and no larger than the first part: one
+    /// PutObject, without copying it into a part buffer.
+    pub async fn put_bytes(&self, key: &str, data: Vec<u8>) -> Result<Written, StorageError> {
+        let written = Written {
+            key: key.to_string(),
+            bytes: data.len() as u64,
+            sha256: hex(&Sha256::digest(&data)),
+            parts: 1,
+        };
+        self.put_object(key, data).await?;
+        Ok(written)
+    }
+
     async fn put_object(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
         let length = data.len() as i64;
         self.client
@@ -674,7 +687,8 @@ struct Hashing<'p> {
 
 impl Hashing<'_> {
     /// Reads into `buffer` (emptied first) until it holds `size` bytes or
-    /// the body ends.
+    /// the body ends. The reads stay within the buffer's capacity, so the
+    /// buffer never holds more than one part.
     async fn fill<R: AsyncRead + Unpin>(
         &mut self,
         body: &mut R,
@@ -682,9 +696,14 @@ impl Hashing<'_> {
         size: u64,
     ) -> std::io::Result<()> {
         buffer.clear();
-        buffer.reserve_exact(size as usize);
         while (buffer.len() as u64) < size {
             let start = buffer.len();
+            if start == buffer.capacity() {
+                // Grows by doubling from 64 KiB but never past the part size:
+                // a small body costs little, a reused buffer is not regrown.
+                let wanted = (size as usize - start).min(start.max(64 << 10));
+                buffer.reserve_exact(wanted);
+            }
             let n = (&mut *body)
                 .take(size - start as u64)
                 .read_buf(buffer)
