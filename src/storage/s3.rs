@@ -139,7 +139,7 @@ impl S3Store {
     {
         let location = self.location();
         let key = key.to_string();
-        let message = mask_secrets(&DisplayErrorContext(&error).to_string());
+        let message = mask_secrets(&describe(&error));
         let code = error
             .as_service_error()
             .and_then(|e| e.code())
@@ -738,6 +738,18 @@ fn reuse(data: Bytes) -> Vec<u8> {
             buffer
         }
         Err(_) => Vec::new(),
+    }
+}
+
+/// The error and its causes, one line (`dispatch failure: io error: …:
+/// Connection refused`): what [`DisplayErrorContext`] prints, without the
+/// `Debug` dump of the whole error it appends.
+fn describe<E: std::error::Error + 'static>(error: &E) -> String {
+    let full = DisplayErrorContext(error).to_string();
+    let dump = format!(" ({error:?})");
+    match full.strip_suffix(&dump) {
+        Some(chain) => chain.to_string(),
+        None => full,
     }
 }
 
