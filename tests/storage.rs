@@ -326,6 +326,9 @@ async fn listing_is_sorted_prefixed_and_paginated(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+    // A prefix that runs through an object as if it were a directory.
+    let through = backend.store.list("a0/x").collect().await.unwrap();
+    assert!(through.is_empty(), "{through:?}");
 }
 
 async fn a_dropped_put_leaves_nothing(backend: Backend) {

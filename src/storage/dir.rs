@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::storage::keys::PARTIAL_MARK;
-use crate::storage::{Abandoned, ObjectMeta, StorageError, Written, hex};
+use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex};
 
-/// Bytes read from the body per write; also how often progress is told.
+/// Bytes read from the body per write, at most.
 const CHUNK: usize = 1 << 20;
 
 #[derive(Clone)]
@@ -71,6 +71,7 @@ impl DirStore {
             .map_err(|e| self.io(key, "creating the partial file for", e))?;
 
         let mut hasher = Sha256::new();
+        let mut progress = Progress::new(progress);
         let mut bytes = 0u64;
         let mut buffer = vec![0u8; CHUNK];
         loop {
@@ -86,8 +87,9 @@ impl DirStore {
                 .await
                 .map_err(|e| self.io(key, "writing", e))?;
             bytes += n as u64;
-            progress(bytes);
+            progress.advance(bytes);
         }
+        progress.finish(bytes);
         file.sync_all()
             .await
             .map_err(|e| self.io(key, "syncing", e))?;
@@ -248,7 +250,15 @@ fn walk(root: &Path, start: &str) -> Result<Vec<WalkedFile>, (String, std::io::E
         };
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Nothing there yet, or a file where the prefix expects a directory.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err((relative_dir, e)),
         };
         for entry in entries {

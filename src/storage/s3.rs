@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::redact::mask_secrets;
 use crate::storage::url::S3Spec;
-use crate::storage::{Abandoned, ObjectMeta, StorageError, Written, hex};
+use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex};
 
 /// The first parts of a multipart upload are 8 MiB (also the largest body
 /// sent as one PutObject).
@@ -222,7 +222,7 @@ impl S3Store {
         let mut reader = Hashing {
             hasher: Sha256::new(),
             bytes: 0,
-            progress,
+            progress: Progress::new(progress),
         };
         let read_error = |e| StorageError::Io {
             location: self.location(),
@@ -682,7 +682,7 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
 struct Hashing<'p> {
     hasher: Sha256,
     bytes: u64,
-    progress: &'p (dyn Fn(u64) + Send + Sync),
+    progress: Progress<'p>,
 }
 
 impl Hashing<'_> {
@@ -713,12 +713,13 @@ impl Hashing<'_> {
             }
             self.hasher.update(&buffer[start..]);
             self.bytes += n as u64;
-            (self.progress)(self.bytes);
+            self.progress.advance(self.bytes);
         }
         Ok(())
     }
 
-    fn written(self, key: &str, parts: u32) -> Written {
+    fn written(mut self, key: &str, parts: u32) -> Written {
+        self.progress.finish(self.bytes);
         Written {
             key: key.to_string(),
             bytes: self.bytes,
