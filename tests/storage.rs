@@ -598,3 +598,55 @@ async fn s3_wrong_credentials_are_refused_without_showing_them() {
     assert!(message.contains("AWS_ACCESS_KEY_ID"), "{message}");
     assert!(!store.location().contains("secret") && !format!("{store:?}").contains("secret"));
 }
+
+#[tokio::test]
+async fn abort_never_removes_an_object() {
+    let backend = Backend::dir().await;
+    backend
+        .store
+        .put_bytes("dumps/k", b"kept".to_vec())
+        .await
+        .unwrap();
+    for detail in [
+        "dumps/k",
+        "k",
+        "../store/dumps/k",
+        "dumps/.flightpath-partial-zz-k",
+    ] {
+        let not_partial = flightpath::storage::Abandoned {
+            key: "dumps/k".to_string(),
+            detail: detail.to_string(),
+            started: None,
+        };
+        let error = backend.store.abort(&not_partial).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is not a partial file of `dumps/k`"),
+            "{error}"
+        );
+    }
+    assert_eq!(backend.store.get_bytes("dumps/k").await.unwrap(), b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_are_files_in_the_bucket_directory() {
+    let server = S3Server::start();
+    server.create_bucket("flightpath-test");
+    let store = server.store("flightpath-test", "store").await;
+    store
+        .put_bytes("dumps/k", b"original".to_vec())
+        .await
+        .unwrap();
+    let file = server.bucket_dir("flightpath-test").join("store/dumps/k");
+    assert_eq!(std::fs::read(&file).unwrap(), b"original");
+    std::fs::write(&file, b"changed!").unwrap();
+    assert_eq!(store.get_bytes("dumps/k").await.unwrap(), b"changed!");
+    let env = server.env();
+    assert!(env.iter().any(|(k, _)| k == "AWS_ACCESS_KEY_ID"));
+    assert!(
+        server
+            .url("flightpath-test", "store")
+            .starts_with("s3://flightpath-test/store?endpoint=http://127.0.0.1:")
+    );
+}
