@@ -650,3 +650,38 @@ async fn s3_objects_are_files_in_the_bucket_directory() {
             .starts_with("s3://flightpath-test/store?endpoint=http://127.0.0.1:")
     );
 }
+
+#[tokio::test]
+async fn a_directory_store_does_not_follow_links_out_of_its_root() {
+    let temp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(temp.path().join("elsewhere")).unwrap();
+    std::fs::write(temp.path().join("elsewhere/secret"), b"not the store's").unwrap();
+    std::fs::create_dir_all(temp.path().join("store")).unwrap();
+    std::os::unix::fs::symlink(
+        temp.path().join("elsewhere"),
+        temp.path().join("store/link"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        temp.path().join("elsewhere/secret"),
+        temp.path().join("store/file"),
+    )
+    .unwrap();
+    let store = Store::open(temp.path().join("store").to_str().unwrap())
+        .await
+        .unwrap();
+
+    for key in ["link/secret", "file"] {
+        let error = store.get(key).await.err().unwrap();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(store.head(key).await.is_err());
+    }
+    assert!(store.put_bytes("link/new", b"x".to_vec()).await.is_err());
+    assert!(store.delete("link/secret").await.is_err());
+    assert!(store.list("").collect().await.unwrap().is_empty());
+    assert_eq!(
+        std::fs::read(temp.path().join("elsewhere/secret")).unwrap(),
+        b"not the store's"
+    );
+    assert!(!temp.path().join("elsewhere/new").exists());
+}

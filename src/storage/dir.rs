@@ -3,8 +3,9 @@
 //! rename is atomic), are fsynced, then renamed over the key, and the
 //! directory is fsynced; a [`PartialFile`] guard removes the partial file
 //! when the write fails or its future is dropped. It never reads or writes
-//! outside the root: keys are checked before they get here, and the walk
-//! does not follow symbolic links.
+//! outside the root: keys are checked before they get here, a key whose
+//! path goes through a symbolic link is refused, and the walk does not
+//! follow them.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -37,6 +38,37 @@ impl DirStore {
             .fold(self.root.clone(), |path, segment| path.join(segment))
     }
 
+    /// Refuses a key whose path below the root goes through a symbolic
+    /// link (which could lead outside the root); with [`Through::File`], the
+    /// file itself may not be one either (reading it would read its target;
+    /// the listing does not show it). The root itself may be a link.
+    async fn no_link_on_the_way(&self, key: &str, through: Through) -> Result<(), StorageError> {
+        let segments: Vec<&str> = key.split('/').collect();
+        let checked = match through {
+            Through::Directories => segments.len() - 1,
+            Through::File => segments.len(),
+        };
+        let mut path = self.root.clone();
+        for segment in &segments[..checked] {
+            path.push(segment);
+            match tokio::fs::symlink_metadata(&path).await {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(StorageError::InvalidKey {
+                        location: self.location(),
+                        key: key.to_string(),
+                        problem: format!(
+                            "goes through the symbolic link `{}`, which a directory store does not follow",
+                            path.display()
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(()), // nothing further down exists yet
+            }
+        }
+        Ok(())
+    }
+
     fn io(&self, key: &str, action: &'static str, source: std::io::Error) -> StorageError {
         StorageError::Io {
             location: self.location(),
@@ -52,6 +84,7 @@ impl DirStore {
         mut body: R,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Written, StorageError> {
+        self.no_link_on_the_way(key, Through::Directories).await?;
         let path = self.path_of(key);
         let dir = path.parent().expect("a key has a file name").to_path_buf();
         let name = path
@@ -110,6 +143,7 @@ impl DirStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Box<dyn AsyncRead + Unpin + Send>, StorageError> {
+        self.no_link_on_the_way(key, Through::File).await?;
         let path = self.path_of(key);
         match tokio::fs::metadata(&path).await {
             Ok(meta) if meta.is_file() => {}
@@ -134,6 +168,7 @@ impl DirStore {
     }
 
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        self.no_link_on_the_way(key, Through::File).await?;
         match tokio::fs::metadata(self.path_of(key)).await {
             Ok(meta) if meta.is_file() => Ok(Some(meta_of(key.to_string(), &meta))),
             Ok(_) => Ok(None),
@@ -153,6 +188,7 @@ impl DirStore {
     /// Removes the file, then the directories the removal left empty (up
     /// to, never including, the root).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.no_link_on_the_way(key, Through::Directories).await?;
         let path = self.path_of(key);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
@@ -228,6 +264,15 @@ impl DirStore {
                 source,
             })
     }
+}
+
+/// How much of a key's path [`DirStore::no_link_on_the_way`] checks.
+#[derive(Clone, Copy)]
+enum Through {
+    /// Its directories: a write or delete replaces or removes a link itself.
+    Directories,
+    /// Its directories and the file.
+    File,
 }
 
 /// A file found by the walk.
