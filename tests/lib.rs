@@ -23,5 +23,6 @@ mod secrets;
 mod shipped;
 mod staging_only;
 mod steps;
+mod storage;
 mod tls;
 mod validate;
