@@ -10,5 +10,6 @@ pub mod progress;
 pub mod redact;
 pub mod report;
 pub mod steps;
+pub mod storage;
 pub mod syntax;
 pub mod workflow;

@@ -22,5 +22,6 @@ mod scan;
 mod secrets;
 mod shipped;
 mod steps;
+mod storage;
 mod tls;
 mod validate;

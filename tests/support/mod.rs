@@ -4,6 +4,7 @@
 //!   database per test (or an existing server, `FLIGHTPATH_TEST_DATABASE_URL`).
 //! - [`http`]: an in-process HTTP server with scripted replies that records
 //!   what it receives, for `http.check` and `notify`.
+//! - [`s3`]: an in-process S3 server (s3s over s3s-fs) for the storage tests.
 //! - [`cli`]: `Test`, which writes files into a temp dir, runs `flightpath`
 //!   there and returns its exit code and output.
 //! - [`snapshot`]: the filters for whole-output snapshots.
@@ -14,4 +15,5 @@
 pub mod cli;
 pub mod http;
 pub mod pg;
+pub mod s3;
 pub mod snapshot;

@@ -1,0 +1,384 @@
+//! A directory store: each key is a file under the root. Writes go to a
+//! hidden partial file in the key's own directory (same file system, so the
+//! rename is atomic), are fsynced, then renamed over the key, and the
+//! directory is fsynced; a [`PartialFile`] guard removes the partial file
+//! when the write fails or its future is dropped. It never reads or writes
+//! outside the root: keys are checked before they get here, and the walk
+//! does not follow symbolic links.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::storage::keys::PARTIAL_MARK;
+use crate::storage::{Abandoned, ObjectMeta, StorageError, Written, hex};
+
+/// Bytes read from the body per write; also how often progress is told.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Clone)]
+pub(super) struct DirStore {
+    root: PathBuf,
+}
+
+impl DirStore {
+    pub fn new(root: PathBuf) -> DirStore {
+        DirStore { root }
+    }
+
+    pub fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        key.split('/')
+            .fold(self.root.clone(), |path, segment| path.join(segment))
+    }
+
+    fn io(&self, key: &str, action: &'static str, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            location: self.location(),
+            key: key.to_string(),
+            action,
+            source,
+        }
+    }
+
+    pub async fn put_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        mut body: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Written, StorageError> {
+        let path = self.path_of(key);
+        let dir = path.parent().expect("a key has a file name").to_path_buf();
+        let name = path
+            .file_name()
+            .expect("a key has a file name")
+            .to_string_lossy()
+            .into_owned();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| self.io(key, "creating the directory for", e))?;
+        let partial = PartialFile::new(dir.join(partial_name(&name)));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial.path)
+            .await
+            .map_err(|e| self.io(key, "creating the partial file for", e))?;
+
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut buffer = vec![0u8; CHUNK];
+        loop {
+            let n = body
+                .read(&mut buffer)
+                .await
+                .map_err(|e| self.io(key, "reading the body for", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            file.write_all(&buffer[..n])
+                .await
+                .map_err(|e| self.io(key, "writing", e))?;
+            bytes += n as u64;
+            progress(bytes);
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| self.io(key, "syncing", e))?;
+        drop(file);
+        tokio::fs::rename(&partial.path, &path)
+            .await
+            .map_err(|e| self.io(key, "renaming the partial file into", e))?;
+        partial.disarm();
+        sync_dir(&dir)
+            .await
+            .map_err(|e| self.io(key, "syncing the directory of", e))?;
+        Ok(Written {
+            key: key.to_string(),
+            bytes,
+            sha256: hex(&hasher.finalize()),
+            parts: 1,
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Box<dyn AsyncRead + Unpin + Send>, StorageError> {
+        let path = self.path_of(key);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(self.not_found(key)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.not_found(key)),
+            Err(e) => return Err(self.io(key, "reading", e)),
+        }
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => self.not_found(key),
+                _ => self.io(key, "opening", e),
+            })?;
+        Ok(Box::new(file))
+    }
+
+    fn not_found(&self, key: &str) -> StorageError {
+        StorageError::NotFound {
+            location: self.location(),
+            key: key.to_string(),
+        }
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        match tokio::fs::metadata(self.path_of(key)).await {
+            Ok(meta) if meta.is_file() => Ok(Some(meta_of(key.to_string(), &meta))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(key, "reading the metadata of", e)),
+        }
+    }
+
+    pub fn list(&self, prefix: &str) -> DirListing {
+        DirListing {
+            store: self.clone(),
+            prefix: prefix.to_string(),
+            objects: None,
+        }
+    }
+
+    /// Removes the file, then the directories the removal left empty (up
+    /// to, never including, the root).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(key, "deleting", e)),
+        }
+        let mut dir = path.parent().map(Path::to_path_buf);
+        while let Some(current) = dir.filter(|d| d != &self.root && d.starts_with(&self.root)) {
+            if tokio::fs::remove_dir(&current).await.is_err() {
+                break; // not empty (or not ours to remove): stop climbing
+            }
+            dir = current.parent().map(Path::to_path_buf);
+        }
+        Ok(())
+    }
+
+    pub async fn abandoned(&self, prefix: &str) -> Result<Vec<Abandoned>, StorageError> {
+        let files = self.walk(prefix).await?;
+        Ok(files
+            .into_iter()
+            .filter_map(|file| {
+                let key = file.partial_of.clone()?;
+                key.starts_with(prefix).then(|| Abandoned {
+                    key,
+                    detail: file.relative,
+                    started: file.meta.modified().ok().map(Into::into),
+                })
+            })
+            .collect())
+    }
+
+    /// Removes the partial file `abandoned.detail` names, after checking it
+    /// is one (a partial file of `abandoned.key`, inside the root).
+    pub async fn abort(&self, abandoned: &Abandoned) -> Result<(), StorageError> {
+        let relative = &abandoned.detail;
+        let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let (key_dir, key_name) = abandoned
+            .key
+            .rsplit_once('/')
+            .unwrap_or(("", &abandoned.key));
+        let is_partial_of_key = dir == key_dir && key_of_partial(name).as_deref() == Some(key_name);
+        if !is_partial_of_key {
+            return Err(StorageError::InvalidKey {
+                location: self.location(),
+                key: relative.clone(),
+                problem: format!("is not a partial file of `{}`", abandoned.key),
+            });
+        }
+        match tokio::fs::remove_file(self.path_of(relative.as_str())).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(&abandoned.key, "removing the partial file of", e)),
+        }
+    }
+
+    /// Every regular file under the directory `prefix` reaches into, with
+    /// its key relative to the root; symbolic links are not followed. A
+    /// root that does not exist yet holds nothing.
+    async fn walk(&self, prefix: &str) -> Result<Vec<WalkedFile>, StorageError> {
+        let root = self.root.clone();
+        let start = prefix
+            .rsplit_once('/')
+            .map_or("", |(dir, _)| dir)
+            .to_string();
+        let location = self.location();
+        tokio::task::spawn_blocking(move || walk(&root, &start))
+            .await
+            .expect("the directory walk does not panic")
+            .map_err(|(relative, source)| StorageError::Io {
+                location,
+                key: relative,
+                action: "listing",
+                source,
+            })
+    }
+}
+
+/// A file found by the walk.
+struct WalkedFile {
+    /// Relative to the root, `/`-separated.
+    relative: String,
+    /// The key a partial file was writing, if this is one.
+    partial_of: Option<String>,
+    meta: std::fs::Metadata,
+}
+
+fn walk(root: &Path, start: &str) -> Result<Vec<WalkedFile>, (String, std::io::Error)> {
+    let mut found = Vec::new();
+    let mut pending = vec![start.to_string()];
+    while let Some(relative_dir) = pending.pop() {
+        let dir = if relative_dir.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&relative_dir)
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err((relative_dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| (relative_dir.clone(), e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue; // not UTF-8: cannot be a key
+            };
+            let relative = if relative_dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{relative_dir}/{name}")
+            };
+            let file_type = entry.file_type().map_err(|e| (relative.clone(), e))?;
+            if file_type.is_dir() {
+                pending.push(relative);
+            } else if file_type.is_file() {
+                let meta = entry.metadata().map_err(|e| (relative.clone(), e))?;
+                let partial_of =
+                    key_of_partial(&name).map(|key_name| match relative_dir.as_str() {
+                        "" => key_name,
+                        dir => format!("{dir}/{key_name}"),
+                    });
+                found.push(WalkedFile {
+                    relative,
+                    partial_of,
+                    meta,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The objects under a prefix: the walk runs on the first `next`.
+pub(super) struct DirListing {
+    store: DirStore,
+    prefix: String,
+    objects: Option<std::vec::IntoIter<ObjectMeta>>,
+}
+
+impl DirListing {
+    pub async fn next(&mut self) -> Option<Result<ObjectMeta, StorageError>> {
+        if self.objects.is_none() {
+            let files = match self.store.walk(&self.prefix).await {
+                Ok(files) => files,
+                Err(e) => {
+                    self.objects = Some(Vec::new().into_iter());
+                    return Some(Err(e));
+                }
+            };
+            let mut objects: Vec<ObjectMeta> = files
+                .into_iter()
+                .filter(|f| f.partial_of.is_none() && f.relative.starts_with(&self.prefix))
+                .map(|f| meta_of(f.relative, &f.meta))
+                .collect();
+            objects.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+            self.objects = Some(objects.into_iter());
+        }
+        self.objects.as_mut()?.next().map(Ok)
+    }
+}
+
+fn meta_of(key: String, meta: &std::fs::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        key,
+        size: meta.len(),
+        last_modified: meta.modified().ok().map(|t: SystemTime| t.into()),
+        etag: None,
+    }
+}
+
+/// `.flightpath-partial-<16 hex>-<name>`: hidden, unique per write, and
+/// naming the file it will become.
+fn partial_name(name: &str) -> String {
+    format!("{PARTIAL_MARK}{:016x}-{name}", rand::random::<u64>())
+}
+
+/// The file name a partial file will become, if `name` is a partial file's.
+fn key_of_partial(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(PARTIAL_MARK)?;
+    let (id, key_name) = rest.split_at_checked(16)?;
+    let key_name = key_name.strip_prefix('-')?;
+    (id.chars().all(|c| c.is_ascii_hexdigit()) && !key_name.is_empty())
+        .then(|| key_name.to_string())
+}
+
+/// Removes the partial file when dropped, unless the write completed: an
+/// error (`?`) or a dropped future (Ctrl-C) leaves nothing behind. The
+/// removal is synchronous, one unlink.
+struct PartialFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl PartialFile {
+    fn new(path: PathBuf) -> PartialFile {
+        PartialFile { path, armed: true }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// fsync of a directory, so a rename in it survives a crash.
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+        .await
+        .expect("fsync does not panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_names_round_trip_to_their_file_name() {
+        let partial = partial_name("2026-01-01.dump");
+        assert!(partial.starts_with(".flightpath-partial-"));
+        assert_eq!(key_of_partial(&partial).as_deref(), Some("2026-01-01.dump"));
+        assert_eq!(key_of_partial(".flightpath-partial-xyz-a"), None);
+        assert_eq!(key_of_partial("plain.dump"), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! Object stores: a local directory or an S3 bucket (AWS, MinIO, R2,
+//! Bucketeer…), behind one [`Store`] that backups and the media sync share.
+//!
+//! What it owns: reading a store location ([`url`]), key validation, atomic
+//! streamed writes (an object is never visible under its key until it is
+//! complete), sorted paginated listings, and finding and removing what an
+//! interrupted write left behind ([`Store::abandoned`]). What it must not do:
+//! know what the objects mean (dumps, manifests, media), print, or put a
+//! secret into a message — the endpoint URL carries no credentials and the
+//! SDK's messages are masked.
+
+mod dir;
+mod error;
+mod keys;
+mod s3;
+mod url;
+
+use std::path::PathBuf;
+
+pub use error::StorageError;
+pub use s3::{MAX_PARTS, part_size};
+
+/// A store: where objects live. Cheap to clone (the S3 client is shared).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    /// The first part size of multipart uploads; [`s3::FIRST_PART`] unless a
+    /// test asked for smaller parts ([`Store::with_part_size`]).
+    first_part: u64,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Dir(dir::DirStore),
+    S3(s3::S3Store),
+}
+
+/// An object as a listing or [`Store::head`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Relative to the store's root/prefix, '/'-separated.
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    pub etag: Option<String>,
+}
+
+/// A completed write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub key: String,
+    pub bytes: u64,
+    /// Lowercase hex of the SHA-256 of the bytes written.
+    pub sha256: String,
+    /// 1 for a single PUT or a file; the part count of a multipart upload.
+    pub parts: u32,
+}
+
+/// A write that never completed (what a kill -9 leaves behind).
+#[derive(Debug, Clone)]
+pub struct Abandoned {
+    /// The key the write was for, relative to the store's root/prefix.
+    pub key: String,
+    /// The S3 upload id, or the partial file's path relative to the root.
+    pub detail: String,
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Store").field(&self.location()).finish()
+    }
+}
+
+impl Store {
+    /// `s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true]`,
+    /// `file:///abs/dir`, or a directory path (relative to the current
+    /// directory; created on first write). Bad URLs: a clear error naming
+    /// the part.
+    ///
+    /// S3 credentials, region and profile come from the standard AWS chain
+    /// (environment, shared config files, SSO, instance metadata); `region=`
+    /// in the URL wins over the chain, and `us-east-1` is used when neither
+    /// names one (what MinIO and most S3-compatible servers expect).
+    pub async fn open(location: &str) -> Result<Store, StorageError> {
+        let backend = match url::parse(location)? {
+            url::Location::Dir(root) => Backend::Dir(dir::DirStore::new(root)),
+            url::Location::S3(spec) => Backend::S3(s3::S3Store::connect(spec).await),
+        };
+        Ok(Store {
+            backend,
+            first_part: s3::FIRST_PART,
+        })
+    }
+
+    /// This store with multipart uploads starting at `bytes` per part
+    /// instead of 8 MiB (the schedule grows from there the same way). For
+    /// tests, which need a body over several parts without writing
+    /// gigabytes; S3 itself refuses parts under 5 MiB except the last.
+    pub fn with_part_size(mut self, bytes: u64) -> Store {
+        self.first_part = bytes.max(1);
+        self
+    }
+
+    /// This store signing its S3 requests with this access key instead of
+    /// the credentials of the AWS chain: for tests inside one process (the
+    /// environment is shared by every test) and for embedders. A run takes
+    /// its credentials from the chain. No effect on a directory store.
+    pub fn with_static_credentials(
+        mut self,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> Store {
+        if let Backend::S3(s3) = &mut self.backend {
+            *s3 = s3.with_static_credentials(access_key_id, secret_access_key);
+        }
+        self
+    }
+
+    /// Printable and secret-free: the directory, or the `s3://` URL.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Dir(dir) => dir.location(),
+            Backend::S3(s3) => s3.location(),
+        }
+    }
+
+    /// The file that holds `key`, for a directory store (so a restore can
+    /// hand `pg_restore -j` a path); `None` for S3 or an invalid key.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Dir(dir) => keys::check(key).ok().map(|()| dir.path_of(key)),
+            Backend::S3(_) => None,
+        }
+    }
+
+    /// Streams `body` to `key`, computing sha256 as it goes; calls
+    /// `progress(bytes_so_far)` now and then.
+    ///
+    /// Never visible under `key` (nor listed) until complete: a directory
+    /// store writes a hidden partial file in the same directory, fsyncs,
+    /// renames; S3 sends a body that fits in the first part (8 MiB) as one
+    /// PutObject, otherwise a multipart upload whose part size grows so that
+    /// 10,000 parts reach at least 500 GB ([`part_size`]); on error, and
+    /// when the future is dropped (Ctrl-C), the multipart upload is aborted
+    /// / the partial file removed. Memory: at most ~2 parts in flight.
+    pub async fn put_stream<R: tokio::io::AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        body: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Written, StorageError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Dir(dir) => dir.put_stream(key, body, progress).await,
+            Backend::S3(s3) => s3.put_stream(key, body, progress, self.first_part).await,
+        }
+    }
+
+    /// Writes a small object (a manifest) whole; atomic like
+    /// [`Store::put_stream`].
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Written, StorageError> {
+        self.put_stream(key, std::io::Cursor::new(bytes), &|_| {})
+            .await
+    }
+
+    /// A reader of the object's bytes; [`StorageError::NotFound`] when absent.
+    pub async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>, StorageError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Dir(dir) => dir.get(key).await,
+            Backend::S3(s3) => s3.get(key).await,
+        }
+    }
+
+    /// The object's bytes, whole; [`StorageError::NotFound`] when absent.
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        use tokio::io::AsyncReadExt;
+        let mut reader = self.get(key).await?;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|source| self.io_error(key, "reading the object", source))?;
+        Ok(bytes)
+    }
+
+    /// The object's size and time, or `None` when absent.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Dir(dir) => dir.head(key).await,
+            Backend::S3(s3) => s3.head(key).await,
+        }
+    }
+
+    /// Every object whose key starts with `prefix`, in byte order of key,
+    /// paginated underneath (S3: ListObjectsV2 pages of 1,000; directory:
+    /// walked and sorted). Partial files and anything outside the store's
+    /// prefix never appear.
+    pub fn list(&self, prefix: &str) -> Listing {
+        let state = match keys::check_prefix(prefix) {
+            Err(problem) => ListingState::Failed(Some(StorageError::InvalidKey {
+                location: self.location(),
+                key: prefix.to_string(),
+                problem,
+            })),
+            Ok(()) => match &self.backend {
+                Backend::Dir(dir) => ListingState::Dir(dir.list(prefix)),
+                Backend::S3(s3) => ListingState::S3(s3.list(prefix)),
+            },
+        };
+        Listing { state }
+    }
+
+    /// Deletes `key` (only inside the store's root/prefix); an absent key
+    /// is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.check_key(key)?;
+        match &self.backend {
+            Backend::Dir(dir) => dir.delete(key).await,
+            Backend::S3(s3) => s3.delete(key).await,
+        }
+    }
+
+    /// Uploads that never completed under `prefix` (S3 ListMultipartUploads;
+    /// partial files of a directory store) — what a kill -9 leaves — sorted
+    /// by key.
+    pub async fn abandoned(&self, prefix: &str) -> Result<Vec<Abandoned>, StorageError> {
+        keys::check_prefix(prefix).map_err(|problem| StorageError::InvalidKey {
+            location: self.location(),
+            key: prefix.to_string(),
+            problem,
+        })?;
+        let mut found = match &self.backend {
+            Backend::Dir(dir) => dir.abandoned(prefix).await?,
+            Backend::S3(s3) => s3.abandoned(prefix).await?,
+        };
+        found.sort_by(|a, b| (&a.key, &a.detail).cmp(&(&b.key, &b.detail)));
+        Ok(found)
+    }
+
+    /// Removes what [`Store::abandoned`] found; one already gone is not an
+    /// error.
+    pub async fn abort(&self, abandoned: &Abandoned) -> Result<(), StorageError> {
+        self.check_key(&abandoned.key)?;
+        match &self.backend {
+            Backend::Dir(dir) => dir.abort(abandoned).await,
+            Backend::S3(s3) => s3.abort(abandoned).await,
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StorageError> {
+        keys::check(key).map_err(|problem| StorageError::InvalidKey {
+            location: self.location(),
+            key: key.to_string(),
+            problem,
+        })
+    }
+
+    fn io_error(&self, key: &str, action: &'static str, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            location: self.location(),
+            key: key.to_string(),
+            action,
+            source,
+        }
+    }
+}
+
+/// The objects under a prefix, one page fetched at a time.
+pub struct Listing {
+    state: ListingState,
+}
+
+enum ListingState {
+    Dir(dir::DirListing),
+    S3(s3::S3Listing),
+    /// An invalid prefix: the error once, then the end.
+    Failed(Option<StorageError>),
+}
+
+impl Listing {
+    /// The next object, or `None` at the end. After an error the listing
+    /// ends.
+    pub async fn next(&mut self) -> Option<Result<ObjectMeta, StorageError>> {
+        match &mut self.state {
+            ListingState::Dir(listing) => listing.next().await,
+            ListingState::S3(listing) => listing.next().await,
+            ListingState::Failed(error) => error.take().map(Err),
+        }
+    }
+
+    /// Every object left, or the first error.
+    pub async fn collect(mut self) -> Result<Vec<ObjectMeta>, StorageError> {
+        let mut all = Vec::new();
+        while let Some(object) = self.next().await {
+            all.push(object?);
+        }
+        Ok(all)
+    }
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}

@@ -1,0 +1,437 @@
+//! An S3 server inside the test process: `s3s` over `s3s-fs` (a bucket is
+//! a directory, an object a file, in a temp dir), on 127.0.0.1 with a random
+//! port, on its own thread and runtime so in-process tests and a spawned
+//! `flightpath` binary can both use it. Requests are signed and checked
+//! (SigV4) with one test key pair.
+//!
+//! `s3s-fs` lacks what a store needs from a real server, so [`Server`]
+//! wraps it: ListMultipartUploads (it keeps no record of which upload is
+//! for which key, so the wrapper records uploads as they are created,
+//! completed and aborted), ListObjectsV2 pages of at most 1,000 keys with
+//! continuation tokens, a prefix filter that is exact (`s3s-fs` matches
+//! `many/` against `manyx`), and NoSuchBucket on a write to a bucket that
+//! does not exist (`s3s-fs` creates it).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use flightpath::storage::Store;
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+const ACCESS_KEY: &str = "flightpath-test";
+const SECRET_KEY: &str = "flightpath-test-secret-key";
+const REGION: &str = "us-east-1";
+
+/// A running server; stopped (port closed, connections dropped) on drop.
+pub struct S3Server {
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    uploads: Arc<Mutex<Vec<Upload>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// An open multipart upload, as the wrapper recorded it.
+#[derive(Clone)]
+struct Upload {
+    bucket: String,
+    key: String,
+    upload_id: String,
+    initiated: SystemTime,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        let uploads = Arc::new(Mutex::new(Vec::new()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let server = Server {
+            fs: s3s_fs::FileSystem::new(root.path()).unwrap(),
+            root: root.path().to_path_buf(),
+            uploads: uploads.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("s3-server".into())
+            .spawn(move || serve(listener, server, stopped))
+            .unwrap();
+        S3Server {
+            addr,
+            root,
+            uploads,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The store URL of `prefix` (may be empty) in `bucket`.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        let path = if prefix.is_empty() {
+            bucket.to_string()
+        } else {
+            format!("{bucket}/{prefix}")
+        };
+        format!(
+            "s3://{path}?endpoint={}&path_style=true&region={REGION}",
+            self.endpoint()
+        )
+    }
+
+    /// What a spawned `flightpath` needs to sign its requests (and to not
+    /// wait on an instance-metadata service that is not there).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The store of `prefix` in `bucket`, signing with the test key (the
+    /// process environment is shared by all tests, so it is not used).
+    pub async fn store(&self, bucket: &str, prefix: &str) -> Store {
+        Store::open(&self.url(bucket, prefix))
+            .await
+            .unwrap()
+            .with_static_credentials(ACCESS_KEY, SECRET_KEY)
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir(self.bucket_dir(name)).unwrap();
+    }
+
+    /// The directory that holds `bucket`'s objects, one file per key: for
+    /// tests that change stored bytes behind the server's back.
+    pub fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.root.path().join(bucket)
+    }
+
+    /// Multipart uploads created in `bucket` and neither completed nor
+    /// aborted.
+    pub fn open_multipart_uploads(&self, bucket: &str) -> usize {
+        self.uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| u.bucket == bucket)
+            .count()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The accept loop, until `stopped`; then the runtime goes and every
+/// connection with it.
+fn serve(
+    listener: std::net::TcpListener,
+    server: Server,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(server);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build().into_shared();
+        let mut stopped = std::pin::pin!(stopped);
+        loop {
+            let socket = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _)) => socket,
+                    Err(_) => continue,
+                },
+                _ = &mut stopped => break,
+            };
+            let connection = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+        }
+    });
+    runtime.shutdown_background();
+}
+
+/// `s3s-fs` with the operations it lacks (see the module header).
+struct Server {
+    fs: s3s_fs::FileSystem,
+    root: PathBuf,
+    uploads: Arc<Mutex<Vec<Upload>>>,
+}
+
+impl Server {
+    /// `s3s-fs` creates a missing bucket on PutObject; S3 refuses.
+    fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
+        match self.root.join(bucket).is_dir() {
+            true => Ok(()),
+            false => Err(s3s::s3_error!(NoSuchBucket)),
+        }
+    }
+
+    fn forget_upload(&self, upload_id: &str) {
+        self.uploads
+            .lock()
+            .unwrap()
+            .retain(|u| u.upload_id != upload_id);
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Server")
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Server {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.fs.create_bucket(req).await
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.fs.head_bucket(req).await
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.fs.list_buckets(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.fs.get_bucket_location(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        self.fs.put_object(req).await
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        self.fs.get_object(req).await
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.fs.head_object(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.bucket_exists(&req.input.bucket)?;
+        self.fs.copy_object(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.fs.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.fs.delete_objects(req).await
+    }
+
+    /// Pages of at most `max_keys` (1,000 by default and at most, as S3);
+    /// the continuation token is the last key of the page before.
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let prefix = req.input.prefix.clone().unwrap_or_default();
+        let token = req.input.continuation_token.clone();
+        let max_keys = req.input.max_keys.unwrap_or(1_000).clamp(1, 1_000) as usize;
+        let req = req.map_input(|mut input| {
+            input.start_after = token.clone().or(input.start_after);
+            input.continuation_token = None;
+            input.max_keys = None;
+            input
+        });
+        let response = self.fs.list_objects_v2(req).await?;
+        Ok(response.map_output(|mut output| {
+            let mut objects: Vec<Object> = output
+                .contents
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o.key.as_deref().is_some_and(|k| k.starts_with(&prefix)))
+                .collect();
+            let truncated = objects.len() > max_keys;
+            objects.truncate(max_keys);
+            output.next_continuation_token = truncated
+                .then(|| objects.last().and_then(|o| o.key.clone()))
+                .flatten();
+            output.is_truncated = Some(truncated);
+            output.key_count = Some(objects.len() as i32);
+            output.max_keys = Some(max_keys as i32);
+            output.continuation_token = token;
+            output.contents = Some(objects);
+            output
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        self.bucket_exists(&bucket)?;
+        let response = self.fs.create_multipart_upload(req).await?;
+        if let Some(upload_id) = &response.output.upload_id {
+            self.uploads.lock().unwrap().push(Upload {
+                bucket,
+                key,
+                upload_id: upload_id.clone(),
+                initiated: SystemTime::now(),
+            });
+        }
+        Ok(response)
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.fs.upload_part(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.fs.list_parts(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        let response = self.fs.complete_multipart_upload(req).await?;
+        self.forget_upload(&upload_id);
+        Ok(response)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        let known = self
+            .uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|u| u.upload_id == upload_id);
+        if !known {
+            return Err(s3s::s3_error!(NoSuchUpload));
+        }
+        let response = self.fs.abort_multipart_upload(req).await?;
+        self.forget_upload(&upload_id);
+        Ok(response)
+    }
+
+    /// The recorded open uploads of the bucket under the prefix, by key
+    /// then upload id, after the markers, at most `max_uploads` (1,000).
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_uploads.unwrap_or(1_000).clamp(1, 1_000) as usize;
+        let after = (
+            input.key_marker.clone().unwrap_or_default(),
+            input.upload_id_marker.clone().unwrap_or_default(),
+        );
+        let mut open: Vec<Upload> = self
+            .uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|u| u.bucket == input.bucket && u.key.starts_with(&prefix))
+            .filter(|u| (u.key.clone(), u.upload_id.clone()) > after)
+            .cloned()
+            .collect();
+        open.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        let truncated = open.len() > max;
+        open.truncate(max);
+        let last = open.last().cloned();
+        let uploads = open
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(u.key),
+                upload_id: Some(u.upload_id),
+                initiated: Some(u.initiated.into()),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            is_truncated: Some(truncated),
+            next_key_marker: last.as_ref().filter(|_| truncated).map(|u| u.key.clone()),
+            next_upload_id_marker: last.filter(|_| truncated).map(|u| u.upload_id),
+            max_uploads: Some(max as i32),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}
