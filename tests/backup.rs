@@ -667,36 +667,31 @@ fn sigkill_after_a_restores_swap_then_resume_finishes_it() {
     assert!(databases("backup_kill_swap_fp").is_empty());
 }
 
-#[test]
-fn sigkill_during_a_backup_lists_nothing_and_the_next_backup_aborts_the_upload() {
-    let staging = staging_db("backup_kill_dump");
+/// A staging database whose dump takes a while (so a kill lands mid-upload).
+fn seed_big(name: &str) -> String {
+    let staging = staging_db(name);
     execute(
         &staging,
         "CREATE TABLE big AS SELECT i, md5(i::text) a, md5((i * 7)::text) b, md5((i * 13)::text) c
          FROM generate_series(1, 1500000) i;",
     );
-    let test =
-        Session::new(Test::new().workflow("nightly", &backup_workflow("nightly", &staging, "")));
+    staging
+}
+
+/// Kills a backup into `store` once `abandoned()` (what the store would
+/// show of it after a kill) is non-empty; then nothing is listed, and the
+/// next backup aborts the upload and says so.
+fn sigkill_mid_backup(test: &Session, store: &str, abandoned: &dyn Fn() -> usize) {
     let child = test.spawn(&["run", "nightly", "--yes", "--json"]);
-    let store_dir = test.dir().join("backups");
-    // Once the upload is under way (visible as abandoned-if-killed), kill.
-    let seen = block_on(async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if std::time::Instant::now() > deadline {
-                return false;
-            }
-            if let Ok(store) = Store::open(store_dir.to_str().unwrap()).await
-                && store
-                    .abandoned("nightly/")
-                    .await
-                    .is_ok_and(|a| !a.is_empty())
-            {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut seen = false;
+    while std::time::Instant::now() < deadline {
+        if abandoned() > 0 {
+            seen = true;
+            break;
         }
-    });
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let sent = std::process::Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status()
@@ -704,8 +699,9 @@ fn sigkill_during_a_backup_lists_nothing_and_the_next_backup_aborts_the_upload()
     assert!(sent.success());
     assert!(seen, "the upload was never seen under way");
     assert_eq!(Output::of(child).code, 128 + 9);
+    assert_eq!(abandoned(), 1);
 
-    let listed = test.run(&["backups", "list", "--store", "backups"]);
+    let listed = test.run(&["backups", "list", "--store", store]);
     ok(&listed);
     assert!(
         listed.stdout.starts_with("no backups in "),
@@ -729,17 +725,43 @@ fn sigkill_during_a_backup_lists_nothing_and_the_next_backup_aborts_the_upload()
                     .starts_with("aborted 1 left by interrupted runs")),
         "{backup}"
     );
-    let left = block_on(async {
-        Store::open(store_dir.to_str().unwrap())
-            .await
-            .unwrap()
-            .abandoned("")
-            .await
-            .unwrap()
-    });
-    assert!(left.is_empty(), "{left:?}");
-    let listed = test.run(&["backups", "list", "--store", "backups"]);
+    assert_eq!(abandoned(), 0);
+    let listed = test.run(&["backups", "list", "--store", store]);
     assert_eq!(ok(&listed).stdout.lines().count(), 2, "{}", listed.stdout);
+}
+
+#[test]
+fn sigkill_during_a_backup_lists_nothing_and_the_next_backup_aborts_the_upload() {
+    let staging = seed_big("backup_kill_dump");
+    let test =
+        Session::new(Test::new().workflow("nightly", &backup_workflow("nightly", &staging, "")));
+    let store_dir = test.dir().join("backups");
+    let abandoned = || {
+        block_on(async {
+            match Store::open(store_dir.to_str().unwrap()).await {
+                Ok(store) => store.abandoned("nightly/").await.map_or(0, |a| a.len()),
+                Err(_) => 0,
+            }
+        })
+    };
+    sigkill_mid_backup(&test, "backups", &abandoned);
+}
+
+#[test]
+fn sigkill_during_a_backup_to_s3_leaves_no_multipart_upload_open_after_the_next() {
+    let staging = seed_big("backup_kill_s3");
+    let server = S3Server::start();
+    server.create_bucket("kill");
+    let url = server.url("kill", "");
+    let workflow =
+        backup_workflow("nightly", &staging, "").replace("./backups", &format!("\"{url}\""));
+    let mut test = Test::new().workflow("nightly", &workflow);
+    for (k, v) in server.env() {
+        test = test.env(k, v);
+    }
+    let test = Session::new(test);
+    let abandoned = || server.open_multipart_uploads("kill");
+    sigkill_mid_backup(&test, &url, &abandoned);
 }
 
 // --- S3 ----------------------------------------------------------------------
