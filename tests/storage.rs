@@ -95,6 +95,8 @@ fn body(len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn no_progress(_: u64) {}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -128,7 +130,7 @@ async fn stalled_put<'s>(
 ) {
     let (mut writer, reader) = tokio::io::duplex(1 << 16);
     let mut put: std::pin::Pin<Box<dyn Future<Output = _> + Send + 's>> =
-        Box::pin(backend.store.put_stream(key, reader, &|_| {}));
+        Box::pin(backend.store.put_stream(key, reader, &no_progress));
     let feed = async {
         writer.write_all(&body(sent)).await.unwrap();
         eventually("the write is open", async || backend.open_writes() == 1).await;
@@ -161,6 +163,7 @@ on_both!(
     a_small_body_is_one_put,
     listing_is_sorted_prefixed_and_paginated,
     a_dropped_put_leaves_nothing,
+    a_failing_body_leaves_nothing,
     a_killed_put_is_found_and_aborted,
     delete_stays_inside_the_store,
     a_missing_key_is_not_found,
@@ -205,6 +208,13 @@ async fn a_stream_over_several_parts_round_trips(backend: Backend) {
     assert_eq!(head.size, bytes.len() as u64);
     assert_eq!(head.key, "dumps/big.dump");
     assert_eq!(backend.open_writes(), 0);
+    if let Kind::S3(server) = &backend.kind {
+        assert_eq!(
+            server.checksummed_uploads(),
+            0,
+            "checksums are sent only when required"
+        );
+    }
 }
 
 async fn a_small_body_is_one_put(backend: Backend) {
@@ -236,6 +246,24 @@ async fn a_small_body_is_one_put(backend: Backend) {
         backend.store.get_bytes("manifest.json").await.unwrap(),
         b"{}"
     );
+
+    let streamed = backend
+        .store
+        .put_stream("small.dump", &exact[..100], &no_progress)
+        .await
+        .unwrap();
+    assert_eq!((streamed.bytes, streamed.parts), (100, 1));
+    assert_eq!(
+        backend.store.get_bytes("small.dump").await.unwrap(),
+        &exact[..100]
+    );
+    if let Kind::S3(server) = &backend.kind {
+        assert_eq!(
+            server.checksummed_uploads(),
+            0,
+            "checksums are sent only when required"
+        );
+    }
 }
 
 async fn listing_is_sorted_prefixed_and_paginated(backend: Backend) {
@@ -298,6 +326,9 @@ async fn listing_is_sorted_prefixed_and_paginated(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+    // A prefix that runs through an object as if it were a directory.
+    let through = backend.store.list("a0/x").collect().await.unwrap();
+    assert!(through.is_empty(), "{through:?}");
 }
 
 async fn a_dropped_put_leaves_nothing(backend: Backend) {
@@ -314,6 +345,45 @@ async fn a_dropped_put_leaves_nothing(backend: Backend) {
         None
     );
     assert!(backend.store.list("").collect().await.unwrap().is_empty());
+}
+
+/// A body that fails after `0` more bytes: a pg_dump that died.
+struct Failing;
+
+impl tokio::io::AsyncRead for Failing {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::other("pg_dump exited with status 1")))
+    }
+}
+
+async fn a_failing_body_leaves_nothing(backend: Backend) {
+    use tokio::io::AsyncReadExt;
+    let bytes = body(3 * TEST_PART as usize + 7);
+    let error = backend
+        .store
+        .put_stream(
+            "dumps/failed.dump",
+            (&bytes[..]).chain(Failing),
+            &no_progress,
+        )
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StorageError::Io { .. }), "{error:?}");
+    assert!(
+        message.contains("dumps/failed.dump") && message.contains("pg_dump exited with status 1"),
+        "{message}"
+    );
+    assert_eq!(
+        backend.open_writes(),
+        0,
+        "the failed upload was aborted before the error returned"
+    );
+    assert_eq!(backend.store.head("dumps/failed.dump").await.unwrap(), None);
 }
 
 async fn a_killed_put_is_found_and_aborted(backend: Backend) {
@@ -527,4 +597,91 @@ async fn s3_wrong_credentials_are_refused_without_showing_them() {
     assert!(!message.contains("not-the-secret-key"), "{message}");
     assert!(message.contains("AWS_ACCESS_KEY_ID"), "{message}");
     assert!(!store.location().contains("secret") && !format!("{store:?}").contains("secret"));
+}
+
+#[tokio::test]
+async fn abort_never_removes_an_object() {
+    let backend = Backend::dir().await;
+    backend
+        .store
+        .put_bytes("dumps/k", b"kept".to_vec())
+        .await
+        .unwrap();
+    for detail in [
+        "dumps/k",
+        "k",
+        "../store/dumps/k",
+        "dumps/.flightpath-partial-zz-k",
+    ] {
+        let not_partial = flightpath::storage::Abandoned {
+            key: "dumps/k".to_string(),
+            detail: detail.to_string(),
+            started: None,
+        };
+        let error = backend.store.abort(&not_partial).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is not a partial file of `dumps/k`"),
+            "{error}"
+        );
+    }
+    assert_eq!(backend.store.get_bytes("dumps/k").await.unwrap(), b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_objects_are_files_in_the_bucket_directory() {
+    let server = S3Server::start();
+    server.create_bucket("flightpath-test");
+    let store = server.store("flightpath-test", "store").await;
+    store
+        .put_bytes("dumps/k", b"original".to_vec())
+        .await
+        .unwrap();
+    let file = server.bucket_dir("flightpath-test").join("store/dumps/k");
+    assert_eq!(std::fs::read(&file).unwrap(), b"original");
+    std::fs::write(&file, b"changed!").unwrap();
+    assert_eq!(store.get_bytes("dumps/k").await.unwrap(), b"changed!");
+    let env = server.env();
+    assert!(env.iter().any(|(k, _)| k == "AWS_ACCESS_KEY_ID"));
+    assert!(
+        server
+            .url("flightpath-test", "store")
+            .starts_with("s3://flightpath-test/store?endpoint=http://127.0.0.1:")
+    );
+}
+
+#[tokio::test]
+async fn a_directory_store_does_not_follow_links_out_of_its_root() {
+    let temp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(temp.path().join("elsewhere")).unwrap();
+    std::fs::write(temp.path().join("elsewhere/secret"), b"not the store's").unwrap();
+    std::fs::create_dir_all(temp.path().join("store")).unwrap();
+    std::os::unix::fs::symlink(
+        temp.path().join("elsewhere"),
+        temp.path().join("store/link"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        temp.path().join("elsewhere/secret"),
+        temp.path().join("store/file"),
+    )
+    .unwrap();
+    let store = Store::open(temp.path().join("store").to_str().unwrap())
+        .await
+        .unwrap();
+
+    for key in ["link/secret", "file"] {
+        let error = store.get(key).await.err().unwrap();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(store.head(key).await.is_err());
+    }
+    assert!(store.put_bytes("link/new", b"x".to_vec()).await.is_err());
+    assert!(store.delete("link/secret").await.is_err());
+    assert!(store.list("").collect().await.unwrap().is_empty());
+    assert_eq!(
+        std::fs::read(temp.path().join("elsewhere/secret")).unwrap(),
+        b"not the store's"
+    );
+    assert!(!temp.path().join("elsewhere/new").exists());
 }

@@ -3,8 +3,9 @@
 //! rename is atomic), are fsynced, then renamed over the key, and the
 //! directory is fsynced; a [`PartialFile`] guard removes the partial file
 //! when the write fails or its future is dropped. It never reads or writes
-//! outside the root: keys are checked before they get here, and the walk
-//! does not follow symbolic links.
+//! outside the root: keys are checked before they get here, a key whose
+//! path goes through a symbolic link is refused, and the walk does not
+//! follow them.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -13,9 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::storage::keys::PARTIAL_MARK;
-use crate::storage::{Abandoned, ObjectMeta, StorageError, Written, hex};
+use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex};
 
-/// Bytes read from the body per write; also how often progress is told.
+/// Bytes read from the body per write, at most.
 const CHUNK: usize = 1 << 20;
 
 #[derive(Clone)]
@@ -37,6 +38,37 @@ impl DirStore {
             .fold(self.root.clone(), |path, segment| path.join(segment))
     }
 
+    /// Refuses a key whose path below the root goes through a symbolic
+    /// link (which could lead outside the root); with [`Through::File`], the
+    /// file itself may not be one either (reading it would read its target;
+    /// the listing does not show it). The root itself may be a link.
+    async fn no_link_on_the_way(&self, key: &str, through: Through) -> Result<(), StorageError> {
+        let segments: Vec<&str> = key.split('/').collect();
+        let checked = match through {
+            Through::Directories => segments.len() - 1,
+            Through::File => segments.len(),
+        };
+        let mut path = self.root.clone();
+        for segment in &segments[..checked] {
+            path.push(segment);
+            match tokio::fs::symlink_metadata(&path).await {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(StorageError::InvalidKey {
+                        location: self.location(),
+                        key: key.to_string(),
+                        problem: format!(
+                            "goes through the symbolic link `{}`, which a directory store does not follow",
+                            path.display()
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => return Ok(()), // nothing further down exists yet
+            }
+        }
+        Ok(())
+    }
+
     fn io(&self, key: &str, action: &'static str, source: std::io::Error) -> StorageError {
         StorageError::Io {
             location: self.location(),
@@ -52,6 +84,7 @@ impl DirStore {
         mut body: R,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Written, StorageError> {
+        self.no_link_on_the_way(key, Through::Directories).await?;
         let path = self.path_of(key);
         let dir = path.parent().expect("a key has a file name").to_path_buf();
         let name = path
@@ -71,6 +104,7 @@ impl DirStore {
             .map_err(|e| self.io(key, "creating the partial file for", e))?;
 
         let mut hasher = Sha256::new();
+        let mut progress = Progress::new(progress);
         let mut bytes = 0u64;
         let mut buffer = vec![0u8; CHUNK];
         loop {
@@ -86,8 +120,9 @@ impl DirStore {
                 .await
                 .map_err(|e| self.io(key, "writing", e))?;
             bytes += n as u64;
-            progress(bytes);
+            progress.advance(bytes);
         }
+        progress.finish(bytes);
         file.sync_all()
             .await
             .map_err(|e| self.io(key, "syncing", e))?;
@@ -108,6 +143,7 @@ impl DirStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Box<dyn AsyncRead + Unpin + Send>, StorageError> {
+        self.no_link_on_the_way(key, Through::File).await?;
         let path = self.path_of(key);
         match tokio::fs::metadata(&path).await {
             Ok(meta) if meta.is_file() => {}
@@ -132,6 +168,7 @@ impl DirStore {
     }
 
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        self.no_link_on_the_way(key, Through::File).await?;
         match tokio::fs::metadata(self.path_of(key)).await {
             Ok(meta) if meta.is_file() => Ok(Some(meta_of(key.to_string(), &meta))),
             Ok(_) => Ok(None),
@@ -151,6 +188,7 @@ impl DirStore {
     /// Removes the file, then the directories the removal left empty (up
     /// to, never including, the root).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.no_link_on_the_way(key, Through::Directories).await?;
         let path = self.path_of(key);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
@@ -228,6 +266,15 @@ impl DirStore {
     }
 }
 
+/// How much of a key's path [`DirStore::no_link_on_the_way`] checks.
+#[derive(Clone, Copy)]
+enum Through {
+    /// Its directories: a write or delete replaces or removes a link itself.
+    Directories,
+    /// Its directories and the file.
+    File,
+}
+
 /// A file found by the walk.
 struct WalkedFile {
     /// Relative to the root, `/`-separated.
@@ -248,7 +295,15 @@ fn walk(root: &Path, start: &str) -> Result<Vec<WalkedFile>, (String, std::io::E
         };
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Nothing there yet, or a file where the prefix expects a directory.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err((relative_dir, e)),
         };
         for entry in entries {

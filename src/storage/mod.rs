@@ -160,8 +160,16 @@ impl Store {
     /// Writes a small object (a manifest) whole; atomic like
     /// [`Store::put_stream`].
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<Written, StorageError> {
-        self.put_stream(key, std::io::Cursor::new(bytes), &|_| {})
-            .await
+        match &self.backend {
+            Backend::S3(s3) if bytes.len() as u64 <= self.first_part => {
+                self.check_key(key)?;
+                s3.put_bytes(key, bytes).await
+            }
+            _ => {
+                self.put_stream(key, std::io::Cursor::new(bytes), &|_| {})
+                    .await
+            }
+        }
     }
 
     /// A reader of the object's bytes; [`StorageError::NotFound`] when absent.
@@ -304,6 +312,36 @@ impl Listing {
     }
 }
 
+/// Passes a write's byte count to its `progress` callback at most once per
+/// MiB read, and the total once at the end: often enough for a bar, cheap
+/// for a callback that locks or logs.
+struct Progress<'p> {
+    callback: &'p (dyn Fn(u64) + Send + Sync),
+    told: u64,
+}
+
+impl<'p> Progress<'p> {
+    const STEP: u64 = 1 << 20;
+
+    fn new(callback: &'p (dyn Fn(u64) + Send + Sync)) -> Self {
+        Progress { callback, told: 0 }
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if bytes - self.told >= Self::STEP {
+            (self.callback)(bytes);
+            self.told = bytes;
+        }
+    }
+
+    fn finish(&mut self, bytes: u64) {
+        if bytes != self.told {
+            (self.callback)(bytes);
+            self.told = bytes;
+        }
+    }
+}
+
 /// Lowercase hex of a digest.
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -313,4 +351,23 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(out, "{b:02x}");
             out
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_told_once_per_mib_and_at_the_end() {
+        const KIB64: u64 = 64 << 10;
+        let told = std::sync::Mutex::new(Vec::new());
+        let callback = |n| told.lock().unwrap().push(n);
+        let mut progress = Progress::new(&callback);
+        for bytes in (1..=40).map(|i| i * KIB64) {
+            progress.advance(bytes);
+        }
+        progress.finish(40 * KIB64);
+        progress.finish(40 * KIB64);
+        assert_eq!(*told.lock().unwrap(), [1 << 20, 2 << 20, 40 * KIB64]);
+    }
 }

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::redact::mask_secrets;
 use crate::storage::url::S3Spec;
-use crate::storage::{Abandoned, ObjectMeta, StorageError, Written, hex};
+use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex};
 
 /// The first parts of a multipart upload are 8 MiB (also the largest body
 /// sent as one PutObject).
@@ -139,7 +139,7 @@ impl S3Store {
     {
         let location = self.location();
         let key = key.to_string();
-        let message = mask_secrets(&DisplayErrorContext(&error).to_string());
+        let message = mask_secrets(&describe(&error));
         let code = error
             .as_service_error()
             .and_then(|e| e.code())
@@ -222,7 +222,7 @@ impl S3Store {
         let mut reader = Hashing {
             hasher: Sha256::new(),
             bytes: 0,
-            progress,
+            progress: Progress::new(progress),
         };
         let read_error = |e| StorageError::Io {
             location: self.location(),
@@ -378,6 +378,19 @@ impl S3Store {
             .set_e_tag(sent.e_tag().map(str::to_string))
             .build();
         Ok((part, reuse(data)))
+    }
+
+    /// A body already in memory and no larger than the first part: one
+    /// PutObject, without copying it into a part buffer.
+    pub async fn put_bytes(&self, key: &str, data: Vec<u8>) -> Result<Written, StorageError> {
+        let written = Written {
+            key: key.to_string(),
+            bytes: data.len() as u64,
+            sha256: hex(&Sha256::digest(&data)),
+            parts: 1,
+        };
+        self.put_object(key, data).await?;
+        Ok(written)
     }
 
     async fn put_object(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
@@ -669,12 +682,13 @@ async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str)
 struct Hashing<'p> {
     hasher: Sha256,
     bytes: u64,
-    progress: &'p (dyn Fn(u64) + Send + Sync),
+    progress: Progress<'p>,
 }
 
 impl Hashing<'_> {
     /// Reads into `buffer` (emptied first) until it holds `size` bytes or
-    /// the body ends.
+    /// the body ends. The reads stay within the buffer's capacity, so the
+    /// buffer never holds more than one part.
     async fn fill<R: AsyncRead + Unpin>(
         &mut self,
         body: &mut R,
@@ -682,9 +696,14 @@ impl Hashing<'_> {
         size: u64,
     ) -> std::io::Result<()> {
         buffer.clear();
-        buffer.reserve_exact(size as usize);
         while (buffer.len() as u64) < size {
             let start = buffer.len();
+            if start == buffer.capacity() {
+                // Grows by doubling from 64 KiB but never past the part size:
+                // a small body costs little, a reused buffer is not regrown.
+                let wanted = (size as usize - start).min(start.max(64 << 10));
+                buffer.reserve_exact(wanted);
+            }
             let n = (&mut *body)
                 .take(size - start as u64)
                 .read_buf(buffer)
@@ -694,12 +713,13 @@ impl Hashing<'_> {
             }
             self.hasher.update(&buffer[start..]);
             self.bytes += n as u64;
-            (self.progress)(self.bytes);
+            self.progress.advance(self.bytes);
         }
         Ok(())
     }
 
-    fn written(self, key: &str, parts: u32) -> Written {
+    fn written(mut self, key: &str, parts: u32) -> Written {
+        self.progress.finish(self.bytes);
         Written {
             key: key.to_string(),
             bytes: self.bytes,
@@ -719,6 +739,18 @@ fn reuse(data: Bytes) -> Vec<u8> {
             buffer
         }
         Err(_) => Vec::new(),
+    }
+}
+
+/// The error and its causes, one line (`dispatch failure: io error: …:
+/// Connection refused`): what [`DisplayErrorContext`] prints, without the
+/// `Debug` dump of the whole error it appends.
+fn describe<E: std::error::Error + 'static>(error: &E) -> String {
+    let full = DisplayErrorContext(error).to_string();
+    let dump = format!(" ({error:?})");
+    match full.strip_suffix(&dump) {
+        Some(chain) => chain.to_string(),
+        None => full,
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -30,6 +31,7 @@ pub struct S3Server {
     addr: SocketAddr,
     root: tempfile::TempDir,
     uploads: Arc<Mutex<Vec<Upload>>>,
+    checksummed: Arc<AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -47,6 +49,7 @@ impl S3Server {
     pub fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
         let uploads = Arc::new(Mutex::new(Vec::new()));
+        let checksummed = Arc::new(AtomicUsize::new(0));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -55,6 +58,7 @@ impl S3Server {
             fs: s3s_fs::FileSystem::new(root.path()).unwrap(),
             root: root.path().to_path_buf(),
             uploads: uploads.clone(),
+            checksummed: checksummed.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("s3-server".into())
@@ -64,6 +68,7 @@ impl S3Server {
             addr,
             root,
             uploads,
+            checksummed,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -132,6 +137,14 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// PutObject and UploadPart requests that carried a checksum (a header
+    /// or a trailer): S3-compatible servers other than AWS reject them.
+    pub fn checksummed_uploads(&self) -> usize {
+        self.checksummed.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -188,9 +201,22 @@ struct Server {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
     uploads: Arc<Mutex<Vec<Upload>>>,
+    checksummed: Arc<AtomicUsize>,
 }
 
 impl Server {
+    fn count_checksum<T>(&self, req: &S3Request<T>) {
+        let carries_checksum = req.headers.keys().any(|name| {
+            let name = name.as_str();
+            name.starts_with("x-amz-checksum-")
+                || name == "x-amz-trailer"
+                || name == "x-amz-sdk-checksum-algorithm"
+        });
+        if carries_checksum {
+            self.checksummed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// `s3s-fs` creates a missing bucket on PutObject; S3 refuses.
     fn bucket_exists(&self, bucket: &str) -> S3Result<()> {
         match self.root.join(bucket).is_dir() {
@@ -248,6 +274,7 @@ impl S3 for Server {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.bucket_exists(&req.input.bucket)?;
+        self.count_checksum(&req);
         self.fs.put_object(req).await
     }
 
