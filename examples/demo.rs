@@ -4,7 +4,7 @@
 //! Starts two throwaway clusters, "prod" and "staging", seeds each with a
 //! small Wagtail-shaped site (made-up people), then runs the workflow
 //! `examples/demo/reset-staging.yaml` through the library's CLI entry point,
-//! exactly as `flightpath run` would. The run's files (`backup.dump`,
+//! exactly as `flightpath run` would. The run's files (`backups/`,
 //! `.flightpath/runs/…`) go to `demo-run/` next to the demo's executable.
 //!
 //! Both clusters are stopped and deleted when the demo ends, also when it
@@ -89,7 +89,7 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         Err(e) => println!("    staging now: cannot read it ({e})"),
     }
     println!(
-        "    the run's files (backup.dump, report.md): {}",
+        "    the run's files (backups/, report.md): {}",
         workdir.display()
     );
     println!("==> stopping the clusters");

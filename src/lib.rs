@@ -1,6 +1,7 @@
 //! flightpath: reset a staging environment from production, safely.
 
 pub mod anonymize;
+pub mod backup;
 pub mod cli;
 pub mod clone;
 pub mod engine;

@@ -9,6 +9,7 @@ mod anonymize_foreign;
 mod anonymize_freetext;
 mod anonymize_leaks;
 mod anonymize_schema;
+mod backup;
 mod checks;
 mod clone;
 mod cluster;

@@ -3,6 +3,7 @@
 //! `0` success, `1` a step failed, `2` invalid input, `3` refused for safety,
 //! `130` interrupted.
 
+mod backups;
 mod list;
 mod run;
 mod scan;
@@ -60,6 +61,9 @@ enum Command {
         cover, and --write extends them.\n\n\
         Exit code 0 when every column is covered, 1 when some are not (or a rule does not fit the database).")]
     Scan(ScanArgs),
+    /// The backups in a store: list them, verify one, restore one in place of a database.
+    #[command(subcommand)]
+    Backups(backups::BackupsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +222,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
             Command::Validate(args) => validate::validate(&workdir, &args),
             Command::List => list::list(&workdir),
             Command::Scan(args) => scan::scan(&workdir, args).await,
+            Command::Backups(command) => backups::backups(command).await,
         }
     })
 }

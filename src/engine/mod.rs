@@ -1,8 +1,10 @@
 //! The engine: runs a validated workflow. In order: take the locks (real
 //! runs: a file lock here, an advisory lock on each written database's server),
 //! open the run folder and journal, plan every step (the read-only half),
-//! stop there for a dry run; otherwise confirm, execute the step graph, run
-//! `on_failure` when something failed, and write the report.
+//! stop there for a dry run; otherwise confirm, execute the step graph,
+//! settle what the steps left for the end of the run (confirm, or undo on
+//! failure), run `on_failure` when something failed and settle what those
+//! steps left in turn, and write the report.
 //!
 //! The engine never parses YAML and never renders anything but the live
 //! status lines; the CLI decides what to print at the end.
@@ -298,7 +300,11 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
                     grace: opts.grace,
                     interrupt: opts.interrupt.clone(),
                 };
-                if let GroupEnd::Cancelled { abandoned } = recovery.execute(state).await {
+                let recovered = recovery.execute(state).await;
+                // What the recovery steps left (a restore's swap) is theirs
+                // to settle: confirmed when they all succeeded, else undone.
+                settle(state, recovered == GroupEnd::Succeeded).await;
+                if let GroupEnd::Cancelled { abandoned } = recovered {
                     return Exit::Cancelled(abandoned);
                 }
             }

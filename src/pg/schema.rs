@@ -237,11 +237,7 @@ pub async fn dump_section_excluding(
     snapshot: Option<&str>,
     exclude: &[String],
 ) -> Result<String, SchemaError> {
-    // Out of the command line, where other local users could read it: a
-    // `password` parameter, and the password of a URL's user-info.
-    let (url, parameter) = crate::pg::connect::take_password(url);
-    let (url, userinfo) = split_password(&url);
-    let password = parameter.or(userinfo);
+    let (url, password) = without_password(url);
     let mut command = tokio::process::Command::new(&pg_dump.path);
     command
         .arg(format!("--section={section}"))
@@ -301,6 +297,16 @@ pub async fn dump_section_excluding(
     }
     let text = String::from_utf8(output.stdout).map_err(|_| SchemaError::NotUtf8 { section })?;
     Ok(strip_meta_commands(&text))
+}
+
+/// `url` for a client program's command line, and its password for the
+/// program's environment (`PGPASSWORD`): out of the command line, where
+/// other local users could read it, go a `password` parameter and the
+/// password of a URL's user-info. Used for pg_dump and pg_restore alike.
+pub fn without_password(url: &str) -> (String, Option<String>) {
+    let (url, parameter) = crate::pg::connect::take_password(url);
+    let (url, userinfo) = split_password(&url);
+    (url, parameter.or(userinfo))
 }
 
 /// The URL without its password, and the password (percent-decoded),

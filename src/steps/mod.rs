@@ -13,7 +13,9 @@
 pub mod approve;
 pub mod http_check;
 pub mod notify;
+pub mod postgres_backup;
 pub mod postgres_clone;
+pub mod postgres_restore;
 pub mod postgres_sql;
 pub mod postgres_staging_only_rows;
 pub mod shell;
@@ -39,9 +41,6 @@ use crate::syntax::yaml::Span;
 pub const PLANNED_KINDS: &[&str] = &[
     "git.merged-branches",
     "git.reset-branch",
-    "postgres.staging-only-rows",
-    "postgres.backup",
-    "postgres.restore",
     "media.sync",
 ];
 
@@ -191,6 +190,8 @@ step_kinds! {
     PostgresSql(postgres_sql),
     PostgresClone(postgres_clone),
     PostgresStagingOnlyRows(postgres_staging_only_rows),
+    PostgresBackup(postgres_backup),
+    PostgresRestore(postgres_restore),
     HttpCheck(http_check),
     Approve(approve),
     Notify(notify),
@@ -217,8 +218,9 @@ pub struct StepOutcome {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AfterRun {
-    /// `postgres.clone` swapped a new database in for staging: on success the
-    /// old one is dropped (unless `keep_old`); on failure the swap is undone.
+    /// `postgres.clone` (or `postgres.restore`) swapped a new database in for
+    /// staging: on success the old one is dropped (unless `keep_old`); on
+    /// failure the swap is undone.
     PostgresSwap {
         target: String,
         /// The staging server's database that maintenance connections use

@@ -702,7 +702,7 @@ fn workers(with: &mut MapReader, cx: &mut LoadCtx, key: &'static str) -> Option<
 }
 
 /// A short, name-safe suffix from the run id (`…-3fa9` → `3fa9…`).
-fn run_suffix(run_id: &str) -> String {
+pub(super) fn run_suffix(run_id: &str) -> String {
     let cleaned: String = run_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
