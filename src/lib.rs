@@ -4,6 +4,7 @@ pub mod anonymize;
 pub mod cli;
 pub mod clone;
 pub mod engine;
+pub mod git;
 pub mod human;
 pub mod pg;
 pub mod progress;

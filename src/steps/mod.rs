@@ -11,6 +11,7 @@
 //! details for the report) and draw progress through [`StepCtx::progress`].
 
 pub mod approve;
+pub mod git_merged_branches;
 pub mod http_check;
 pub mod notify;
 pub mod postgres_clone;
@@ -37,7 +38,6 @@ use crate::syntax::yaml::Span;
 
 /// Kinds described in the design that this version does not have yet.
 pub const PLANNED_KINDS: &[&str] = &[
-    "git.merged-branches",
     "git.reset-branch",
     "postgres.staging-only-rows",
     "postgres.backup",
@@ -188,6 +188,7 @@ macro_rules! step_kinds {
 
 step_kinds! {
     Shell(shell),
+    GitMergedBranches(git_merged_branches),
     PostgresSql(postgres_sql),
     PostgresClone(postgres_clone),
     PostgresStagingOnlyRows(postgres_staging_only_rows),
