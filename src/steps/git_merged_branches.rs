@@ -182,20 +182,18 @@ impl Params {
                 details,
             });
         }
-        let summary = match (unmerged.len(), stale.len()) {
-            (0, 0) => format!(
-                "{} looked at; none on `{}` only, none stale",
-                count(merged.branches.len()),
-                self.staging
-            ),
-            (u, s) => format!(
-                "{} looked at; {u} on `{}` only ({}), {s} stale ({})",
-                count(merged.branches.len()),
-                self.staging,
-                listed(&unmerged),
-                listed(&stale)
-            ),
+        let on_staging = match unmerged.len() {
+            0 => format!("none on `{}` only", self.staging),
+            n => format!("{n} on `{}` only ({})", self.staging, unmerged.join(", ")),
         };
+        let stale_part = match stale.len() {
+            0 => "none stale".to_string(),
+            n => format!("{n} stale ({})", stale.join(", ")),
+        };
+        let summary = format!(
+            "{} looked at; {on_staging}, {stale_part}",
+            count(merged.branches.len())
+        );
         let mut outcome = StepOutcome::new(summary)
             .output("unmerged", unmerged)
             .output("stale", stale);
@@ -245,12 +243,4 @@ fn short(id: &str) -> &str {
 
 fn count(n: usize) -> String {
     format!("{n} branch{}", if n == 1 { "" } else { "es" })
-}
-
-fn listed(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
-    }
 }
