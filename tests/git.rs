@@ -580,3 +580,86 @@ fn an_unset_token_variable_is_named() {
     );
     assert_eq!(requests.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_path_target_is_fetched_first_with_fetch_true() {
+    let test = Test::new();
+    let repos = build(test.dir());
+    clone(&repos.origin, &test.dir().join("work"));
+    // Upstream, feature/none is merged into staging after the clone.
+    let staging = repos
+        .seed
+        .find_reference("refs/heads/staging")
+        .unwrap()
+        .target()
+        .unwrap();
+    let none = repos
+        .seed
+        .find_reference("refs/heads/feature/none")
+        .unwrap()
+        .target()
+        .unwrap();
+    commit(
+        &repos.seed,
+        "refs/heads/staging",
+        &[staging, none],
+        "merge none",
+        1_700_001_000,
+    );
+    push(&repos.seed, &repos.origin);
+
+    let with = ", branches: [\"origin/feature/none\"]";
+    let test = test
+        .workflow("branches", &workflow("work", "", with))
+        .args(["run", "branches", "--dry-run", "--json"]);
+    let out = test.run();
+    out.expect_code(0);
+    assert_eq!(findings(&out).1["origin/feature/none"], "in neither");
+
+    let test = test.workflow("branches", &workflow("work", "    fetch: true\n", with));
+    let out = test.run();
+    out.expect_code(0);
+    assert_eq!(findings(&out).1["origin/feature/none"], "on staging only");
+}
+
+#[test]
+fn an_unknown_ref_is_named_with_a_suggestion() {
+    let test = Test::new();
+    let repos = build(test.dir());
+    clone(&repos.origin, &test.dir().join("work"));
+    let yaml =
+        workflow("work", "", "").replace("staging: origin/staging", "staging: origin/stagin");
+    let out = test
+        .workflow("branches", &yaml)
+        .args(["run", "branches", "--dry-run"])
+        .run();
+    out.expect_code(1);
+    assert!(
+        out.both().contains(
+            "git target `repo`: no branch or commit `origin/stagin` (did you mean \
+             `origin/staging`?); fetch first (`fetch: true`) if it exists on the remote"
+        ),
+        "{}",
+        out.both()
+    );
+}
+
+#[test]
+fn a_server_asking_for_a_token_without_token_env_says_how_to_give_one() {
+    let (url, requests) = refusing_server();
+    let out = Test::new()
+        .workflow("branches", &workflow(&url, "", ""))
+        .timeout(Duration::from_secs(60))
+        .args(["run", "branches", "--dry-run"])
+        .run();
+    out.expect_code(1);
+    assert!(
+        out.both().contains(&format!(
+            "git target `repo`: {url} refused the credentials: the server asks for a user name \
+             and token, and the target has no `token_env`; add `token_env: <VARIABLE>`"
+        )),
+        "{}",
+        out.both()
+    );
+    assert!(requests.load(Ordering::SeqCst) <= 3);
+}
