@@ -198,7 +198,7 @@ fn fetch(
     // The kinds of credential already offered (each is offered once).
     let offered: RefCell<Vec<CredentialType>> = RefCell::new(Vec::new());
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, username, allowed| {
+    callbacks.credentials(|asking, username, allowed| {
         let give_up = |why: String| {
             let error = git2::Error::from_str(&why);
             *refused.borrow_mut() = Some(why);
@@ -234,6 +234,13 @@ fn fetch(
                     .to_string(),
                 _ => "the user name was not accepted".to_string(),
             });
+        }
+        if kind == CredentialType::USER_PASS_PLAINTEXT && !encrypted(asking) {
+            return give_up(
+                "it asks for the token over plain `http://`, where anyone on the way could \
+                 read it; use the repository's `https://` URL"
+                    .to_string(),
+            );
         }
         offered.borrow_mut().push(kind);
         let user = username.unwrap_or("git");
@@ -278,6 +285,21 @@ fn fetch(
     }
 }
 
+/// Whether a token sent to `url` travels encrypted: anything but plain
+/// `http://`, which is allowed only to this machine.
+fn encrypted(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return true;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
 fn cache_error(spec: &RepoSpec, path: &Path, e: git2::Error) -> Error {
     Error::Cache {
         target: spec.target.clone(),
@@ -290,5 +312,38 @@ fn read_error(spec: &RepoSpec, e: git2::Error) -> Error {
     Error::Read {
         target: spec.target.clone(),
         message: e.message().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_goes_over_plain_http_only_to_this_machine() {
+        assert!(encrypted("https://github.com/org/app.git"));
+        assert!(encrypted("ssh://git@github.com/org/app.git"));
+        assert!(encrypted("http://127.0.0.1:8080/org/app.git"));
+        assert!(encrypted("http://user@localhost/app.git"));
+        assert!(encrypted("http://[::1]:80/app.git"));
+        assert!(!encrypted("http://git.example.org/org/app.git"));
+        assert!(!encrypted("http://127.0.0.1.example.org/app.git"));
+        assert!(!encrypted("http://localhost@git.example.org/app.git"));
+    }
+
+    #[test]
+    fn urls_and_paths_are_told_apart() {
+        assert!(is_url("https://github.com/org/app.git"));
+        assert!(is_url("git@github.com:org/app.git"));
+        assert!(is_url("file:///srv/git/app.git"));
+        assert!(!is_url("."));
+        assert!(!is_url("../app"));
+        assert!(!is_url("repos/a@b:c/d"));
+    }
+
+    #[test]
+    fn cache_names_stay_inside_the_cache() {
+        let dir = cache_dir(Path::new("/w"), "../repo one");
+        assert_eq!(dir, Path::new("/w/.flightpath/git/_.._repo_one"));
     }
 }
