@@ -5,6 +5,7 @@ pub mod backup;
 pub mod cli;
 pub mod clone;
 pub mod engine;
+pub mod git;
 pub mod human;
 pub mod pg;
 pub mod progress;

@@ -14,6 +14,7 @@ mod checks;
 mod clone;
 mod cluster;
 mod engine;
+mod git;
 mod input_files;
 mod layers;
 mod pg_schema;

@@ -11,6 +11,7 @@
 //! details for the report) and draw progress through [`StepCtx::progress`].
 
 pub mod approve;
+pub mod git_merged_branches;
 pub mod http_check;
 pub mod notify;
 pub mod postgres_backup;
@@ -39,7 +40,6 @@ use crate::syntax::yaml::Span;
 
 /// Kinds described in the design that this version does not have yet.
 pub const PLANNED_KINDS: &[&str] = &[
-    "git.merged-branches",
     "git.reset-branch",
     "media.sync",
 ];
@@ -187,6 +187,7 @@ macro_rules! step_kinds {
 
 step_kinds! {
     Shell(shell),
+    GitMergedBranches(git_merged_branches),
     PostgresSql(postgres_sql),
     PostgresClone(postgres_clone),
     PostgresStagingOnlyRows(postgres_staging_only_rows),

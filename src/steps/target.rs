@@ -12,6 +12,12 @@ pub struct Target {
     pub media: Option<String>,
     /// A path or URL of a git repository.
     pub git: Option<String>,
+    /// `fetch: true`: a local `git:` path is fetched before it is read (a
+    /// URL is always fetched into its cache).
+    pub fetch: bool,
+    /// `token_env: NAME`: the environment variable holding the token for an
+    /// HTTPS `git:` URL (without it, the SSH agent is used).
+    pub token_env: Option<String>,
     /// May be read, never written.
     pub protected: bool,
     /// `same_server_as: <target>`: this target is another database on the

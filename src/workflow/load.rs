@@ -237,6 +237,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
             cx.secrets.extend(crate::redact::url_secrets(url));
         }
         let protected = reader.bool(cx, "protected").unwrap_or(false);
+        let (fetch, token_env) = read_git_access(cx, &mut reader, git.is_some());
         let same_server_as = reader.get("same_server_as").and_then(|node| {
             let what = format!("{} `same_server_as`", reader.what());
             Some((cx.string(node, &what)?, node.span))
@@ -249,6 +250,8 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
             postgres,
             media,
             git,
+            fetch,
+            token_env,
             protected,
             same_server_as: same_server_as.map(|(name, _)| name),
             span: key.span,
@@ -269,6 +272,67 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
     }
     check_same_server(cx, &targets, &same_server);
     targets
+}
+
+/// `fetch` and `token_env`, which only a `git:` target may have. The
+/// token's value, when the variable is set, is registered as a secret so no
+/// output ever shows it.
+fn read_git_access(
+    cx: &mut LoadCtx,
+    reader: &mut MapReader,
+    has_git: bool,
+) -> (bool, Option<String>) {
+    let fetch_node = reader.get("fetch");
+    let fetch = fetch_node
+        .and_then(|node| cx.bool(node, &format!("{} `fetch`", reader.what())))
+        .unwrap_or(false);
+    let token_node = reader.get("token_env");
+    let token_env = token_node.and_then(|node| {
+        let name = cx.string(node, &format!("{} `token_env`", reader.what()))?;
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            cx.push(
+                Problem::new(
+                    "flightpath::target::token_env",
+                    format!(
+                        "{} `token_env` must name an environment variable",
+                        reader.what()
+                    ),
+                    node.span,
+                    "not a variable name",
+                )
+                .help("write the variable's name, not its value: `token_env: GITHUB_TOKEN`"),
+            );
+            return None;
+        }
+        Some(name)
+    });
+    if let Some(name) = &token_env
+        && let Some(token) = cx.vars.get(name).filter(|t| !t.is_empty())
+    {
+        cx.secrets.push(token);
+    }
+    if !has_git {
+        for (key, node) in [("fetch", fetch_node), ("token_env", token_node)] {
+            if let Some(node) = node {
+                cx.push(
+                    Problem::new(
+                        "flightpath::target::git_only",
+                        format!(
+                            "{} `{key}` is about a git repository, but it has no `git`",
+                            reader.what()
+                        ),
+                        node.span,
+                        "only for `git:` targets",
+                    )
+                    .help("give the target `git: <path or url>`, or remove this key"),
+                );
+            }
+        }
+    }
+    (fetch, token_env)
 }
 
 /// A target's `postgres:` must be a connection string the connector can
