@@ -10,7 +10,9 @@
 mod s3;
 
 fn main() {
-    let bucket = std::env::args().nth(1).unwrap_or_else(|| "flightpath".into());
+    let bucket = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "flightpath".into());
     let server = s3::S3Server::start();
     server.create_bucket(&bucket);
     println!("store: {}", server.url(&bucket, ""));

@@ -788,6 +788,7 @@ fn a_backup_round_trips_through_s3_over_several_parts() {
         workflow: "nightly".into(),
         run_id: "20261202T061500Z-3fa9".into(),
         keep: Some(2),
+        protected: false,
     };
     let progress = Progress::new(Mode::Quiet);
     let cancel = CancellationToken::new();
@@ -904,4 +905,91 @@ fn a_backup_round_trips_through_s3_over_several_parts() {
     );
     assert_eq!(fingerprint(&staging), before);
     assert!(databases("backup_s3_fp").is_empty());
+}
+
+#[test]
+fn a_backup_of_production_is_never_restored_anywhere() {
+    // Production's rows reach staging only through the anonymizer: a dump
+    // of a protected target, taken as the design allows, is refused by the
+    // restore step (its dry run too) and by `backups restore`, and staging
+    // stays as it was.
+    let prod = seed("backup_unscrubbed_prod");
+    let staging = seed("backup_unscrubbed_staging");
+    execute(
+        &prod,
+        "UPDATE site SET hostname = hostname || '.production'",
+    );
+    let before = fingerprint(&staging);
+    let test = Session::new(Test::new().workflow(
+        "prod-backup",
+        &format!(
+            r#"
+            name: prod-backup
+            targets:
+              prod: {{ postgres: "{prod}", protected: true }}
+            steps:
+              backup:
+                uses: postgres.backup
+                with: {{ target: prod, store: ./backups }}
+            "#
+        ),
+    ));
+    let name = back_up(&test, "prod-backup")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    test.workflow("restore", &restore_workflow(&staging, "latest"));
+    for args in [
+        &["run", "restore", "--dry-run"][..],
+        &["run", "restore", "--yes"][..],
+    ] {
+        let out = test.run(args);
+        assert_eq!(out.code, 3, "{args:?}\n{}", out.both());
+        assert!(
+            out.both().contains(&format!(
+                "backup `{name}` was taken of the protected target `prod`: its rows were never anonymized"
+            )),
+            "{}",
+            out.both()
+        );
+    }
+    let out = test.run(&[
+        "backups", "restore", &name, "--store", "backups", "--to", &staging, "--yes",
+    ]);
+    assert_eq!(out.code, 3, "{}", out.both());
+    assert!(out.both().contains("never restored"), "{}", out.both());
+    assert_eq!(fingerprint(&staging), before);
+}
+
+#[test]
+fn backups_restore_waits_for_no_run_it_would_trample() {
+    // A reset holding the server lock of staging has a new database in
+    // flight; a restore that went ahead would drop it while recovering.
+    let staging = seed("backup_locked");
+    let test =
+        Session::new(Test::new().workflow("nightly", &backup_workflow("nightly", &staging, "")));
+    let name = back_up(&test, "nightly")["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = fingerprint(&staging);
+    let out = block_on(async {
+        let holder = crate::support::pg::client(&staging_cluster().url("postgres")).await;
+        let key = flightpath::engine::lock::server_key("backup_locked");
+        holder
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&flightpath::engine::lock::LOCK_CLASS, &key],
+            )
+            .await
+            .unwrap();
+        let out = test.run(&[
+            "backups", "restore", &name, "--store", "backups", "--to", &staging, "--yes",
+        ]);
+        drop(holder);
+        out
+    });
+    assert_eq!(out.code, 3, "{}", out.both());
+    assert!(out.both().contains("--to"), "{}", out.both());
+    assert_eq!(fingerprint(&staging), before);
 }

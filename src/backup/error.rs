@@ -19,6 +19,15 @@ pub enum Error {
     /// is left listed, nothing was swapped in.
     #[error("cancelled")]
     Cancelled,
+    /// A backup of production: restoring it would put personal data that
+    /// was never anonymized into the target.
+    #[error(
+        "backup `{backup}` was taken of the protected target `{source_target}`: its rows were never anonymized, so it is never restored (restore a backup of staging instead, or reset staging from production with `postgres.clone` and `anonymize:`)"
+    )]
+    Unscrubbed {
+        backup: String,
+        source_target: String,
+    },
     #[error(
         "target `{target}`: the connection URL names no database; end it with the database, e.g. postgres://user@host/staging"
     )]

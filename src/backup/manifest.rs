@@ -57,6 +57,10 @@ pub struct Source {
     pub database: String,
     /// `server_version`, e.g. `15.18 (Debian 15.18-0+deb12u1)`.
     pub server_version: String,
+    /// Taken of a protected target (production): its rows were never
+    /// anonymized, so it is never restored (see `restore::refuse_unscrubbed`).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// A workflow name as a key segment: ASCII letters, digits, `.`, `_` and
@@ -213,6 +217,7 @@ mod tests {
                 url: "postgres://db.internal:5432/staging".into(),
                 database: "staging".into(),
                 server_version: "15.18".into(),
+                protected: false,
             },
             pg_dump_version: "pg_dump (PostgreSQL) 15.18".into(),
             pg_dump_major: 15,

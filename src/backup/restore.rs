@@ -126,6 +126,18 @@ async fn maintenance(spec: &RestoreSpec, cancel: &CancellationToken) -> Result<(
 
 /// Restores `backup` from `store` in place of `spec`'s database; see the
 /// module header.
+/// Refuses a backup of a protected target (production): personal data
+/// reaches staging only through the anonymizer, never through a restore.
+pub fn refuse_unscrubbed(backup: &Manifest) -> Result<()> {
+    match backup.source.protected {
+        true => Err(Error::Unscrubbed {
+            backup: backup.name.clone(),
+            source_target: backup.source.target.clone().unwrap_or_default(),
+        }),
+        false => Ok(()),
+    }
+}
+
 pub async fn restore(
     store: &Store,
     backup: &Manifest,
@@ -134,6 +146,7 @@ pub async fn restore(
     step_id: &str,
     cancel: &CancellationToken,
 ) -> Result<Restored> {
+    refuse_unscrubbed(backup)?;
     let began = Instant::now();
     let live = url::database_of(&spec.url).ok_or_else(|| Error::NoDatabaseInUrl {
         target: spec.target.clone(),

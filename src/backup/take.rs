@@ -31,6 +31,9 @@ pub struct BackupSpec {
     /// Retention: how many of this workflow's backups to keep, the new one
     /// included; `None` keeps all.
     pub keep: Option<usize>,
+    /// The target is protected (production): its manifest says so, and no
+    /// restore takes it.
+    pub protected: bool,
 }
 
 /// What the database looks like before the dump (the plan shows it too).
@@ -241,6 +244,7 @@ pub async fn take(
             url: survey.url.clone(),
             database: survey.database.clone(),
             server_version: survey.server_version.clone(),
+            protected: spec.protected,
         },
         pg_dump_version,
         pg_dump_major: survey.pg_dump.major,
@@ -262,7 +266,7 @@ pub async fn take(
         let _ = store.delete(&dump_key).await;
         return Err(e.into());
     }
-    let expired = expire(store, spec).await?;
+    let expired = expire(store, spec, &name).await?;
     Ok(Taken {
         path: path_of(store, &dump_key),
         manifest,
@@ -276,12 +280,27 @@ pub async fn take(
 
 /// Deletes this workflow's backups beyond `keep`, oldest first: the
 /// manifest first (from then on it is no backup), then the dump its
-/// manifest names when that is the dump beside it.
-async fn expire(store: &Store, spec: &BackupSpec) -> Result<Vec<String>> {
+/// manifest names when that is the dump beside it. The backup just taken
+/// (`taken`) is one of the `keep` and never a candidate, whatever the
+/// clock says of the others; and a backup is this workflow's only when its
+/// manifest says so (two workflow names can share a key segment).
+async fn expire(store: &Store, spec: &BackupSpec, taken: &str) -> Result<Vec<String>> {
     let Some(keep) = spec.keep else {
         return Ok(Vec::new());
     };
-    let expired = manifest::beyond(own_backups(store, &spec.workflow).await?, keep);
+    let mut others = Vec::new();
+    for name in own_backups(store, &spec.workflow).await? {
+        if name == taken {
+            continue;
+        }
+        let bytes = store.get_bytes(&manifest::manifest_key(&name)).await?;
+        let ours = serde_json::from_slice::<manifest::Manifest>(&bytes)
+            .is_ok_and(|m| m.workflow == spec.workflow);
+        if ours {
+            others.push(name);
+        }
+    }
+    let expired = manifest::beyond(others, keep.saturating_sub(1));
     for name in &expired {
         store.delete(&manifest::manifest_key(name)).await?;
         store.delete(&manifest::dump_key(name)).await?;

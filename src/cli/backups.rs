@@ -94,6 +94,7 @@ fn fail(err: &backup::Error) -> i32 {
     match err {
         backup::Error::NotFound { .. } | backup::Error::NoBackups { .. } => EXIT_INVALID,
         e if e.is_cancelled() => EXIT_INTERRUPTED,
+        backup::Error::Unscrubbed { .. } => EXIT_REFUSED,
         _ => EXIT_STEP_FAILED,
     }
 }
@@ -196,7 +197,25 @@ async fn restore(args: RestoreArgs) -> i32 {
         ),
         jobs: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
     };
+    if let Err(e) = backup::restore::refuse_unscrubbed(&manifest) {
+        return fail(&e);
+    }
     let cancel = interrupt();
+    // The lock a run takes on each database it writes: a restore must not
+    // recover (drop, swap back) what a running reset has in flight.
+    let holder = crate::engine::lock::holder_name(
+        &run_id,
+        &crate::engine::lock::host_name(),
+        std::process::id(),
+    );
+    let _lock = match crate::engine::lock::acquire_server("--to", &args.to, &holder, &cancel).await
+    {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {}", mask_secrets(&e.to_string()));
+            return EXIT_REFUSED;
+        }
+    };
     let replaced = match backup::restore::replaced(&spec, &cancel).await {
         Ok(r) => r,
         Err(e) => return fail(&e),

@@ -39,10 +39,7 @@ use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
 /// Kinds described in the design that this version does not have yet.
-pub const PLANNED_KINDS: &[&str] = &[
-    "git.reset-branch",
-    "media.sync",
-];
+pub const PLANNED_KINDS: &[&str] = &["git.reset-branch", "media.sync"];
 
 /// Which facet of a target a step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

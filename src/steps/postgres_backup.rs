@@ -188,6 +188,7 @@ impl Params {
             workflow: ctx.report.workflow.clone(),
             run_id: ctx.report.run_id.clone(),
             keep: self.keep,
+            protected: ctx.target(&self.target).protected,
         }
     }
 
@@ -220,6 +221,7 @@ impl From<backup::Error> for StepError {
         match err {
             Error::Pg(e) => e.into(),
             e if e.is_cancelled() => StepError::Cancelled,
+            e @ Error::Unscrubbed { .. } => StepError::Refused(e.to_string()),
             other => StepError::failed(other.to_string()),
         }
     }

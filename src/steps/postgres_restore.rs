@@ -96,6 +96,7 @@ impl Kind for Params {
         };
         let (store, which) = self.store_and_which(&text).await?;
         let manifest = backup::catalog::find(&store, &which).await?;
+        backup::restore::refuse_unscrubbed(&manifest)?;
         Ok(StepOutcome::new(format!(
             "would restore backup `{}` ({}, taken {}) in place of {what}",
             manifest.name,
