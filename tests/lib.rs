@@ -17,6 +17,7 @@ mod engine;
 mod git;
 mod input_files;
 mod layers;
+mod media;
 mod pg_schema;
 mod presets;
 mod readonly;
