@@ -185,7 +185,7 @@ fn s3_to_a_directory_and_back_keeps_every_key_and_a_second_run_copies_nothing() 
         assert_eq!(&std::fs::read(stored).unwrap(), bytes, "{key}");
     }
     let (_, out) = run(test, &["run", "back", "--yes", "--json"]);
-    assert_eq!(counts(&ok(&out)), [0, 0, 6, 0]);
+    assert_eq!(counts(&ok(&out)), [0, 0, 6, 0], "{}", out.stderr);
 }
 
 #[test]
@@ -353,5 +353,58 @@ fn staff_photos_become_flat_images_of_the_same_size_and_a_dry_run_writes_nothing
         counts(&ok(&out)),
         [0, 0, 2, 0],
         "placeholders already in place"
+    );
+}
+
+/// Peak resident memory of a running child, read from `/proc` until it
+/// exits (the kernel's high-water mark, so the last reading is the peak).
+fn peak_rss_kib(child: &mut std::process::Child) -> u64 {
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(line) = text.lines().find(|l| l.starts_with("VmHWM:"))
+        {
+            let kib: u64 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            peak = peak.max(kib);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// 100,000 small files: the listings are streamed and the work bounded, so
+/// memory stays far from what the object count would cost held whole.
+#[test]
+fn a_hundred_thousand_small_objects_sync_in_under_64_mib() {
+    let test = Test::new().timeout(std::time::Duration::from_secs(600));
+    let prod = test.dir().join("prod");
+    for dir in 0..100 {
+        let dir_path = prod.join(format!("original_images/{dir:03}"));
+        std::fs::create_dir_all(&dir_path).unwrap();
+        for file in 0..1_000 {
+            std::fs::write(
+                dir_path.join(format!("{file:04}.jpg")),
+                format!("\u{ff}image {dir} {file}"),
+            )
+            .unwrap();
+        }
+    }
+    let test = test.workflow("media", &workflow("./prod", "./staging", ""));
+    let mut child = test.spawn(&["run", "media", "--yes", "--json"]);
+    let peak = peak_rss_kib(&mut child);
+    let out = Output::of(child);
+    assert_eq!(counts(&ok(&out)), [100_000, 0, 0, 0]);
+    assert!(peak < 64 << 10, "peak RSS {peak} KiB");
+    assert!(
+        test.dir()
+            .join("staging/original_images/099/0999.jpg")
+            .exists()
     );
 }

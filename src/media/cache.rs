@@ -18,8 +18,9 @@ use tokio::io::AsyncReadExt;
 
 use crate::storage::{ObjectMeta, StorageError, Store};
 
+/// One line of the cache file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
+struct Line {
     #[serde(rename = "k")]
     key: String,
     #[serde(rename = "s")]
@@ -33,10 +34,20 @@ struct Entry {
     source: Option<String>,
 }
 
+/// An entry as held: about 80 bytes with its key, so a million files cost
+/// some 80 MB only when both sides are directories of that size.
+#[derive(Debug, Clone)]
+struct Entry {
+    size: u64,
+    modified: i64,
+    md5: [u8; 16],
+    source: Option<Box<str>>,
+}
+
 #[derive(Debug)]
 pub struct HashCache {
     path: PathBuf,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<Box<str>, Entry>>,
 }
 
 fn stamp(meta: &ObjectMeta) -> i64 {
@@ -45,14 +56,33 @@ fn stamp(meta: &ObjectMeta) -> i64 {
         .unwrap_or(0)
 }
 
+fn parse_md5(text: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if text.len() != 32 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 impl HashCache {
     /// The cache at `path`; empty when there is none yet.
     pub fn load(path: PathBuf) -> HashCache {
         let entries = std::fs::read_to_string(&path)
             .map(|text| {
                 text.lines()
-                    .filter_map(|line| serde_json::from_str::<Entry>(line).ok())
-                    .map(|entry| (entry.key.clone(), entry))
+                    .filter_map(|line| serde_json::from_str::<Line>(line).ok())
+                    .filter_map(|line| {
+                        let entry = Entry {
+                            size: line.size,
+                            modified: line.modified,
+                            md5: parse_md5(&line.md5)?,
+                            source: line.source.map(String::into_boxed_str),
+                        };
+                        Some((line.key.into_boxed_str(), entry))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -64,18 +94,18 @@ impl HashCache {
 
     fn valid(&self, meta: &ObjectMeta) -> Option<Entry> {
         let entries = self.entries.lock().unwrap();
-        let entry = entries.get(&meta.key)?;
+        let entry = entries.get(meta.key.as_str())?;
         (entry.size == meta.size && entry.modified == stamp(meta)).then(|| entry.clone())
     }
 
     /// The file's MD5 (lowercase hex): cached, or read and remembered.
     pub async fn md5(&self, store: &Store, meta: &ObjectMeta) -> Result<String, StorageError> {
         if let Some(entry) = self.valid(meta) {
-            return Ok(entry.md5);
+            return Ok(super::sync::hex(&entry.md5));
         }
         let mut reader = store.get(&meta.key).await?;
         let mut hasher = Md5::new();
-        let mut buffer = vec![0u8; 256 << 10];
+        let mut buffer = vec![0u8; 64 << 10];
         loop {
             let n = reader
                 .read(&mut buffer)
@@ -99,21 +129,24 @@ impl HashCache {
     /// The fingerprint of the object this file was written from, while the
     /// file is unchanged.
     pub fn source_of(&self, meta: &ObjectMeta) -> Option<String> {
-        self.valid(meta).and_then(|entry| entry.source)
+        self.valid(meta)
+            .and_then(|entry| entry.source.map(String::from))
     }
 
     pub fn learn(&self, meta: &ObjectMeta, md5: String, source: Option<String>) {
+        let Some(md5) = parse_md5(&md5) else {
+            return;
+        };
         let mut entries = self.entries.lock().unwrap();
-        let source = source.or_else(|| {
+        let source = source.map(String::into_boxed_str).or_else(|| {
             entries
-                .get(&meta.key)
+                .get(meta.key.as_str())
                 .filter(|e| e.size == meta.size && e.modified == stamp(meta))
                 .and_then(|e| e.source.clone())
         });
         entries.insert(
-            meta.key.clone(),
+            meta.key.clone().into_boxed_str(),
             Entry {
-                key: meta.key.clone(),
                 size: meta.size,
                 modified: stamp(meta),
                 md5,
@@ -135,10 +168,18 @@ impl HashCache {
         let partial = self.path.with_extension("partial");
         let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
         let entries = self.entries.lock().unwrap();
-        let mut keys: Vec<&String> = entries.keys().collect();
+        let mut keys: Vec<&Box<str>> = entries.keys().collect();
         keys.sort();
         for key in keys {
-            serde_json::to_writer(&mut file, &entries[key])?;
+            let entry = &entries[key];
+            let line = Line {
+                key: key.to_string(),
+                size: entry.size,
+                modified: entry.modified,
+                md5: super::sync::hex(&entry.md5),
+                source: entry.source.as_deref().map(str::to_string),
+            };
+            serde_json::to_writer(&mut file, &line)?;
             file.write_all(b"\n")?;
         }
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;

@@ -34,6 +34,10 @@ use crate::storage::{Attributes, Listing, ObjectMeta, StorageError, Store};
 /// fingerprint an object was written from.
 pub const SOURCE_META: &str = "flightpath-source";
 
+/// Objects above this size are multipart uploads into S3 (the store's
+/// first part), whose ETag is no MD5.
+const MULTIPART_FROM: u64 = 8 << 20;
+
 /// Keys shown per action in the plan and the report.
 const SAMPLES: usize = 5;
 
@@ -338,7 +342,15 @@ async fn one(
         });
     }
 
-    let source_print = source_fingerprint(sides, source).await?;
+    // A directory file's fingerprint costs reading it: only when there is
+    // something to compare it with, or a multipart upload to label.
+    let needs_print = source.etag.is_some()
+        || target.is_some()
+        || (!sides.target.is_dir() && source.size > MULTIPART_FROM);
+    let source_print = match needs_print {
+        true => source_fingerprint(sides, source).await?,
+        false => String::new(),
+    };
     if let Some(target) = target
         && same_content(sides, source, &source_print, target).await?
     {
@@ -383,9 +395,11 @@ async fn one(
             if attributes.content_type.is_none() {
                 attributes.content_type = select::content_type_of(key).map(str::to_string);
             }
-            attributes
-                .metadata
-                .insert(SOURCE_META.to_string(), source_print.clone());
+            if !source_print.is_empty() {
+                attributes
+                    .metadata
+                    .insert(SOURCE_META.to_string(), source_print.clone());
+            }
             write(sides, key, reader, &attributes, Some(report)).await?;
         }
     }

@@ -360,6 +360,7 @@ async fn open(target: &str, location: &str, ctx: &StepCtx) -> Result<Store, Step
     };
     Store::open(&resolved)
         .await
+        .map(Store::without_fsync)
         .map_err(|e| StepError::failed(format!("media of target `{target}`: {e}")))
 }
 

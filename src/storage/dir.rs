@@ -19,14 +19,28 @@ use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex
 /// Bytes read from the body per write, at most.
 const CHUNK: usize = 1 << 20;
 
+/// The read buffer a write starts with.
+const FIRST_CHUNK: usize = 16 << 10;
+
 #[derive(Clone)]
 pub(super) struct DirStore {
     root: PathBuf,
+    /// fsync each file and its directory before a write returns (off for
+    /// files that a later run can copy again: see [`crate::storage::Store::without_fsync`]).
+    durable: bool,
 }
 
 impl DirStore {
     pub fn new(root: PathBuf) -> DirStore {
-        DirStore { root }
+        DirStore {
+            root,
+            durable: true,
+        }
+    }
+
+    pub fn without_fsync(mut self) -> DirStore {
+        self.durable = false;
+        self
     }
 
     pub fn location(&self) -> String {
@@ -106,12 +120,17 @@ impl DirStore {
         let mut hasher = Sha256::new();
         let mut progress = Progress::new(progress);
         let mut bytes = 0u64;
-        let mut buffer = vec![0u8; CHUNK];
+        // Starts small (many small files at once cost little) and doubles
+        // while reads fill it, up to CHUNK for a large body.
+        let mut buffer = vec![0u8; FIRST_CHUNK];
         loop {
             let n = body
                 .read(&mut buffer)
                 .await
                 .map_err(|e| self.io(key, "reading the body for", e))?;
+            if n == buffer.len() && buffer.len() < CHUNK {
+                buffer.resize(buffer.len() * 2, 0);
+            }
             if n == 0 {
                 break;
             }
@@ -123,17 +142,21 @@ impl DirStore {
             progress.advance(bytes);
         }
         progress.finish(bytes);
-        file.sync_all()
-            .await
-            .map_err(|e| self.io(key, "syncing", e))?;
+        if self.durable {
+            file.sync_all()
+                .await
+                .map_err(|e| self.io(key, "syncing", e))?;
+        }
         drop(file);
         tokio::fs::rename(&partial.path, &path)
             .await
             .map_err(|e| self.io(key, "renaming the partial file into", e))?;
         partial.disarm();
-        sync_dir(&dir)
-            .await
-            .map_err(|e| self.io(key, "syncing the directory of", e))?;
+        if self.durable {
+            sync_dir(&dir)
+                .await
+                .map_err(|e| self.io(key, "syncing the directory of", e))?;
+        }
         Ok(Written {
             key: key.to_string(),
             bytes,
@@ -455,9 +478,7 @@ fn read_sorted(path: &Path, dir: &str) -> Result<Vec<Entry>, (String, std::io::E
         if name.starts_with(PARTIAL_MARK) || super::keys::check(&name).is_err() {
             continue;
         }
-        let file_type = entry
-            .file_type()
-            .map_err(|e| (format!("{dir}{name}"), e))?;
+        let file_type = entry.file_type().map_err(|e| (format!("{dir}{name}"), e))?;
         if file_type.is_dir() {
             found.push(Entry {
                 key: format!("{dir}{name}/"),

@@ -141,6 +141,17 @@ impl Store {
         self
     }
 
+    /// This store without an fsync per write (a directory store; no effect
+    /// on S3): for copies a later run can make again, such as media, where
+    /// a file torn by a crash differs in size or checksum from its source
+    /// and is copied again. Writes stay atomic (a partial file renamed).
+    pub fn without_fsync(mut self) -> Store {
+        if let Backend::Dir(dir) = self.backend {
+            self.backend = Backend::Dir(dir.without_fsync());
+        }
+        self
+    }
+
     /// Printable and secret-free: the directory, or the `s3://` URL.
     pub fn location(&self) -> String {
         match &self.backend {

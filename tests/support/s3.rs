@@ -492,7 +492,7 @@ impl S3 for Server {
                 let path = bucket_dir.join(object.key.as_deref().unwrap_or_default());
                 object.e_tag = std::fs::read(path)
                     .ok()
-                    .map(|bytes| format!("\"{:x}\"", md5_of(&bytes)));
+                    .map(|bytes| format!("\"{:032x}\"", md5_of(&bytes)));
             }
             output.next_continuation_token = truncated
                 .then(|| objects.last().and_then(|o| o.key.clone()))
