@@ -446,3 +446,33 @@ fn a_shallow_clone_is_refused_before_a_reset() {
         out.both()
     );
 }
+
+#[test]
+fn a_refused_token_stops_the_reset_with_one_error() {
+    const TOKEN: &str = "ghp-not-a-real-token-0815";
+    let (url, requests) = crate::git::refusing_server();
+    let out = Test::new()
+        .workflow(
+            "reset",
+            &reset_workflow(&url, "").replace(
+                &format!("    git: \"{url}\"\n"),
+                &format!("    git: \"{url}\"\n    token_env: GIT_TOKEN\n"),
+            ),
+        )
+        .env("GIT_TOKEN", TOKEN)
+        .timeout(Duration::from_secs(60))
+        .args(["run", "reset", "--yes"])
+        .run();
+    out.expect_code(1);
+    let text = out.both();
+    assert!(
+        text.contains(&format!(
+            "git target `repo`: {url} refused the credentials: the token in `GIT_TOKEN` was not \
+             accepted; check that it is current and may read the repository"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token leaked: {text}");
+    let seen = requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=3).contains(&seen), "the server saw {seen} requests");
+}

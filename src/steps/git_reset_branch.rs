@@ -396,3 +396,19 @@ fn short(id: &str) -> &str {
 fn commits(n: usize) -> String {
     format!("{n} commit{}", if n == 1 { "" } else { "s" })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_branch_is_named_as_on_the_remote() {
+        assert!(plain_branch("staging"));
+        assert!(plain_branch("release/2.1"));
+        assert!(!plain_branch("origin/staging"));
+        assert!(!plain_branch("refs/heads/staging"));
+        assert!(!plain_branch("stag ing"));
+        assert!(!plain_branch("staging.."));
+        assert!(!plain_branch(""));
+    }
+}
