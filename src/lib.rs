@@ -7,6 +7,7 @@ pub mod clone;
 pub mod engine;
 pub mod git;
 pub mod human;
+pub mod media;
 pub mod pg;
 pub mod progress;
 pub mod redact;

@@ -993,3 +993,88 @@ fn backups_restore_waits_for_no_run_it_would_trample() {
     assert!(out.both().contains("--to"), "{}", out.both());
     assert_eq!(fingerprint(&staging), before);
 }
+
+/// A backup workflow into the bucket `bucket` of `server`, in a directory of
+/// its own (two of them are two machines sharing one store).
+fn s3_backup_session(server: &S3Server, bucket: &str, staging: &str) -> (Session, String) {
+    let url = server.url(bucket, "");
+    let workflow =
+        backup_workflow("nightly", staging, "").replace("./backups", &format!("\"{url}\""));
+    let mut test = Test::new().workflow("nightly", &workflow);
+    for (k, v) in server.env() {
+        test = test.env(k, v);
+    }
+    (Session::new(test), url)
+}
+
+/// Waits until the server shows an open multipart upload in `bucket`.
+fn until_uploading(server: &S3Server, bucket: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while server.open_multipart_uploads(bucket) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload was never seen under way"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Two runs of one workflow from two places (a schedule and a hand-started
+/// run) into one store: the second must not take the first's open upload
+/// for one a killed run left, and both backups complete.
+#[test]
+fn a_second_backup_of_the_workflow_leaves_the_first_ones_upload_alone() {
+    let staging = seed_big("backup_overlap");
+    let server = S3Server::start();
+    server.create_bucket("shared");
+    let (first, url) = s3_backup_session(&server, "shared", &staging);
+    let (second, _) = s3_backup_session(&server, "shared", &staging);
+    let running = first.spawn(&["run", "nightly", "--yes", "--json"]);
+    until_uploading(&server, "shared");
+
+    let out = second.run(&["run", "nightly", "--yes", "--json"]);
+    ok(&out);
+    let report = out.json();
+    let details = step(&report, "backup")["details"].clone();
+    assert!(
+        !details
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["label"] == "abandoned uploads"),
+        "{details}"
+    );
+    let first_out = Output::of(running);
+    ok(&first_out);
+    assert_eq!(server.open_multipart_uploads("shared"), 0);
+    let listed = second.run(&["backups", "list", "--store", &url]);
+    assert_eq!(ok(&listed).stdout.lines().count(), 3, "{}", listed.stdout);
+    let verified = second.run(&["backups", "verify", "latest", "--store", &url]);
+    ok(&verified);
+}
+
+/// Ctrl-C during an upload to S3: the run ends cancelled, and no multipart
+/// upload is left open once it has exited (not only after the next backup).
+#[test]
+fn ctrl_c_during_a_backup_to_s3_aborts_the_upload_before_exiting() {
+    let staging = seed_big("backup_sigint");
+    let server = S3Server::start();
+    server.create_bucket("interrupted");
+    let (test, url) = s3_backup_session(&server, "interrupted", &staging);
+    let child = test.spawn(&["run", "nightly", "--yes", "--json"]);
+    until_uploading(&server, "interrupted");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = Output::of(child);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert_eq!(server.open_multipart_uploads("interrupted"), 0);
+    let listed = test.run(&["backups", "list", "--store", &url]);
+    assert!(
+        ok(&listed).stdout.starts_with("no backups in "),
+        "{}",
+        listed.stdout
+    );
+}

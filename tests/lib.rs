@@ -18,6 +18,7 @@ mod git;
 mod git_reset;
 mod input_files;
 mod layers;
+mod media;
 mod pg_schema;
 mod presets;
 mod readonly;

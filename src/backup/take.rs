@@ -201,12 +201,16 @@ pub async fn take(
 ) -> Result<Taken> {
     let survey = survey(spec, cancel).await?;
     // What a killed earlier run left: never listed, but it holds space
-    // (and S3 bills open multipart uploads).
+    // (and S3 bills open multipart uploads). Only when no other backup of
+    // this workflow is uploading now: its upload looks the same.
+    let (_in_flight, alone) = in_flight(spec, cancel).await?;
     let prefix = format!("{}/", manifest::workflow_segment(&spec.workflow));
     let mut aborted = Vec::new();
-    for abandoned in store.abandoned(&prefix).await? {
-        store.abort(&abandoned).await?;
-        aborted.push(abandoned.key);
+    if alone {
+        for abandoned in store.abandoned(&prefix).await? {
+            store.abort(&abandoned).await?;
+            aborted.push(abandoned.key);
+        }
     }
     let created = Utc::now();
     let name = manifest::name_for(&spec.workflow, created, &spec.run_id);
@@ -219,7 +223,10 @@ pub async fn take(
     let show = |n| bar.set_position(n);
     let written = tokio::select! {
         written = store.put_stream(&dump_key, dump, &show) => written,
-        () = cancel.cancelled() => return Err(Error::Cancelled),
+        () = cancel.cancelled() => {
+            abort_own(store, &dump_key).await;
+            return Err(Error::Cancelled);
+        }
     };
     bar.finish();
     let written = match (written, failure.get()) {
@@ -276,6 +283,74 @@ pub async fn take(
         },
         parts: written.parts,
     })
+}
+
+/// The two halves of the advisory lock that backups of one database by one
+/// workflow share ("FPBK", and a hash of the workflow's name).
+const BACKUP_LOCK_CLASS: i32 = 0x4650_424b;
+
+fn backup_lock_key(workflow: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(workflow.as_bytes());
+    i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff
+}
+
+/// Marks this backup as in flight, on the backed-up database itself, so two
+/// runs of one workflow (a schedule and a hand-started run, on two
+/// machines) never take each other's upload for an abandoned one. Every
+/// backup holds the lock shared while it uploads; the one that finds no
+/// other holder (`true`) may clean up what killed runs left. The lock is
+/// the session's: it ends with the returned connection, or with the
+/// process. A server that refuses advisory locks (a standby) only means no
+/// clean-up this time.
+async fn in_flight(
+    spec: &BackupSpec,
+    cancel: &CancellationToken,
+) -> Result<(tokio_postgres::Client, bool)> {
+    let client = connect(&spec.target, &spec.url, cancel).await?;
+    let key = backup_lock_key(&spec.workflow);
+    let alone = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&BACKUP_LOCK_CLASS, &key],
+        )
+        .await
+        .map(|row| row.get::<_, bool>(0))
+        .unwrap_or(false);
+    // Shared next to our own exclusive one is granted at once; otherwise it
+    // waits only for another run's clean-up, never for its upload.
+    let shared = client
+        .query_one(
+            "SELECT pg_advisory_lock_shared($1, $2)",
+            &[&BACKUP_LOCK_CLASS, &key],
+        )
+        .await
+        .is_ok();
+    if alone {
+        let _ = client
+            .query_one(
+                "SELECT pg_advisory_unlock($1, $2)",
+                &[&BACKUP_LOCK_CLASS, &key],
+            )
+            .await;
+    }
+    Ok((client, alone && shared))
+}
+
+/// After a cancel dropped the upload (its drop starts the abort, which a
+/// process about to exit may not finish): abort what is still open at
+/// `key`, waiting a few seconds at most; what remains is the next
+/// backup's to clean up.
+async fn abort_own(store: &Store, key: &str) {
+    let abort = async {
+        let Ok(open) = store.abandoned(key).await else {
+            return;
+        };
+        for upload in open.iter().filter(|upload| upload.key == key) {
+            let _ = store.abort(upload).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), abort).await;
 }
 
 /// Deletes this workflow's backups beyond `keep`, oldest first: the

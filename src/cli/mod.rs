@@ -106,6 +106,10 @@ struct ExecArgs {
     /// Approve every confirmation and `approve` step without asking (needed when stdin is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Let `media.sync` delete more objects than its `max_delete` allows (by default 1,000 or
+    /// 10 % of the target, whichever is larger).
+    #[arg(long)]
+    yes_delete_many: bool,
     /// How many steps may run at the same time (a clone's own workers are its
     /// `jobs:` and `index_jobs:`).
     #[arg(

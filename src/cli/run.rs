@@ -42,6 +42,7 @@ pub async fn plan(workdir: &Path, args: PlanArgs) -> i32 {
         dry_run: true,
         exec: ExecArgs {
             yes: false,
+            yes_delete_many: false,
             jobs: 1,
             grace: Duration::from_secs(5),
         },
@@ -150,6 +151,7 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
         dry_run: request.dry_run,
         interaction: Interaction {
             assume_yes: request.exec.yes,
+            allow_many_deletes: request.exec.yes_delete_many,
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         },
         jobs: request.exec.jobs,

@@ -14,6 +14,7 @@ pub mod approve;
 pub mod git_merged_branches;
 pub mod git_reset_branch;
 pub mod http_check;
+pub mod media_sync;
 pub mod notify;
 pub mod postgres_backup;
 pub mod postgres_clone;
@@ -40,7 +41,7 @@ use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
 /// Kinds described in the design that this version does not have yet.
-pub const PLANNED_KINDS: &[&str] = &["media.sync"];
+pub const PLANNED_KINDS: &[&str] = &[];
 
 /// Which facet of a target a step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,7 @@ step_kinds! {
     PostgresStagingOnlyRows(postgres_staging_only_rows),
     PostgresBackup(postgres_backup),
     PostgresRestore(postgres_restore),
+    MediaSync(media_sync),
     HttpCheck(http_check),
     Approve(approve),
     Notify(notify),
@@ -383,6 +385,8 @@ impl StepError {
 pub struct Interaction {
     /// `--yes`: approve every gate without asking.
     pub assume_yes: bool,
+    /// `--yes-delete-many`: `media.sync` may delete past its `max_delete`.
+    pub allow_many_deletes: bool,
     /// stdin and stderr are terminals, so questions can be asked.
     pub interactive: bool,
 }

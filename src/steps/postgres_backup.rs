@@ -126,7 +126,8 @@ impl Kind for Params {
             outcome = outcome.detail(Detail::fact(
                 "abandoned uploads",
                 format!(
-                    "would abort {} left by interrupted runs: {}",
+                    "would abort {} left by interrupted runs (unless another backup of this \
+                     workflow is uploading then): {}",
                     housekeeping.abandoned.len(),
                     housekeeping.abandoned.join(", ")
                 ),

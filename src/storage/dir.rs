@@ -181,7 +181,9 @@ impl DirStore {
         DirListing {
             store: self.clone(),
             prefix: prefix.to_string(),
-            objects: None,
+            stack: Vec::new(),
+            started: false,
+            failed: false,
         }
     }
 
@@ -337,33 +339,139 @@ fn walk(root: &Path, start: &str) -> Result<Vec<WalkedFile>, (String, std::io::E
     Ok(found)
 }
 
-/// The objects under a prefix: the walk runs on the first `next`.
+/// The objects under a prefix, in byte order of key, found by a walk that
+/// reads one directory at a time: each directory's entries are sorted with
+/// a subdirectory compared as `name/` (so `a-b` comes before `a/…`, as in
+/// the order of whole keys) and the walk descends depth first. Memory is
+/// one sorted directory per level, never the whole tree.
 pub(super) struct DirListing {
     store: DirStore,
     prefix: String,
-    objects: Option<std::vec::IntoIter<ObjectMeta>>,
+    /// The directories being walked, deepest last: entries left, reversed.
+    stack: Vec<Vec<Entry>>,
+    started: bool,
+    failed: bool,
+}
+
+/// One entry of a directory: its key (a directory's with a trailing `/`).
+struct Entry {
+    key: String,
+    dir: bool,
 }
 
 impl DirListing {
     pub async fn next(&mut self) -> Option<Result<ObjectMeta, StorageError>> {
-        if self.objects.is_none() {
-            let files = match self.store.walk(&self.prefix).await {
-                Ok(files) => files,
-                Err(e) => {
-                    self.objects = Some(Vec::new().into_iter());
+        if self.failed {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            let start = self
+                .prefix
+                .rsplit_once('/')
+                .map_or(String::new(), |(dir, _)| format!("{dir}/"));
+            if let Err(e) = self.descend(start).await {
+                return Some(Err(e));
+            }
+        }
+        loop {
+            let frame = self.stack.last_mut()?;
+            let Some(entry) = frame.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            // Outside the prefix: a directory may still lead into it.
+            let inside = entry.key.starts_with(&self.prefix);
+            let leads_in = entry.dir && self.prefix.starts_with(&entry.key);
+            if !inside && !leads_in {
+                continue;
+            }
+            if entry.dir {
+                if let Err(e) = self.descend(entry.key).await {
                     return Some(Err(e));
                 }
-            };
-            let mut objects: Vec<ObjectMeta> = files
-                .into_iter()
-                .filter(|f| f.partial_of.is_none() && f.relative.starts_with(&self.prefix))
-                .map(|f| meta_of(f.relative, &f.meta))
-                .collect();
-            objects.sort_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
-            self.objects = Some(objects.into_iter());
+                continue;
+            }
+            let path = self.store.path_of(&entry.key);
+            match tokio::fs::symlink_metadata(&path).await {
+                Ok(meta) if meta.is_file() => return Some(Ok(meta_of(entry.key, &meta))),
+                // Gone since the directory was read, or not a file now.
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(self.store.io(&entry.key, "listing", e)));
+                }
+            }
         }
-        self.objects.as_mut()?.next().map(Ok)
     }
+
+    /// Reads the directory `dir` (`""` for the root, else ending in `/`)
+    /// and pushes its entries, sorted.
+    async fn descend(&mut self, dir: String) -> Result<(), StorageError> {
+        let path = match dir.strip_suffix('/') {
+            Some(relative) => self.store.path_of(relative),
+            None => self.store.root.clone(),
+        };
+        let read = tokio::task::spawn_blocking(move || read_sorted(&path, &dir))
+            .await
+            .expect("reading a directory does not panic");
+        match read {
+            Ok(entries) => {
+                self.stack.push(entries);
+                Ok(())
+            }
+            Err((relative, e)) => {
+                self.failed = true;
+                Err(self.store.io(&relative, "listing", e))
+            }
+        }
+    }
+}
+
+/// The entries of one directory whose keys start with `dir`, reversed
+/// (the first key last, for popping): files and subdirectories, no
+/// partial files, no symbolic links, no names that are not UTF-8 or
+/// cannot be keys. A directory that does not exist holds nothing.
+fn read_sorted(path: &Path, dir: &str) -> Result<Vec<Entry>, (String, std::io::Error)> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err((dir.to_string(), e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| (dir.to_string(), e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with(PARTIAL_MARK) || super::keys::check(&name).is_err() {
+            continue;
+        }
+        let file_type = entry
+            .file_type()
+            .map_err(|e| (format!("{dir}{name}"), e))?;
+        if file_type.is_dir() {
+            found.push(Entry {
+                key: format!("{dir}{name}/"),
+                dir: true,
+            });
+        } else if file_type.is_file() {
+            found.push(Entry {
+                key: format!("{dir}{name}"),
+                dir: false,
+            });
+        }
+    }
+    found.sort_by(|a, b| b.key.as_bytes().cmp(a.key.as_bytes()));
+    Ok(found)
 }
 
 fn meta_of(key: String, meta: &std::fs::Metadata) -> ObjectMeta {

@@ -82,6 +82,10 @@ pub enum StorageError {
         key: String,
         limit: u64,
     },
+    /// An operation this pair of stores cannot do (a programming error of
+    /// the caller, who asks [`crate::storage::Store::same_service`] first).
+    #[error("store `{location}`: {what} is not possible here")]
+    Unsupported { location: String, what: String },
 }
 
 impl StorageError {

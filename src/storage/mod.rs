@@ -45,6 +45,30 @@ pub struct ObjectMeta {
     pub etag: Option<String>,
 }
 
+/// What an object carries besides its bytes: the headers S3 keeps with it
+/// and its user metadata (`x-amz-meta-*`, names lowercase, without the
+/// prefix). A directory store keeps none of it: it reads back empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Attributes {
+    /// The user metadata as the SDK takes it; `None` when there is none.
+    fn user_metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        (!self.metadata.is_empty()).then(|| {
+            self.metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+}
+
 /// A completed write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -150,10 +174,60 @@ impl Store {
         body: R,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Written, StorageError> {
+        self.put_stream_with(key, body, progress, &Attributes::default())
+            .await
+    }
+
+    /// [`Store::put_stream`], the object getting `attributes` (S3; a
+    /// directory store has nowhere to keep them).
+    pub async fn put_stream_with<R: tokio::io::AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        body: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+        attributes: &Attributes,
+    ) -> Result<Written, StorageError> {
         self.check_key(key)?;
         match &self.backend {
             Backend::Dir(dir) => dir.put_stream(key, body, progress).await,
-            Backend::S3(s3) => s3.put_stream(key, body, progress, self.first_part).await,
+            Backend::S3(s3) => {
+                s3.put_stream(key, body, progress, self.first_part, attributes)
+                    .await
+            }
+        }
+    }
+
+    /// Whether [`Store::copy_from`] can copy from `other` without the bytes
+    /// passing through here: both S3, on one endpoint, region and
+    /// credentials.
+    pub fn same_service(&self, other: &Store) -> bool {
+        match (&self.backend, &other.backend) {
+            (Backend::S3(a), Backend::S3(b)) => a.same_service(b),
+            _ => false,
+        }
+    }
+
+    /// A server-side copy of `from_key` in `from` (of size `size`) to `key`
+    /// here; only when [`Store::same_service`]. The copy keeps the source's
+    /// attributes, or takes `replace`.
+    pub async fn copy_from(
+        &self,
+        from: &Store,
+        from_key: &str,
+        key: &str,
+        size: u64,
+        replace: Option<&Attributes>,
+    ) -> Result<(), StorageError> {
+        self.check_key(key)?;
+        from.check_key(from_key)?;
+        match (&self.backend, &from.backend) {
+            (Backend::S3(to), Backend::S3(source)) if to.same_service(source) => {
+                to.copy_from(source, from_key, key, size, replace).await
+            }
+            _ => Err(StorageError::Unsupported {
+                location: self.location(),
+                what: format!("a server-side copy from {}", from.location()),
+            }),
         }
     }
 
@@ -177,11 +251,37 @@ impl Store {
         &self,
         key: &str,
     ) -> Result<Box<dyn tokio::io::AsyncRead + Unpin + Send>, StorageError> {
+        Ok(self.get_with(key).await?.0)
+    }
+
+    /// A reader of the object's bytes, and its attributes.
+    pub async fn get_with(
+        &self,
+        key: &str,
+    ) -> Result<(Box<dyn tokio::io::AsyncRead + Unpin + Send>, Attributes), StorageError> {
         self.check_key(key)?;
         match &self.backend {
-            Backend::Dir(dir) => dir.get(key).await,
-            Backend::S3(s3) => s3.get(key).await,
+            Backend::Dir(dir) => Ok((dir.get(key).await?, Attributes::default())),
+            Backend::S3(s3) => s3.get(key, None).await,
         }
+    }
+
+    /// The object's first `bytes` bytes (fewer when it is shorter): a
+    /// ranged GET, for telling a file's type and size from its header.
+    pub async fn get_start(&self, key: &str, bytes: u64) -> Result<Vec<u8>, StorageError> {
+        use tokio::io::AsyncReadExt;
+        self.check_key(key)?;
+        let reader = match &self.backend {
+            Backend::Dir(dir) => dir.get(key).await?,
+            Backend::S3(s3) => s3.get(key, Some(bytes)).await?.0,
+        };
+        let mut start = Vec::new();
+        reader
+            .take(bytes)
+            .read_to_end(&mut start)
+            .await
+            .map_err(|source| self.io_error(key, "reading the start of", source))?;
+        Ok(start)
     }
 
     /// The object's bytes, whole; [`StorageError::NotFound`] when absent.
@@ -198,11 +298,27 @@ impl Store {
 
     /// The object's size and time, or `None` when absent.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        Ok(self.head_with(key).await?.map(|(meta, _)| meta))
+    }
+
+    /// The object's size and time and its attributes, or `None` when absent.
+    pub async fn head_with(
+        &self,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, Attributes)>, StorageError> {
         self.check_key(key)?;
         match &self.backend {
-            Backend::Dir(dir) => dir.head(key).await,
+            Backend::Dir(dir) => Ok(dir
+                .head(key)
+                .await?
+                .map(|meta| (meta, Attributes::default()))),
             Backend::S3(s3) => s3.head(key).await,
         }
+    }
+
+    /// Whether this is a directory store.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.backend, Backend::Dir(_))
     }
 
     /// Every object whose key starts with `prefix`, in byte order of key,

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::redact::mask_secrets;
 use crate::storage::url::S3Spec;
-use crate::storage::{Abandoned, ObjectMeta, Progress, StorageError, Written, hex};
+use crate::storage::{Abandoned, Attributes, ObjectMeta, Progress, StorageError, Written, hex};
 
 /// The first parts of a multipart upload are 8 MiB (also the largest body
 /// sent as one PutObject).
@@ -39,6 +39,12 @@ pub const MAX_PARTS: u32 = 10_000;
 
 /// Parts per step of the schedule.
 const STEP: u32 = 500;
+
+/// The largest object one CopyObject copies (S3's limit: 5 GiB).
+const MAX_COPY: u64 = 5 << 30;
+
+/// The part size of a multipart copy above [`MAX_COPY`].
+const COPY_PART: u64 = 512 << 20;
 
 /// Keys per ListObjectsV2 page (S3's maximum).
 const PAGE: i32 = 1_000;
@@ -67,6 +73,9 @@ pub(super) struct S3Store {
     client: Client,
     /// Set once HeadBucket has answered: a later 404 is the key's.
     bucket_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// The access key id of [`S3Store::with_static_credentials`]; `None`
+    /// for the AWS chain's.
+    static_key: Option<String>,
 }
 
 impl S3Store {
@@ -95,6 +104,7 @@ impl S3Store {
             spec: Arc::new(spec),
             client: Client::from_conf(config.build()),
             bucket_seen: Arc::default(),
+            static_key: None,
         }
     }
 
@@ -109,6 +119,7 @@ impl S3Store {
             spec: self.spec.clone(),
             client: Client::from_conf(config.build()),
             bucket_seen: Arc::default(),
+            static_key: Some(access_key_id.to_string()),
         }
     }
 
@@ -218,6 +229,7 @@ impl S3Store {
         mut body: R,
         progress: &(dyn Fn(u64) + Send + Sync),
         first_part: u64,
+        attributes: &Attributes,
     ) -> Result<Written, StorageError> {
         let mut reader = Hashing {
             hasher: Sha256::new(),
@@ -243,7 +255,7 @@ impl S3Store {
                 .map_err(read_error)?;
         }
         if second.is_empty() {
-            self.put_object(key, first).await?;
+            self.put_object(key, first, attributes).await?;
             return Ok(reader.written(key, 1));
         }
 
@@ -253,6 +265,11 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.spec.bucket)
             .key(&full_key)
+            .set_content_type(attributes.content_type.clone())
+            .set_cache_control(attributes.cache_control.clone())
+            .set_content_disposition(attributes.content_disposition.clone())
+            .set_content_encoding(attributes.content_encoding.clone())
+            .set_metadata(attributes.user_metadata())
             .send()
             .await
             .map_err(|e| self.error(key, "starting the multipart upload of", e))?;
@@ -389,17 +406,27 @@ impl S3Store {
             sha256: hex(&Sha256::digest(&data)),
             parts: 1,
         };
-        self.put_object(key, data).await?;
+        self.put_object(key, data, &Attributes::default()).await?;
         Ok(written)
     }
 
-    async fn put_object(&self, key: &str, data: Vec<u8>) -> Result<(), StorageError> {
+    async fn put_object(
+        &self,
+        key: &str,
+        data: Vec<u8>,
+        attributes: &Attributes,
+    ) -> Result<(), StorageError> {
         let length = data.len() as i64;
         self.client
             .put_object()
             .bucket(&self.spec.bucket)
             .key(self.full_key(key))
             .content_length(length)
+            .set_content_type(attributes.content_type.clone())
+            .set_cache_control(attributes.cache_control.clone())
+            .set_content_disposition(attributes.content_disposition.clone())
+            .set_content_encoding(attributes.content_encoding.clone())
+            .set_metadata(attributes.user_metadata())
             .body(ByteStream::from(data))
             .send()
             .await
@@ -407,19 +434,179 @@ impl S3Store {
         Ok(())
     }
 
-    pub async fn get(&self, key: &str) -> Result<Box<dyn AsyncRead + Unpin + Send>, StorageError> {
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<u64>,
+    ) -> Result<(Box<dyn AsyncRead + Unpin + Send>, Attributes), StorageError> {
         let object = self
             .client
             .get_object()
             .bucket(&self.spec.bucket)
             .key(self.full_key(key))
+            .set_range(range.map(|n| format!("bytes=0-{}", n.max(1) - 1)))
             .send()
             .await
             .map_err(|e| self.error(key, "reading", e))?;
-        Ok(Box::new(object.body.into_async_read()))
+        let attributes = Attributes {
+            content_type: object.content_type().map(str::to_string),
+            cache_control: object.cache_control().map(str::to_string),
+            content_disposition: object.content_disposition().map(str::to_string),
+            content_encoding: object.content_encoding().map(str::to_string),
+            metadata: object
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        };
+        Ok((Box::new(object.body.into_async_read()), attributes))
     }
 
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+    /// Whether a CopyObject from `other` into this store can work: both on
+    /// one endpoint, region and credentials (one service that holds both
+    /// buckets).
+    pub fn same_service(&self, other: &S3Store) -> bool {
+        self.spec.endpoint == other.spec.endpoint
+            && self.client.config().region() == other.client.config().region()
+            && self.static_key == other.static_key
+    }
+
+    /// Copies `from_key` of `from` to `key`, inside the service: CopyObject,
+    /// or UploadPartCopy in parts of [`COPY_PART`] above S3's 5 GiB limit of
+    /// one copy. `replace`: the attributes to give the copy (the source's
+    /// otherwise, as S3 keeps them).
+    pub async fn copy_from(
+        &self,
+        from: &S3Store,
+        from_key: &str,
+        key: &str,
+        size: u64,
+        replace: Option<&Attributes>,
+    ) -> Result<(), StorageError> {
+        let source = copy_source(&from.spec.bucket, &from.full_key(from_key));
+        if size <= MAX_COPY {
+            let mut request = self
+                .client
+                .copy_object()
+                .bucket(&self.spec.bucket)
+                .key(self.full_key(key))
+                .copy_source(source);
+            if let Some(attributes) = replace {
+                request = request
+                    .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                    .set_content_type(attributes.content_type.clone())
+                    .set_cache_control(attributes.cache_control.clone())
+                    .set_content_disposition(attributes.content_disposition.clone())
+                    .set_content_encoding(attributes.content_encoding.clone())
+                    .set_metadata(attributes.user_metadata());
+            }
+            request
+                .send()
+                .await
+                .map_err(|e| self.error(key, "copying into", e))?;
+            return Ok(());
+        }
+        let attributes = match replace {
+            Some(attributes) => attributes.clone(),
+            None => from.head_attributes(from_key).await?,
+        };
+        let full_key = self.full_key(key);
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.spec.bucket)
+            .key(&full_key)
+            .set_content_type(attributes.content_type.clone())
+            .set_cache_control(attributes.cache_control.clone())
+            .set_content_disposition(attributes.content_disposition.clone())
+            .set_content_encoding(attributes.content_encoding.clone())
+            .set_metadata(attributes.user_metadata())
+            .send()
+            .await
+            .map_err(|e| self.error(key, "starting the multipart copy into", e))?;
+        let upload = OpenUpload {
+            client: self.client.clone(),
+            bucket: self.spec.bucket.clone(),
+            key: full_key,
+            upload_id: created.upload_id().unwrap_or_default().to_string(),
+            armed: true,
+        };
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut number = 1i32;
+        while start < size {
+            let end = (start + COPY_PART).min(size) - 1;
+            let copied = self
+                .client
+                .upload_part_copy()
+                .bucket(&upload.bucket)
+                .key(&upload.key)
+                .upload_id(&upload.upload_id)
+                .part_number(number)
+                .copy_source(copy_source(&from.spec.bucket, &from.full_key(from_key)))
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await;
+            let copied = match copied {
+                Ok(copied) => copied,
+                Err(e) => {
+                    let error = self.error(key, "copying a part into", e);
+                    upload.abort().await;
+                    return Err(error);
+                }
+            };
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(
+                        copied
+                            .copy_part_result()
+                            .and_then(|r| r.e_tag())
+                            .map(str::to_string),
+                    )
+                    .build(),
+            );
+            start = end + 1;
+            number += 1;
+        }
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&upload.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => {
+                upload.disarm();
+                Ok(())
+            }
+            Err(e) => {
+                let error = self.error(key, "completing the multipart copy into", e);
+                upload.abort().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn head_attributes(&self, key: &str) -> Result<Attributes, StorageError> {
+        match self.head(key).await? {
+            Some((_, attributes)) => Ok(attributes),
+            None => Err(StorageError::NotFound {
+                location: self.location(),
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<(ObjectMeta, Attributes)>, StorageError> {
         let result = self
             .client
             .head_object()
@@ -428,12 +615,26 @@ impl S3Store {
             .send()
             .await;
         match result {
-            Ok(head) => Ok(Some(ObjectMeta {
-                key: key.to_string(),
-                size: head.content_length().unwrap_or(0).max(0) as u64,
-                last_modified: head.last_modified().and_then(to_chrono),
-                etag: head.e_tag().map(str::to_string),
-            })),
+            Ok(head) => Ok(Some((
+                ObjectMeta {
+                    key: key.to_string(),
+                    size: head.content_length().unwrap_or(0).max(0) as u64,
+                    last_modified: head.last_modified().and_then(to_chrono),
+                    etag: head.e_tag().map(str::to_string),
+                },
+                Attributes {
+                    content_type: head.content_type().map(str::to_string),
+                    cache_control: head.cache_control().map(str::to_string),
+                    content_disposition: head.content_disposition().map(str::to_string),
+                    content_encoding: head.content_encoding().map(str::to_string),
+                    metadata: head
+                        .metadata()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                },
+            ))),
             Err(e)
                 if e.as_service_error().is_some_and(|s| s.is_not_found())
                     || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
@@ -752,6 +953,23 @@ fn describe<E: std::error::Error + 'static>(error: &E) -> String {
         Some(chain) => chain.to_string(),
         None => full,
     }
+}
+
+/// `bucket/key` for `x-amz-copy-source`, the key percent-encoded except
+/// for `/` (S3 decodes it; spaces, `+`, `%` and non-ASCII must be encoded).
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    out.push_str(bucket);
+    out.push('/');
+    for byte in key.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
 }
 
 fn to_chrono(time: &aws_sdk_s3::primitives::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {

@@ -10,7 +10,11 @@
 //! completed and aborted), ListObjectsV2 pages of at most 1,000 keys with
 //! continuation tokens, a prefix filter that is exact (`s3s-fs` matches
 //! `many/` against `manyx`), and NoSuchBucket on a write to a bucket that
-//! does not exist (`s3s-fs` creates it).
+//! does not exist (`s3s-fs` creates it). It also keeps what `s3s-fs` drops
+//! — content type, cache control, disposition, and user metadata replaced
+//! by a copy — gives every listed object its ETag (the MD5, as S3 does for
+//! a single-part upload), records which operations it served on which key,
+//! and fails the requests of a key on demand ([`S3Server::fail`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,10 +34,64 @@ const REGION: &str = "us-east-1";
 pub struct S3Server {
     addr: SocketAddr,
     root: tempfile::TempDir,
+    journal: Arc<Journal>,
     uploads: Arc<Mutex<Vec<Upload>>>,
     checksummed: Arc<AtomicUsize>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the wrapper records and injects.
+#[derive(Default)]
+struct Journal {
+    /// `(operation, key)` of every object request served, in order.
+    ops: Mutex<Vec<(String, String)>>,
+    /// Keys whose object requests fail (500) this many more times.
+    faults: Mutex<std::collections::HashMap<String, usize>>,
+    /// Attributes by (bucket, key).
+    attrs: Mutex<std::collections::HashMap<(String, String), Attrs>>,
+}
+
+#[derive(Clone, Default)]
+struct Attrs {
+    content_type: Option<ContentType>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+impl Journal {
+    /// Records `op` on `key`; an injected failure answers instead.
+    fn serve(&self, op: &str, key: &str) -> S3Result<()> {
+        self.ops
+            .lock()
+            .unwrap()
+            .push((op.to_string(), key.to_string()));
+        let mut faults = self.faults.lock().unwrap();
+        if let Some(left) = faults.get_mut(key)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(s3s::s3_error!(InternalError, "injected failure"));
+        }
+        Ok(())
+    }
+
+    fn keep(&self, bucket: &str, key: &str, attrs: Attrs) {
+        self.attrs
+            .lock()
+            .unwrap()
+            .insert((bucket.to_string(), key.to_string()), attrs);
+    }
+
+    fn attrs(&self, bucket: &str, key: &str) -> Attrs {
+        self.attrs
+            .lock()
+            .unwrap()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// An open multipart upload, as the wrapper recorded it.
@@ -48,6 +106,7 @@ struct Upload {
 impl S3Server {
     pub fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::default());
         let uploads = Arc::new(Mutex::new(Vec::new()));
         let checksummed = Arc::new(AtomicUsize::new(0));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -57,6 +116,7 @@ impl S3Server {
         let server = Server {
             fs: s3s_fs::FileSystem::new(root.path()).unwrap(),
             root: root.path().to_path_buf(),
+            journal: journal.clone(),
             uploads: uploads.clone(),
             checksummed: checksummed.clone(),
         };
@@ -67,6 +127,7 @@ impl S3Server {
         S3Server {
             addr,
             root,
+            journal,
             uploads,
             checksummed,
             shutdown: Some(shutdown),
@@ -138,6 +199,45 @@ impl S3Server {
 }
 
 impl S3Server {
+    /// The operations served on `key` so far (`PutObject`, `CopyObject`,
+    /// `GetObject`, `HeadObject`, `UploadPart`, `DeleteObject`, …).
+    pub fn ops_on(&self, key: &str) -> Vec<String> {
+        self.journal
+            .ops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, k)| k == key)
+            .map(|(op, _)| op.clone())
+            .collect()
+    }
+
+    /// How many times `op` was served, on any key.
+    pub fn count(&self, op: &str) -> usize {
+        self.journal
+            .ops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| o == op)
+            .count()
+    }
+
+    /// Forgets the operations recorded so far.
+    pub fn clear_ops(&self) {
+        self.journal.ops.lock().unwrap().clear();
+    }
+
+    /// The next `times` object requests on `key` (full key, in any bucket)
+    /// fail with 500 InternalError.
+    pub fn fail(&self, key: &str, times: usize) {
+        self.journal
+            .faults
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), times);
+    }
+
     /// PutObject and UploadPart requests that carried a checksum (a header
     /// or a trailer): S3-compatible servers other than AWS reject them.
     pub fn checksummed_uploads(&self) -> usize {
@@ -200,6 +300,7 @@ fn serve(
 struct Server {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    journal: Arc<Journal>,
     uploads: Arc<Mutex<Vec<Upload>>>,
     checksummed: Arc<AtomicUsize>,
 }
@@ -274,22 +375,48 @@ impl S3 for Server {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         self.bucket_exists(&req.input.bucket)?;
+        self.journal.serve("PutObject", &req.input.key)?;
         self.count_checksum(&req);
-        self.fs.put_object(req).await
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let attrs = Attrs {
+            content_type: req.input.content_type.clone(),
+            cache_control: req.input.cache_control.clone(),
+            content_disposition: req.input.content_disposition.clone(),
+            metadata: req.input.metadata.clone(),
+        };
+        let response = self.fs.put_object(req).await?;
+        self.journal.keep(&bucket, &key, attrs);
+        Ok(response)
     }
 
     async fn get_object(
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        self.fs.get_object(req).await
+        self.journal.serve("GetObject", &req.input.key)?;
+        let attrs = self.journal.attrs(&req.input.bucket, &req.input.key);
+        let mut response = self.fs.get_object(req).await?;
+        let output = &mut response.output;
+        output.content_type = attrs.content_type;
+        output.cache_control = attrs.cache_control;
+        output.content_disposition = attrs.content_disposition;
+        output.metadata = attrs.metadata;
+        Ok(response)
     }
 
     async fn head_object(
         &self,
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
-        self.fs.head_object(req).await
+        self.journal.serve("HeadObject", &req.input.key)?;
+        let attrs = self.journal.attrs(&req.input.bucket, &req.input.key);
+        let mut response = self.fs.head_object(req).await?;
+        let output = &mut response.output;
+        output.content_type = attrs.content_type;
+        output.cache_control = attrs.cache_control;
+        output.content_disposition = attrs.content_disposition;
+        output.metadata = attrs.metadata;
+        Ok(response)
     }
 
     async fn copy_object(
@@ -297,13 +424,33 @@ impl S3 for Server {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         self.bucket_exists(&req.input.bucket)?;
-        self.fs.copy_object(req).await
+        self.journal.serve("CopyObject", &req.input.key)?;
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let replace = req
+            .input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        let attrs = match (&req.input.copy_source, replace) {
+            (_, true) => Attrs {
+                content_type: req.input.content_type.clone(),
+                cache_control: req.input.cache_control.clone(),
+                content_disposition: req.input.content_disposition.clone(),
+                metadata: req.input.metadata.clone(),
+            },
+            (CopySource::Bucket { bucket, key, .. }, false) => self.journal.attrs(bucket, key),
+            _ => Attrs::default(),
+        };
+        let response = self.fs.copy_object(req).await?;
+        self.journal.keep(&bucket, &key, attrs);
+        Ok(response)
     }
 
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.journal.serve("DeleteObject", &req.input.key)?;
         self.fs.delete_object(req).await
     }
 
@@ -321,6 +468,7 @@ impl S3 for Server {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let prefix = req.input.prefix.clone().unwrap_or_default();
+        let bucket_dir = self.root.join(&req.input.bucket);
         let token = req.input.continuation_token.clone();
         let max_keys = req.input.max_keys.unwrap_or(1_000).clamp(1, 1_000) as usize;
         let req = req.map_input(|mut input| {
@@ -340,6 +488,12 @@ impl S3 for Server {
                 .collect();
             let truncated = objects.len() > max_keys;
             objects.truncate(max_keys);
+            for object in &mut objects {
+                let path = bucket_dir.join(object.key.as_deref().unwrap_or_default());
+                object.e_tag = std::fs::read(path)
+                    .ok()
+                    .map(|bytes| format!("\"{:x}\"", md5_of(&bytes)));
+            }
             output.next_continuation_token = truncated
                 .then(|| objects.last().and_then(|o| o.key.clone()))
                 .flatten();
@@ -358,6 +512,17 @@ impl S3 for Server {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
         self.bucket_exists(&bucket)?;
+        self.journal.serve("CreateMultipartUpload", &key)?;
+        self.journal.keep(
+            &bucket,
+            &key,
+            Attrs {
+                content_type: req.input.content_type.clone(),
+                cache_control: req.input.cache_control.clone(),
+                content_disposition: req.input.content_disposition.clone(),
+                metadata: req.input.metadata.clone(),
+            },
+        );
         let response = self.fs.create_multipart_upload(req).await?;
         if let Some(upload_id) = &response.output.upload_id {
             self.uploads.lock().unwrap().push(Upload {
@@ -374,6 +539,7 @@ impl S3 for Server {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
+        self.journal.serve("UploadPart", &req.input.key)?;
         self.fs.upload_part(req).await
     }
 
@@ -461,4 +627,10 @@ impl S3 for Server {
             ..Default::default()
         }))
     }
+}
+
+/// The MD5 of `bytes`, as a number for `{:x}`.
+fn md5_of(bytes: &[u8]) -> u128 {
+    use md5::{Digest, Md5};
+    u128::from_be_bytes(Md5::digest(bytes).into())
 }

@@ -1,0 +1,147 @@
+//! The hash cache of a directory side: each file's MD5 (and, for a file a
+//! sync wrote, the fingerprint of the object it was written from), keyed
+//! by key and valid while the file's size and mtime are unchanged. S3
+//! gives an MD5 in every listing (the ETag of a single-part upload); a
+//! directory would otherwise be read whole on every run.
+//!
+//! Kept as one JSON line per file in the run's working directory, never
+//! inside the synced directory (it would be synced, listed and deleted).
+//! A missing or unreadable cache is an empty one: it only costs reading.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use crate::storage::{ObjectMeta, StorageError, Store};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    #[serde(rename = "k")]
+    key: String,
+    #[serde(rename = "s")]
+    size: u64,
+    /// Nanoseconds since the epoch.
+    #[serde(rename = "t")]
+    modified: i64,
+    #[serde(rename = "h")]
+    md5: String,
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct HashCache {
+    path: PathBuf,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+fn stamp(meta: &ObjectMeta) -> i64 {
+    meta.last_modified
+        .and_then(|t| t.timestamp_nanos_opt())
+        .unwrap_or(0)
+}
+
+impl HashCache {
+    /// The cache at `path`; empty when there is none yet.
+    pub fn load(path: PathBuf) -> HashCache {
+        let entries = std::fs::read_to_string(&path)
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| serde_json::from_str::<Entry>(line).ok())
+                    .map(|entry| (entry.key.clone(), entry))
+                    .collect()
+            })
+            .unwrap_or_default();
+        HashCache {
+            path,
+            entries: Mutex::new(entries),
+        }
+    }
+
+    fn valid(&self, meta: &ObjectMeta) -> Option<Entry> {
+        let entries = self.entries.lock().unwrap();
+        let entry = entries.get(&meta.key)?;
+        (entry.size == meta.size && entry.modified == stamp(meta)).then(|| entry.clone())
+    }
+
+    /// The file's MD5 (lowercase hex): cached, or read and remembered.
+    pub async fn md5(&self, store: &Store, meta: &ObjectMeta) -> Result<String, StorageError> {
+        if let Some(entry) = self.valid(meta) {
+            return Ok(entry.md5);
+        }
+        let mut reader = store.get(&meta.key).await?;
+        let mut hasher = Md5::new();
+        let mut buffer = vec![0u8; 256 << 10];
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .await
+                .map_err(|source| StorageError::Io {
+                    location: store.location(),
+                    key: meta.key.clone(),
+                    action: "hashing",
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+        }
+        let md5 = super::sync::hex(&hasher.finalize());
+        self.learn(meta, md5.clone(), None);
+        Ok(md5)
+    }
+
+    /// The fingerprint of the object this file was written from, while the
+    /// file is unchanged.
+    pub fn source_of(&self, meta: &ObjectMeta) -> Option<String> {
+        self.valid(meta).and_then(|entry| entry.source)
+    }
+
+    pub fn learn(&self, meta: &ObjectMeta, md5: String, source: Option<String>) {
+        let mut entries = self.entries.lock().unwrap();
+        let source = source.or_else(|| {
+            entries
+                .get(&meta.key)
+                .filter(|e| e.size == meta.size && e.modified == stamp(meta))
+                .and_then(|e| e.source.clone())
+        });
+        entries.insert(
+            meta.key.clone(),
+            Entry {
+                key: meta.key.clone(),
+                size: meta.size,
+                modified: stamp(meta),
+                md5,
+                source,
+            },
+        );
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.entries.lock().unwrap().remove(key);
+    }
+
+    /// Writes the cache (a temporary file renamed over the old one).
+    pub fn save(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let partial = self.path.with_extension("partial");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        let entries = self.entries.lock().unwrap();
+        let mut keys: Vec<&String> = entries.keys().collect();
+        keys.sort();
+        for key in keys {
+            serde_json::to_writer(&mut file, &entries[key])?;
+            file.write_all(b"\n")?;
+        }
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&partial, &self.path)
+    }
+}
