@@ -455,9 +455,7 @@ fn read_sorted(path: &Path, dir: &str) -> Result<Vec<Entry>, (String, std::io::E
         if name.starts_with(PARTIAL_MARK) || super::keys::check(&name).is_err() {
             continue;
         }
-        let file_type = entry
-            .file_type()
-            .map_err(|e| (format!("{dir}{name}"), e))?;
+        let file_type = entry.file_type().map_err(|e| (format!("{dir}{name}"), e))?;
         if file_type.is_dir() {
             found.push(Entry {
                 key: format!("{dir}{name}/"),
