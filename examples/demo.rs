@@ -2,7 +2,8 @@
 //! PostgreSQL installed.
 //!
 //! Starts two throwaway clusters, "prod" and "staging", seeds each with a
-//! small Wagtail-shaped site (made-up people), then runs the workflow
+//! small Wagtail-shaped site (made-up people), makes a throwaway git
+//! repository whose staging branch has work main lacks, then runs the workflow
 //! `examples/demo/reset-staging.yaml` through the library's CLI entry point,
 //! exactly as `flightpath run` would. The run's files (`backups/`,
 //! `.flightpath/runs/…`) go to `demo-run/` next to the demo's executable.
@@ -10,6 +11,8 @@
 //! Both clusters are stopped and deleted when the demo ends, also when it
 //! fails (drop) or is interrupted (each cluster's watchdog).
 
+#[path = "demo/repo.rs"]
+mod repo;
 #[path = "demo/seed.rs"]
 mod seed;
 
@@ -68,13 +71,19 @@ fn demo() -> Result<i32, Box<dyn Error>> {
     let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join(WORKFLOW);
     let workdir = fresh_workdir()?;
     std::env::set_current_dir(&workdir)?;
+    let app = repo::create(&workdir)?;
+    println!(
+        "==> a throwaway git repository: {} (origin.git beside it), staging ahead of main",
+        app.display()
+    );
     let vars = [
         format!("PROD_DATABASE_URL={prod_url}"),
         format!("STAGING_DATABASE_URL={staging_url}"),
+        "APP_REPO=app".to_string(),
     ];
     println!(
-        "\n==> flightpath run {WORKFLOW} --yes --var {} --var {}\n",
-        vars[0], vars[1]
+        "\n==> flightpath run {WORKFLOW} --yes --var {}\n",
+        vars.join(" --var ")
     );
     let mut args: Vec<OsString> = vec!["flightpath".into(), "run".into(), workflow.into()];
     args.push("--yes".into());

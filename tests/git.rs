@@ -20,7 +20,13 @@ use crate::support::cli::{Output, Test, step};
 
 /// A commit on `refname` (created or moved) with the given parents; each
 /// commit holds one file named after its message, so no two trees match.
-fn commit(repo: &Repository, refname: &str, parents: &[Oid], message: &str, at: i64) -> Oid {
+pub(crate) fn commit(
+    repo: &Repository,
+    refname: &str,
+    parents: &[Oid],
+    message: &str,
+    at: i64,
+) -> Oid {
     let blob = repo.blob(message.as_bytes()).unwrap();
     let mut tree = repo.treebuilder(None).unwrap();
     tree.insert(
@@ -51,12 +57,12 @@ fn commit(repo: &Repository, refname: &str, parents: &[Oid], message: &str, at: 
 ///   `feature/stale` (whose branch has a commit since);
 /// - `feature/none`: merged nowhere;
 /// - `feature/at-staging`: exactly staging's tip.
-struct Repos {
-    origin: std::path::PathBuf,
-    seed: Repository,
+pub(crate) struct Repos {
+    pub origin: std::path::PathBuf,
+    pub seed: Repository,
 }
 
-fn build(dir: &Path) -> Repos {
+pub(crate) fn build(dir: &Path) -> Repos {
     let seed = Repository::init(dir.join("seed")).unwrap();
     let m0 = commit(&seed, "refs/heads/main", &[], "m0", 1_700_000_000);
     let b1 = commit(
@@ -126,7 +132,7 @@ fn build(dir: &Path) -> Repos {
 
 /// Pushes every branch of `seed` to `origin`, moving branches as needed
 /// (libgit2 pushes no glob refspecs, so each branch is named).
-fn push(seed: &Repository, origin: &Path) {
+pub(crate) fn push(seed: &Repository, origin: &Path) {
     let specs: Vec<String> = seed
         .branches(Some(git2::BranchType::Local))
         .unwrap()
@@ -142,7 +148,7 @@ fn push(seed: &Repository, origin: &Path) {
 /// A clone of origin (remote-tracking branches, a local `main`), plus a
 /// local `feature/staging-only` tracking its remote and a local-only
 /// `feature/local` merged nowhere.
-fn clone(origin: &Path, into: &Path) -> Repository {
+pub(crate) fn clone(origin: &Path, into: &Path) -> Repository {
     let repo = git2::build::RepoBuilder::new()
         .clone(&format!("file://{}", origin.display()), into)
         .unwrap();
@@ -492,7 +498,7 @@ fn a_shallow_clone_is_refused_with_the_fix() {
 
 /// A server that answers every request with `401` and a Basic challenge,
 /// counting the requests it reads.
-fn refusing_server() -> (String, Arc<AtomicUsize>) {
+pub(crate) fn refusing_server() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(AtomicUsize::new(0));

@@ -15,6 +15,7 @@ mod clone;
 mod cluster;
 mod engine;
 mod git;
+mod git_reset;
 mod input_files;
 mod layers;
 mod media;

@@ -14,7 +14,7 @@ use crate::support::snapshot::{masks, streams};
 
 #[path = "../examples/demo/seed.rs"]
 #[allow(dead_code)]
-mod seed;
+pub(crate) mod seed;
 
 fn demo_prod() -> String {
     let db = fresh_db_sync();

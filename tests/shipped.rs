@@ -159,3 +159,146 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
         }
     }
 }
+
+#[path = "../examples/demo/repo.rs"]
+mod demo_repo;
+use crate::scan::seed as demo_seed;
+
+/// The demo's world in a test dir: prod and staging seeded as the demo
+/// seeds them, its git repository as `app/`; the `--var`s of its workflow.
+fn demo_world(test: &Test, staging_name: &str) -> Vec<String> {
+    use crate::support::pg::{block_on, fresh_db_sync, staging_db};
+    let prod = fresh_db_sync();
+    block_on(demo_seed::production(&prod.url)).unwrap();
+    let staging = staging_db(staging_name);
+    block_on(demo_seed::staging(&staging)).unwrap();
+    demo_repo::create(test.dir()).unwrap();
+    vec![
+        "--var".into(),
+        format!("PROD_DATABASE_URL={}", prod.url),
+        "--var".into(),
+        format!("STAGING_DATABASE_URL={staging}"),
+        "--var".into(),
+        "APP_REPO=app".into(),
+    ]
+}
+
+fn demo_workflow() -> String {
+    repository()
+        .join("examples/demo/reset-staging.yaml")
+        .display()
+        .to_string()
+}
+
+fn origin_staging(test: &Test) -> git2::Oid {
+    git2::Repository::open_bare(test.dir().join("origin.git"))
+        .unwrap()
+        .refname_to_id("refs/heads/staging")
+        .unwrap()
+}
+
+/// Where `needle` is in `text`, or a failure showing `text`.
+fn at(text: &str, needle: &str) -> usize {
+    text.find(needle)
+        .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+}
+
+#[test]
+fn the_demo_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
+    let test = Test::new();
+    let vars = demo_world(&test, "shipped_demo_plan_fp");
+    let before = origin_staging(&test);
+    let mut args = vec!["plan".to_string(), demo_workflow()];
+    args.extend(vars);
+    let test = test.args(args);
+    let out = test.run();
+    out.expect_code(0);
+    let text = &out.stdout;
+    // The pre-flight table, each branch where it stands.
+    let table = at(text, "branch                    status            tip");
+    for row in [
+        "origin/feature/banner     stale on staging",
+        "origin/feature/login-fix  in both",
+        "origin/feature/search     on staging only",
+    ] {
+        assert!(at(text, row) > table, "{row} is not in the table:\n{text}");
+    }
+    // The reset's plan: what it drops, what it merges back.
+    let reset = at(
+        text,
+        "would reset `staging` to main, dropping 3 commits (feature/banner, feature/search), \
+         re-merge feature/banner, and push it",
+    );
+    assert!(table < reset, "{text}");
+    for line in [
+        "Merge branch 'feature/banner' into staging  Dana Dunmore",
+        "Merge branch 'feature/search' into staging  Dana Dunmore",
+        "Add site search                             Dana Dunmore",
+        "would merge (--no-ff)",
+    ] {
+        assert!(at(text, line) > reset, "{line}:\n{text}");
+    }
+    assert!(!text.contains("dana@example.com"), "{text}");
+    // The notification says it in words.
+    at(
+        text,
+        "reset staging: dropped feature/banner, feature/search — re-merged feature/banner",
+    );
+    assert_eq!(origin_staging(&test), before);
+}
+
+#[test]
+fn the_demo_asks_to_confirm_after_showing_the_branch_pre_flight() {
+    let test = Test::new();
+    let vars = demo_world(&test, "shipped_demo_confirm_fp");
+    let before = origin_staging(&test);
+    // A terminal, so flightpath asks: `script` runs it on a pseudo-terminal
+    // and passes our "n" on to it.
+    let mut command = vec![
+        env!("CARGO_BIN_EXE_flightpath").to_string(),
+        "run".into(),
+        demo_workflow(),
+    ];
+    command.extend(vars);
+    let line = command
+        .iter()
+        .map(|word| format!("'{word}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .current_dir(test.dir())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", test.dir())
+        .env("NO_COLOR", "1")
+        .env("CI", "1")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) runs flightpath on a pseudo-terminal");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"n\n").unwrap();
+        // Kept open until flightpath has asked and read the answer.
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            drop(stdin);
+        });
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let table = at(&text, "origin/feature/search     on staging only");
+    let dropped = at(
+        &text,
+        "Add site search                             Dana Dunmore",
+    );
+    let question = at(&text, "These steps change things: ");
+    assert!(table < question && dropped < question, "{text}");
+    at(&text, "not confirmed; nothing was changed");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(origin_staging(&test), before);
+}

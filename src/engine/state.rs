@@ -24,6 +24,8 @@ pub struct RunState {
     index: BTreeMap<String, usize>,
     /// Unredacted outputs, read by later steps' templates.
     outputs: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// What each step's plan kept for its run (`StepOutcome::for_run`).
+    planned: BTreeMap<String, serde_json::Value>,
     journal: Option<Journal>,
     /// What finished steps left for the end of the run, in finishing order.
     pub after_run: Vec<(String, crate::steps::AfterRun)>,
@@ -59,6 +61,7 @@ impl RunState {
             report: parts.report,
             index,
             outputs: BTreeMap::new(),
+            planned: BTreeMap::new(),
             journal: parts.journal,
             after_run: Vec::new(),
             journal_error: None,
@@ -107,6 +110,7 @@ impl RunState {
             redactor: self.redactor.clone(),
             report: Arc::new(self.report.clone()),
             workdir: self.workdir.clone(),
+            planned: self.planned.get(&step.id).cloned(),
         }
     }
 
@@ -239,6 +243,9 @@ impl RunState {
         let redactor = self.redactor.clone();
         self.outputs
             .insert(step.id.clone(), outcome.outputs.clone());
+        if let Some(kept) = &outcome.for_run {
+            self.planned.insert(step.id.clone(), kept.clone());
+        }
         let entry = self.entry(&step.id);
         entry.status = StepStatus::Planned;
         entry.summary = Some(redactor.redact(&outcome.summary));

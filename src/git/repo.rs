@@ -87,13 +87,7 @@ pub fn open(
     workdir: &Path,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Opened, Error> {
-    let token = match &spec.token_env {
-        Some(name) => Some(std::env::var(name).map_err(|_| Error::TokenMissing {
-            target: spec.target.clone(),
-            name: name.clone(),
-        })?),
-        None => None,
-    };
+    let token = token(spec)?;
     let mut opened = if is_url(&spec.location) {
         let path = cache_dir(workdir, &spec.target);
         let repo = prepare_cache(spec, &path)?;
@@ -193,17 +187,90 @@ fn fetch(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(), Error> {
     let url = remote.url().unwrap_or_default().to_string();
-    // Why the credentials were refused, set by the callback that gave up.
-    let refused: RefCell<Option<String>> = RefCell::new(None);
-    // The kinds of credential already offered (each is offered once).
-    let offered: RefCell<Vec<CredentialType>> = RefCell::new(Vec::new());
+    let credentials = Credentials::new(spec, token, "read");
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|asking, username, allowed| {
+    callbacks.credentials(|asking, username, allowed| credentials.offer(asking, username, allowed));
+    callbacks.transfer_progress(|_| !cancelled());
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::None);
+    let result = remote.fetch::<&str>(&[], Some(&mut options), None);
+    drop(options);
+    match result {
+        Ok(()) => Ok(()),
+        Err(_) if cancelled() => Err(Error::Cancelled),
+        Err(e) => match credentials.refused() {
+            Some(why) => Err(Error::Credentials {
+                target: spec.target.clone(),
+                url,
+                why,
+            }),
+            None => Err(Error::Fetch {
+                target: spec.target.clone(),
+                url,
+                message: e.message().to_string(),
+            }),
+        },
+    }
+}
+
+/// The token of a target (`token_env`), read from the environment.
+pub(super) fn token(spec: &RepoSpec) -> Result<Option<String>, Error> {
+    match &spec.token_env {
+        Some(name) => std::env::var(name)
+            .map(Some)
+            .map_err(|_| Error::TokenMissing {
+                target: spec.target.clone(),
+                name: name.clone(),
+            }),
+        None => Ok(None),
+    }
+}
+
+/// The credential callback of one fetch or push: each kind of credential
+/// is offered once, and the reason for giving up is kept for the error.
+pub(super) struct Credentials<'a> {
+    spec: &'a RepoSpec,
+    token: Option<&'a str>,
+    /// What the token must allow: `read`, `push to`.
+    access: &'static str,
+    /// Why the credentials were refused, set by the call that gave up.
+    refused: RefCell<Option<String>>,
+    /// The kinds of credential already offered (each is offered once).
+    offered: RefCell<Vec<CredentialType>>,
+}
+
+impl<'a> Credentials<'a> {
+    pub(super) fn new(spec: &'a RepoSpec, token: Option<&'a str>, access: &'static str) -> Self {
+        Credentials {
+            spec,
+            token,
+            access,
+            refused: RefCell::new(None),
+            offered: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Why the server's requests for credentials were given up on, if they were.
+    pub(super) fn refused(&self) -> Option<String> {
+        self.refused.borrow().clone()
+    }
+
+    /// Answers libgit2's request for credentials from `asking`.
+    pub(super) fn offer(
+        &self,
+        asking: &str,
+        username: Option<&str>,
+        allowed: CredentialType,
+    ) -> Result<Cred, git2::Error> {
         let give_up = |why: String| {
             let error = git2::Error::from_str(&why);
-            *refused.borrow_mut() = Some(why);
+            *self.refused.borrow_mut() = Some(why);
             Err(error)
         };
+        let token = self.token;
         let kind = if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && token.is_some() {
             CredentialType::USER_PASS_PLAINTEXT
         } else if allowed.contains(CredentialType::SSH_KEY) {
@@ -222,12 +289,13 @@ fn fetch(
                 "the server asks for credentials of a kind flightpath does not offer ({allowed:?})"
             ));
         };
-        if offered.borrow().contains(&kind) {
+        if self.offered.borrow().contains(&kind) {
             return give_up(match kind {
                 CredentialType::USER_PASS_PLAINTEXT => format!(
                     "the token in `{}` was not accepted; check that it is current and may \
-                     read the repository",
-                    spec.token_env.as_deref().unwrap_or("token_env")
+                     {} the repository",
+                    self.spec.token_env.as_deref().unwrap_or("token_env"),
+                    self.access
                 ),
                 CredentialType::SSH_KEY => "no key in the SSH agent was accepted; add one \
                                             with `ssh-add` (`ssh-add -l` lists them)"
@@ -242,7 +310,7 @@ fn fetch(
                     .to_string(),
             );
         }
-        offered.borrow_mut().push(kind);
+        self.offered.borrow_mut().push(kind);
         let user = username.unwrap_or("git");
         match kind {
             CredentialType::USER_PASS_PLAINTEXT => Cred::userpass_plaintext(
@@ -258,30 +326,6 @@ fn fetch(
             }),
             _ => Cred::username(user),
         }
-    });
-    callbacks.transfer_progress(|_| !cancelled());
-    let mut options = FetchOptions::new();
-    options
-        .remote_callbacks(callbacks)
-        .prune(FetchPrune::On)
-        .download_tags(AutotagOption::None);
-    let result = remote.fetch::<&str>(&[], Some(&mut options), None);
-    drop(options);
-    match result {
-        Ok(()) => Ok(()),
-        Err(_) if cancelled() => Err(Error::Cancelled),
-        Err(e) => match refused.into_inner() {
-            Some(why) => Err(Error::Credentials {
-                target: spec.target.clone(),
-                url,
-                why,
-            }),
-            None => Err(Error::Fetch {
-                target: spec.target.clone(),
-                url,
-                message: e.message().to_string(),
-            }),
-        },
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod approve;
 pub mod git_merged_branches;
+pub mod git_reset_branch;
 pub mod http_check;
 pub mod media_sync;
 pub mod notify;
@@ -40,7 +41,7 @@ use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
 /// Kinds described in the design that this version does not have yet.
-pub const PLANNED_KINDS: &[&str] = &["git.reset-branch"];
+pub const PLANNED_KINDS: &[&str] = &[];
 
 /// Which facet of a target a step uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +187,7 @@ macro_rules! step_kinds {
 step_kinds! {
     Shell(shell),
     GitMergedBranches(git_merged_branches),
+    GitResetBranch(git_reset_branch),
     PostgresSql(postgres_sql),
     PostgresClone(postgres_clone),
     PostgresStagingOnlyRows(postgres_staging_only_rows),
@@ -210,6 +212,11 @@ pub struct StepOutcome {
     pub details: Vec<Detail>,
     /// Work left for the end of the run: confirm on success, undo on failure.
     pub after_run: Vec<AfterRun>,
+    /// From `plan`: what the plan read that the run must hold to (the
+    /// commit a branch was at, for a push with a lease). The engine hands
+    /// it to the same step's `run` as [`StepCtx::planned`]; it is never
+    /// shown or journaled.
+    pub for_run: Option<serde_json::Value>,
 }
 
 /// What a step leaves for the end of the run, once it is known whether the
@@ -299,6 +306,12 @@ impl StepOutcome {
 
     pub fn detail(mut self, detail: Detail) -> Self {
         self.details.push(detail);
+        self
+    }
+
+    /// Keeps a plan-time fact for the run (see [`StepOutcome::for_run`]).
+    pub fn for_run(mut self, value: serde_json::Value) -> Self {
+        self.for_run = Some(value);
         self
     }
 }
@@ -395,6 +408,8 @@ pub struct StepCtx {
     pub report: Arc<Report>,
     /// Relative paths in `with:` resolve against this directory.
     pub workdir: PathBuf,
+    /// In `run`: what this step's plan kept for it ([`StepOutcome::for_run`]).
+    pub planned: Option<serde_json::Value>,
 }
 
 impl StepCtx {

@@ -4,7 +4,7 @@
 //!
 //! Placeholders `{workflow}`, `{run_id}`, `{status}`, `{summary}` and
 //! `{failed}` are filled from the report of the steps finished before this
-//! one; `{{` and `}}` are literal braces. An unknown placeholder is a
+//! one; `${steps.<id>.<output>}` lists read as prose (`a, b`, or `none`); `{{` and `}}` are literal braces. An unknown placeholder is a
 //! validation error. Webhook URLs are secrets: only their scheme and host are
 //! ever shown. The plan sends and writes nothing.
 
@@ -110,7 +110,7 @@ impl Params {
         // Output values are escaped so that braces in them stay text.
         let rendered = self
             .message
-            .render(|step, output| match ctx.output_text(step, output) {
+            .render(|step, output| match prose(ctx, step, output) {
                 Some(value) => Some(escape_braces(&value)),
                 None if preview => Some(escape_braces(&format!("${{steps.{step}.{output}}}"))),
                 None => None,
@@ -118,6 +118,25 @@ impl Params {
         let rendered = rendered.map_err(StepError::from)?;
         fill(&rendered, |name| placeholder_value(&ctx.report, name))
             .map_err(|e| StepError::failed(format!("message: {e}")))
+    }
+}
+
+/// An earlier step's output as a message reads it: a list as `a, b, c`
+/// (`none` when empty), anything else as in other steps' parameters.
+fn prose(ctx: &StepCtx, step: &str, output: &str) -> Option<String> {
+    match ctx.outputs.get(step)?.get(output)? {
+        serde_json::Value::Array(items) if items.is_empty() => Some("none".to_string()),
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => ctx.output_text(step, output),
     }
 }
 
