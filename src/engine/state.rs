@@ -34,6 +34,7 @@ pub struct RunState {
     targets: Arc<BTreeMap<String, Target>>,
     interaction: Interaction,
     workdir: PathBuf,
+    handoffs: crate::steps::Handoffs,
 }
 
 pub struct StateParts {
@@ -67,6 +68,7 @@ impl RunState {
             targets: parts.targets,
             interaction: parts.interaction,
             workdir: parts.workdir,
+            handoffs: Default::default(),
         }
     }
 
@@ -107,6 +109,7 @@ impl RunState {
             redactor: self.redactor.clone(),
             report: Arc::new(self.report.clone()),
             workdir: self.workdir.clone(),
+            handoffs: self.handoffs.clone(),
         }
     }
 
