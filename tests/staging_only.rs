@@ -5,7 +5,7 @@
 //! is refused with the way round it.
 
 use crate::support::cli::{Output, Test, step};
-use crate::support::pg::{execute, fresh_db_sync, staging_db};
+use crate::support::pg::{execute, fresh_db_sync, leaks, query_strings, staging_db};
 
 const DJANGO: &str = "
     CREATE TABLE auth_user (id serial PRIMARY KEY, username text NOT NULL UNIQUE,
@@ -239,6 +239,7 @@ fn what_the_step_cannot_do_is_refused_with_the_way_round_it() {
         no_column.both()
     );
 
+    // Kept for a clone that is not there.
     let preserve = run(
         &prod,
         &staging,
@@ -247,9 +248,10 @@ fn what_the_step_cannot_do_is_refused_with_the_way_round_it() {
     );
     preserve.expect_code(2);
     assert!(
-        preserve
-            .both()
-            .contains("`preserve: true` is not available yet"),
+        preserve.both().contains(
+            "step `accounts` keeps staging-only rows for the clone of `staging`, but no \
+             `postgres.clone` of `staging` needs it"
+        ),
         "{}",
         preserve.both()
     );
@@ -265,5 +267,340 @@ fn what_the_step_cannot_do_is_refused_with_the_way_round_it() {
         case.both().contains("unknown `key_case` `lower`"),
         "{}",
         case.both()
+    );
+}
+
+/// Rules covering every column of [`DJANGO`]: production's users are
+/// anonymized on the way, as in a real reset.
+const DJANGO_RULES: &str = "
+secret: s
+tables:
+  auth_user:
+    columns:
+      email: { fake: email, unique: true }
+      username: { template: \"user{id}\" }
+      first_name: { fake: first_name }
+    keep: [id]
+  profile:
+    columns:
+      bio: { fake: sentence }
+    keep: [user_id]
+  auth_group: { keep: all }
+  auth_user_groups: { keep: all }
+  note: { keep: all }
+";
+
+/// The accounts step with `with`, and a clone of `staging` after it
+/// (`clone_with` added to the clone's `with:`).
+fn reset_workflow(prod: &str, staging: &str, with: &str, clone_with: &str) -> String {
+    format!(
+        r#"
+        name: reset
+        targets:
+          prod: {{ postgres: "{prod}", protected: true }}
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          accounts:
+            uses: postgres.staging-only-rows
+            with: {{ source: prod, target: staging, table: auth_user, preserve: true{with} }}
+          database:
+            uses: postgres.clone
+            needs: [accounts]
+            with: {{ source: prod, target: staging, jobs: 1{clone_with} }}
+        "#
+    )
+}
+
+fn reset(prod: &str, staging: &str, with: &str, clone_with: &str, args: &[&str]) -> Output {
+    Test::new()
+        .file("anonymizers/django.yaml", DJANGO_RULES)
+        .workflow("reset", &reset_workflow(prod, staging, with, clone_with))
+        .args(args)
+        .run()
+}
+
+const QA_ACCOUNTS: &str = ", key: email, where: \"email LIKE '%@ourcompany.test'\", \
+    include: [{ table: auth_user_groups, fk: user_id }, { table: profile, fk: user_id }]";
+
+/// Each QA account with its groups and profile, as staging holds them.
+fn qa_accounts(staging: &str) -> Vec<String> {
+    query_strings(
+        staging,
+        "SELECT u.username || ' ' || u.first_name || ' [' || \
+           coalesce((SELECT string_agg(g.name, ',' ORDER BY g.name) FROM auth_user_groups ug \
+             JOIN auth_group g ON g.id = ug.group_id WHERE ug.user_id = u.id), '') || '] ' || \
+           coalesce((SELECT p.bio FROM profile p WHERE p.user_id = u.id), '-') \
+         FROM auth_user u WHERE u.email LIKE '%@ourcompany.test' ORDER BY u.username",
+    )
+}
+
+#[test]
+fn preserved_accounts_survive_a_reset_with_their_memberships_and_a_taken_id_renumbered() {
+    let (prod, staging) = databases("staging_only_preserve");
+    let clone_with = ", anonymize: anonymizers/django.yaml";
+
+    let plan = reset(
+        &prod,
+        &staging,
+        QA_ACCOUNTS,
+        clone_with,
+        &["run", "reset", "--dry-run", "--json"],
+    );
+    plan.expect_code(0);
+    assert_keys_only(&plan);
+    let report = plan.json();
+    let accounts = step(&report, "accounts");
+    assert_eq!(accounts["outputs"]["count"], 3, "{accounts:#}");
+    let details = accounts["details"].to_string();
+    assert!(
+        details.contains("auth_user 3, auth_user_groups 4, profile 1"),
+        "{details}"
+    );
+    assert!(
+        details.contains("1 kept row uses a primary key production also uses"),
+        "{details}"
+    );
+    // The dry run wrote nothing.
+    assert_eq!(qa_accounts(&staging).len(), 3);
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["6"]
+    );
+
+    let out = reset(
+        &prod,
+        &staging,
+        QA_ACCOUNTS,
+        clone_with,
+        &["run", "reset", "--yes", "--json"],
+    );
+    out.expect_code(0);
+    assert_keys_only(&out);
+    let report = out.json();
+    assert_eq!(
+        step(&report, "accounts")["outputs"]["carried"],
+        serde_json::json!({ "auth_user": 3, "auth_user_groups": 4, "profile": 1 })
+    );
+    let clone = step(&report, "database")["details"].to_string();
+    assert!(
+        clone.contains("auth_user 3 (1 under a new key), auth_user_groups 4, profile 1"),
+        "{clone}"
+    );
+
+    // Staging is production's four users, anonymized, and the three QA
+    // accounts as they were, with their groups and profile.
+    assert_eq!(
+        qa_accounts(&staging),
+        [
+            "qa-one Quentin [editors] -",
+            "qa-three Quintessa [editors,moderators] QA bio Xylophone",
+            "qa-two Quinn [moderators] -",
+        ]
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["7"]
+    );
+    // qa-three had id 3, production's carol's: it came back under a new
+    // one, and its memberships and profile point at it.
+    let ids = query_strings(
+        &staging,
+        "SELECT username || '=' || id FROM auth_user WHERE id = 3 OR username = 'qa-three' ORDER BY id",
+    );
+    assert_eq!(ids[0], "user3=3", "{ids:?}");
+    assert!(
+        ids[1].starts_with("qa-three=") && ids[1] != "qa-three=3",
+        "{ids:?}"
+    );
+    // The sequence is past every key: the application can add users.
+    execute(
+        &staging,
+        "INSERT INTO auth_user (username, first_name) VALUES ('new', 'N')",
+    );
+
+    // No production personal data reached staging or the report.
+    let needles: Vec<String> = [
+        "alice@prod-only.test",
+        "bob@prod-only.test",
+        "carol@prod-only.test",
+        "dave@prod-only.test",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(leaks(&staging, &needles), Vec::<String>::new());
+    assert!(!out.both().contains("prod-only.test"), "{}", out.both());
+}
+
+#[test]
+fn preserved_rows_with_strategy_in_place_are_inserted_in_its_transaction() {
+    let (prod, staging) = databases("staging_only_in_place");
+    let clone_with = ", anonymize: anonymizers/django.yaml, strategy: in-place";
+    let out = reset(
+        &prod,
+        &staging,
+        QA_ACCOUNTS,
+        clone_with,
+        &["run", "reset", "--yes", "--json"],
+    );
+    out.expect_code(0);
+    assert_keys_only(&out);
+    assert_eq!(qa_accounts(&staging).len(), 3, "{}", out.both());
+    assert_eq!(
+        qa_accounts(&staging)[1],
+        "qa-three Quintessa [editors,moderators] QA bio Xylophone"
+    );
+}
+
+/// Production now also has qa-two's e-mail (a user who signed up with it).
+fn conflicting(name: &str) -> (String, String) {
+    let (prod, staging) = databases(name);
+    let unique = "CREATE UNIQUE INDEX auth_user_email_uniq ON auth_user (email);";
+    execute(&prod, unique);
+    execute(&staging, unique);
+    execute(
+        &prod,
+        "INSERT INTO auth_user (id, username, email, first_name) VALUES (5, 'erin', 'qa2@ourcompany.test', 'Erin')",
+    );
+    (prod, staging)
+}
+
+const BY_USERNAME: &str = ", key: username, where: \"username LIKE 'qa-%'\", \
+    include: [{ table: auth_user_groups, fk: user_id }]";
+
+#[test]
+fn a_unique_value_production_now_has_follows_on_conflict() {
+    // error: the plan stops before anything is written, naming the key
+    // and the constraint.
+    let (prod, staging) = conflicting("staging_only_conflict_error");
+    let out = reset(&prod, &staging, BY_USERNAME, "", &["run", "reset", "--yes"]);
+    out.expect_code(1);
+    assert!(
+        out.both().contains(
+            "carried row conflicts with what the new database holds (`on_conflict: error`); \
+             nothing was written:\n  - `auth_user` row `qa-two` (`auth_user_email_uniq` on email)"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.both().contains("planning failed; nothing was changed"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["6"]
+    );
+
+    // skip: qa-two and its membership are left out, and the report says so.
+    let (prod, staging) = conflicting("staging_only_conflict_skip");
+    let out = reset(
+        &prod,
+        &staging,
+        &format!("{BY_USERNAME}, on_conflict: skip"),
+        "",
+        &["run", "reset", "--yes", "--json"],
+    );
+    out.expect_code(0);
+    let report = out.json();
+    let clone = step(&report, "database")["details"].to_string();
+    assert!(
+        clone.contains("left out of auth_user (`on_conflict: skip`)"),
+        "{clone}"
+    );
+    assert!(clone.contains("1 left out with their row"), "{clone}");
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT username FROM auth_user WHERE username LIKE 'qa-%' ORDER BY 1"
+        ),
+        ["qa-one", "qa-three"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT username FROM auth_user WHERE email = 'qa2@ourcompany.test'"
+        ),
+        ["erin"]
+    );
+
+    // replace: staging's row takes the place of the clone's.
+    let (prod, staging) = conflicting("staging_only_conflict_replace");
+    let out = reset(
+        &prod,
+        &staging,
+        &format!("{BY_USERNAME}, on_conflict: replace"),
+        "",
+        &["run", "reset", "--yes", "--json"],
+    );
+    out.expect_code(0);
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT username FROM auth_user WHERE email = 'qa2@ourcompany.test'"
+        ),
+        ["qa-two"],
+        "{}",
+        out.both()
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT count(*)::text FROM auth_user_groups ug JOIN auth_user u ON u.id = ug.user_id WHERE u.username = 'qa-two'"
+        ),
+        ["1"]
+    );
+}
+
+#[test]
+fn a_carried_row_pointing_at_a_parent_the_clone_will_not_have_is_refused_at_plan_time() {
+    let (prod, staging) = databases("staging_only_missing_parent");
+    // A group only staging has, which qa-one is a member of.
+    execute(
+        &staging,
+        "INSERT INTO auth_group (id, name) VALUES (9, 'qa-testers'); \
+         INSERT INTO auth_user_groups (user_id, group_id) VALUES (6, 9);",
+    );
+    let out = reset(
+        &prod,
+        &staging,
+        QA_ACCOUNTS,
+        "",
+        &["run", "reset", "--dry-run"],
+    );
+    out.expect_code(1);
+    assert!(
+        out.both().contains(
+            "`auth_user_groups.group_id` of 1 carried row points at `auth_group` rows production \
+             does not have"
+        ),
+        "{}",
+        out.both()
+    );
+}
+
+#[test]
+fn a_clone_that_could_run_before_the_preserving_step_is_refused() {
+    let (prod, staging) = ("postgres://h/prod", "postgres://h/staging");
+    let yaml =
+        reset_workflow(prod, staging, ", key: email", "").replace("needs: [accounts]", "needs: []");
+    let out = Test::new()
+        .workflow("reset", &yaml)
+        .args(&["validate", "reset"])
+        .run();
+    out.expect_code(2);
+    assert!(
+        out.both().contains(
+            "step `database` clones `staging` and could run before step `accounts`, which keeps \
+             staging-only rows for that clone"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.both()
+            .contains("add `needs: [accounts]` to step `database`"),
+        "{}",
+        out.both()
     );
 }

@@ -177,7 +177,11 @@ pub enum CarryError {
          the column a sequence",
         plural(*.rows as usize), if *.rows == 1 { "s" } else { "" }
     )]
-    NoNewKey { table: String, key: String, rows: u64 },
+    NoNewKey {
+        table: String,
+        key: String,
+        rows: u64,
+    },
     #[error("reading staging's rows into a temporary file: {0}")]
     File(#[from] std::io::Error),
     #[error("{doing} `{table}`: {message}")]
@@ -352,11 +356,12 @@ struct Tables {
 impl Tables {
     async fn resolve(target: &Client, lookup: &Lookup, found: &Found) -> Result<Self, CarryError> {
         let mut staging = Vec::new();
-        let kept = table_info(target, &lookup.table)
-            .await?
-            .ok_or_else(|| CarryError::MissingTable {
-                table: lookup.table.clone(),
-            })?;
+        let kept =
+            table_info(target, &lookup.table)
+                .await?
+                .ok_or_else(|| CarryError::MissingTable {
+                    table: lookup.table.clone(),
+                })?;
         staging.push((lookup.table.clone(), kept, None));
         for (include, included) in lookup.include.iter().zip(&found.included) {
             let info = table_info(target, &include.table).await?.ok_or_else(|| {
@@ -415,10 +420,7 @@ impl Tables {
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.keys
-            .iter()
-            .map(|k| k as &(dyn ToSql + Sync))
-            .collect()
+        self.keys.iter().map(|k| k as &(dyn ToSql + Sync)).collect()
     }
 
     /// The texts of `columns` of table `i`'s carried rows, row by row.
@@ -467,11 +469,12 @@ pub async fn check(
     let mut checked = Checked::default();
     let mut kept_oid = 0;
     for (i, (name, staging, link)) in tables.staging.iter().enumerate() {
-        let production = table_info(source, name)
-            .await?
-            .ok_or_else(|| CarryError::MissingTable {
-                table: name.clone(),
-            })?;
+        let production =
+            table_info(source, name)
+                .await?
+                .ok_or_else(|| CarryError::MissingTable {
+                    table: name.clone(),
+                })?;
         if i == 0 {
             kept_oid = production.oid;
         }
@@ -719,11 +722,12 @@ pub async fn insert(
     let mut done = Vec::new();
     let mut infos: Vec<TableInfo> = Vec::new();
     for (i, table) in carry.tables.iter().enumerate() {
-        let info = table_info(client, &table.name)
-            .await?
-            .ok_or_else(|| CarryError::MissingTable {
-                table: table.name.clone(),
-            })?;
+        let info =
+            table_info(client, &table.name)
+                .await?
+                .ok_or_else(|| CarryError::MissingTable {
+                    table: table.name.clone(),
+                })?;
         let temp = format!("_fp_carry_{n}_{i}");
         load_temp(client, carry, table, &info, &temp).await?;
         let mut carried = TableCarried {
@@ -970,9 +974,13 @@ async fn renumber(
             rows: count as u64,
         });
     };
+    // A sequence may lag behind its keys (rows inserted with explicit
+    // ids): moved past them first, so a new key is never a taken one.
+    advance_sequence(client, table, info).await?;
     client
         .execute(
-            format!("UPDATE {temp} c SET {pk} = nextval($1::regclass) WHERE {taken}").as_str(),
+            format!("UPDATE {temp} c SET {pk} = nextval($1::text::regclass) WHERE {taken}")
+                .as_str(),
             &[sequence],
         )
         .await
@@ -1005,28 +1013,43 @@ async fn insert_rows(
         )
         .await
         .map_err(sql("inserting the carried rows into", &table.name))?;
-    if let (Some(pk), Some(sequence)) = (&info.pk, &info.sequence) {
-        client
-            .execute(
-                format!(
-                    "SELECT setval($1::regclass, m) FROM (SELECT max({}) AS m FROM {}) x \
-                     WHERE m IS NOT NULL AND m > COALESCE(pg_sequence_last_value($1::regclass), 0)",
-                    quote_ident(pk),
-                    info.qualified
-                )
-                .as_str(),
-                &[sequence],
-            )
-            .await
-            .map_err(sql("moving the sequence past the carried rows of", &table.name))?;
-    }
+    advance_sequence(client, table, info).await?;
     Ok(rows)
+}
+
+/// Moves the table's sequence past its largest key (never back).
+async fn advance_sequence(
+    client: &Client,
+    table: &CarriedTable,
+    info: &TableInfo,
+) -> Result<(), CarryError> {
+    let (Some(pk), Some(sequence)) = (&info.pk, &info.sequence) else {
+        return Ok(());
+    };
+    client
+        .execute(
+            format!(
+                "SELECT setval($1::text::regclass, m) FROM (SELECT max({}) AS m FROM {}) x \
+                 WHERE m IS NOT NULL AND m >= (SELECT last_value FROM {seq})",
+                quote_ident(pk),
+                info.qualified,
+                seq = sequence
+            )
+            .as_str(),
+            &[sequence],
+        )
+        .await
+        .map_err(sql("moving the sequence past the keys of", &table.name))?;
+    Ok(())
 }
 
 impl CarryOver {
     /// Rows per table, as read from staging.
     pub fn counts(&self) -> Vec<(String, u64)> {
-        self.tables.iter().map(|t| (t.name.clone(), t.rows)).collect()
+        self.tables
+            .iter()
+            .map(|t| (t.name.clone(), t.rows))
+            .collect()
     }
 }
 

@@ -259,7 +259,12 @@ async fn load(
     step_id: &str,
     cancel: &CancellationToken,
     phases: &mut Vec<(&'static str, Duration)>,
-) -> Result<(Vec<TableCopied>, usize, Option<Copied>, Vec<super::carry::Carried>)> {
+) -> Result<(
+    Vec<TableCopied>,
+    usize,
+    Option<Copied>,
+    Vec<super::carry::Carried>,
+)> {
     let Loaded {
         snapshot,
         tables,

@@ -351,7 +351,10 @@ fn carried_details(mut outcome: StepOutcome, carried: &[clone::carry::Carried]) 
             }
             if !t.replaced.is_empty() {
                 outcome = outcome.detail(Detail::fact(
-                    format!("replaced in {} by staging's (`on_conflict: replace`)", t.name),
+                    format!(
+                        "replaced in {} by staging's (`on_conflict: replace`)",
+                        t.name
+                    ),
                     t.replaced.join(", "),
                 ));
             }

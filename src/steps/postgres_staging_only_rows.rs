@@ -272,8 +272,12 @@ impl Params {
         let carried = match (checked, run) {
             (None, false) => "would carry over nothing".to_string(),
             (None, true) => "carried over nothing".to_string(),
-            (Some(_), false) => format!("would carry them over into the clone of `{}`", self.target),
-            (Some(_), true) => format!("read them for the clone of `{}` to carry over", self.target),
+            (Some(_), false) => {
+                format!("would carry them over into the clone of `{}`", self.target)
+            }
+            (Some(_), true) => {
+                format!("read them for the clone of `{}` to carry over", self.target)
+            }
         };
         let keys: Vec<String> = found.keys.iter().map(|k| show_key(k)).collect();
         let summary = match count {
@@ -365,7 +369,11 @@ impl Params {
                     checked.renumbered,
                     if checked.renumbered == 1 { "" } else { "s" },
                     if checked.renumbered == 1 { "s" } else { "" },
-                    if checked.renumbered == 1 { "it gets" } else { "each gets" }
+                    if checked.renumbered == 1 {
+                        "it gets"
+                    } else {
+                        "each gets"
+                    }
                 ),
             ));
         }
