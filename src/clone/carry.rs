@@ -150,10 +150,10 @@ pub enum CarryError {
     )]
     MissingTable { table: String },
     #[error(
-        "carried {} conflict{} with what the new database holds (`on_conflict: error`); nothing \
+        "carried {} with what the new database holds (`on_conflict: error`); nothing \
          was written:\n  - {}\nUse `on_conflict: skip` to leave {} out, or `on_conflict: replace` \
          to keep staging's",
-        if .conflicts.len() == 1 { "row" } else { "rows" }, plural(.conflicts.len()),
+        if .conflicts.len() == 1 { "row conflicts" } else { "rows conflict" },
         .conflicts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("\n  - "),
         if .conflicts.len() == 1 { "it" } else { "them" }
     )]
@@ -975,8 +975,9 @@ async fn renumber(
         });
     };
     // A sequence may lag behind its keys (rows inserted with explicit
-    // ids): moved past them first, so a new key is never a taken one.
-    advance_sequence(client, table, info).await?;
+    // ids): moved past them, and past the carried rows' own, first, so a
+    // new key is never a taken one.
+    advance_sequence(client, table, info, Some(temp)).await?;
     client
         .execute(
             format!("UPDATE {temp} c SET {pk} = nextval($1::text::regclass) WHERE {taken}")
@@ -1013,26 +1014,34 @@ async fn insert_rows(
         )
         .await
         .map_err(sql("inserting the carried rows into", &table.name))?;
-    advance_sequence(client, table, info).await?;
+    advance_sequence(client, table, info, None).await?;
     Ok(rows)
 }
 
-/// Moves the table's sequence past its largest key (never back).
+/// Moves the table's sequence past its largest key, and the largest of
+/// temporary table `also` (never back).
 async fn advance_sequence(
     client: &Client,
     table: &CarriedTable,
     info: &TableInfo,
+    also: Option<&str>,
 ) -> Result<(), CarryError> {
     let (Some(pk), Some(sequence)) = (&info.pk, &info.sequence) else {
         return Ok(());
     };
+    let keys = match also {
+        Some(temp) => format!(
+            "SELECT {pk} FROM {} UNION ALL SELECT {pk} FROM {temp}",
+            info.qualified,
+            pk = quote_ident(pk)
+        ),
+        None => format!("SELECT {} FROM {}", quote_ident(pk), info.qualified),
+    };
     client
         .execute(
             format!(
-                "SELECT setval($1::text::regclass, m) FROM (SELECT max({}) AS m FROM {}) x \
+                "SELECT setval($1::text::regclass, m) FROM (SELECT max(k) AS m FROM ({keys}) AS k(k)) x \
                  WHERE m IS NOT NULL AND m >= (SELECT last_value FROM {seq})",
-                quote_ident(pk),
-                info.qualified,
                 seq = sequence
             )
             .as_str(),
