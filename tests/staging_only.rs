@@ -586,7 +586,7 @@ fn a_clone_that_could_run_before_the_preserving_step_is_refused() {
         reset_workflow(prod, staging, ", key: email", "").replace("needs: [accounts]", "needs: []");
     let out = Test::new()
         .workflow("reset", &yaml)
-        .args(&["validate", "reset"])
+        .args(["validate", "reset"])
         .run();
     out.expect_code(2);
     assert!(
