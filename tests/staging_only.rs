@@ -604,3 +604,160 @@ fn a_clone_that_could_run_before_the_preserving_step_is_refused() {
         out.both()
     );
 }
+
+/// Devise's `users` and a polymorphic `taggings` (no foreign key: the type
+/// column says which table `taggable_id` points at).
+const RAILS: &str = "
+    CREATE TABLE users (id bigserial PRIMARY KEY, email varchar NOT NULL DEFAULT '',
+        encrypted_password varchar NOT NULL DEFAULT '', reset_password_token varchar,
+        reset_password_sent_at timestamp, remember_created_at timestamp,
+        sign_in_count integer NOT NULL DEFAULT 0, current_sign_in_ip inet,
+        confirmation_token varchar, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL);
+    CREATE UNIQUE INDEX index_users_on_email ON users (email);
+    CREATE UNIQUE INDEX index_users_on_reset_password_token ON users (reset_password_token);
+    CREATE TABLE tags (id bigserial PRIMARY KEY, name varchar NOT NULL);
+    CREATE TABLE projects (id bigserial PRIMARY KEY, name varchar NOT NULL);
+    CREATE TABLE taggings (id bigserial PRIMARY KEY, tag_id bigint NOT NULL REFERENCES tags (id),
+        taggable_type varchar NOT NULL, taggable_id bigint NOT NULL);
+    INSERT INTO tags (id, name) VALUES (1, 'beta'), (2, 'qa');
+    INSERT INTO projects (id, name) VALUES (1, 'Apollo'), (2, 'Gemini');
+";
+
+const RAILS_PROD: &str = "
+    INSERT INTO users (id, email, encrypted_password, current_sign_in_ip, created_at, updated_at) VALUES
+      (1, 'ann@prod-only.test', '$2a$12$prodhash', '203.0.113.7', now(), now()),
+      (2, 'ben@prod-only.test', '$2a$12$prodhash', '203.0.113.8', now(), now());
+    INSERT INTO taggings (id, tag_id, taggable_type, taggable_id) VALUES
+      (1, 1, 'User', 1), (2, 1, 'Project', 2);
+";
+
+/// Staging: ann, and three QA accounts; qa-a sits on id 2, production's ben's.
+const RAILS_STAGING: &str = "
+    INSERT INTO users (id, email, encrypted_password, sign_in_count, created_at, updated_at) VALUES
+      (1, 'ann@prod-only.test', '$2a$12$prodhash', 0, now(), now()),
+      (2, 'qa-a@ourcompany.test', '$2a$12$qahashQuokka', 5, now(), now()),
+      (10, 'qa-b@ourcompany.test', '$2a$12$qahashQuokka', 1, now(), now()),
+      (11, 'qa-c@ourcompany.test', '$2a$12$qahashQuokka', 0, now(), now());
+    INSERT INTO taggings (id, tag_id, taggable_type, taggable_id) VALUES
+      (1, 1, 'User', 1), (7, 2, 'User', 2), (8, 1, 'User', 2), (9, 2, 'User', 10),
+      (10, 2, 'Project', 2), (11, 2, 'Project', 10);
+";
+
+const RAILS_RULES: &str = "
+secret: s
+tables:
+  users:
+    columns:
+      email: { fake: email, unique: true }
+      encrypted_password: { set: \"\" }
+      reset_password_token: null
+      confirmation_token: null
+      current_sign_in_ip: { fake: ipv4 }
+    keep: [id, reset_password_sent_at, remember_created_at, sign_in_count, created_at, updated_at]
+  tags: { keep: all }
+  projects: { keep: all }
+  taggings: { keep: all }
+";
+
+#[test]
+fn devise_accounts_survive_with_their_polymorphic_rows_under_a_new_id() {
+    let prod = fresh_db_sync();
+    execute(&prod.url, RAILS);
+    execute(&prod.url, RAILS_PROD);
+    let staging = staging_db("staging_only_rails");
+    execute(&staging, RAILS);
+    execute(&staging, RAILS_STAGING);
+    let yaml = format!(
+        r#"
+        name: reset
+        targets:
+          prod: {{ postgres: "{}", protected: true }}
+          staging: {{ postgres: "{staging}" }}
+        steps:
+          accounts:
+            uses: postgres.staging-only-rows
+            with:
+              source: prod
+              target: staging
+              table: users
+              key: email
+              where: "email LIKE '%@ourcompany.test'"
+              preserve: true
+              include: [{{ table: taggings, fk: taggable_id, where: "taggable_type = 'User'" }}]
+          database:
+            uses: postgres.clone
+            needs: [accounts]
+            with: {{ source: prod, target: staging, jobs: 1, anonymize: anonymizers/rails.yaml }}
+        "#,
+        prod.url
+    );
+    let test = || {
+        Test::new()
+            .file("anonymizers/rails.yaml", RAILS_RULES)
+            .workflow("reset", &yaml)
+    };
+    let plan = test().args(["run", "reset", "--dry-run", "--json"]).run();
+    plan.expect_code(0);
+    let report = plan.json();
+    assert_eq!(
+        step(&report, "accounts")["outputs"]["keys"],
+        serde_json::json!([
+            "qa-a@ourcompany.test",
+            "qa-b@ourcompany.test",
+            "qa-c@ourcompany.test"
+        ])
+    );
+    let details = step(&report, "accounts")["details"].to_string();
+    assert!(details.contains("users 3, taggings 3"), "{details}");
+
+    let out = test().args(["run", "reset", "--yes", "--json"]).run();
+    out.expect_code(0);
+    for value in ["prod-only.test", "Quokka", "203.0.113"] {
+        assert!(
+            !out.both().contains(value),
+            "`{value}` reached the output:\n{}",
+            out.both()
+        );
+    }
+    // The QA accounts, their sign-in counts and password hashes as staging
+    // had them, and their User taggings pointing at their ids.
+    let users = query_strings(
+        &staging,
+        "SELECT u.email || ' ' || u.sign_in_count || ' ' || (u.id <> 2) || ' ' || \
+           (u.encrypted_password LIKE '%Quokka') || ' [' || coalesce((SELECT string_agg(t.name, ',' \
+             ORDER BY t.name) FROM taggings g JOIN tags t ON t.id = g.tag_id \
+             WHERE g.taggable_type = 'User' AND g.taggable_id = u.id), '') || ']' \
+         FROM users u WHERE u.email LIKE '%@ourcompany.test' ORDER BY u.email",
+    );
+    assert_eq!(
+        users,
+        [
+            "qa-a@ourcompany.test 5 true true [beta,qa]",
+            "qa-b@ourcompany.test 1 true true [qa]",
+            "qa-c@ourcompany.test 0 true true []",
+        ]
+    );
+    // Production's user 2 keeps id 2; the projects' taggings are
+    // production's, untouched by the remapping.
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT taggable_type || ':' || taggable_id FROM taggings \
+             WHERE taggable_type = 'Project' ORDER BY 1"
+        ),
+        ["Project:2"]
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM users"),
+        ["5"]
+    );
+    let needles: Vec<String> = [
+        "ann@prod-only.test",
+        "ben@prod-only.test",
+        "203.0.113.7",
+        "203.0.113.8",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(leaks(&staging, &needles), Vec::<String>::new());
+}

@@ -54,6 +54,8 @@ pub struct Link {
     pub fk: String,
     /// The kept table's column it references.
     pub references: String,
+    /// The include's `where` (a polymorphic table's type condition).
+    pub filter: Option<String>,
 }
 
 /// One table's carried rows.
@@ -372,6 +374,7 @@ impl Tables {
             let link = Link {
                 fk: include.fk.clone(),
                 references: included.references.clone(),
+                filter: include.filter.clone(),
             };
             staging.push((include.table.clone(), info, Some(link)));
         }
@@ -410,11 +413,15 @@ impl Tables {
         match &self.staging[i].2 {
             None => format!("SELECT {what} FROM {kept} t WHERE {}", self.selection),
             Some(link) => format!(
-                "SELECT {what} FROM {} i WHERE i.{} IN (SELECT t.{} FROM {kept} t WHERE {})",
+                "SELECT {what} FROM {} i WHERE i.{} IN (SELECT t.{} FROM {kept} t WHERE {}){}",
                 self.staging[i].1.qualified,
                 quote_ident(&link.fk),
                 quote_ident(&link.references),
-                self.selection
+                self.selection,
+                link.filter
+                    .as_ref()
+                    .map(|f| format!(" AND ({f})"))
+                    .unwrap_or_default()
             ),
         }
     }

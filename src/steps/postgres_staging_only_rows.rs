@@ -42,7 +42,9 @@ pub struct Params {
     pub filter: Option<String>,
     /// Compare keys ignoring case.
     pub insensitive: bool,
-    /// Rows of other tables pointing at a staging-only row.
+    /// Rows of other tables pointing at a staging-only row: `{ table, fk }`,
+    /// and `where` to pick a polymorphic table's rows (`taggable_type =
+    /// 'User'`), whose `fk` then points at the kept table's primary key.
     pub include: Vec<Include>,
     /// Carry the rows (and the included ones) over into the clone of
     /// `target`; where `preserve: true` is written, when it is.
@@ -189,7 +191,11 @@ fn read_include(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Ve
                 node.span,
                 "not a list",
             )
-            .help("write `include: [{ table: auth_user_groups, fk: user_id }]`"),
+            .help(
+                "write `include: [{ table: auth_user_groups, fk: user_id }]` (and `where:` for a \
+                 polymorphic table: `{ table: taggings, fk: taggable_id, where: \"taggable_type = \
+                 'User'\" }`)",
+            ),
         );
         return None;
     };
@@ -202,9 +208,10 @@ fn read_include(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Ve
         };
         let table = map.required_string(cx, "table");
         let fk = map.required_string(cx, "fk");
+        let filter = map.string(cx, "where");
         map.finish(cx);
         match (table, fk) {
-            (Some(table), Some(fk)) => out.push(Include { table, fk }),
+            (Some(table), Some(fk)) => out.push(Include { table, fk, filter }),
             _ => ok = false,
         }
     }
