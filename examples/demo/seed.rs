@@ -124,14 +124,29 @@ struct Site {
     extra_staff: &'static [QaAccount],
 }
 
-type QaAccount = (&'static str, &'static str, Option<i32>, &'static [&'static str]);
+type QaAccount = (
+    &'static str,
+    &'static str,
+    Option<i32>,
+    &'static [&'static str],
+);
 
 /// The QA team's logins on staging: `qa.tester` takes the next id, which
 /// production also uses (so the reset gives it a new one).
 const QA_ACCOUNTS: &[QaAccount] = &[
     ("qa.tester", "qa.tester@example.com", None, &["Editors"]),
-    ("qa.editor", "qa.editor@example.com", Some(900), &["Editors", "Moderators"]),
-    ("qa.moderator", "qa.moderator@example.com", Some(901), &["Moderators"]),
+    (
+        "qa.editor",
+        "qa.editor@example.com",
+        Some(900),
+        &["Editors", "Moderators"],
+    ),
+    (
+        "qa.moderator",
+        "qa.moderator@example.com",
+        Some(901),
+        &["Moderators"],
+    ),
 ];
 
 pub async fn production(url: &str) -> Result<(), tokio_postgres::Error> {

@@ -162,10 +162,11 @@ pub enum CarryError {
     Conflicts { conflicts: Vec<Conflict> },
     #[error(
         "`{table}.{column}` of {rows} carried row{} points at `{parent}` rows production does \
-         not have, which the new database will not hold either; add `{{ table: {table}, fk: \
-         {column} }}`'s parent to what is carried, or narrow the rows with `where` (a foreign key \
-         is never set to NULL nor a row dropped to make it fit)",
-        plural(*.rows as usize)
+         not have, so the new database would have nothing for {} to point at (a foreign key is \
+         never set to NULL, nor a row dropped, to make it fit); leave {} out with a `where` (on \
+         the step or on the include), or create the `{parent}` rows in production first",
+        plural(*.rows as usize), if *.rows == 1 { "it" } else { "them" },
+        if *.rows == 1 { "it" } else { "them" }
     )]
     MissingParent {
         table: String,
