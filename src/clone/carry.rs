@@ -1098,3 +1098,52 @@ pub(super) async fn insert_all(
     }
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict(key: &str) -> Conflict {
+        Conflict {
+            table: "auth_user".into(),
+            key: key.into(),
+            constraint: "auth_user_email_key".into(),
+            columns: vec!["email".into()],
+        }
+    }
+
+    #[test]
+    fn a_conflict_names_the_row_by_its_key_and_the_constraint_never_the_value() {
+        let one = CarryError::Conflicts {
+            conflicts: vec![conflict("qa-two")],
+        };
+        assert_eq!(
+            one.to_string(),
+            "carried row conflicts with what the new database holds (`on_conflict: error`); \
+             nothing was written:\n  - `auth_user` row `qa-two` (`auth_user_email_key` on email)\n\
+             Use `on_conflict: skip` to leave it out, or `on_conflict: replace` to keep staging's"
+        );
+        let two = CarryError::Conflicts {
+            conflicts: vec![conflict("qa-one"), conflict("qa-two")],
+        };
+        assert!(
+            two.to_string()
+                .starts_with("carried rows conflict with what the new database holds"),
+            "{two}"
+        );
+    }
+
+    #[test]
+    fn a_missing_column_names_each_one() {
+        let error = CarryError::MissingColumns {
+            table: "auth_user".into(),
+            columns: vec!["nickname".into(), "pronouns".into()],
+        };
+        assert!(
+            error
+                .to_string()
+                .starts_with("`auth_user` has columns `nickname`, `pronouns` on staging"),
+            "{error}"
+        );
+    }
+}
