@@ -758,3 +758,46 @@ fn devise_accounts_survive_with_their_polymorphic_rows_under_a_new_id() {
     .to_vec();
     assert_eq!(leaks(&staging, &needles), Vec::<String>::new());
 }
+
+#[test]
+fn a_resumed_run_reads_the_preserved_rows_again_rather_than_reusing_the_step() {
+    let (prod, staging) = databases("staging_only_resume");
+    let yaml = format!(
+        "{}\n          gate:\n            uses: shell\n            needs: [database]\n            with: {{ run: \"test -f go\" }}\n",
+        reset_workflow(
+            &prod,
+            &staging,
+            QA_ACCOUNTS,
+            ", anonymize: anonymizers/django.yaml"
+        )
+        .trim_end()
+    );
+    let test = Test::new()
+        .file("anonymizers/django.yaml", DJANGO_RULES)
+        .workflow("reset", &yaml)
+        .args(["run", "reset", "--yes", "--json"]);
+    let failed = test.run();
+    failed.expect_code(1);
+    // The clone's swap was undone with the run: staging is as it was.
+    assert_eq!(
+        query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["6"]
+    );
+    let run_id = failed.json()["run_id"].as_str().unwrap().to_string();
+
+    std::fs::write(test.dir().join("go"), "").unwrap();
+    let resumed = Output::of(test.spawn(&["resume", &run_id, "--yes", "--json"]));
+    resumed.expect_code(0);
+    let report = resumed.json();
+    // Its rows lived in the failed run's memory: read again, not reused.
+    assert_eq!(
+        step(&report, "accounts")["status"],
+        "succeeded",
+        "{report:#}"
+    );
+    assert_eq!(
+        step(&report, "accounts")["outputs"]["carried"]["auth_user"],
+        3
+    );
+    assert_eq!(qa_accounts(&staging).len(), 3, "{}", resumed.both());
+}
