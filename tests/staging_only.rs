@@ -2,7 +2,13 @@
 //! the staging-only accounts are listed by key (and only by key) in the
 //! dry run and the run, with the rows of included tables counted; case,
 //! composite keys, NULL keys and `where` are honoured; what it cannot do
-//! is refused with the way round it.
+//! is refused with the way round it. With `preserve: true` the accounts
+//! survive a reset (swap and in-place) with their included rows — a
+//! polymorphic table's too — one of them under a new id its rows follow;
+//! `on_conflict` decides about a unique value production now also has; a
+//! parent the clone will not have is refused in the plan; no production
+//! value reaches staging or the report; and a resumed run reads the rows
+//! again.
 
 use crate::support::cli::{Output, Test, step};
 use crate::support::pg::{execute, fresh_db_sync, leaks, query_strings, staging_db};
