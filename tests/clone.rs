@@ -389,6 +389,7 @@ fn transform_changes_a_column_in_flight_and_rules_filter_rows() {
         anonymizer: None,
         policy: None,
         suffix: "t1".into(),
+        carry: Vec::new(),
     };
     let cloned = block_on(flightpath::clone::run(
         spec,

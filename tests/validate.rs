@@ -307,3 +307,22 @@ fn a_json_key_spelled_like_a_strategy_is_ambiguous_and_shows_the_dotted_form() {
     assert_eq!(out.code, 2, "stderr:\n{}", out.stderr);
     insta::assert_snapshot!(out.stderr);
 }
+
+#[test]
+fn preserved_rows_need_every_clone_of_their_target_to_come_after() {
+    let stderr = invalid(&format!(
+        "name: broken
+{TARGETS}steps:
+  accounts:
+    uses: postgres.staging-only-rows
+    with: {{ source: prod, target: staging, table: auth_user, key: email, preserve: true }}
+  database:
+    uses: postgres.clone
+    with: {{ source: prod, target: staging }}
+  others:
+    uses: postgres.staging-only-rows
+    with: {{ source: staging, target: prod, table: auth_user, key: email, preserve: true }}
+"
+    ));
+    insta::assert_snapshot!(stderr);
+}

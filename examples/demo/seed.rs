@@ -1,8 +1,8 @@
 //! Seed data for the demo: a small Wagtail-shaped site whose people are made
 //! up, deterministically, from short word lists (no real personal data).
 //!
-//! Production gets the full site; staging an older, smaller copy plus a staff
-//! login that exists only there.
+//! Production gets the full site; staging an older, smaller copy plus three
+//! QA accounts that exist only there, with their group memberships.
 
 use tokio_postgres::{Client, NoTls};
 
@@ -22,6 +22,17 @@ CREATE TABLE auth_user (
     date_joined  timestamptz NOT NULL,
     last_login   timestamptz
 );
+CREATE TABLE auth_group (
+    id   serial PRIMARY KEY,
+    name varchar(150) NOT NULL UNIQUE
+);
+CREATE TABLE auth_user_groups (
+    id       serial PRIMARY KEY,
+    user_id  integer NOT NULL REFERENCES auth_user (id),
+    group_id integer NOT NULL REFERENCES auth_group (id),
+    UNIQUE (user_id, group_id)
+);
+INSERT INTO auth_group (name) VALUES ('Editors'), ('Moderators');
 CREATE TABLE wagtailcore_site (
     id              serial PRIMARY KEY,
     hostname        varchar(255) NOT NULL,
@@ -108,9 +119,35 @@ struct Site {
     news_pages: usize,
     submissions: usize,
     migrations: usize,
-    /// A staff login that exists only in this database.
-    extra_staff: Option<(&'static str, &'static str)>,
+    /// Staff logins that exist only in this database: username, e-mail,
+    /// an explicit id (else the next one), groups.
+    extra_staff: &'static [QaAccount],
 }
+
+type QaAccount = (
+    &'static str,
+    &'static str,
+    Option<i32>,
+    &'static [&'static str],
+);
+
+/// The QA team's logins on staging: `qa.tester` takes the next id, which
+/// production also uses (so the reset gives it a new one).
+const QA_ACCOUNTS: &[QaAccount] = &[
+    ("qa.tester", "qa.tester@example.com", None, &["Editors"]),
+    (
+        "qa.editor",
+        "qa.editor@example.com",
+        Some(900),
+        &["Editors", "Moderators"],
+    ),
+    (
+        "qa.moderator",
+        "qa.moderator@example.com",
+        Some(901),
+        &["Moderators"],
+    ),
+];
 
 pub async fn production(url: &str) -> Result<(), tokio_postgres::Error> {
     let site = Site {
@@ -119,12 +156,12 @@ pub async fn production(url: &str) -> Result<(), tokio_postgres::Error> {
         news_pages: 12,
         submissions: 60,
         migrations: MIGRATIONS.len(),
-        extra_staff: None,
+        extra_staff: &[],
     };
     seed(url, &site).await
 }
 
-/// An older copy: fewer rows, a migration behind, and the QA team's login.
+/// An older copy: fewer rows, a migration behind, and the QA team's logins.
 pub async fn staging(url: &str) -> Result<(), tokio_postgres::Error> {
     let site = Site {
         hostname: "staging.example.org",
@@ -132,7 +169,7 @@ pub async fn staging(url: &str) -> Result<(), tokio_postgres::Error> {
         news_pages: 7,
         submissions: 25,
         migrations: MIGRATIONS.len() - 1,
-        extra_staff: Some(("qa.tester", "qa.tester@staging.example.org")),
+        extra_staff: QA_ACCOUNTS,
     };
     seed(url, &site).await
 }
@@ -192,11 +229,25 @@ async fn seed(url: &str, site: &Site) -> Result<(), tokio_postgres::Error> {
             [&username, &email, &first, &last, &staff, &superuser, &n];
         tx.execute(&user, &params).await?;
     }
-    if let Some((username, email)) = site.extra_staff {
+    for (username, email, id, groups) in site.extra_staff {
         let n = i32::try_from(site.users).unwrap_or(i32::MAX);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-            [&username, &email, &"QA", &"Tester", &true, &false, &n];
+            [username, email, &"QA", &"Tester", &true, &false, &n];
         tx.execute(&user, &params).await?;
+        if let Some(id) = id {
+            tx.execute(
+                "UPDATE auth_user SET id = $1 WHERE username = $2",
+                &[id, username],
+            )
+            .await?;
+        }
+        tx.execute(
+            "INSERT INTO auth_user_groups (user_id, group_id)
+             SELECT u.id, g.id FROM auth_user u, auth_group g
+             WHERE u.username = $1 AND g.name = ANY($2)",
+            &[username, groups],
+        )
+        .await?;
     }
 
     tx.execute(

@@ -118,6 +118,13 @@ pub enum Error {
         workers: super::budget::Workers,
         limits: super::budget::ServerLimits,
     },
+    /// Staging-only rows (`preserve: true`) could not be put into the new
+    /// database; nothing was swapped in.
+    #[error("carrying over the rows step `{step}` kept: {error}")]
+    Carry {
+        step: String,
+        error: super::carry::CarryError,
+    },
     /// The clone failed, and so did removing what it had created.
     #[error("{error}; also: cleaning up database `{database}` failed: {cleanup}")]
     CleanupFailed {

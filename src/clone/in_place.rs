@@ -38,6 +38,8 @@ pub struct Reloaded {
     pub schema: super::spec::SchemaCover,
     /// The large objects copied under `large_objects: copy`.
     pub large_objects: Option<crate::pg::large_objects::Copied>,
+    /// Staging-only rows carried in, inside the same transaction.
+    pub carried: Vec<super::carry::Carried>,
 }
 
 /// Reloads staging in place; see the module header.
@@ -113,6 +115,7 @@ pub async fn run(
         run_entry(&target, &post.preamble, entry).await?;
     }
     let sequences = set_sequences(&snapshot, &target, &spec).await?;
+    let carried = super::carry::insert_all(&spec, &target, true).await?;
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
@@ -130,6 +133,7 @@ pub async fn run(
         outside,
         schema,
         large_objects,
+        carried,
     })
 }
 

@@ -23,6 +23,7 @@
 //! prints, and never writes to the source.
 
 pub mod budget;
+pub mod carry;
 pub mod error;
 pub mod in_place;
 pub mod large_objects;

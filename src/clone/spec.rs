@@ -91,6 +91,9 @@ pub struct CloneSpec {
     pub policy: Option<UnknownColumns>,
     /// Makes the temporary database names unique to this run.
     pub suffix: String,
+    /// Staging-only rows read before the clone, inserted into the new
+    /// database after its data and before the swap (or the commit).
+    pub carry: Vec<Arc<super::carry::CarryOver>>,
 }
 
 impl CloneSpec {

@@ -33,6 +33,21 @@ pub struct Lookup {
 pub struct Include {
     pub table: String,
     pub fk: String,
+    /// A condition on the included table's rows (SQL). With it, `fk` may
+    /// be a polymorphic column (Rails' `taggable_id` beside
+    /// `taggable_type = 'User'`) that no foreign key declares: it then
+    /// points at the kept table's primary key.
+    pub filter: Option<String>,
+}
+
+impl Include {
+    /// ` AND (<where>)` for a query on the included table, or nothing.
+    pub fn and_filter(&self) -> String {
+        self.filter
+            .as_ref()
+            .map(|f| format!(" AND ({f})"))
+            .unwrap_or_default()
+    }
 }
 
 /// What was found.
@@ -81,7 +96,10 @@ pub enum StagingOnlyError {
     },
     #[error(
         "include `{table}.{fk}`: no foreign key from `{table}.{fk}` to `{to}` on staging \
-         (an included table must point at the kept rows through a foreign key)"
+         (an included table must point at the kept rows through a foreign key; for a \
+         polymorphic column, add the condition that picks the kept table's rows: \
+         `where: \"{fk_type}\" = '…'`)",
+        fk_type = polymorphic_type(.fk)
     )]
     NoForeignKey {
         table: String,
@@ -104,6 +122,14 @@ impl std::fmt::Display for Side {
             Side::Source => "the source",
             Side::Target => "the target",
         })
+    }
+}
+
+/// `taggable_id` → `taggable_type`, the column Rails pairs with it.
+fn polymorphic_type(fk: &str) -> String {
+    match fk.strip_suffix("_id") {
+        Some(stem) => format!("{stem}_type"),
+        None => "…_type".to_string(),
     }
 }
 
@@ -297,9 +323,10 @@ pub async fn find(
         let values: Vec<String> = only.iter().map(|row| row[at].clone()).collect();
         let table = resolve(target, Side::Target, &include.table).await?;
         let sql = format!(
-            "SELECT count(*) FROM {} WHERE {}::text = ANY($1)",
+            "SELECT count(*) FROM {} WHERE {}::text = ANY($1){}",
             table.qualified,
-            quote_ident(&include.fk)
+            quote_ident(&include.fk),
+            include.and_filter()
         );
         let rows: i64 = target
             .query_one(sql.as_str(), &[&values])
@@ -342,13 +369,30 @@ async fn referenced_column(
             &[&table.oid, &kept.oid, &include.fk],
         )
         .await
+        .map_err(query_error(Side::Target))?;
+    if let Some(row) = row {
+        return Ok(row.get(0));
+    }
+    let no_fk = || StagingOnlyError::NoForeignKey {
+        table: include.table.clone(),
+        fk: include.fk.clone(),
+        to: kept_name.to_string(),
+    };
+    if include.filter.is_none() {
+        return Err(no_fk());
+    }
+    // Polymorphic: the kept table's one-column primary key.
+    let pk = target
+        .query_opt(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE i.indrelid = $1 AND i.indisprimary AND i.indnkeyatts = 1",
+            &[&kept.oid],
+        )
+        .await
         .map_err(query_error(Side::Target))?
-        .ok_or_else(|| StagingOnlyError::NoForeignKey {
-            table: include.table.clone(),
-            fk: include.fk.clone(),
-            to: kept_name.to_string(),
-        })?;
-    Ok(row.get(0))
+        .ok_or_else(no_fk)?;
+    Ok(pk.get(0))
 }
 
 type Rows = std::pin::Pin<Box<dyn Stream<Item = Result<Vec<String>, StagingOnlyError>> + Send>>;

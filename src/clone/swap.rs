@@ -61,6 +61,8 @@ pub struct Cloned {
     pub schema: super::spec::SchemaCover,
     /// The large objects copied under `large_objects: copy`.
     pub large_objects: Option<Copied>,
+    /// Staging-only rows carried into the new database before the swap.
+    pub carried: Vec<super::carry::Carried>,
 }
 
 /// Runs the whole clone; see the module header.
@@ -149,7 +151,7 @@ pub async fn run(
     .await;
     // Staging was never touched on any of these failures: the half-built
     // database goes.
-    let (tables, sequences, large_objects) = match loaded {
+    let (tables, sequences, large_objects, carried) = match loaded {
         Ok(done) => done,
         Err(e) => return Err(dropped(&maintenance, &new_db, e).await),
     };
@@ -195,6 +197,7 @@ pub async fn run(
         outside,
         schema,
         large_objects,
+        carried,
     })
 }
 
@@ -256,7 +259,12 @@ async fn load(
     step_id: &str,
     cancel: &CancellationToken,
     phases: &mut Vec<(&'static str, Duration)>,
-) -> Result<(Vec<TableCopied>, usize, Option<Copied>)> {
+) -> Result<(
+    Vec<TableCopied>,
+    usize,
+    Option<Copied>,
+    Vec<super::carry::Carried>,
+)> {
     let Loaded {
         snapshot,
         tables,
@@ -352,6 +360,10 @@ async fn load(
         run_entry(&admin, &job.preamble, &job.entries[i]).await?;
     }
     let sequences = set_sequences(&snapshot, &admin, spec).await?;
+    // After the sequences (a renumbered row draws past production's keys)
+    // and the constraints (the database checks every carried row); a
+    // failure here drops the new database like any other.
+    let carried = super::carry::insert_all(spec, &admin, false).await?;
     phases.push(("foreign keys, sequences", rest_began.elapsed()));
 
     let progress = job.queue.copied();
@@ -376,7 +388,7 @@ async fn load(
             }
         })
         .collect();
-    Ok((copied, sequences, large_objects))
+    Ok((copied, sequences, large_objects, carried))
 }
 
 /// Waits for every worker; on the first error, stops the others and returns it.

@@ -471,6 +471,7 @@ async fn reuse_succeeded(state: &mut RunState, workflow: &Workflow, record: &Run
                 continue;
             };
             if earlier.kind != step.kind()
+                || step.params.hands_off()
                 || !step.needs.iter().all(|n| reused.contains(n.as_str()))
             {
                 continue;

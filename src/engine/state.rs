@@ -36,6 +36,7 @@ pub struct RunState {
     targets: Arc<BTreeMap<String, Target>>,
     interaction: Interaction,
     workdir: PathBuf,
+    handoffs: crate::steps::Handoffs,
 }
 
 pub struct StateParts {
@@ -70,6 +71,7 @@ impl RunState {
             targets: parts.targets,
             interaction: parts.interaction,
             workdir: parts.workdir,
+            handoffs: Default::default(),
         }
     }
 
@@ -111,6 +113,7 @@ impl RunState {
             report: Arc::new(self.report.clone()),
             workdir: self.workdir.clone(),
             planned: self.planned.get(&step.id).cloned(),
+            handoffs: self.handoffs.clone(),
         }
     }
 

@@ -97,6 +97,12 @@ pub trait Kind: Sized {
         Vec::new()
     }
 
+    /// Whether what the step does lives only in this run's memory, so a
+    /// resumed run must do it again.
+    fn hands_off(&self) -> bool {
+        false
+    }
+
     /// The dry-run half: read-only, never writes anything anywhere.
     fn plan(&self, ctx: &StepCtx) -> impl Future<Output = Result<StepOutcome, StepError>> + Send;
 
@@ -165,6 +171,14 @@ macro_rules! step_kinds {
             pub fn destructive(&self) -> bool {
                 match self {
                     $(StepParams::$variant(_) => <$module::Params as Kind>::DESTRUCTIVE),+
+                }
+            }
+
+            /// Whether what the step does lives only in this run's memory
+            /// (a carry-over for a later clone): a resumed run never reuses it.
+            pub fn hands_off(&self) -> bool {
+                match self {
+                    $(StepParams::$variant(p) => p.hands_off()),+
                 }
             }
 
@@ -410,6 +424,40 @@ pub struct StepCtx {
     pub workdir: PathBuf,
     /// In `run`: what this step's plan kept for it ([`StepOutcome::for_run`]).
     pub planned: Option<serde_json::Value>,
+    /// What steps hand to later steps of the same run, in memory.
+    pub handoffs: Handoffs,
+}
+
+/// Staging-only rows that `postgres.staging-only-rows` steps with
+/// `preserve: true` read, by target, until that target's `postgres.clone`
+/// takes them. In memory only (the rows themselves are in temporary files
+/// the system deletes): never journaled, so a resumed run reads them again
+/// (see [`StepParams::hands_off`]). Validation makes every clone of the
+/// target come after the steps that fill it.
+#[derive(Clone, Default)]
+pub struct Handoffs {
+    carry: Arc<std::sync::Mutex<BTreeMap<String, Vec<Arc<crate::clone::carry::CarryOver>>>>>,
+}
+
+impl Handoffs {
+    /// Leaves `carry` for the clone of `target`.
+    pub fn publish(&self, target: &str, carry: crate::clone::carry::CarryOver) {
+        self.carry
+            .lock()
+            .expect("handoffs")
+            .entry(target.to_string())
+            .or_default()
+            .push(Arc::new(carry));
+    }
+
+    /// Everything left for the clone of `target`, in the order it was left.
+    pub fn take(&self, target: &str) -> Vec<Arc<crate::clone::carry::CarryOver>> {
+        self.carry
+            .lock()
+            .expect("handoffs")
+            .remove(target)
+            .unwrap_or_default()
+    }
 }
 
 impl StepCtx {

@@ -247,7 +247,11 @@ impl Kind for Params {
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        let spec = self.spec(ctx);
+        let spec = CloneSpec {
+            // What `preserve: true` steps read from this target before it.
+            carry: ctx.handoffs.take(&self.target),
+            ..self.spec(ctx)
+        };
         if self.strategy == Strategy::InPlace {
             return self.run_in_place(spec, ctx).await;
         }
@@ -297,6 +301,7 @@ impl Kind for Params {
         outcome = outside_details(outcome, &cloned.outside, "were", copy);
         outcome = schema_details(outcome, &cloned.schema, "were");
         outcome = self.anonymized_details(outcome, cloned.binding.as_ref());
+        outcome = carried_details(outcome, &cloned.carried);
         outcome.after_run.push(AfterRun::PostgresSwap {
             target: self.target.clone(),
             maintenance_database: url::database_of(&cloned.maintenance_url)
@@ -306,6 +311,56 @@ impl Kind for Params {
         });
         Ok(outcome)
     }
+}
+
+/// The staging-only rows carried into the new database, per step and
+/// table: counts, and the keys of rows left out or replaced — never
+/// another value. They came from staging: not anonymized, not in coverage.
+fn carried_details(mut outcome: StepOutcome, carried: &[clone::carry::Carried]) -> StepOutcome {
+    for carry in carried {
+        let tables: Vec<String> = carry
+            .tables
+            .iter()
+            .map(|t| {
+                let mut notes = Vec::new();
+                if t.renumbered > 0 {
+                    notes.push(format!("{} under a new key", t.renumbered));
+                }
+                if t.left_with_parent > 0 {
+                    notes.push(format!("{} left out with their row", t.left_with_parent));
+                }
+                match notes.is_empty() {
+                    true => format!("{} {}", t.name, t.rows),
+                    false => format!("{} {} ({})", t.name, t.rows, notes.join(", ")),
+                }
+            })
+            .collect();
+        outcome = outcome.detail(Detail::fact(
+            format!("carried over from `{}`", carry.step_id),
+            format!(
+                "{} (staging's rows: not anonymized, not counted in coverage)",
+                tables.join(", ")
+            ),
+        ));
+        for t in &carry.tables {
+            if !t.skipped.is_empty() {
+                outcome = outcome.detail(Detail::fact(
+                    format!("left out of {} (`on_conflict: skip`)", t.name),
+                    t.skipped.join(", "),
+                ));
+            }
+            if !t.replaced.is_empty() {
+                outcome = outcome.detail(Detail::fact(
+                    format!(
+                        "replaced in {} by staging's (`on_conflict: replace`)",
+                        t.name
+                    ),
+                    t.replaced.join(", "),
+                ));
+            }
+        }
+    }
+    outcome
 }
 
 /// Personal data in the schema, in the plan (`are`) and the run (`were`):
@@ -432,6 +487,7 @@ impl Params {
             anonymizer: self.anonymizer(),
             policy: self.policy(),
             suffix: run_suffix(&ctx.report.run_id),
+            carry: Vec::new(),
         }
     }
 
@@ -489,7 +545,8 @@ impl Params {
         let copy = reloaded.large_objects.map(Some);
         let outcome = outside_details(outcome, &reloaded.outside, "were", copy);
         let outcome = schema_details(outcome, &reloaded.schema, "were");
-        Ok(self.anonymized_details(outcome, reloaded.binding.as_ref()))
+        let outcome = self.anonymized_details(outcome, reloaded.binding.as_ref());
+        Ok(carried_details(outcome, &reloaded.carried))
     }
 
     fn secret_warning(&self) -> Option<String> {

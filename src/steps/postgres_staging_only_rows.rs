@@ -5,10 +5,14 @@
 //! so its dry run and its run do the same; the report holds keys and
 //! counts, never another column's value.
 //!
-//! Carrying the rows over into the new database (`preserve: true`) is
-//! refused for now with the way round it, rather than accepted and not
-//! done.
+//! With `preserve: true` the plan also checks the rows against production
+//! (see [`crate::clone::carry::check`]), and the run reads them from
+//! staging — before anything is written — into a temporary file it hands
+//! to the `postgres.clone` of the same target, which inserts them into the
+//! new database before its swap. Validation makes that clone need this
+//! step.
 
+use crate::clone::carry::{self, Checked, OnConflict};
 use crate::clone::staging_only::{self, Case, Found, Include, Lookup, show_key};
 use crate::pg::connect::connect;
 use crate::report::model::Detail;
@@ -38,8 +42,15 @@ pub struct Params {
     pub filter: Option<String>,
     /// Compare keys ignoring case.
     pub insensitive: bool,
-    /// Rows of other tables pointing at a staging-only row.
+    /// Rows of other tables pointing at a staging-only row: `{ table, fk }`,
+    /// and `where` to pick a polymorphic table's rows (`taggable_type =
+    /// 'User'`), whose `fk` then points at the kept table's primary key.
     pub include: Vec<Include>,
+    /// Carry the rows (and the included ones) over into the clone of
+    /// `target`; where `preserve: true` is written, when it is.
+    pub preserve: Option<Span>,
+    /// What a carried row whose unique value the clone already has does.
+    pub on_conflict: OnConflict,
 }
 
 impl Kind for Params {
@@ -96,41 +107,34 @@ impl Kind for Params {
             None => Some(Vec::new()),
             Some(node) => read_include(cx, node),
         };
-        // Read (and checked) already; it decides what a carry-over does.
-        if let Some(node) = with.get("on_conflict")
-            && let Some(value) = cx.string(node, "`on_conflict`")
-            && !["error", "skip", "replace"].contains(&value.as_str())
-        {
-            {
-                cx.push(
-                    Problem::new(
-                        "flightpath::staging_only::on_conflict",
-                        format!("unknown `on_conflict` `{value}`"),
-                        node.span,
-                        "not a choice",
-                    )
-                    .suggest(&value, ["error", "skip", "replace"])
-                    .help_if_none("use `error` (the default), `skip` or `replace`"),
-                );
-            }
-        }
-        if let Some(node) = with.get("preserve")
-            && cx.bool(node, "`preserve`") == Some(true)
-        {
-            cx.push(
-                Problem::new(
-                    "flightpath::staging_only::preserve",
-                    "`preserve: true` is not available yet: this version lists the staging-only \
-                     rows but cannot carry them into the clone",
-                    node.span,
-                    "not available yet",
-                )
-                .help(
-                    "leave `preserve` out to list them before the reset, and recreate them \
-                     afterwards from the report's keys (the rows are in the backup)",
-                ),
-            );
-        }
+        let on_conflict = match with.get("on_conflict") {
+            None => Some(OnConflict::Error),
+            Some(node) => match cx.string(node, "`on_conflict`").as_deref() {
+                Some("error") => Some(OnConflict::Error),
+                Some("skip") => Some(OnConflict::Skip),
+                Some("replace") => Some(OnConflict::Replace),
+                Some(value) => {
+                    cx.push(
+                        Problem::new(
+                            "flightpath::staging_only::on_conflict",
+                            format!("unknown `on_conflict` `{value}`"),
+                            node.span,
+                            "not a choice",
+                        )
+                        .suggest(value, ["error", "skip", "replace"])
+                        .help_if_none("use `error` (the default), `skip` or `replace`"),
+                    );
+                    None
+                }
+                None => None,
+            },
+        };
+        let preserve = match with.get("preserve") {
+            None => Some(None),
+            Some(node) => cx
+                .bool(node, "`preserve`")
+                .map(|on| on.then_some(node.span)),
+        };
         Some(Params {
             source: source?,
             source_span: source_node?.span,
@@ -141,6 +145,8 @@ impl Kind for Params {
             filter,
             insensitive: insensitive?,
             include: include?,
+            preserve: preserve?,
+            on_conflict: on_conflict?,
         })
     }
 
@@ -163,12 +169,16 @@ impl Kind for Params {
         .collect()
     }
 
+    fn hands_off(&self) -> bool {
+        self.preserve.is_some()
+    }
+
     async fn plan(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        self.look(ctx, "would carry over nothing").await
+        self.look(ctx, false).await
     }
 
     async fn run(&self, ctx: &StepCtx) -> Result<StepOutcome, StepError> {
-        self.look(ctx, "carried over nothing").await
+        self.look(ctx, true).await
     }
 }
 
@@ -181,7 +191,11 @@ fn read_include(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Ve
                 node.span,
                 "not a list",
             )
-            .help("write `include: [{ table: auth_user_groups, fk: user_id }]`"),
+            .help(
+                "write `include: [{ table: auth_user_groups, fk: user_id }]` (and `where:` for a \
+                 polymorphic table: `{ table: taggings, fk: taggable_id, where: \"taggable_type = \
+                 'User'\" }`)",
+            ),
         );
         return None;
     };
@@ -194,9 +208,10 @@ fn read_include(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Ve
         };
         let table = map.required_string(cx, "table");
         let fk = map.required_string(cx, "fk");
+        let filter = map.string(cx, "where");
         map.finish(cx);
         match (table, fk) {
-            (Some(table), Some(fk)) => out.push(Include { table, fk }),
+            (Some(table), Some(fk)) => out.push(Include { table, fk, filter }),
             _ => ok = false,
         }
     }
@@ -204,7 +219,9 @@ fn read_include(cx: &mut LoadCtx, node: &crate::syntax::yaml::Node) -> Option<Ve
 }
 
 impl Params {
-    async fn look(&self, ctx: &StepCtx, carried: &str) -> Result<StepOutcome, StepError> {
+    /// Finds the staging-only rows; with `preserve`, checks them against
+    /// production and, when `read`, reads them for the clone.
+    async fn look(&self, ctx: &StepCtx, read: bool) -> Result<StepOutcome, StepError> {
         let source = connect(&self.source, ctx.postgres_url(&self.source), &ctx.cancel).await?;
         let target = connect(&self.target, ctx.postgres_url(&self.target), &ctx.cancel).await?;
         let lookup = Lookup {
@@ -214,16 +231,61 @@ impl Params {
             insensitive: self.insensitive,
             include: self.include.clone(),
         };
-        let found = tokio::select! {
-            found = staging_only::find(&source, &target, &lookup) => found,
+        let work = async {
+            let found = staging_only::find(&source, &target, &lookup)
+                .await
+                .map_err(|e| StepError::failed(format!("`{}`: {e}", self.table)))?;
+            if self.preserve.is_none() {
+                return Ok::<_, StepError>((found, None, None));
+            }
+            let carrying = |e: carry::CarryError| {
+                StepError::failed(format!(
+                    "`{}`: cannot carry the staging-only rows over: {e}",
+                    self.table
+                ))
+            };
+            let checked = carry::check(&source, &target, &lookup, &found, self.on_conflict)
+                .await
+                .map_err(carrying)?;
+            let carried = match read {
+                true => Some(
+                    carry::read(&target, &lookup, &found, &ctx.step_id, self.on_conflict)
+                        .await
+                        .map_err(carrying)?,
+                ),
+                false => None,
+            };
+            Ok((found, Some(checked), carried))
+        };
+        let (found, checked, carried) = tokio::select! {
+            result = work => result?,
             () = ctx.cancel.cancelled() => return Err(StepError::Cancelled),
+        };
+        let counts = carried.as_ref().map(|c| c.counts());
+        if let Some(carried) = carried {
+            ctx.handoffs.publish(&self.target, carried);
         }
-        .map_err(|e| StepError::failed(format!("`{}`: {e}", self.table)))?;
-        Ok(self.outcome(&found, carried))
+        Ok(self.outcome(&found, checked.as_ref(), counts.as_deref(), read))
     }
 
-    fn outcome(&self, found: &Found, carried: &str) -> StepOutcome {
+    fn outcome(
+        &self,
+        found: &Found,
+        checked: Option<&Checked>,
+        read: Option<&[(String, u64)]>,
+        run: bool,
+    ) -> StepOutcome {
         let count = found.keys.len();
+        let carried = match (checked, run) {
+            (None, false) => "would carry over nothing".to_string(),
+            (None, true) => "carried over nothing".to_string(),
+            (Some(_), false) => {
+                format!("would carry them over into the clone of `{}`", self.target)
+            }
+            (Some(_), true) => {
+                format!("read them for the clone of `{}` to carry over", self.target)
+            }
+        };
         let keys: Vec<String> = found.keys.iter().map(|k| show_key(k)).collect();
         let summary = match count {
             0 => format!(
@@ -241,7 +303,7 @@ impl Params {
         let mut outcome = StepOutcome::new(summary)
             .output("keys", keys.clone())
             .output("count", count as u64)
-            .output("carried", serde_json::Map::new());
+            .output("carried", carried_output(read));
         let key_label = format!("key ({})", self.key.join(", "));
         let case = match found.case {
             Case::Sensitive => "compared as written",
@@ -284,6 +346,64 @@ impl Params {
                 ),
             ));
         }
+        if let Some(checked) = checked {
+            outcome = self.carry_details(outcome, checked, run);
+        }
         outcome
     }
+
+    /// What the carry-over will do, keys and counts only.
+    fn carry_details(&self, mut outcome: StepOutcome, checked: &Checked, run: bool) -> StepOutcome {
+        let rows: Vec<String> = checked
+            .rows
+            .iter()
+            .map(|(table, rows)| format!("{table} {rows}"))
+            .collect();
+        let verb = if run { "read for" } else { "to carry into" };
+        outcome = outcome.detail(Detail::fact(
+            format!("rows {verb} the clone"),
+            format!(
+                "{} (from staging: not anonymized, not counted in coverage)",
+                rows.join(", ")
+            ),
+        ));
+        if checked.renumbered > 0 {
+            outcome = outcome.detail(Detail::fact(
+                "new keys",
+                format!(
+                    "{} kept row{} use{} a primary key production also uses: {} a new one from the \
+                     table's sequence, and the included rows follow",
+                    checked.renumbered,
+                    if checked.renumbered == 1 { "" } else { "s" },
+                    if checked.renumbered == 1 { "s" } else { "" },
+                    if checked.renumbered == 1 {
+                        "it gets"
+                    } else {
+                        "each gets"
+                    }
+                ),
+            ));
+        }
+        if !checked.conflicts.is_empty() {
+            let what = match self.on_conflict {
+                OnConflict::Skip => "left out (`on_conflict: skip`)",
+                _ => "replace the clone's row (`on_conflict: replace`)",
+            };
+            let lines: Vec<String> = checked.conflicts.iter().map(|c| c.to_string()).collect();
+            outcome = outcome.detail(Detail::block(
+                format!("conflicts with production, {what}"),
+                lines.join("\n"),
+            ));
+        }
+        outcome
+    }
+}
+
+/// The output `carried`: rows per table read for the clone (empty without
+/// `preserve`, and in the plan).
+fn carried_output(read: Option<&[(String, u64)]>) -> serde_json::Map<String, serde_json::Value> {
+    read.unwrap_or_default()
+        .iter()
+        .map(|(table, rows)| (table.clone(), serde_json::Value::from(*rows)))
+        .collect()
 }

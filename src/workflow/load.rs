@@ -145,6 +145,7 @@ fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow>
     check_targets(cx, &raw_steps, &targets);
     if let Some(order) = &main_order {
         check_write_conflicts(cx, main, order);
+        check_carry_over(cx, main);
     }
 
     let build = |group: &[RawStep], order: Option<Vec<usize>>| -> Option<Vec<Step>> {
@@ -766,6 +767,79 @@ fn check_targets(cx: &mut LoadCtx, steps: &[RawStep], targets: &BTreeMap<String,
                     ),
                 );
             }
+        }
+    }
+}
+
+/// A `postgres.staging-only-rows` step with `preserve: true` hands its rows
+/// to the `postgres.clone` of the same target: some clone of that target
+/// must exist, and every clone of that target must need it (directly or
+/// through other steps): one that does not could run before it.
+fn check_carry_over(cx: &mut LoadCtx, steps: &[RawStep]) {
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    let needs: Vec<Vec<usize>> = steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|(n, _)| ids.iter().position(|id| id == n))
+                .collect()
+        })
+        .collect();
+    let ancestors = Graph { needs: &needs }.ancestors();
+    let clones: Vec<(usize, &steps::postgres_clone::Params)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.params {
+            Some(StepParams::PostgresClone(clone)) => Some((i, clone)),
+            _ => None,
+        })
+        .collect();
+    for (p, step) in steps.iter().enumerate() {
+        let Some(StepParams::PostgresStagingOnlyRows(keep)) = &step.params else {
+            continue;
+        };
+        let Some(span) = keep.preserve else { continue };
+        let of_target: Vec<_> = clones
+            .iter()
+            .filter(|(_, clone)| clone.target == keep.target)
+            .collect();
+        if of_target.is_empty() {
+            cx.push(
+                Problem::new(
+                    "flightpath::staging_only::preserve",
+                    format!(
+                        "step `{}` keeps staging-only rows for the clone of `{}`, but no \
+                         `postgres.clone` of `{}` needs it",
+                        step.id, keep.target, keep.target
+                    ),
+                    span,
+                    "nothing would carry these rows over",
+                )
+                .help(format!(
+                    "add a `postgres.clone` of `{}` that needs `{}`, or leave `preserve` out to \
+                     only list the rows",
+                    keep.target, step.id
+                )),
+            );
+        }
+        for (c, clone) in of_target {
+            if ancestors[*c].contains(&p) {
+                continue;
+            }
+            cx.push(
+                Problem::new(
+                    "flightpath::staging_only::preserve",
+                    format!(
+                        "step `{}` clones `{}` and could run before step `{}`, which keeps \
+                         staging-only rows for that clone",
+                        ids[*c], clone.target, step.id
+                    ),
+                    clone.target_span,
+                    format!("does not need `{}`", step.id),
+                )
+                .help(format!("add `needs: [{}]` to step `{}`", step.id, ids[*c])),
+            );
         }
     }
 }
