@@ -76,6 +76,10 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         "==> a throwaway git repository: {} (origin.git beside it), staging ahead of main",
         app.display()
     );
+    media(&workdir)?;
+    println!(
+        "==> throwaway media directories: media/prod (images, renditions, documents) and media/staging"
+    );
     let vars = [
         format!("PROD_DATABASE_URL={prod_url}"),
         format!("STAGING_DATABASE_URL={staging_url}"),
@@ -103,6 +107,37 @@ fn demo() -> Result<i32, Box<dyn Error>> {
     );
     println!("==> stopping the clusters");
     Ok(code)
+}
+
+/// Production's and staging's media, as a Wagtail site keeps them:
+/// original images, renditions (regenerated, so not synced), documents —
+/// one a CSV export of made-up contacts, which must arrive as a placeholder
+/// — and public documents copied as they are. Staging has a stale upload.
+fn media(workdir: &Path) -> std::io::Result<()> {
+    use flightpath::media::placeholder::png;
+    let prod = workdir.join("media/prod");
+    let files: [(&str, Vec<u8>); 6] = [
+        ("original_images/garden.png", png(1200, 800)),
+        ("original_images/team.png", png(640, 480)),
+        ("images/garden.width-400.png", png(400, 266)),
+        (
+            "documents/contact-form-export.csv",
+            b"name,email\nAda Example,ada@example.com\nGrace Example,grace@example.com\n".to_vec(),
+        ),
+        (
+            "documents/public/opening-hours.txt",
+            b"Open daily, 9 to 5.\n".to_vec(),
+        ),
+        ("documents/public/map.png", png(300, 300)),
+    ];
+    for (key, bytes) in files {
+        let path = prod.join(key);
+        std::fs::create_dir_all(path.parent().expect("a key has a directory"))?;
+        std::fs::write(path, bytes)?;
+    }
+    let stale = workdir.join("media/staging/original_images/removed-in-prod.png");
+    std::fs::create_dir_all(stale.parent().expect("a key has a directory"))?;
+    std::fs::write(stale, png(10, 10))
 }
 
 /// `demo-run/` next to the demo's executable (under `target/`), emptied:

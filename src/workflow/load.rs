@@ -844,7 +844,9 @@ fn check_carry_over(cx: &mut LoadCtx, steps: &[RawStep]) {
     }
 }
 
-/// Two steps writing the same target must be ordered by `needs`.
+/// Two steps writing the same facet of a target (its database, its media,
+/// its repository) must be ordered by `needs`; a clone and a media sync of
+/// one target may run side by side.
 fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
     let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
     let needs: Vec<Vec<usize>> = steps
@@ -857,13 +859,15 @@ fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
         })
         .collect();
     let ancestors = Graph { needs: &needs }.ancestors();
-    let mut writers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut writers: BTreeMap<(String, &'static str), Vec<usize>> = BTreeMap::new();
     for &i in order {
         let Some(params) = &steps[i].params else {
             continue;
         };
         for usage in params.target_uses().into_iter().filter(|u| u.write) {
-            let earlier = writers.entry(usage.name.clone()).or_default();
+            let earlier = writers
+                .entry((usage.name.clone(), usage.facet.key()))
+                .or_default();
             for &j in earlier.iter() {
                 if !ancestors[i].contains(&j) && !ancestors[j].contains(&i) {
                     cx.push(
