@@ -16,6 +16,16 @@ fn main() {
     let server = s3::S3Server::start();
     server.create_bucket(&bucket);
     println!("store: {}", server.url(&bucket, ""));
+    println!("endpoint: {}", server.endpoint());
+    // Buckets are directories here: a benchmark makes one by `mkdir`.
+    println!(
+        "buckets: {}",
+        server
+            .bucket_dir(&bucket)
+            .parent()
+            .expect("a bucket is a directory in the root")
+            .display()
+    );
     for (key, value) in server.env() {
         println!("export {key}={value}");
     }

@@ -408,3 +408,39 @@ fn a_hundred_thousand_small_objects_sync_in_under_64_mib() {
             .exists()
     );
 }
+
+/// Bucketeer's way: the key pair in variables the target names, not in the
+/// AWS chain; a variable that is not set is one clear error.
+#[test]
+fn a_target_can_name_the_variables_that_hold_its_key_pair() {
+    let server = S3Server::start();
+    server.create_bucket("bucketeer-prod");
+    seed_dir(&server.bucket_dir("bucketeer-prod"));
+    let env: std::collections::BTreeMap<String, String> = server.env().into_iter().collect();
+    let yaml = workflow(
+        &server.url("bucketeer-prod", ""),
+        "./staging",
+        ", copy: ['**']",
+    )
+    .replace(
+        "protected: true }",
+        "protected: true, access_key_env: PROD_KEY_ID, secret_key_env: PROD_SECRET }",
+    );
+    let test = Test::new()
+        .workflow("media", &yaml)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("PROD_KEY_ID", &env["AWS_ACCESS_KEY_ID"]);
+    let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("environment variable `PROD_SECRET` is not set"),
+        "{}",
+        out.stderr
+    );
+    let test = test.env("PROD_SECRET", &env["AWS_SECRET_ACCESS_KEY"]);
+    let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
+    assert_eq!(counts(&ok(&out)), [6, 0, 0, 0]);
+    assert!(!out.both().contains(&env["AWS_SECRET_ACCESS_KEY"]));
+    drop(test);
+}

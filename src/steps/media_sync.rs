@@ -214,6 +214,10 @@ impl Params {
         let (source_url, target_url) = (location(&self.source), location(&self.target));
         let source = open(&self.source, &source_url, ctx).await?;
         let target = open(&self.target, &target_url, ctx).await?;
+        let (source, target) = (
+            with_credentials(&self.source, source, ctx)?,
+            with_credentials(&self.target, target, ctx)?,
+        );
         if source.location() == target.location() {
             return Err(StepError::Refused(format!(
                 "`{}` and `{}` are the same media location ({}): a sync onto itself",
@@ -362,6 +366,25 @@ async fn open(target: &str, location: &str, ctx: &StepCtx) -> Result<Store, Step
         .await
         .map(Store::without_fsync)
         .map_err(|e| StepError::failed(format!("media of target `{target}`: {e}")))
+}
+
+/// The store signing with the key pair the target names
+/// (`access_key_env`, `secret_key_env`), read from the environment.
+fn with_credentials(target: &str, store: Store, ctx: &StepCtx) -> Result<Store, StepError> {
+    let Some((access, secret)) = &ctx.target(target).media_credentials else {
+        return Ok(store);
+    };
+    let read =
+        |name: &str| {
+            std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            StepError::failed(format!(
+                "media of target `{target}`: environment variable `{name}` is not set; export \
+                 the key in it, or remove `access_key_env` and `secret_key_env` to use the \
+                 AWS chain"
+            ))
+        })
+        };
+    Ok(store.with_static_credentials(&read(access)?, &read(secret)?))
 }
 
 /// Where the hash cache of a directory lives: under `.flightpath/cache/`

