@@ -284,9 +284,14 @@ fn env_name(
     cx: &mut LoadCtx,
     reader: &MapReader,
     node: &crate::syntax::yaml::Node,
-    key: &str,
+    key: &'static str,
     example: &str,
 ) -> Option<String> {
+    let code = match key {
+        "token_env" => "flightpath::target::token_env",
+        "access_key_env" => "flightpath::target::access_key_env",
+        _ => "flightpath::target::secret_key_env",
+    };
     let name = cx.string(node, &format!("{} `{key}`", reader.what()))?;
     let valid = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -294,7 +299,7 @@ fn env_name(
     if !valid {
         cx.push(
             Problem::new(
-                format!("flightpath::target::{key}"),
+                code,
                 format!(
                     "{} `{key}` must name an environment variable",
                     reader.what()
