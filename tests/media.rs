@@ -123,6 +123,7 @@ fn one_endpoint_copies_server_side_and_a_second_run_copies_nothing() {
             assert_eq!(&copied, bytes, "{key}");
             let ops = server.ops_on(key);
             assert!(ops.contains(&"CopyObject".to_string()), "{key}: {ops:?}");
+            // Only its first bytes are read (is it an image?), never the whole.
             assert!(!ops.contains(&"GetObject".to_string()), "{key}: {ops:?}");
             assert!(!ops.contains(&"PutObject".to_string()), "{key}: {ops:?}");
         }
@@ -391,7 +392,11 @@ fn a_hundred_thousand_small_objects_sync_in_under_64_mib() {
         for file in 0..1_000 {
             std::fs::write(
                 dir_path.join(format!("{file:04}.jpg")),
-                format!("\u{ff}image {dir} {file}"),
+                [
+                    &b"\xff\xd8\xff"[..],
+                    format!("image {dir} {file}").as_bytes(),
+                ]
+                .concat(),
             )
             .unwrap();
         }
@@ -442,5 +447,61 @@ fn a_target_can_name_the_variables_that_hold_its_key_pair() {
     let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
     assert_eq!(counts(&ok(&out)), [6, 0, 0, 0]);
     assert!(!out.both().contains(&env["AWS_SECRET_ACCESS_KEY"]));
+    drop(test);
+}
+
+/// Fail closed for files: only a name that says document is trusted for a
+/// placeholder, only bytes that say media are trusted for a copy.
+#[test]
+fn files_whose_bytes_are_not_media_arrive_as_placeholders_whatever_their_name() {
+    let test = Test::new();
+    let uploads = test.dir().join("prod/uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    let csv = b"name,email\nAda Lovelace,ada.lovelace@gmail.com\n";
+    for name in ["3f2a9c0e-uuid", "export.csv.gz", "holiday.jpg", "scan.bin"] {
+        std::fs::write(uploads.join(name), csv).unwrap();
+    }
+    std::fs::write(uploads.join("real.jpg"), b"\xff\xd8\xff\xe0 a photo").unwrap();
+    let test = test.workflow("media", &workflow("./prod", "./staging", ""));
+    let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
+    assert_eq!(counts(&ok(&out)), [1, 4, 0, 0]);
+    for name in ["3f2a9c0e-uuid", "export.csv.gz", "holiday.jpg", "scan.bin"] {
+        let arrived = std::fs::read(test.dir().join("staging/uploads").join(name)).unwrap();
+        assert!(
+            !contains(&arrived, "@"),
+            "{name}: {}",
+            String::from_utf8_lossy(&arrived)
+        );
+    }
+}
+
+/// A target inside its source (or a protected target's media inside the
+/// target) is refused before anything is read or written: its
+/// placeholders would land on production's documents.
+#[test]
+fn a_sync_into_what_it_reads_is_refused() {
+    let test = Test::new();
+    seed_dir(&test.dir().join("prod"));
+    std::fs::create_dir_all(test.dir().join("link-target")).unwrap();
+    std::os::unix::fs::symlink(test.dir().join("prod"), test.dir().join("alias")).unwrap();
+    for (target, why) in [
+        ("./prod/staging", "inside the source"),
+        ("./alias", "the source through a link"),
+        (".", "holding the source"),
+    ] {
+        let test_yaml = workflow("./prod", target, ", delete: true");
+        let t = Test::new();
+        seed_dir(&t.dir().join("prod"));
+        if target == "./alias" {
+            std::os::unix::fs::symlink(t.dir().join("prod"), t.dir().join("alias")).unwrap();
+        }
+        let (_t, out) = run(t.workflow("media", &test_yaml), &["run", "media", "--yes"]);
+        assert_eq!(out.code, 3, "{why}: {}", out.both());
+        assert!(
+            out.stderr.contains("overlaps the media of `prod`"),
+            "{why}: {}",
+            out.stderr
+        );
+    }
     drop(test);
 }

@@ -65,6 +65,13 @@ pub fn document(key: &str, content_type: Option<&str>) -> Placeholder {
     }
 }
 
+/// The largest side of an image stand-in (larger claims are cut to it):
+/// 8,192 × 8,192 is 8 MiB of PNG rows.
+pub const MAX_SIDE: u32 = 8_192;
+
+/// The largest side of a GIF stand-in (about 2.3 MiB at most).
+pub const MAX_GIF_SIDE: u32 = 2_048;
+
 /// An image format and pixel size, read from a file's first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dimensions {
@@ -167,14 +174,20 @@ fn jpeg_dimensions(start: &[u8]) -> Option<Dimensions> {
 /// An image's stand-in: one flat grey at the same pixel size, in the same
 /// format where this can write it (PNG otherwise).
 pub fn image(dimensions: Dimensions) -> Placeholder {
-    let Dimensions { width, height, .. } = dimensions;
+    // A header can claim any size; the stand-in never costs more than
+    // about 8 MiB to make, whatever it says.
+    let (width, height) = (
+        dimensions.width.min(MAX_SIDE),
+        dimensions.height.min(MAX_SIDE),
+    );
     match dimensions.format {
         ImageFormat::Jpeg => Placeholder {
             bytes: jpeg(width, height),
             content_type: "image/jpeg".into(),
         },
+        // Uncompressed LZW: 9 bits per 2 pixels, so a smaller cap.
         ImageFormat::Gif => Placeholder {
-            bytes: gif(width, height),
+            bytes: gif(width.min(MAX_GIF_SIDE), height.min(MAX_GIF_SIDE)),
             content_type: "image/gif".into(),
         },
         ImageFormat::Png | ImageFormat::Webp => Placeholder {
@@ -485,6 +498,15 @@ mod tests {
                 })
             );
         }
+        let huge = image(Dimensions {
+            format: ImageFormat::Png,
+            width: 100_000,
+            height: 100_000,
+        });
+        assert_eq!(
+            dimensions(&huge.bytes).map(|d| (d.width, d.height)),
+            Some((MAX_SIDE, MAX_SIDE))
+        );
         let big = png(6000, 4000);
         assert!(big.len() < 64 << 10, "{} bytes", big.len());
     }

@@ -2,7 +2,10 @@
 //! `exclude` globs, and the fail-closed rule for files — a document (a
 //! type whose content can carry personal data) arrives as a placeholder
 //! unless a `copy:` glob names it, and `placeholder:` globs add anything
-//! else (staff photos).
+//! else (staff photos). Everything else is copied only when its first
+//! bytes are those of an image, a video, a sound or a font: an allow-list,
+//! so an upload of unknown type (a UUID name, `binary/octet-stream`, a
+//! `.csv.gz`, a CSV named `.jpg`) arrives as a placeholder.
 //!
 //! Globs are matched against the key relative to the store's prefix, `/`
 //! separated: `*` stays inside one segment, `**` crosses them
@@ -11,37 +14,17 @@
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// Extensions of documents: types whose content can hold personal data
-/// (exports, letters, CVs, spreadsheets, mail, contact cards, archives).
+/// (exports, letters, CVs, spreadsheets, mail, contact cards, archives,
+/// database dumps). A placeholder without looking further.
 pub const DOCUMENT_EXTENSIONS: &[&str] = &[
     "csv", "tsv", "xls", "xlsx", "ods", "doc", "docx", "odt", "rtf", "pdf", "txt", "json", "xml",
-    "zip", "eml", "msg", "vcf",
+    "zip", "eml", "msg", "vcf", "gz", "tgz", "bz2", "xz", "zst", "tar", "7z", "rar", "sql", "dump",
+    "sqlite", "sqlite3", "db", "ppt", "pptx", "odp", "key", "pages", "numbers", "mbox", "epub",
+    "md", "log", "yaml", "yml", "ics", "html", "htm",
 ];
 
-/// Content types of the same documents (and any `text/*`).
-const DOCUMENT_TYPES: &[&str] = &[
-    "text/",
-    "application/pdf",
-    "application/json",
-    "application/xml",
-    "application/zip",
-    "application/rtf",
-    "application/msword",
-    "application/vnd.ms-excel",
-    "application/vnd.ms-outlook",
-    "application/vnd.openxmlformats-officedocument.",
-    "application/vnd.oasis.opendocument.",
-    "application/x-zip-compressed",
-    "message/rfc822",
-];
-
-/// Extensions known to hold media, not documents: copied as they are
-/// unless a `placeholder:` glob names them. Anything else (no extension,
-/// an unknown one) has its content type looked at first.
-const MEDIA_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "gif", "webp", "avif", "heic", "heif", "svg", "ico", "bmp", "tif",
-    "tiff", "mp4", "m4v", "webm", "mov", "avi", "mkv", "mp3", "m4a", "wav", "ogg", "oga", "flac",
-    "woff", "woff2", "ttf", "otf", "eot", "css", "js", "map",
-];
+/// Site assets copied by name: text the site itself ships, not uploads.
+const ASSET_EXTENSIONS: &[&str] = &["css", "js", "map", "svg"];
 
 /// What happens to one source object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +33,9 @@ pub enum Treatment {
     Copy,
     /// Replaced by a stand-in of the same name and type.
     Placeholder,
-    /// Decided by the content type (the extension says nothing).
-    ByContentType,
+    /// Copied when the first bytes are a media format's, else a
+    /// placeholder ([`is_media`]).
+    BySignature,
 }
 
 /// A glob list as written, compiled.
@@ -124,55 +108,61 @@ impl Selection {
 
     /// What happens to the source object `key`, as far as its name tells.
     pub fn treatment(&self, key: &str) -> Treatment {
-        if self.copy.matches(key) {
-            return Treatment::Copy;
-        }
+        // The safer rule wins where both name a key.
         if self.placeholder.matches(key) {
             return Treatment::Placeholder;
         }
+        if self.copy.matches(key) {
+            return Treatment::Copy;
+        }
+        // Every extension counts (`x.csv.gz`, `export.csv.jpg`).
+        let name = key.rsplit('/').next().unwrap_or(key).to_ascii_lowercase();
+        let mut parts = name.split('.').skip(1);
+        if parts.any(|ext| DOCUMENT_EXTENSIONS.contains(&ext)) {
+            return Treatment::Placeholder;
+        }
         match extension(key) {
-            Some(ext) if DOCUMENT_EXTENSIONS.contains(&ext.as_str()) => Treatment::Placeholder,
-            Some(ext) if MEDIA_EXTENSIONS.contains(&ext.as_str()) => Treatment::Copy,
-            _ => Treatment::ByContentType,
+            Some(ext) if ASSET_EXTENSIONS.contains(&ext.as_str()) => Treatment::Copy,
+            _ => Treatment::BySignature,
         }
     }
 }
 
-/// Whether a content type is a document's (see [`DOCUMENT_TYPES`]).
-/// Unknown (`None`) or `application/octet-stream` counts as one: nothing
-/// tells what it holds, and a file is copied only when something does.
-pub fn is_document_type(content_type: Option<&str>) -> bool {
-    let Some(content_type) = content_type else {
-        return true;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence.is_empty() || essence == "application/octet-stream" {
-        return true;
-    }
-    DOCUMENT_TYPES.iter().any(|t| essence.starts_with(t))
-}
+/// How many first bytes [`is_media`] needs.
+pub const SIGNATURE_BYTES: u64 = 16;
 
-/// The content type a file's first bytes show, for a directory (which
-/// keeps none): the image formats, or `None`.
-pub fn sniff(start: &[u8]) -> Option<&'static str> {
-    const SIGNATURES: &[(&[u8], &str)] = &[
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
+/// Whether a file's first bytes are an image's, a video's, a sound's or a
+/// font's: the only files copied without a name that says so.
+pub fn is_media(start: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"\x89PNG\r\n\x1a\n",
+        b"\xff\xd8\xff",
+        b"GIF87a",
+        b"GIF89a",
+        b"BM",
+        b"II*\0",
+        b"MM\0*",
+        b"\0\0\x01\0",       // ico
+        b"\x1a\x45\xdf\xa3", // webm, mkv
+        b"ID3",              // mp3
+        b"\xff\xfb",
+        b"\xff\xf3",
+        b"\xff\xf2",
+        b"OggS",
+        b"fLaC",
+        b"wOFF",
+        b"wOF2",
+        b"\0\x01\0\0", // ttf
+        b"OTTO",
     ];
-    if start.len() >= 12 && &start[..4] == b"RIFF" && &start[8..12] == b"WEBP" {
-        return Some("image/webp");
+    if start.len() >= 12 && &start[..4] == b"RIFF" {
+        return matches!(&start[8..12], b"WEBP" | b"WAVE" | b"AVI ");
     }
-    SIGNATURES
-        .iter()
-        .find(|(signature, _)| start.starts_with(signature))
-        .map(|(_, content_type)| *content_type)
+    // ISO media: mp4, mov, m4a, heic, avif.
+    if start.len() >= 8 && &start[4..8] == b"ftyp" {
+        return true;
+    }
+    PREFIXES.iter().any(|prefix| start.starts_with(prefix))
 }
 
 /// The lowercase extension of the key's last segment, if it has one.
@@ -276,30 +266,34 @@ mod tests {
             s.treatment("documents/public/brochure.pdf"),
             Treatment::Copy
         );
-        assert_eq!(s.treatment("original_images/a.jpg"), Treatment::Copy);
+        assert_eq!(s.treatment("original_images/a.jpg"), Treatment::BySignature);
         assert_eq!(s.treatment("staff/jane.jpg"), Treatment::Placeholder);
-        assert_eq!(s.treatment("uploads/README"), Treatment::ByContentType);
-        assert_eq!(s.treatment("uploads/data.bin"), Treatment::ByContentType);
-        assert_eq!(s.treatment("uploads/.hidden"), Treatment::ByContentType);
+        assert_eq!(s.treatment("uploads/README"), Treatment::BySignature);
+        assert_eq!(s.treatment("uploads/data.bin"), Treatment::BySignature);
+        assert_eq!(s.treatment("uploads/.hidden"), Treatment::BySignature);
+        assert_eq!(s.treatment("uploads/export.csv.gz"), Treatment::Placeholder);
+        assert_eq!(
+            s.treatment("uploads/export.CSV.jpg"),
+            Treatment::Placeholder
+        );
+        assert_eq!(s.treatment("static/site.css"), Treatment::Copy);
+        let both = selection(&[], &[], &["documents/**"], &["documents/staff/**"]);
+        assert_eq!(
+            both.treatment("documents/staff/cv.pdf"),
+            Treatment::Placeholder
+        );
+        assert_eq!(both.treatment("documents/brochure.pdf"), Treatment::Copy);
     }
 
     #[test]
-    fn content_types_fail_closed() {
-        assert!(is_document_type(Some("text/csv; charset=utf-8")));
-        assert!(is_document_type(Some(
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        )));
-        assert!(is_document_type(None));
-        assert!(is_document_type(Some("application/octet-stream")));
-        assert!(!is_document_type(Some("image/jpeg")));
-        assert!(!is_document_type(Some("video/mp4")));
-    }
-
-    #[test]
-    fn images_are_told_by_their_first_bytes() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
-        assert_eq!(sniff(b"\xff\xd8\xff\xe0"), Some("image/jpeg"));
-        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
-        assert_eq!(sniff(b"name,email\n"), None);
+    fn only_media_signatures_are_copied() {
+        assert!(is_media(b"\x89PNG\r\n\x1a\n...."));
+        assert!(is_media(b"\xff\xd8\xff\xe0"));
+        assert!(is_media(b"RIFF\0\0\0\0WEBPVP8 "));
+        assert!(is_media(b"\0\0\0\x18ftypmp42"));
+        assert!(!is_media(b"name,email\n"));
+        assert!(!is_media(b"PK\x03\x04"));
+        assert!(!is_media(b"%PDF-1.7"));
+        assert!(!is_media(b""));
     }
 }

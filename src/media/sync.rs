@@ -296,11 +296,11 @@ async fn one(
 ) -> Result<Done, StorageError> {
     let key = source.key.as_str();
     let treatment = match spec.selection.treatment(key) {
-        Treatment::ByContentType => {
-            if is_document(&sides.source, key).await? {
-                Treatment::Placeholder
-            } else {
-                Treatment::Copy
+        Treatment::BySignature => {
+            let start = sides.source.get_start(key, select::SIGNATURE_BYTES).await?;
+            match select::is_media(&start) {
+                true => Treatment::Copy,
+                false => Treatment::Placeholder,
             }
         }
         decided => decided,
@@ -443,21 +443,6 @@ async fn write<R: AsyncRead + Unpin + Send>(
         cache.learn(&meta, md5, source);
     }
     Ok(())
-}
-
-/// Whether the extension-less (or unknown) `key` holds a document: S3's
-/// content type, or for a directory the file's first bytes (only the image
-/// formats count as not a document).
-async fn is_document(store: &Store, key: &str) -> Result<bool, StorageError> {
-    if store.is_dir() {
-        let start = store.get_start(key, 16).await?;
-        return Ok(select::sniff(&start).is_none());
-    }
-    let content_type = store
-        .head_with(key)
-        .await?
-        .and_then(|(_, attributes)| attributes.content_type);
-    Ok(select::is_document_type(content_type.as_deref()))
 }
 
 /// The stand-in of a source object: an image's at its pixel size, a

@@ -218,13 +218,36 @@ impl Params {
             with_credentials(&self.source, source, ctx)?,
             with_credentials(&self.target, target, ctx)?,
         );
-        if source.location() == target.location() {
-            return Err(StepError::Refused(format!(
-                "`{}` and `{}` are the same media location ({}): a sync onto itself",
-                self.source,
-                self.target,
-                source.location()
-            )));
+        // Writing into the source, or into any protected target's media
+        // (or a store that holds it, or that it holds), is refused: a sync
+        // onto production would put placeholders over its documents, and
+        // its deletions would reach production's keys.
+        let mut guarded = vec![(self.source.clone(), source.clone())];
+        for (name, other) in ctx.targets.iter() {
+            if other.protected
+                && name != &self.source
+                && let Some(location) = &other.media
+            {
+                guarded.push((name.clone(), open(name, location, ctx).await?));
+            }
+        }
+        for (name, store) in &guarded {
+            if target.overlaps(store) {
+                return Err(StepError::Refused(format!(
+                    "the media of `{}` ({}) overlaps the media of `{name}` ({}): one holds the \
+                     other, so this sync would write into what it reads{}; point `{}` at a \
+                     bucket or prefix of its own",
+                    self.target,
+                    target.location(),
+                    store.location(),
+                    if ctx.target(name).protected {
+                        " and into a protected target"
+                    } else {
+                        ""
+                    },
+                    self.target
+                )));
+            }
         }
         let cache = |store: &Store| {
             store

@@ -47,6 +47,10 @@ impl DirStore {
         self.root.display().to_string()
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn path_of(&self, key: &str) -> PathBuf {
         key.split('/')
             .fold(self.root.clone(), |path, segment| path.join(segment))

@@ -327,6 +327,42 @@ impl Store {
         }
     }
 
+    /// Where the store's objects really are, for telling whether two
+    /// stores overlap: `s3://<endpoint>/<bucket>/<prefix>/` (the endpoint
+    /// lowercased, `aws` for AWS's; region and path style do not change
+    /// where objects are), or `dir:<canonical path>/` (links and `..`
+    /// resolved as far as the path exists).
+    pub fn identity(&self) -> String {
+        match &self.backend {
+            Backend::Dir(dir) => {
+                let root = dir.root();
+                let mut existing = root.to_path_buf();
+                let mut rest = Vec::new();
+                while !existing.exists() {
+                    match (existing.file_name(), existing.parent()) {
+                        (Some(name), Some(parent)) => {
+                            rest.push(name.to_os_string());
+                            existing = parent.to_path_buf();
+                        }
+                        _ => break,
+                    }
+                }
+                let mut path = existing.canonicalize().unwrap_or(existing);
+                for name in rest.iter().rev() {
+                    path.push(name);
+                }
+                format!("dir:{}/", path.display().to_string().trim_end_matches('/'))
+            }
+            Backend::S3(s3) => s3.identity(),
+        }
+    }
+
+    /// Whether one store lies inside the other (or they are the same).
+    pub fn overlaps(&self, other: &Store) -> bool {
+        let (a, b) = (self.identity(), other.identity());
+        a.starts_with(&b) || b.starts_with(&a)
+    }
+
     /// Whether this is a directory store.
     pub fn is_dir(&self) -> bool {
         matches!(self.backend, Backend::Dir(_))

@@ -127,6 +127,21 @@ impl S3Store {
         self.spec.url()
     }
 
+    /// See [`crate::storage::Store::identity`].
+    pub fn identity(&self) -> String {
+        let endpoint = self
+            .spec
+            .endpoint
+            .as_deref()
+            .map(|e| e.trim_end_matches('/').to_ascii_lowercase())
+            .unwrap_or_else(|| "aws".to_string());
+        let prefix = match self.spec.prefix.as_str() {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        };
+        format!("s3://{endpoint}/{}/{prefix}", self.spec.bucket)
+    }
+
     /// The object key of `key`: under the store's prefix.
     fn full_key(&self, key: &str) -> String {
         match self.spec.prefix.as_str() {

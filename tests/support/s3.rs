@@ -46,7 +46,7 @@ pub struct S3Server {
 struct Journal {
     /// `(operation, key)` of every object request served, in order.
     ops: Mutex<Vec<(String, String)>>,
-    /// Keys whose object requests fail (500) this many more times.
+    /// Keys whose writes fail (500) this many more times.
     faults: Mutex<std::collections::HashMap<String, usize>>,
     /// Attributes by (bucket, key).
     attrs: Mutex<std::collections::HashMap<(String, String), Attrs>>,
@@ -70,6 +70,9 @@ impl Journal {
             .lock()
             .unwrap()
             .push((op.to_string(), key.to_string()));
+        if !matches!(op, "PutObject" | "CopyObject" | "UploadPart") {
+            return Ok(());
+        }
         let mut faults = self.faults.lock().unwrap();
         if let Some(left) = faults.get_mut(key)
             && *left > 0
@@ -249,8 +252,8 @@ impl S3Server {
         self.journal.ops.lock().unwrap().clear();
     }
 
-    /// The next `times` object requests on `key` (full key, in any bucket)
-    /// fail with 500 InternalError.
+    /// The next `times` writes of `key` (PutObject, CopyObject, UploadPart;
+    /// full key, in any bucket) fail with 500 InternalError.
     pub fn fail(&self, key: &str, times: usize) {
         self.journal
             .faults
@@ -414,7 +417,11 @@ impl S3 for Server {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        self.journal.serve("GetObject", &req.input.key)?;
+        let op = match req.input.range {
+            Some(_) => "GetObject range",
+            None => "GetObject",
+        };
+        self.journal.serve(op, &req.input.key)?;
         let attrs = self.journal.attrs(&req.input.bucket, &req.input.key);
         let mut response = self.fs.get_object(req).await?;
         let output = &mut response.output;
