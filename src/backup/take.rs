@@ -203,7 +203,7 @@ pub async fn take(
     // What a killed earlier run left: never listed, but it holds space
     // (and S3 bills open multipart uploads). Only when no other backup of
     // this workflow is uploading now: its upload looks the same.
-    let (_in_flight, alone) = in_flight(spec, cancel).await?;
+    let (in_flight, alone) = in_flight(spec, cancel).await?;
     let prefix = format!("{}/", manifest::workflow_segment(&spec.workflow));
     let mut aborted = Vec::new();
     if alone {
@@ -212,6 +212,8 @@ pub async fn take(
             aborted.push(abandoned.key);
         }
     }
+    // From here on only shared: another backup may start its upload.
+    let _in_flight = share(in_flight, backup_lock_key(&spec.workflow), alone).await;
     let created = Utc::now();
     let name = manifest::name_for(&spec.workflow, created, &spec.run_id);
     let dump_key = manifest::dump_key(&name);
@@ -297,12 +299,13 @@ fn backup_lock_key(workflow: &str) -> i32 {
 
 /// Marks this backup as in flight, on the backed-up database itself, so two
 /// runs of one workflow (a schedule and a hand-started run, on two
-/// machines) never take each other's upload for an abandoned one. Every
-/// backup holds the lock shared while it uploads; the one that finds no
-/// other holder (`true`) may clean up what killed runs left. The lock is
-/// the session's: it ends with the returned connection, or with the
-/// process. A server that refuses advisory locks (a standby) only means no
-/// clean-up this time.
+/// machines) never take each other's upload for an abandoned one. The one
+/// that finds no other holder gets the lock exclusively (`true`) and may
+/// clean up what killed runs left while it holds it; then [`share`] turns
+/// it into the shared lock every backup holds while it uploads, so a
+/// second backup waits only for the first one's clean-up. The lock is the
+/// session's: it ends with the connection, or with the process. A server
+/// that refuses advisory locks (a standby) only means no clean-up.
 async fn in_flight(
     spec: &BackupSpec,
     cancel: &CancellationToken,
@@ -317,15 +320,19 @@ async fn in_flight(
         .await
         .map(|row| row.get::<_, bool>(0))
         .unwrap_or(false);
-    // Shared next to our own exclusive one is granted at once; otherwise it
-    // waits only for another run's clean-up, never for its upload.
-    let shared = client
+    Ok((client, alone))
+}
+
+/// The shared lock of an uploading backup (granted at once next to our own
+/// exclusive one, which is then let go; otherwise waiting only for another
+/// run's clean-up).
+async fn share(client: tokio_postgres::Client, key: i32, alone: bool) -> tokio_postgres::Client {
+    let _ = client
         .query_one(
             "SELECT pg_advisory_lock_shared($1, $2)",
             &[&BACKUP_LOCK_CLASS, &key],
         )
-        .await
-        .is_ok();
+        .await;
     if alone {
         let _ = client
             .query_one(
@@ -334,7 +341,7 @@ async fn in_flight(
             )
             .await;
     }
-    Ok((client, alone && shared))
+    client
 }
 
 /// After a cancel dropped the upload (its drop starts the abort, which a
