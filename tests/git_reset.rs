@@ -209,6 +209,41 @@ fn a_push_after_the_plan_refuses_the_reset_and_keeps_the_other_push() {
     assert_eq!(origin_staging(&repos), theirs);
 }
 
+/// What the reset is built from moved after the plan (a push to `main`):
+/// the run builds nothing the confirmation did not show.
+#[test]
+fn a_move_of_main_after_the_plan_refuses_the_reset() {
+    let test = Test::new();
+    let repos = build(test.dir());
+    clone(&repos.origin, &test.dir().join("work"));
+    let other = clone(&repos.origin, &test.dir().join("other"));
+    commit(
+        &other,
+        "refs/heads/main",
+        &[tip(&other, "refs/remotes/origin/main")],
+        "an unreviewed change on main",
+        1_700_004_000,
+    );
+    let before = origin_staging(&repos);
+    let yaml = format!(
+        "{}    needs: [intruder]\n  \
+         intruder:\n    uses: shell\n    with: {{ run: git -C other push --quiet origin main }}\n",
+        reset_workflow("work", ", merge: [feature/stale]"),
+    );
+    let test = test
+        .workflow("reset", &yaml)
+        .args(["run", "reset", "--yes"]);
+    let out = test.run();
+    out.expect_code(3);
+    assert!(
+        out.both()
+            .contains("would now be built from other commits than the plan showed"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(origin_staging(&repos), before);
+}
+
 /// `git daemon` serving the repositories under `base` over `git://`, with
 /// pushes allowed; stopped when dropped.
 struct Daemon {

@@ -116,9 +116,12 @@ impl Kind for Params {
         .await
         .map_err(|e| StepError::failed(format!("the git reset stopped: {e}")))?;
         let (fetched, reset) = found.map_err(step_error)?;
+        // What the confirmation showed, so the run builds the same thing:
+        // the lease, the dropped commits, and the commits it builds from.
         let kept = serde_json::json!({
             "old": reset.old,
             "dropped": reset.dropped.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            "inputs": inputs(&reset),
         });
         Ok(self.outcome(&reset, &fetched, true).for_run(kept))
     }
@@ -143,6 +146,7 @@ impl Kind for Params {
                     .collect()
             })
             .unwrap_or_default();
+        let planned_inputs = kept.get("inputs").cloned();
         let workdir = ctx.workdir.clone();
         let cancel = ctx.cancel.clone();
         let branch = self.branch.clone();
@@ -156,6 +160,13 @@ impl Kind for Params {
                 .collect();
             if !unplanned.is_empty() {
                 return Ok(Err(unplanned_drop(&branch, &unplanned)));
+            }
+            let now = inputs(&reset);
+            if planned_inputs
+                .as_ref()
+                .is_some_and(|planned| *planned != now)
+            {
+                return Ok(Err(moved_inputs(&branch, planned_inputs.as_ref(), &now)));
             }
             if cancel.is_cancelled() {
                 return Err(git::Error::Cancelled);
@@ -370,6 +381,34 @@ fn unplanned_drop(branch: &str, unplanned: &[&reset::CommitLine]) -> StepError {
          builds on moved since the plan; nothing was pushed. Run again to see the new plan",
         commits(unplanned.len()),
         listed.join("; ")
+    ))
+}
+
+/// The commits a reset is built from: `to`, and each branch it merges
+/// back (with its tip).
+fn inputs(reset: &reset::Reset) -> serde_json::Value {
+    serde_json::json!({
+        "to": reset.to,
+        "merged": reset
+            .merged
+            .iter()
+            .map(|m| serde_json::json!([m.name, m.tip]))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn moved_inputs(
+    branch: &str,
+    planned: Option<&serde_json::Value>,
+    now: &serde_json::Value,
+) -> StepError {
+    let shown = |v: Option<&serde_json::Value>| v.map_or("?".to_string(), |v| v.to_string());
+    StepError::Refused(format!(
+        "the reset of `{branch}` would now be built from other commits than the plan showed \
+         (planned {}, now {}): `to` or a branch to merge moved since the plan; nothing was \
+         pushed. Run again to see the new plan",
+        shown(planned),
+        shown(Some(now))
     ))
 }
 
