@@ -20,7 +20,7 @@ const DJANGO: &str = "
     CREATE TABLE auth_group (id serial PRIMARY KEY, name text NOT NULL);
     CREATE TABLE auth_user_groups (id serial PRIMARY KEY,
         user_id int NOT NULL REFERENCES auth_user (id), group_id int NOT NULL REFERENCES auth_group (id));
-    CREATE TABLE profile (user_id int PRIMARY KEY REFERENCES auth_user (id), bio text);
+    CREATE TABLE profile (user_id int PRIMARY KEY REFERENCES auth_user (id), bio text, prefs json);
     CREATE TABLE note (id serial PRIMARY KEY, author int);
     INSERT INTO auth_group (name) VALUES ('editors'), ('moderators');
 ";
@@ -45,7 +45,7 @@ const STAGING_USERS: &str = "
       (7, 'qa-two', 'qa2@ourcompany.test', 'Quinn'),
       (8, 'nomail', NULL, 'Nobody');
     INSERT INTO auth_user_groups (user_id, group_id) VALUES (3, 1), (3, 2), (6, 1), (1, 1), (7, 2);
-    INSERT INTO profile (user_id, bio) VALUES (3, 'QA bio Xylophone'), (1, 'Alice bio');
+    INSERT INTO profile (user_id, bio, prefs) VALUES (3, 'QA bio Xylophone', E'{\\n\\t\"theme\": \"dark\"\\r\\n}'), (1, 'Alice bio', NULL);
 ";
 
 fn databases(name: &str) -> (String, String) {
@@ -291,7 +291,7 @@ tables:
   profile:
     columns:
       bio: { fake: sentence }
-    keep: [user_id]
+    keep: [user_id, prefs]
   auth_group: { keep: all }
   auth_user_groups: { keep: all }
   note: { keep: all }
@@ -407,6 +407,16 @@ fn preserved_accounts_survive_a_reset_with_their_memberships_and_a_taken_id_renu
     assert_eq!(
         query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
         ["7"]
+    );
+    // A `json` value with tabs and newlines of its own is carried (its
+    // rows are one line each in the COPY that loads them).
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT p.prefs::jsonb::text FROM profile p JOIN auth_user u ON u.id = p.user_id \
+             WHERE u.username = 'qa-three'",
+        ),
+        ["{\"theme\": \"dark\"}"]
     );
     // qa-three had id 3, production's carol's: it came back under a new
     // one, and its memberships and profile point at it.

@@ -683,9 +683,16 @@ pub async fn read(
             .map_err(sql("reading the carried rows of", name))?
         {
             let json: String = row.get(0);
-            // COPY's text format: JSON has no raw tab or newline, and its
-            // backslashes are doubled so COPY reads them as they are.
-            let line = format!("{}\n", json.replace('\\', "\\\\"));
+            // COPY's text format: backslashes doubled, and the raw tabs,
+            // newlines and carriage returns a `json` column keeps from its
+            // input written as COPY's escapes, so each row is one line.
+            let line = format!(
+                "{}\n",
+                json.replace('\\', "\\\\")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r")
+                    .replace('\t', "\\t")
+            );
             out.write_all(line.as_bytes()).await?;
             at += line.len() as u64;
             count += 1;

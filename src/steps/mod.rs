@@ -450,12 +450,15 @@ impl Handoffs {
             .push(Arc::new(carry));
     }
 
-    /// Everything left for the clone of `target`, in the order it was left.
+    /// Everything left for the clones of `target`, in the order it was
+    /// left. Kept, not removed: validation makes every clone of the target
+    /// need the preserving step, so each one gets the rows.
     pub fn take(&self, target: &str) -> Vec<Arc<crate::clone::carry::CarryOver>> {
         self.carry
             .lock()
             .expect("handoffs")
-            .remove(target)
+            .get(target)
+            .cloned()
             .unwrap_or_default()
     }
 }
