@@ -24,6 +24,9 @@ WORK="${WORK:-/tmp/fp-media}"
 TOOLS="${TOOLS:-flightpath rclone s5cmd aws}"
 
 rm -rf "$WORK" && mkdir -p "$WORK"
+# A CA bundle meant for HTTPS elsewhere: rclone refuses its plain-HTTP
+# transport with one set, and the server here is plain HTTP.
+unset AWS_CA_BUNDLE
 "$S3_SERVER" seed >"$WORK/server.out" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
@@ -33,7 +36,7 @@ buckets="$(sed -n 's/^buckets: //p' "$WORK/server.out")"
 eval "$(grep '^export ' "$WORK/server.out")"
 export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
   RCLONE_CONFIG_BENCH_ENDPOINT="$endpoint" RCLONE_CONFIG_BENCH_ENV_AUTH=true \
-  RCLONE_CONFIG_BENCH_REGION="$AWS_REGION"
+  RCLONE_CONFIG_BENCH_REGION="$AWS_REGION" RCLONE_CONFIG_BENCH_LIST_VERSION=2
 
 # The data sets, written straight into the server's bucket directories.
 python3 - "$buckets" <<'PY'
@@ -61,8 +64,10 @@ one() {
   case "$tool/$direction" in
     flightpath/s3-s3) cmd=("$FLIGHTPATH" run "$here/sync.yaml" --yes --var "SOURCE=$(s3url "$set")" --var "TARGET=$(s3url "$dest")") ;;
     flightpath/s3-dir) cmd=("$FLIGHTPATH" run "$here/sync.yaml" --yes --var "SOURCE=$(s3url "$set")" --var "TARGET=$target") ;;
-    rclone/s3-s3) cmd=(rclone sync "bench:$set" "bench:$dest") ;;
-    rclone/s3-dir) cmd=(rclone sync "bench:$set" "$target") ;;
+    # --fast-list: one recursive listing (the test server does not answer
+    # delimiter listings, which rclone walks by default).
+    rclone/s3-s3) cmd=(rclone sync --fast-list "bench:$set" "bench:$dest") ;;
+    rclone/s3-dir) cmd=(rclone sync --fast-list "bench:$set" "$target") ;;
     s5cmd/s3-s3) cmd=(s5cmd --endpoint-url "$endpoint" sync "s3://$set/*" "s3://$dest/") ;;
     s5cmd/s3-dir) cmd=(s5cmd --endpoint-url "$endpoint" sync "s3://$set/*" "$target/") ;;
     aws/s3-s3) cmd=(aws --endpoint-url "$endpoint" s3 sync --only-show-errors "s3://$set" "s3://$dest") ;;
@@ -70,7 +75,7 @@ one() {
   esac
   (cd "$WORK" && /usr/bin/time -f '%e %M' -o "$WORK/time" "${cmd[@]}" >"$WORK/last.log" 2>&1) \
     || { echo "$tool $set $direction failed:" >&2; tail -5 "$WORK/last.log" >&2; }
-  cat "$WORK/time"
+  tail -1 "$WORK/time"
 }
 
 printf 'set\tdirection\ttool\tround\tseconds\tpeak_kib\tobjects_per_s\tmb_per_s\n'
@@ -81,10 +86,16 @@ for round in $(seq "$ROUNDS"); do
     for direction in s3-s3 s3-dir; do
       for tool in $TOOLS; do
         n=$((n + 1))
-        read -r seconds peak < <(one "$tool" "$set" "$direction" "d$n")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\n' "$set" "$direction" "$tool" "$round" \
-          "$seconds" "$peak" "$(echo "$objects / $seconds" | bc -l)" "$(echo "$mb / $seconds" | bc -l)"
-        rm -rf "$WORK/d$n" "${buckets:?}/d$n"
+        dest=$(printf 'dest-%04d' "$n")
+        read -r seconds peak < <(one "$tool" "$set" "$direction" "$dest")
+        # A run that copied less than the whole set does not count.
+        copied=$(find "$WORK/$dest" "$buckets/$dest" -type f 2>/dev/null | grep -vc '\.metadata\.json$' || true)
+        [ "$copied" -ge "$objects" ] || { echo "$tool $set $direction: only $copied of $objects objects arrived" >&2; seconds=NaN; }
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$direction" "$tool" "$round" \
+          "$seconds" "$peak" \
+          "$(python3 -c "print(f'{$objects / $seconds:.0f}')" 2>/dev/null || echo NaN)" \
+          "$(python3 -c "print(f'{$mb / $seconds:.1f}')" 2>/dev/null || echo NaN)"
+        rm -rf "${WORK:?}/$dest" "${buckets:?}/$dest"
       done
     done
   done
