@@ -16,7 +16,7 @@ use crate::support::snapshot::masks;
 
 const DJANGO: &str = "
     CREATE TABLE auth_user (id serial PRIMARY KEY, username text NOT NULL UNIQUE,
-        email text, first_name text NOT NULL);
+        email text, first_name text NOT NULL, invited_by_id int REFERENCES auth_user (id));
     CREATE TABLE auth_group (id serial PRIMARY KEY, name text NOT NULL);
     CREATE TABLE auth_user_groups (id serial PRIMARY KEY,
         user_id int NOT NULL REFERENCES auth_user (id), group_id int NOT NULL REFERENCES auth_group (id));
@@ -44,6 +44,7 @@ const STAGING_USERS: &str = "
       (6, 'qa-one', 'qa1@ourcompany.test', 'Quentin'),
       (7, 'qa-two', 'qa2@ourcompany.test', 'Quinn'),
       (8, 'nomail', NULL, 'Nobody');
+    UPDATE auth_user SET invited_by_id = 3 WHERE id = 6;
     INSERT INTO auth_user_groups (user_id, group_id) VALUES (3, 1), (3, 2), (6, 1), (1, 1), (7, 2);
     INSERT INTO profile (user_id, bio, prefs) VALUES (3, 'QA bio Xylophone', E'{\\n\\t\"theme\": \"dark\"\\r\\n}'), (1, 'Alice bio', NULL);
 ";
@@ -287,7 +288,7 @@ tables:
       email: { fake: email, unique: true }
       username: { template: \"user{id}\" }
       first_name: { fake: first_name }
-    keep: [id]
+    keep: [id, invited_by_id]
   profile:
     columns:
       bio: { fake: sentence }
@@ -407,6 +408,16 @@ fn preserved_accounts_survive_a_reset_with_their_memberships_and_a_taken_id_renu
     assert_eq!(
         query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
         ["7"]
+    );
+    // qa-one was invited by qa-three: the link follows qa-three's new key
+    // (production's user 3 is someone else).
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT i.username FROM auth_user u JOIN auth_user i ON i.id = u.invited_by_id \
+             WHERE u.username = 'qa-one'",
+        ),
+        ["qa-three"]
     );
     // A `json` value with tabs and newlines of its own is carried (its
     // rows are one line each in the COPY that loads them).

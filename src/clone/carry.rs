@@ -753,8 +753,17 @@ pub async fn insert(
             let parent = &infos[0];
             carried.left_with_parent = follow_parent(client, table, link, parent, n, &temp).await?;
         }
+        if i > 0 {
+            let skip = table.link.as_ref().map(|link| link.fk.as_str());
+            remap_references(client, table, &info, &temp, &infos[0], n, skip).await?;
+        }
         resolve_conflicts(client, carry, table, &info, &temp, &mut carried).await?;
         carried.renumbered = renumber(client, table, &info, &temp).await?;
+        if i == 0 {
+            // The kept rows' own references to each other (`invited_by_id`).
+            let kept = info.clone();
+            remap_references(client, table, &info, &temp, &kept, n, None).await?;
+        }
         carried.rows = insert_rows(client, table, &info, &temp).await?;
         done.push(carried);
         infos.push(info);
@@ -864,6 +873,44 @@ async fn follow_parent(
             .map_err(sql("remapping the keys of", &table.name))?;
     }
     Ok(left)
+}
+
+/// Every other one-column foreign key of `table` to the kept table's
+/// primary key follows a kept row that came back under a new key, as the
+/// include's link does: in staging such a value named the kept row, and
+/// production's row under the old key is another one. `skip`: the link
+/// column, which [`follow_parent`] already moved.
+async fn remap_references(
+    client: &Client,
+    table: &CarriedTable,
+    info: &TableInfo,
+    temp: &str,
+    kept: &TableInfo,
+    n: usize,
+    skip: Option<&str>,
+) -> Result<(), CarryError> {
+    let Some(pk) = &kept.pk else { return Ok(()) };
+    let kept_temp = format!("_fp_carry_{n}_0");
+    for (column, _, parent, parent_column) in &info.fks {
+        if *parent != kept.oid || parent_column != pk || Some(column.as_str()) == skip {
+            continue;
+        }
+        let column = quote_ident(column);
+        client
+            .execute(
+                format!(
+                    "UPDATE {temp} c SET {column} = p.{} FROM {kept_temp} p \
+                     WHERE c.{column} = p._fp_old AND p.{} IS DISTINCT FROM p._fp_old",
+                    quote_ident(pk),
+                    quote_ident(pk)
+                )
+                .as_str(),
+                &[],
+            )
+            .await
+            .map_err(sql("remapping the keys of", &table.name))?;
+    }
+    Ok(())
 }
 
 /// Rows whose unique value (other than the primary key) the new database

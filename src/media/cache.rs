@@ -101,7 +101,7 @@ impl HashCache {
     /// The file's MD5 (lowercase hex): cached, or read and remembered.
     pub async fn md5(&self, store: &Store, meta: &ObjectMeta) -> Result<String, StorageError> {
         if let Some(entry) = self.valid(meta) {
-            return Ok(super::sync::hex(&entry.md5));
+            return Ok(super::digest::hex(&entry.md5));
         }
         let mut reader = store.get(&meta.key).await?;
         let mut hasher = Md5::new();
@@ -121,7 +121,7 @@ impl HashCache {
             }
             hasher.update(&buffer[..n]);
         }
-        let md5 = super::sync::hex(&hasher.finalize());
+        let md5 = super::digest::hex(&hasher.finalize());
         self.learn(meta, md5.clone(), None);
         Ok(md5)
     }
@@ -176,7 +176,7 @@ impl HashCache {
                 key: key.to_string(),
                 size: entry.size,
                 modified: entry.modified,
-                md5: super::sync::hex(&entry.md5),
+                md5: super::digest::hex(&entry.md5),
                 source: entry.source.as_deref().map(str::to_string),
             };
             serde_json::to_writer(&mut file, &line)?;

@@ -9,6 +9,7 @@
 //! the two listings and does the work. Never prints, never names a step.
 
 pub mod cache;
+mod digest;
 pub mod placeholder;
 pub mod select;
 pub mod sync;
