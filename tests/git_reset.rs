@@ -414,6 +414,26 @@ fn push_false_moves_only_the_local_branch_and_never_a_checked_out_one() {
         out.both()
     );
     assert_eq!(tip(&clone, "refs/heads/staging"), new.id());
+
+    // Checked out in a linked worktree (`git worktree add`) instead: the
+    // same refusal, and the branch stays.
+    clone.set_head("refs/heads/main").unwrap();
+    let added = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&work)
+        .args(["worktree", "add", "--quiet", "../linked", "staging"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let test = test.args(["run", "reset", "--yes"]);
+    let out = test.run();
+    out.expect_code(1);
+    assert!(
+        out.both().contains("`staging` is checked out"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(tip(&clone, "refs/heads/staging"), new.id());
 }
 
 #[test]

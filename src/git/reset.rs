@@ -466,12 +466,24 @@ pub fn check_not_checked_out(
         return Ok(());
     }
     let refname = format!("refs/heads/{branch}");
-    let head = repo.find_reference("HEAD").ok();
-    let checked_out = head
-        .as_ref()
-        .and_then(|h| h.symbolic_target().ok().flatten())
-        == Some(refname.as_str());
-    if checked_out {
+    let on_branch = |repo: &Repository| {
+        repo.find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(str::to_string))
+            .as_deref()
+            == Some(refname.as_str())
+    };
+    // This checkout, and every linked worktree (`git worktree add`).
+    let mut linked = false;
+    if let Ok(names) = repo.worktrees() {
+        for name in names.iter().flatten().flatten() {
+            let checkout = repo
+                .find_worktree(name)
+                .and_then(|worktree| Repository::open_from_worktree(&worktree));
+            linked |= checkout.is_ok_and(|checkout| on_branch(&checkout));
+        }
+    }
+    if on_branch(repo) || linked {
         return Err(Error::CheckedOut {
             target: spec.target.clone(),
             location: spec.location.clone(),
