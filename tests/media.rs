@@ -63,6 +63,20 @@ fn with_server(mut test: Test, server: &S3Server) -> Test {
     test
 }
 
+/// Buckets `prod-media` (seeded with [`OBJECTS`]) and `staging-media` on
+/// `server`, and the workflow syncing one into the other `with` more.
+fn prod_to_staging_buckets(server: &S3Server, with: &str) -> Test {
+    server.create_bucket("prod-media");
+    server.create_bucket("staging-media");
+    seed_dir(&server.bucket_dir("prod-media"));
+    let yaml = workflow(
+        &server.url("prod-media", ""),
+        &server.url("staging-media", ""),
+        with,
+    );
+    with_server(Test::new().workflow("media", &yaml), server)
+}
+
 fn run(test: Test, args: &[&str]) -> (Test, Output) {
     let test = test.args(args);
     let out = test.run();
@@ -91,20 +105,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[test]
 fn one_endpoint_copies_server_side_and_a_second_run_copies_nothing() {
     let server = S3Server::start();
-    server.create_bucket("prod-media");
-    server.create_bucket("staging-media");
-    seed_dir(&server.bucket_dir("prod-media"));
-    let test = with_server(
-        Test::new().workflow(
-            "media",
-            &workflow(
-                &server.url("prod-media", ""),
-                &server.url("staging-media", ""),
-                ", copy: [documents/public/**]",
-            ),
-        ),
-        &server,
-    );
+    let test = prod_to_staging_buckets(&server, ", copy: [documents/public/**]");
     let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
     let outputs = ok(&out);
     assert_eq!(counts(&outputs), [5, 1, 0, 0], "{outputs}");
@@ -269,23 +270,10 @@ fn a_listing_that_fails_deletes_nothing() {
 #[test]
 fn an_object_the_server_fails_three_times_is_named_and_the_others_are_copied() {
     let server = S3Server::start();
-    server.create_bucket("prod-media");
-    server.create_bucket("staging-media");
-    seed_dir(&server.bucket_dir("prod-media"));
+    let test = prod_to_staging_buckets(&server, ", delete: true");
     server.fail("original_images/garden.jpg", 3);
     // Failed twice: the retries get it through.
     server.fail("original_images/a+b%20c.gif", 2);
-    let test = with_server(
-        Test::new().workflow(
-            "media",
-            &workflow(
-                &server.url("prod-media", ""),
-                &server.url("staging-media", ""),
-                ", delete: true",
-            ),
-        ),
-        &server,
-    );
     let staging = server.bucket_dir("staging-media");
     std::fs::write(staging.join("stale.jpg"), b"would be deleted").unwrap();
     let (test, out) = run(test, &["run", "media", "--yes", "--json"]);
@@ -480,22 +468,18 @@ fn files_whose_bytes_are_not_media_arrive_as_placeholders_whatever_their_name() 
 /// placeholders would land on production's documents.
 #[test]
 fn a_sync_into_what_it_reads_is_refused() {
-    let test = Test::new();
-    seed_dir(&test.dir().join("prod"));
-    std::fs::create_dir_all(test.dir().join("link-target")).unwrap();
-    std::os::unix::fs::symlink(test.dir().join("prod"), test.dir().join("alias")).unwrap();
     for (target, why) in [
         ("./prod/staging", "inside the source"),
         ("./alias", "the source through a link"),
         (".", "holding the source"),
     ] {
-        let test_yaml = workflow("./prod", target, ", delete: true");
+        let yaml = workflow("./prod", target, ", delete: true");
         let t = Test::new();
         seed_dir(&t.dir().join("prod"));
         if target == "./alias" {
             std::os::unix::fs::symlink(t.dir().join("prod"), t.dir().join("alias")).unwrap();
         }
-        let (_t, out) = run(t.workflow("media", &test_yaml), &["run", "media", "--yes"]);
+        let (_t, out) = run(t.workflow("media", &yaml), &["run", "media", "--yes"]);
         assert_eq!(out.code, 3, "{why}: {}", out.both());
         assert!(
             out.stderr.contains("overlaps the media of `prod`"),
@@ -503,5 +487,4 @@ fn a_sync_into_what_it_reads_is_refused() {
             out.stderr
         );
     }
-    drop(test);
 }

@@ -414,8 +414,7 @@ fn with_credentials(target: &str, store: Store, ctx: &StepCtx) -> Result<Store, 
 /// of the working directory, named by a hash of the directory's path.
 fn cache_path(ctx: &StepCtx, location: &str) -> PathBuf {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(location.as_bytes());
-    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let name = crate::storage::hex(&Sha256::digest(location.as_bytes())[..8]);
     ctx.workdir
         .join(".flightpath")
         .join("cache")

@@ -505,8 +505,8 @@ impl<'p> Progress<'p> {
     }
 }
 
-/// Lowercase hex of a digest.
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of a digest (checksums, ETags, cache keys).
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

@@ -30,6 +30,41 @@ use crate::redact::mask_secrets;
 use crate::storage::url::S3Spec;
 use crate::storage::{Abandoned, Attributes, ObjectMeta, Progress, StorageError, Written, hex};
 
+/// Sets an object's [`Attributes`] on a request builder: PutObject,
+/// CreateMultipartUpload and CopyObject take the same five, but the SDK's
+/// builders share no trait for them.
+macro_rules! with_attributes {
+    ($request:expr, $attributes:expr) => {{
+        let attributes: &Attributes = $attributes;
+        $request
+            .set_content_type(attributes.content_type.clone())
+            .set_cache_control(attributes.cache_control.clone())
+            .set_content_disposition(attributes.content_disposition.clone())
+            .set_content_encoding(attributes.content_encoding.clone())
+            .set_metadata(attributes.user_metadata())
+    }};
+}
+
+/// An object's [`Attributes`] from a GetObject or HeadObject answer (two
+/// types with the same getters).
+macro_rules! read_attributes {
+    ($output:expr) => {{
+        let output = &$output;
+        Attributes {
+            content_type: output.content_type().map(str::to_string),
+            cache_control: output.cache_control().map(str::to_string),
+            content_disposition: output.content_disposition().map(str::to_string),
+            content_encoding: output.content_encoding().map(str::to_string),
+            metadata: output
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        }
+    }};
+}
+
 /// The first parts of a multipart upload are 8 MiB (also the largest body
 /// sent as one PutObject).
 pub(super) const FIRST_PART: u64 = 8 << 20;
@@ -275,16 +310,12 @@ impl S3Store {
         }
 
         let full_key = self.full_key(key);
-        let created = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.spec.bucket)
-            .key(&full_key)
-            .set_content_type(attributes.content_type.clone())
-            .set_cache_control(attributes.cache_control.clone())
-            .set_content_disposition(attributes.content_disposition.clone())
-            .set_content_encoding(attributes.content_encoding.clone())
-            .set_metadata(attributes.user_metadata())
+            .key(&full_key);
+        let created = with_attributes!(request, attributes)
             .send()
             .await
             .map_err(|e| self.error(key, "starting the multipart upload of", e))?;
@@ -432,16 +463,13 @@ impl S3Store {
         attributes: &Attributes,
     ) -> Result<(), StorageError> {
         let length = data.len() as i64;
-        self.client
+        let request = self
+            .client
             .put_object()
             .bucket(&self.spec.bucket)
             .key(self.full_key(key))
-            .content_length(length)
-            .set_content_type(attributes.content_type.clone())
-            .set_cache_control(attributes.cache_control.clone())
-            .set_content_disposition(attributes.content_disposition.clone())
-            .set_content_encoding(attributes.content_encoding.clone())
-            .set_metadata(attributes.user_metadata())
+            .content_length(length);
+        with_attributes!(request, attributes)
             .body(ByteStream::from(data))
             .send()
             .await
@@ -463,18 +491,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error(key, "reading", e))?;
-        let attributes = Attributes {
-            content_type: object.content_type().map(str::to_string),
-            cache_control: object.cache_control().map(str::to_string),
-            content_disposition: object.content_disposition().map(str::to_string),
-            content_encoding: object.content_encoding().map(str::to_string),
-            metadata: object
-                .metadata()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        };
+        let attributes = read_attributes!(object);
         Ok((Box::new(object.body.into_async_read()), attributes))
     }
 
@@ -508,13 +525,10 @@ impl S3Store {
                 .key(self.full_key(key))
                 .copy_source(source);
             if let Some(attributes) = replace {
-                request = request
-                    .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-                    .set_content_type(attributes.content_type.clone())
-                    .set_cache_control(attributes.cache_control.clone())
-                    .set_content_disposition(attributes.content_disposition.clone())
-                    .set_content_encoding(attributes.content_encoding.clone())
-                    .set_metadata(attributes.user_metadata());
+                request = with_attributes!(
+                    request.metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace),
+                    attributes
+                );
             }
             request
                 .send()
@@ -527,16 +541,12 @@ impl S3Store {
             None => from.head_attributes(from_key).await?,
         };
         let full_key = self.full_key(key);
-        let created = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.spec.bucket)
-            .key(&full_key)
-            .set_content_type(attributes.content_type.clone())
-            .set_cache_control(attributes.cache_control.clone())
-            .set_content_disposition(attributes.content_disposition.clone())
-            .set_content_encoding(attributes.content_encoding.clone())
-            .set_metadata(attributes.user_metadata())
+            .key(&full_key);
+        let created = with_attributes!(request, &attributes)
             .send()
             .await
             .map_err(|e| self.error(key, "starting the multipart copy into", e))?;
@@ -637,18 +647,7 @@ impl S3Store {
                     last_modified: head.last_modified().and_then(to_chrono),
                     etag: head.e_tag().map(str::to_string),
                 },
-                Attributes {
-                    content_type: head.content_type().map(str::to_string),
-                    cache_control: head.cache_control().map(str::to_string),
-                    content_disposition: head.content_disposition().map(str::to_string),
-                    content_encoding: head.content_encoding().map(str::to_string),
-                    metadata: head
-                        .metadata()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .collect(),
-                },
+                read_attributes!(head),
             ))),
             Err(e)
                 if e.as_service_error().is_some_and(|s| s.is_not_found())

@@ -864,16 +864,7 @@ fn check_targets(cx: &mut LoadCtx, steps: &[RawStep], targets: &BTreeMap<String,
 /// through other steps): one that does not could run before it.
 fn check_carry_over(cx: &mut LoadCtx, steps: &[RawStep]) {
     let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
-    let needs: Vec<Vec<usize>> = steps
-        .iter()
-        .map(|s| {
-            s.needs
-                .iter()
-                .filter_map(|(n, _)| ids.iter().position(|id| id == n))
-                .collect()
-        })
-        .collect();
-    let ancestors = Graph { needs: &needs }.ancestors();
+    let ancestors = step_ancestors(steps, &ids);
     let clones: Vec<(usize, &steps::postgres_clone::Params)> = steps
         .iter()
         .enumerate()
@@ -931,11 +922,9 @@ fn check_carry_over(cx: &mut LoadCtx, steps: &[RawStep]) {
     }
 }
 
-/// Two steps writing the same facet of a target (its database, its media,
-/// its repository) must be ordered by `needs`; a clone and a media sync of
-/// one target may run side by side.
-fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
-    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+/// Each step's transitive `needs`, by index (unknown names are reported
+/// elsewhere and left out here).
+fn step_ancestors(steps: &[RawStep], ids: &[&str]) -> Vec<std::collections::BTreeSet<usize>> {
     let needs: Vec<Vec<usize>> = steps
         .iter()
         .map(|s| {
@@ -945,7 +934,15 @@ fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
                 .collect()
         })
         .collect();
-    let ancestors = Graph { needs: &needs }.ancestors();
+    Graph { needs: &needs }.ancestors()
+}
+
+/// Two steps writing the same facet of a target (its database, its media,
+/// its repository) must be ordered by `needs`; a clone and a media sync of
+/// one target may run side by side.
+fn check_write_conflicts(cx: &mut LoadCtx, steps: &[RawStep], order: &[usize]) {
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+    let ancestors = step_ancestors(steps, &ids);
     let mut writers: BTreeMap<(String, &'static str), Vec<usize>> = BTreeMap::new();
     for &i in order {
         let Some(params) = &steps[i].params else {
