@@ -39,6 +39,9 @@ export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other \
   RCLONE_CONFIG_BENCH_REGION="$AWS_REGION" RCLONE_CONFIG_BENCH_LIST_VERSION=2
 
 # The data sets, written straight into the server's bucket directories.
+# Each file starts like a JPEG (SOI, APP0 "JFIF"): flightpath copies an
+# image only when its first bytes say so, and would otherwise write a small
+# placeholder, which is not the job the other tools are timed on.
 python3 - "$buckets" <<'PY'
 import os, sys
 root = sys.argv[1]
@@ -47,7 +50,8 @@ def fill(bucket, count, size, per_dir):
         d = os.path.join(root, bucket, f"original_images/{i // per_dir:04}")
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, f"{i:06}.jpg"), "wb") as f:
-            f.write(os.urandom(size))
+            head = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+            f.write(head + os.urandom(size - len(head)))
 fill("small", 10_000, 10 * 1024, 1_000)
 fill("large", 20, 50 * 1024 * 1024, 20)
 PY
@@ -82,15 +86,21 @@ printf 'set\tdirection\ttool\tround\tseconds\tpeak_kib\tobjects_per_s\tmb_per_s\
 n=0
 for round in $(seq "$ROUNDS"); do
   for set in small large; do
-    case $set in small) objects=10000; mb=102.4 ;; large) objects=20; mb=1048.6 ;; esac
+    case $set in
+      small) objects=10000; set_bytes=$((10000 * 10 * 1024)); mb=102.4 ;;
+      large) objects=20; set_bytes=$((20 * 50 * 1024 * 1024)); mb=1048.6 ;;
+    esac
     for direction in s3-s3 s3-dir; do
       for tool in $TOOLS; do
         n=$((n + 1))
         dest=$(printf 'dest-%04d' "$n")
         read -r seconds peak < <(one "$tool" "$set" "$direction" "$dest")
-        # A run that copied less than the whole set does not count.
-        copied=$(find "$WORK/$dest" "$buckets/$dest" -type f 2>/dev/null | grep -vc '\.metadata\.json$' || true)
-        [ "$copied" -ge "$objects" ] || { echo "$tool $set $direction: only $copied of $objects objects arrived" >&2; seconds=NaN; }
+        # A run that delivered less than the whole set, in count or in bytes
+        # (placeholders are small), does not count.
+        copied=$(find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' 2>/dev/null | wc -l)
+        bytes=$(find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}')
+        [ "$copied" -ge "$objects" ] && [ "$bytes" -ge "$set_bytes" ] \
+          || { echo "$tool $set $direction: $copied of $objects objects, $bytes of $set_bytes bytes arrived" >&2; seconds=NaN; }
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$direction" "$tool" "$round" \
           "$seconds" "$peak" \
           "$(python3 -c "print(f'{$objects / $seconds:.0f}')" 2>/dev/null || echo NaN)" \
