@@ -58,8 +58,9 @@ fn variables(text: &str) -> Vec<String> {
 #[test]
 fn every_shipped_workflow_validates() {
     let mut files = shipped_yaml();
-    // Rules files beside workflows are checked by the test below.
-    files.retain(|f| !is_rules_file(f));
+    // Rules files beside workflows are checked by the test below, GitHub's
+    // own workflow files by the one after it.
+    files.retain(|f| !is_rules_file(f) && !is_github_workflow(f));
     assert!(
         files
             .iter()
@@ -85,6 +86,90 @@ fn every_shipped_workflow_validates() {
             out.stderr
         );
     }
+}
+
+/// A GitHub Actions workflow (`examples/github-actions/`), not flightpath's.
+fn is_github_workflow(path: &Path) -> bool {
+    path.parent()
+        .is_some_and(|dir| dir.ends_with("examples/github-actions"))
+}
+
+/// `check-jsonschema` (PyPI), which carries GitHub's published schemas for
+/// actions and workflows; `.ci/run` installs it when it is missing.
+fn check_jsonschema(schema: &str, files: &[PathBuf]) {
+    let out = std::process::Command::new("check-jsonschema")
+        .arg("--builtin-schema")
+        .arg(schema)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run check-jsonschema ({e}): install it with `pip install check-jsonschema` (.ci/run does)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{files:?} do not validate against {schema}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_action_and_the_example_github_workflows_validate_against_githubs_schemas() {
+    let root = repository();
+    check_jsonschema("vendor.github-actions", &[root.join("action.yml")]);
+    let mut workflows = Vec::new();
+    yaml_files(&root.join("examples/github-actions"), &mut workflows);
+    workflows.sort();
+    let names: Vec<_> = workflows
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["plan-on-pr.yml", "reset-staging.yml"]);
+    check_jsonschema("vendor.github-workflows", &workflows);
+}
+
+/// What the schema cannot say: every `run:` step of the action names its
+/// shell, and inputs reach scripts through `env:`, never pasted into the
+/// script's text (where a value with a quote in it would become code).
+#[test]
+fn the_actions_scripts_name_their_shell_and_take_inputs_through_the_environment() {
+    let text = std::fs::read_to_string(repository().join("action.yml")).unwrap();
+    let action: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    let scripts: Vec<&serde_json::Value> =
+        steps.iter().filter(|s| s.get("run").is_some()).collect();
+    assert!(scripts.len() >= 3, "{steps:?}");
+    for step in scripts {
+        let name = step["name"].as_str().unwrap_or("?");
+        assert_eq!(step["shell"], "bash", "step `{name}` names no shell");
+        let script = step["run"].as_str().unwrap();
+        assert!(
+            !script.contains("${{"),
+            "step `{name}` pastes an expression into its script:\n{script}"
+        );
+    }
+    let inputs = action["inputs"].as_object().unwrap();
+    let names: Vec<&str> = inputs.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "workflow",
+            "dry-run",
+            "args",
+            "working-directory",
+            "version"
+        ]
+    );
+    assert_eq!(inputs["dry-run"]["default"], "true");
+    let outputs: Vec<&str> = action["outputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(outputs, ["run-id", "status", "report-path"]);
 }
 
 /// An anonymizer rules file: a top-level `tables:` and no `steps:`.

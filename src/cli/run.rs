@@ -186,15 +186,13 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
     if let Err(code) = copy_report(&outcome.report, &request.output) {
         return code;
     }
-    eprintln!(
-        "report: {}",
-        outcome
-            .run_dir
-            .strip_prefix(workdir)
-            .unwrap_or(&outcome.run_dir)
-            .join("report.md")
-            .display()
-    );
+    let report_path = outcome
+        .run_dir
+        .strip_prefix(workdir)
+        .unwrap_or(&outcome.run_dir)
+        .join("report.md");
+    write_github_outputs(&outcome.report, &report_path);
+    eprintln!("report: {}", report_path.display());
     exit_code(
         &outcome.report,
         &outcome.exit,
@@ -271,6 +269,53 @@ fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
     Ok(())
 }
 
+/// `$GITHUB_OUTPUT` under GitHub Actions: the run's id, how it ended
+/// (`planned`, `succeeded`, `failed`, `cancelled`, `refused`) and where its
+/// report is, for later steps of the job (and the action's outputs).
+fn write_github_outputs(report: &Report, report_path: &Path) {
+    let Some(file) = std::env::var_os("GITHUB_OUTPUT") else {
+        return;
+    };
+    let status = serde_json::to_value(report.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let outputs = [
+        ("run-id", report.run_id.clone()),
+        ("status", status),
+        ("report-path", report_path.display().to_string()),
+    ];
+    let text: String = outputs
+        .iter()
+        .map(|(name, value)| github_output(name, value))
+        .collect();
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&file)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("warning: cannot append to GITHUB_OUTPUT: {e}");
+    }
+}
+
+/// One output in GitHub's file format: `name=value`, or for a value with a
+/// line break `name<<DELIMITER`, the value, `DELIMITER`, with a random
+/// delimiter the value does not contain (so a value cannot end the block
+/// early and set other outputs).
+fn github_output(name: &str, value: &str) -> String {
+    if !value.contains('\n') && !value.contains('\r') {
+        return format!("{name}={value}\n");
+    }
+    let delimiter = loop {
+        let candidate = format!("ghadelimiter_{:032x}", rand::random::<u128>());
+        if !value.contains(&candidate) {
+            break candidate;
+        }
+    };
+    format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
+}
+
 /// The signal that cancelled the run, as its number (0 while none did).
 type Signalled = Arc<AtomicI32>;
 
@@ -325,5 +370,30 @@ async fn next_signal(
     tokio::select! {
         got = interrupts.recv() => got.map(|()| SignalKind::interrupt().as_raw_value()),
         got = terminates.recv() => got.map(|()| SignalKind::terminate().as_raw_value()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::github_output;
+
+    #[test]
+    fn a_single_line_output_is_name_equals_value() {
+        assert_eq!(github_output("status", "failed"), "status=failed\n");
+    }
+
+    #[test]
+    fn a_multi_line_output_is_fenced_by_a_random_delimiter_it_does_not_contain() {
+        let value = "line one\nstatus=forged\nEOF";
+        let text = github_output("message", value);
+        let (head, rest) = text.split_once('\n').unwrap();
+        let delimiter = head.strip_prefix("message<<").unwrap();
+        assert!(delimiter.starts_with("ghadelimiter_") && delimiter.len() == 45);
+        assert_eq!(rest, format!("{value}\n{delimiter}\n"));
+        assert_ne!(
+            text,
+            github_output("message", value),
+            "the delimiter is not random"
+        );
     }
 }
