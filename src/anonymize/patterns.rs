@@ -1422,8 +1422,11 @@ pub(crate) mod tests {
             for f in &found {
                 prop_assert!(text.is_char_boundary(f.range.start));
                 prop_assert!(text.is_char_boundary(f.range.end));
-                if !f.url_encoded {
-                    prop_assert_eq!(&text[f.range.clone()], f.value.as_str());
+                // The value is decoded and NFKC-normalized (`𝒢` is `G`), so
+                // only text spelled plainly must come back as it is.
+                let spelled = &text[f.range.clone()];
+                if spelled.is_ascii() && !spelled.contains(['%', '&', '\\']) {
+                    prop_assert_eq!(spelled, f.value.as_str());
                 }
             }
         }
