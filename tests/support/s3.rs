@@ -503,6 +503,10 @@ impl S3 for Server {
             input.start_after = token.clone().or(input.start_after);
             input.continuation_token = None;
             input.max_keys = None;
+            // `delimiter=` with nothing after it means no delimiter (rclone
+            // sends it for a recursive listing); s3s-fs would join each key's
+            // parts with the empty string, dropping its slashes.
+            input.delimiter = input.delimiter.filter(|d| !d.is_empty());
             input
         });
         let response = self.fs.list_objects_v2(req).await?;
