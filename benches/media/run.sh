@@ -97,8 +97,9 @@ for round in $(seq "$ROUNDS"); do
         read -r seconds peak < <(one "$tool" "$set" "$direction" "$dest")
         # A run that delivered less than the whole set, in count or in bytes
         # (placeholders are small), does not count.
-        copied=$(find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' 2>/dev/null | wc -l)
-        bytes=$(find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}')
+        # (Only one of the two places exists; find's complaint is not an error.)
+        copied=$({ find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' 2>/dev/null || true; } | wc -l)
+        bytes=$({ find "$WORK/$dest" "$buckets/$dest" -type f ! -name '*.metadata.json' -printf '%s\n' 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
         [ "$copied" -ge "$objects" ] && [ "$bytes" -ge "$set_bytes" ] \
           || { echo "$tool $set $direction: $copied of $objects objects, $bytes of $set_bytes bytes arrived" >&2; seconds=NaN; }
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$set" "$direction" "$tool" "$round" \
