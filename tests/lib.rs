@@ -16,6 +16,7 @@ mod cluster;
 mod engine;
 mod git;
 mod git_reset;
+mod github_actions;
 mod input_files;
 mod layers;
 mod media;
