@@ -48,6 +48,12 @@ impl Redactor {
         self.with_secrets(url_secrets(url))
     }
 
+    /// The secret values this redactor masks, longest first (for
+    /// `::add-mask::` under GitHub Actions, which masks in the log itself).
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let mut out = mask_secrets(text);
         for secret in self.secrets.iter() {

@@ -163,10 +163,13 @@ pub async fn restore(
     let (maintenance, maintenance_url) = maintenance(spec, cancel).await?;
     let observer = connect(&spec.target, &maintenance_url, cancel).await.ok();
     let on_wait = |holders: &[Holder]| {
-        progress.println(&format!(
-            "{step_id}: the swap waits for a lock held by {}",
-            wait::describe(holders)
-        ));
+        progress.step_line(
+            step_id,
+            &format!(
+                "{step_id}: the swap waits for a lock held by {}",
+                wait::describe(holders)
+            ),
+        );
     };
     let recovered = swap::recover(&maintenance, observer.as_ref(), &live, &on_wait)
         .await

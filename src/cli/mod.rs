@@ -4,6 +4,7 @@
 //! `130` interrupted.
 
 mod backups;
+mod github;
 mod list;
 mod run;
 mod scan;
@@ -250,8 +251,9 @@ pub fn use_color_on_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
-/// Prints workflow problems to stderr with their located snippets.
-fn print_load_error(err: &crate::workflow::LoadError) {
+/// Prints workflow problems to stderr with their located snippets; under
+/// GitHub Actions, also one annotation each (on stderr under `--json`).
+fn print_load_error(err: &crate::workflow::LoadError, json: bool) {
     use crate::workflow::LoadError;
     match err {
         LoadError::Invalid { problems, path: _ } => {
@@ -264,6 +266,9 @@ fn print_load_error(err: &crate::workflow::LoadError) {
             );
         }
         other => eprintln!("error: {}", crate::redact::mask_secrets(&other.to_string())),
+    }
+    if let Some(actions) = github::detect(json) {
+        actions.load_error(err);
     }
 }
 

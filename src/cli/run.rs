@@ -1,6 +1,7 @@
 //! `run`, `plan` and `resume`: load the workflow, hand it to the engine, print
 //! the report (terminal, or JSON with `--json`), copy it to `--report-dir`
-//! and, under GitHub Actions, to the job summary.
+//! and, under GitHub Actions, to the job summary (with masks, annotations
+//! and outputs: see `super::github`).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, EngineError, Exit, RunOptions};
 use crate::progress::Progress;
+use crate::redact::Redactor;
 use crate::report::model::{Report, RunStatus};
 use crate::steps::Interaction;
 use crate::syntax::template::Vars;
 use crate::workflow;
 
+use super::github::{self, Actions};
 use super::{
     EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_REFUSED, EXIT_STEP_FAILED, ExecArgs, OutputArgs,
     PlanArgs, ResumeArgs, RunArgs, print_load_error,
@@ -53,28 +56,29 @@ pub async fn plan(workdir: &Path, args: PlanArgs) -> i32 {
 }
 
 pub async fn resume(workdir: &Path, args: ResumeArgs) -> i32 {
+    let actions = github::detect(args.output.json);
     let run_dir = engine::run_dir(workdir, &args.run_id);
     if !run_dir.is_dir() {
-        eprintln!(
-            "error: no run `{}` here (looked in {}); run ids are the folder names under .flightpath/runs/",
+        let message = format!(
+            "no run `{}` here (looked in {}); run ids are the folder names under .flightpath/runs/",
             args.run_id,
             Path::new(engine::STATE_DIR).join("runs").display()
         );
-        return EXIT_INVALID;
+        return invalid(actions.as_ref(), "nothing to resume", &message);
     }
     let record = match engine::journal::read(&run_dir) {
         Ok(record) => record,
         Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INVALID;
+            let message = crate::redact::mask_secrets(&e.to_string());
+            return invalid(actions.as_ref(), "journal not read", &message);
         }
     };
     if record.dry_run {
-        eprintln!(
-            "error: run `{}` was a dry run; there is nothing to resume",
+        let message = format!(
+            "run `{}` was a dry run; there is nothing to resume",
             record.run_id
         );
-        return EXIT_INVALID;
+        return invalid(actions.as_ref(), "nothing to resume", &message);
     }
     if record.status == Some(RunStatus::Succeeded) {
         eprintln!(
@@ -109,6 +113,21 @@ pub async fn resume(workdir: &Path, args: ResumeArgs) -> i32 {
     execute(workdir, request).await
 }
 
+/// Reports invalid input: on stderr, and under GitHub Actions as an
+/// annotation and `status=invalid`. Returns the exit code.
+fn invalid(actions: Option<&Actions>, title: &str, message: &str) -> i32 {
+    eprintln!("error: {message}");
+    if let Some(actions) = actions {
+        actions.error(title, message);
+        actions.status_output(github_status(None));
+    }
+    EXIT_INVALID
+}
+
+fn github_status(status: Option<RunStatus>) -> &'static str {
+    crate::report::github::status_word(status)
+}
+
 struct Request {
     workflow: String,
     vars: Vec<(String, String)>,
@@ -119,34 +138,49 @@ struct Request {
 }
 
 async fn execute(workdir: &Path, request: Request) -> i32 {
+    let json = request.output.json;
+    let actions = github::detect(json);
+    let not_loaded = |err: &workflow::LoadError| {
+        print_load_error(err, json);
+        if let Some(actions) = &actions {
+            actions.status_output(github_status(None));
+        }
+        EXIT_INVALID
+    };
     let path = match workflow::resolve(workdir, &request.workflow) {
         Ok(path) => path,
-        Err(err) => {
-            print_load_error(&err);
-            return EXIT_INVALID;
-        }
+        Err(err) => return not_loaded(&err),
     };
     let var_names: Vec<String> = request.vars.iter().map(|(n, _)| n.clone()).collect();
     let vars = Vars::from_env(request.vars.into_iter().collect::<BTreeMap<_, _>>());
     let workflow = match workflow::load(&path, &super::shown(workdir, &path), &vars) {
         Ok(w) => w,
-        Err(err) => {
-            print_load_error(&err);
-            return EXIT_INVALID;
-        }
+        Err(err) => return not_loaded(&err),
     };
+    // Secrets resolved after the load (from a platform's API, say) are
+    // added to `workflow.secrets` here, before the redactor is made and
+    // the masks below are written.
+
+    // Masks first: under GitHub Actions every secret the redactor knows is
+    // masked in the log before anything else of the run is printed.
+    // Refusals and pre-run checks may name a target by its URL.
+    let redactor = engine::redactor_for(&workflow);
+    if let Some(actions) = &actions {
+        actions.add_masks(&redactor);
+    }
     if let Some(record) = &request.resume
         && record.workflow != workflow.name
     {
-        eprintln!(
-            "error: run `{}` was of workflow `{}`, but {} is now workflow `{}`",
+        let message = format!(
+            "run `{}` was of workflow `{}`, but {} is now workflow `{}`",
             record.run_id, record.workflow, request.workflow, workflow.name
         );
-        return EXIT_INVALID;
+        return invalid(actions.as_ref(), "another workflow", &message);
     }
 
     let interrupt = CancellationToken::new();
     let (watcher, signalled) = watch_signals(interrupt.clone());
+    let progress = Progress::detect(json);
     let options = RunOptions {
         dry_run: request.dry_run,
         interaction: Interaction {
@@ -160,44 +194,88 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
         shown_path: request.workflow.clone(),
         var_names,
         resume: request.resume,
-        progress: Progress::detect(request.output.json),
+        progress: progress.clone(),
         interrupt,
     };
     let outcome = engine::run(&workflow, options).await;
+    // Closes the last step's group and writes what waited.
+    progress.finish();
     watcher.abort();
-    // Refusals and pre-run checks may name a target by its URL.
-    let redactor = engine::redactor_for(&workflow);
+    let stopped = |prefix: &str, message: String, status: RunStatus, code: i32| {
+        let message = redactor.redact(&message);
+        eprintln!("error: {prefix}{message}");
+        if let Some(actions) = &actions {
+            let title = format!("run {}", github_status(Some(status)));
+            actions.error(&title, &message);
+            actions.status_output(github_status(Some(status)));
+        }
+        code
+    };
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(EngineError::Lock(e)) => {
-            eprintln!("error: refused: {}", redactor.redact(&e.to_string()));
-            return EXIT_REFUSED;
+            return stopped("refused: ", e.to_string(), RunStatus::Refused, EXIT_REFUSED);
         }
         Err(EngineError::Refused(reason)) => {
-            eprintln!("error: refused: {}", redactor.redact(&reason));
-            return EXIT_REFUSED;
+            return stopped("refused: ", reason, RunStatus::Refused, EXIT_REFUSED);
         }
-        Err(e) => {
-            eprintln!("error: {}", redactor.redact(&e.to_string()));
-            return EXIT_STEP_FAILED;
-        }
+        Err(e) => return stopped("", e.to_string(), RunStatus::Failed, EXIT_STEP_FAILED),
     };
-    print_report(&outcome.report, request.output.json);
-    if let Err(code) = copy_report(&outcome.report, &request.output) {
-        return code;
-    }
     let report_path = outcome
         .run_dir
         .strip_prefix(workdir)
         .unwrap_or(&outcome.run_dir)
-        .join("report.md");
-    write_github_outputs(&outcome.report, &report_path);
-    eprintln!("report: {}", report_path.display());
-    exit_code(
+        .join("report.md")
+        .display()
+        .to_string();
+    print_report(&outcome.report, json);
+    if let Some(actions) = &actions {
+        actions.annotate(&outcome.report);
+    }
+    let copied = copy_report(&outcome.report, &request.output, &report_path);
+    if let Some(actions) = &actions {
+        actions.run_outputs(&outcome.report, &report_path, &redactor);
+    }
+    if let Err(code) = copied {
+        return code;
+    }
+    eprintln!("report: {report_path}");
+    let code = exit_code(
         &outcome.report,
         &outcome.exit,
         signalled.load(Ordering::SeqCst),
-    )
+    );
+    if let Some(actions) = &actions {
+        annotate_exit(actions, &outcome.report, &outcome.exit, &redactor);
+    }
+    code
+}
+
+/// An annotation for how the whole run ended, when no failed step's own
+/// annotation says it already: a refusal before any step failed (nobody
+/// to confirm, not confirmed), or a cancellation.
+fn annotate_exit(actions: &Actions, report: &Report, exit: &Exit, redactor: &Redactor) {
+    let step_failed = report
+        .steps
+        .iter()
+        .any(|s| s.status == crate::report::model::StepStatus::Failed);
+    match exit {
+        Exit::Refused(reason) if !step_failed => {
+            actions.error("run refused", &redactor.redact(reason));
+        }
+        Exit::Cancelled(abandoned) => {
+            let message = if abandoned.is_empty() {
+                "interrupted".to_string()
+            } else {
+                format!(
+                    "interrupted; still running when the grace period ended: {}",
+                    abandoned.join(", ")
+                )
+            };
+            actions.error("run cancelled", &message);
+        }
+        _ => {}
+    }
 }
 
 fn exit_code(report: &Report, exit: &Exit, signal: i32) -> i32 {
@@ -248,72 +326,22 @@ fn print_report(report: &Report, json: bool) {
         .and_then(|()| stdout.flush());
 }
 
-/// `--report-dir`, and `$GITHUB_STEP_SUMMARY` under GitHub Actions.
-fn copy_report(report: &Report, output: &OutputArgs) -> Result<(), i32> {
+/// `--report-dir`, and `$GITHUB_STEP_SUMMARY` under GitHub Actions (cut to
+/// fit GitHub's limit; `report_path` is where the whole report is).
+fn copy_report(report: &Report, output: &OutputArgs, report_path: &str) -> Result<(), i32> {
     if let Some(dir) = &output.report_dir
         && let Err(e) = engine::write_reports(report, dir)
     {
         eprintln!("error: {e}");
         return Err(EXIT_STEP_FAILED);
     }
-    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&summary)
-            .and_then(|mut f| f.write_all(crate::report::markdown(report).as_bytes()));
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        let appended = github::append_summary(Path::new(&summary), report, report_path);
         if let Err(e) = appended {
             eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY: {e}");
         }
     }
     Ok(())
-}
-
-/// `$GITHUB_OUTPUT` under GitHub Actions: the run's id, how it ended
-/// (`planned`, `succeeded`, `failed`, `cancelled`, `refused`) and where its
-/// report is, for later steps of the job (and the action's outputs).
-fn write_github_outputs(report: &Report, report_path: &Path) {
-    let Some(file) = std::env::var_os("GITHUB_OUTPUT") else {
-        return;
-    };
-    let status = serde_json::to_value(report.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let outputs = [
-        ("run-id", report.run_id.clone()),
-        ("status", status),
-        ("report-path", report_path.display().to_string()),
-    ];
-    let text: String = outputs
-        .iter()
-        .map(|(name, value)| github_output(name, value))
-        .collect();
-    let appended = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&file)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = appended {
-        eprintln!("warning: cannot append to GITHUB_OUTPUT: {e}");
-    }
-}
-
-/// One output in GitHub's file format: `name=value`, or for a value with a
-/// line break `name<<DELIMITER`, the value, `DELIMITER`, with a random
-/// delimiter the value does not contain (so a value cannot end the block
-/// early and set other outputs).
-fn github_output(name: &str, value: &str) -> String {
-    if !value.contains('\n') && !value.contains('\r') {
-        return format!("{name}={value}\n");
-    }
-    let delimiter = loop {
-        let candidate = format!("ghadelimiter_{:032x}", rand::random::<u128>());
-        if !value.contains(&candidate) {
-            break candidate;
-        }
-    };
-    format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
 /// The signal that cancelled the run, as its number (0 while none did).
@@ -370,30 +398,5 @@ async fn next_signal(
     tokio::select! {
         got = interrupts.recv() => got.map(|()| SignalKind::interrupt().as_raw_value()),
         got = terminates.recv() => got.map(|()| SignalKind::terminate().as_raw_value()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::github_output;
-
-    #[test]
-    fn a_single_line_output_is_name_equals_value() {
-        assert_eq!(github_output("status", "failed"), "status=failed\n");
-    }
-
-    #[test]
-    fn a_multi_line_output_is_fenced_by_a_random_delimiter_it_does_not_contain() {
-        let value = "line one\nstatus=forged\nEOF";
-        let text = github_output("message", value);
-        let (head, rest) = text.split_once('\n').unwrap();
-        let delimiter = head.strip_prefix("message<<").unwrap();
-        assert!(delimiter.starts_with("ghadelimiter_") && delimiter.len() == 45);
-        assert_eq!(rest, format!("{value}\n{delimiter}\n"));
-        assert_ne!(
-            text,
-            github_output("message", value),
-            "the delimiter is not random"
-        );
     }
 }

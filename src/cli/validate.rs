@@ -13,7 +13,7 @@ pub fn validate(workdir: &Path, args: &ValidateArgs) -> i32 {
     let path = match workflow::resolve(workdir, &args.workflow.workflow) {
         Ok(path) => path,
         Err(err) => {
-            print_load_error(&err);
+            print_load_error(&err, false);
             return EXIT_INVALID;
         }
     };
@@ -49,7 +49,7 @@ pub fn validate(workdir: &Path, args: &ValidateArgs) -> i32 {
             EXIT_OK
         }
         Err(err) => {
-            print_load_error(&err);
+            print_load_error(&err, false);
             EXIT_INVALID
         }
     }

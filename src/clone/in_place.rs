@@ -157,10 +157,13 @@ async fn begin_and_drop(
         .await
         .map_err(sql_error(name, "starting the reload transaction"))?;
     let on_wait = |holders: &[wait::Holder]| {
-        progress.println(&format!(
-            "{step_id}: waiting for locks on `{name}` held by {}",
-            wait::describe(holders)
-        ));
+        progress.step_line(
+            step_id,
+            &format!(
+                "{step_id}: waiting for locks on `{name}` held by {}",
+                wait::describe(holders)
+            ),
+        );
     };
     let mut holders = Vec::new();
     for attempt in 1..=patience.attempts {

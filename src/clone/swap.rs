@@ -107,10 +107,13 @@ pub async fn run(
         .await
         .ok();
     let on_wait = |holders: &[Holder]| {
-        progress.println(&format!(
-            "{step_id}: the swap waits for a lock on the staging server held by {}",
-            wait::describe(holders)
-        ));
+        progress.step_line(
+            step_id,
+            &format!(
+                "{step_id}: the swap waits for a lock on the staging server held by {}",
+                wait::describe(holders)
+            ),
+        );
     };
     // What interrupted runs left (this one's earlier attempt included) is
     // cleaned up first: staging is then exactly as it was before them.

@@ -372,6 +372,10 @@ async fn plan_steps(
     let mut refused = None;
     let dry_run = state.report.dry_run;
     for step in steps {
+        if dry_run {
+            // The plan is all a dry run does: its lines are the step's.
+            state.progress.step_started(&step.id, step.kind());
+        }
         let ctx = state.step_ctx(step, interrupt.child_token());
         let started = Utc::now();
         let began = Instant::now();

@@ -148,7 +148,13 @@ impl RunState {
             time: now,
             step: step.id.clone(),
         });
-        self.announce(&format!("▶ {} ({})", step.id, step.kind()));
+        self.progress.step_started(&step.id, step.kind());
+        self.progress.step_line(
+            &step.id,
+            &self
+                .redactor
+                .redact(&format!("▶ {} ({})", step.id, step.kind())),
+        );
     }
 
     /// Records a finished step (planned or run).
@@ -237,7 +243,8 @@ impl RunState {
                 record.summary.as_deref().unwrap_or("")
             ),
         };
-        self.announce(&line);
+        self.progress
+            .step_finished(&step.id, step.kind(), &self.redactor.redact(&line));
     }
 
     /// Keeps a plan's outcome (real runs plan first; the plan is shown when

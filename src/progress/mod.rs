@@ -3,6 +3,11 @@
 //! seconds. Under `--json`: nothing from bars. Steps only hold a [`Bar`]
 //! handle; they never know which of the three is drawing.
 //!
+//! Under GitHub Actions (`GITHUB_ACTIONS=true`): plain lines, each step's
+//! inside its own `::group::` (see [`github`] for how concurrent steps
+//! share the log), all of them on stdout (on stderr under `--json`) so the
+//! group commands and the lines they group stay in one ordered stream.
+//!
 //! This module owns everything written to the terminal while a run is in
 //! flight: bars, log lines ([`Progress::println`]) and user-facing messages
 //! ([`Progress::message`]), so that none of them tears the others. It must not
@@ -17,6 +22,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressFinish, ProgressStyle};
+
+mod github;
 
 /// How progress is shown for this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,22 @@ struct Inner {
     /// The bars' shared drawing area on stderr; only in [`Mode::Bars`].
     multi: Option<MultiProgress>,
     sink: Sink,
+    /// Under GitHub Actions: the per-step groups, and the stream they go to.
+    groups: Option<Grouping>,
+}
+
+/// Every live line under GitHub Actions goes through `state`, and is
+/// written while it is locked, so lines come out in the order decided.
+#[derive(Debug)]
+struct Grouping {
+    state: Mutex<github::Groups>,
+    stream: Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
 }
 
 impl Progress {
@@ -60,11 +83,30 @@ impl Progress {
     /// Like [`Progress::new`], with the time between plain lines chosen (tests).
     pub fn with_interval(mode: Mode, interval: Duration) -> Self {
         let multi = (mode == Mode::Bars).then(MultiProgress::new);
-        Progress::build(mode, interval, multi, Sink::Std)
+        Progress::build(mode, interval, multi, Sink::Std, None)
     }
 
-    /// See [`detect`].
+    /// Plain lines grouped per step for GitHub Actions' log, on stdout
+    /// (under `--json`: no bar lines, and the rest on stderr).
+    pub fn github_actions(json: bool) -> Self {
+        let (mode, stream) = if json {
+            (Mode::Quiet, Stream::Stderr)
+        } else {
+            (Mode::Lines, Stream::Stdout)
+        };
+        Progress::build(mode, DEFAULT_INTERVAL, None, Sink::Std, Some(stream))
+    }
+
+    /// Whether lines are grouped for GitHub Actions.
+    pub fn is_github_actions(&self) -> bool {
+        self.inner.groups.is_some()
+    }
+
+    /// See [`detect`]; under GitHub Actions, [`Progress::github_actions`].
     pub fn detect(json: bool) -> Self {
+        if std::env::var_os(crate::report::github::ACTIONS_VAR).is_some_and(|v| v == "true") {
+            return Progress::github_actions(json);
+        }
         let mode = detect_mode(
             json,
             std::io::stderr().is_terminal(),
@@ -73,13 +115,23 @@ impl Progress {
         Progress::new(mode)
     }
 
-    fn build(mode: Mode, interval: Duration, multi: Option<MultiProgress>, sink: Sink) -> Self {
+    fn build(
+        mode: Mode,
+        interval: Duration,
+        multi: Option<MultiProgress>,
+        sink: Sink,
+        grouped: Option<Stream>,
+    ) -> Self {
         Progress {
             inner: Arc::new(Inner {
                 mode,
                 interval,
                 multi,
                 sink,
+                groups: grouped.map(|stream| Grouping {
+                    state: Mutex::new(github::Groups::default()),
+                    stream,
+                }),
             }),
         }
     }
@@ -96,7 +148,7 @@ impl Progress {
                 total,
                 unit,
                 self.inner.interval,
-                self.inner.sink.clone(),
+                self.clone(),
             ))),
             _ => BarKind::Hidden,
         };
@@ -105,6 +157,9 @@ impl Progress {
 
     /// Prints a line to stderr without tearing the bars.
     pub fn println(&self, line: &str) {
+        if self.grouped(|groups| groups.line(None, line)) {
+            return;
+        }
         match &self.inner.multi {
             Some(multi) if !multi.is_hidden() => {
                 // Only fails if stderr is gone; there is nowhere left to say so.
@@ -118,10 +173,69 @@ impl Progress {
     /// `to: stdout`): on stdout, except under `--json` where stdout is the
     /// JSON report and the message goes to stderr instead.
     pub fn message(&self, text: &str) {
+        if self.grouped(|groups| groups.line(None, text)) {
+            return;
+        }
         match self.inner.mode {
             Mode::Quiet => self.inner.sink.stderr(text),
             _ => self.suspend(|| self.inner.sink.stdout(text)),
         }
+    }
+
+    /// `step` started (`kind` is its `uses:`): under GitHub Actions its
+    /// group opens, or waits for the open one to close. Prints nothing
+    /// otherwise.
+    pub fn step_started(&self, step: &str, kind: &str) {
+        self.grouped(|groups| groups.begin(step, &group_title(step, kind)));
+    }
+
+    /// A line about `step` while it runs, as [`Progress::println`] prints
+    /// it; under GitHub Actions, inside the step's group.
+    pub fn step_line(&self, step: &str, line: &str) {
+        if !self.grouped(|groups| groups.line(Some(step), line)) {
+            self.println(line);
+        }
+    }
+
+    /// `step`'s final status line, as [`Progress::println`] prints it;
+    /// under GitHub Actions, the last line of the step's group.
+    pub fn step_finished(&self, step: &str, kind: &str, line: &str) {
+        if !self.grouped(|groups| groups.end(step, &group_title(step, kind), line)) {
+            self.println(line);
+        }
+    }
+
+    /// [`Progress::message`] from `step`; under GitHub Actions, inside the
+    /// step's group.
+    pub fn step_message(&self, step: &str, text: &str) {
+        if !self.grouped(|groups| groups.line(Some(step), text)) {
+            self.message(text);
+        }
+    }
+
+    /// The run is over: under GitHub Actions, the open group is closed and
+    /// what waited (steps abandoned after Ctrl-C) is written out.
+    pub fn finish(&self) {
+        self.grouped(github::Groups::flush);
+    }
+
+    /// Writes what `decide` returns under the groups' lock; false (and
+    /// nothing done) when lines are not grouped.
+    fn grouped(&self, decide: impl FnOnce(&mut github::Groups) -> Vec<String>) -> bool {
+        let Some(grouping) = &self.inner.groups else {
+            return false;
+        };
+        let mut groups = grouping
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for line in decide(&mut groups) {
+            match grouping.stream {
+                Stream::Stdout => self.inner.sink.stdout(&line),
+                Stream::Stderr => self.inner.sink.stderr(&line),
+            }
+        }
+        true
     }
 
     /// Hides the bars while `f` runs (to ask a question on the terminal).
@@ -131,6 +245,11 @@ impl Progress {
             None => f(),
         }
     }
+}
+
+/// `database (postgres.clone)`.
+fn group_title(step: &str, kind: &str) -> String {
+    format!("{step} ({kind})")
 }
 
 /// The decision behind [`detect`], apart from the process's environment.
@@ -315,7 +434,8 @@ struct LineBar {
     printed: AtomicBool,
     /// Touched only by `set_message` and by whoever prints a line.
     state: Mutex<LineState>,
-    sink: Sink,
+    /// Where its lines go: [`Progress::step_line`].
+    out: Progress,
 }
 
 #[derive(Debug)]
@@ -333,7 +453,7 @@ impl LineBar {
         total: Option<u64>,
         unit: Unit,
         interval: Duration,
-        sink: Sink,
+        out: Progress,
     ) -> Self {
         let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX - 1);
         LineBar {
@@ -350,7 +470,7 @@ impl LineBar {
                 last_position: 0,
                 last_at_ms: 0,
             }),
-            sink,
+            out,
         }
     }
 
@@ -398,7 +518,7 @@ impl LineBar {
                 elapsed: Duration::from_millis(now_ms),
             })
         };
-        self.sink.stderr(&line);
+        self.out.step_line(&self.step, &line);
     }
 
     fn total(&self) -> Option<u64> {
@@ -420,7 +540,7 @@ impl LineBar {
             rate_per_sec: None,
             elapsed: self.started.elapsed(),
         });
-        self.sink.stderr(&line);
+        self.out.step_line(&self.step, &line);
     }
 }
 
@@ -547,7 +667,7 @@ mod tests {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let multi = (mode == Mode::Bars)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::hidden()));
-        let progress = Progress::build(mode, interval, multi, Sink::Capture(lines.clone()));
+        let progress = Progress::build(mode, interval, multi, Sink::Capture(lines.clone()), None);
         (progress, lines)
     }
 
@@ -694,6 +814,57 @@ mod tests {
         progress.println("a log line");
         assert_eq!(progress.suspend(|| 42), 42);
         assert_eq!(taken(&lines), ["stderr: a log line"]);
+    }
+
+    #[test]
+    fn github_actions_groups_each_steps_lines_on_stdout() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let progress = Progress::build(
+            Mode::Lines,
+            Duration::ZERO,
+            None,
+            Sink::Capture(lines.clone()),
+            Some(Stream::Stdout),
+        );
+        assert!(progress.is_github_actions());
+        progress.step_started("a", "shell");
+        progress.step_started("b", "notify");
+        let bar = progress.bar("b", "sending", None, Unit::Items);
+        bar.inc(1);
+        progress.step_line("a", "▶ a (shell)");
+        progress.println("run-level");
+        progress.step_finished("a", "shell", "✓ a");
+        progress.step_message("b", "hello");
+        progress.finish();
+        assert_eq!(
+            taken(&lines),
+            [
+                "stdout: ::group::a (shell)",
+                "stdout: ▶ a (shell)",
+                "stdout: ✓ a",
+                "stdout: ::endgroup::",
+                "stdout: run-level",
+                "stdout: ::group::b (notify)",
+                "stdout:   [b] sending: 1 items, 0s elapsed",
+                "stdout: hello",
+                "stdout: ::endgroup::",
+            ]
+        );
+    }
+
+    #[test]
+    fn outside_github_actions_step_lines_are_plain_lines() {
+        let (progress, lines) = capturing(Mode::Lines, Duration::ZERO);
+        assert!(!progress.is_github_actions());
+        progress.step_started("a", "shell");
+        progress.step_line("a", "▶ a (shell)");
+        progress.step_message("a", "hello");
+        progress.step_finished("a", "shell", "✓ a");
+        progress.finish();
+        assert_eq!(
+            taken(&lines),
+            ["stderr: ▶ a (shell)", "stdout: hello", "stderr: ✓ a"]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! This module owns the vocabulary the renderers share (status words and
 //! glyphs, human durations); each renderer owns its own layout.
 
+pub mod github;
 pub mod json;
 pub mod markdown;
 pub mod model;

@@ -78,7 +78,7 @@ impl Kind for Params {
         let shown = ctx.redactor.redact(&destination.shown());
         let summary = match &destination {
             Destination::Stdout => {
-                ctx.progress.message(&text);
+                ctx.progress.step_message(&ctx.step_id, &text);
                 "sent to stdout".to_string()
             }
             Destination::File(path) => {
