@@ -104,15 +104,45 @@ pub async fn create_database(
     Ok(false)
 }
 
-/// Drops `name`, terminating its sessions first.
+/// Drops `name`, terminating its sessions first. `WITH (FORCE)` refuses a
+/// role that is not a superuser when autovacuum works in the database
+/// (PostgreSQL 15 counts the worker as another role's session); then the
+/// client sessions are ended by hand and a plain `DROP` lets the server
+/// stop its own workers.
 pub async fn drop_database(maintenance: &Client, name: &str) -> Result<(), SwapError> {
-    maintenance
+    let forced = maintenance
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             quote_ident(name)
         ))
+        .await;
+    match forced {
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            end_sessions(maintenance, name).await?;
+            maintenance
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(name)))
+                .await
+                .map_err(fail(format!("dropping database `{name}`")))
+        }
+        other => other.map_err(fail(format!("dropping database `{name}`"))),
+    }
+}
+
+/// Ends the client sessions connected to `name`. Background workers
+/// (autovacuum) are left to the server, which stops them itself before a
+/// rename or a drop, and which a role that is not a superuser may not
+/// signal.
+async fn end_sessions(maintenance: &Client, name: &str) -> Result<(), SwapError> {
+    maintenance
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
+            &[&name],
+        )
         .await
-        .map_err(fail(format!("dropping database `{name}`")))
+        .map(drop)
+        .map_err(fail(format!("terminating connections to `{name}`")))
 }
 
 /// Whether a database named `name` exists.
@@ -409,14 +439,7 @@ async fn rename_together(
     let mut holders: Vec<Holder> = Vec::new();
     for _ in 0..patience.attempts {
         for (from, _) in pairs {
-            maintenance
-                .query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    &[from],
-                )
-                .await
-                .map_err(fail(format!("terminating connections to `{from}`")))?;
+            end_sessions(maintenance, from).await?;
         }
         let (result, seen) = match (observer, pid) {
             (Some(observer), Some(pid)) => {
