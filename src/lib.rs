@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clone;
 pub mod engine;
 pub mod git;
+pub mod heroku;
 pub mod human;
 pub mod media;
 pub mod pg;

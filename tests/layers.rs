@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["workflow"],
     &["steps"],
-    &["clone", "backup", "media", "git"],
+    &["clone", "backup", "media", "git", "heroku"],
     &["anonymize"],
     &["pg", "storage"],
     &["syntax", "redact", "human", "report", "progress"],

@@ -17,6 +17,7 @@ mod engine;
 mod git;
 mod git_reset;
 mod github_actions;
+mod heroku;
 mod input_files;
 mod layers;
 mod media;

@@ -587,7 +587,7 @@ async fn s3_wrong_credentials_are_refused_without_showing_them() {
     let store = Store::open(&url)
         .await
         .unwrap()
-        .with_static_credentials("flightpath-test", "not-the-secret-key");
+        .with_static_credentials(crate::support::s3::ACCESS_KEY, "not-the-secret-key");
     let error = store.put_bytes("k", vec![1]).await.unwrap_err();
     assert!(
         matches!(error, StorageError::AccessDenied { .. }),

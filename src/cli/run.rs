@@ -153,13 +153,13 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
     };
     let var_names: Vec<String> = request.vars.iter().map(|(n, _)| n.clone()).collect();
     let vars = Vars::from_env(request.vars.into_iter().collect::<BTreeMap<_, _>>());
-    let workflow = match workflow::load(&path, &super::shown(workdir, &path), &vars) {
+    let mut workflow = match workflow::load(&path, &super::shown(workdir, &path), &vars) {
         Ok(w) => w,
         Err(err) => return not_loaded(&err),
     };
-    // Secrets resolved after the load (from a platform's API, say) are
-    // added to `workflow.secrets` here, before the redactor is made and
-    // the masks below are written.
+    // `heroku://APP` endpoints become the app's values; the API key and
+    // every value join `workflow.secrets` (also when this fails).
+    let resolved = workflow::heroku::resolve(&mut workflow, &crate::heroku::Api::from_env()).await;
 
     // Masks first: under GitHub Actions every secret the redactor knows is
     // masked in the log before anything else of the run is printed.
@@ -167,6 +167,9 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
     let redactor = engine::redactor_for(&workflow);
     if let Some(actions) = &actions {
         actions.add_masks(&redactor);
+    }
+    if let Err(err) = resolved {
+        return not_loaded(&err);
     }
     if let Some(record) = &request.resume
         && record.workflow != workflow.name

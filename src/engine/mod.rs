@@ -30,7 +30,7 @@ use crate::progress::Progress;
 use crate::report::model::{Report, RunStatus, SCHEMA_VERSION, StepReport, StepStatus};
 use crate::steps::Interaction;
 use crate::steps::StepError;
-use crate::workflow::model::{Step, Workflow};
+use crate::workflow::model::{Step, Target, Workflow};
 
 use crate::redact::Redactor;
 use journal::{Entry, Journal, JournalError, RunRecord};
@@ -274,7 +274,7 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
         }
         PlanEnd::Interrupted => return Exit::Cancelled(Vec::new()),
     }
-    if let Err(reason) = confirm(state, &to_run, opts.interaction).await {
+    if let Err(reason) = confirm(state, &to_run, &workflow.targets, opts.interaction).await {
         return Exit::Refused(reason);
     }
     state.reset_for_execution(&workflow.steps);
@@ -410,44 +410,107 @@ async fn plan_steps(
     }
 }
 
-/// Asks once before the first destructive step; refuses when no one can be asked.
+/// Asks once before the first destructive step; refuses when no one can be
+/// asked. A run that writes a Heroku app asks for the app's name to be
+/// typed instead of `y`, as `heroku pg:copy` does.
 async fn confirm(
     state: &RunState,
     to_run: &[&Step],
+    targets: &BTreeMap<String, Target>,
     interaction: Interaction,
 ) -> Result<(), String> {
-    let destructive: Vec<&str> = to_run
+    let destructive: Vec<&Step> = to_run
         .iter()
+        .copied()
         .filter(|s| s.params.destructive())
-        .map(|s| s.id.as_str())
         .collect();
     if destructive.is_empty() || interaction.assume_yes {
         return Ok(());
     }
     let listed = destructive
         .iter()
-        .map(|id| format!("`{id}`"))
+        .map(|s| format!("`{}`", s.id))
         .collect::<Vec<_>>()
         .join(", ");
+    let apps = heroku_apps_written(&destructive, targets);
     if !interaction.interactive {
+        let writes = match apps.as_slice() {
+            [] => String::new(),
+            apps => format!(", writing Heroku app {},", quoted(apps)),
+        };
         return Err(format!(
-            "this run changes things (steps {listed}) and nobody can confirm it here: \
+            "this run changes things (steps {listed}){writes} and nobody can confirm it here: \
              stdin is not a terminal. Review it with `flightpath plan`, then pass --yes"
         ));
     }
     let plan = crate::report::terminal(&state.report, false);
-    let question = format!("{plan}\nThese steps change things: {listed}. Proceed? [y/N] ");
-    let progress = state.progress.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        progress.suspend(|| crate::steps::approve::ask(&question))
-    })
-    .await
-    .ok()
-    .flatten();
-    match answer {
-        Some(true) => Ok(()),
-        _ => Err("not confirmed; nothing was changed".to_string()),
+    let mut question = format!("{plan}\nThese steps change things: {listed}. ");
+    if apps.is_empty() {
+        question.push_str("Proceed? [y/N] ");
+        let answer = ask(state, question, crate::steps::approve::ask).await;
+        return match answer {
+            Some(true) => Ok(()),
+            _ => Err("not confirmed; nothing was changed".to_string()),
+        };
     }
+    for app in &apps {
+        question.push_str(&format!(
+            "They write Heroku app `{app}`. To proceed, type the app's name: "
+        ));
+        let typed = ask(state, question, crate::steps::approve::ask_line).await;
+        match typed {
+            Some(typed) if typed.trim() == app => {}
+            Some(typed) if !typed.trim().is_empty() => {
+                return Err(format!(
+                    "`{}` is not `{app}`; not confirmed; nothing was changed",
+                    typed.trim()
+                ));
+            }
+            _ => return Err("not confirmed; nothing was changed".to_string()),
+        }
+        question = String::new();
+    }
+    Ok(())
+}
+
+/// Asks `question` on the terminal, with the bars held.
+async fn ask<T: Send + 'static>(
+    state: &RunState,
+    question: String,
+    read: fn(&str) -> Option<T>,
+) -> Option<T> {
+    let progress = state.progress.clone();
+    tokio::task::spawn_blocking(move || progress.suspend(|| read(&question)))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The Heroku apps the steps write (a `heroku://` target they write).
+fn heroku_apps_written(steps: &[&Step], targets: &BTreeMap<String, Target>) -> Vec<String> {
+    let mut apps: Vec<String> = steps
+        .iter()
+        .flat_map(|s| s.params.target_uses())
+        .filter(|u| u.write)
+        .filter_map(|u| targets.get(&u.name).map(|t| (t, u.facet)))
+        .flat_map(|(t, facet)| {
+            t.heroku
+                .iter()
+                .filter(move |h| h.facet == facet)
+                .map(|h| h.app.clone())
+        })
+        .collect();
+    apps.sort();
+    apps.dedup();
+    apps
+}
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reuses what an earlier attempt did, where it still holds: a step that

@@ -70,6 +70,20 @@ impl Kind for Params {
 }
 
 /// Asks on stderr, reads one line from stdin; `None` on end of input.
+/// One line typed at `prompt` on stderr, without its line end; `None` at
+/// end of input.
+pub(crate) fn ask_line(prompt: &str) -> Option<String> {
+    use std::io::{BufRead, Write};
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_string()),
+    }
+}
+
 pub(crate) fn ask(prompt: &str) -> Option<bool> {
     use std::io::{BufRead, Write};
     let mut stderr = std::io::stderr();

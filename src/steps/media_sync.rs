@@ -16,6 +16,8 @@ use crate::report::model::Detail;
 use crate::storage::Store;
 use crate::syntax::diagnostics::Problem;
 use crate::syntax::reader::{LoadCtx, MapReader};
+
+use super::target::MediaCredentials;
 use crate::syntax::template::Template;
 use crate::syntax::yaml::Span;
 
@@ -391,23 +393,29 @@ async fn open(target: &str, location: &str, ctx: &StepCtx) -> Result<Store, Step
         .map_err(|e| StepError::failed(format!("media of target `{target}`: {e}")))
 }
 
-/// The store signing with the key pair the target names
-/// (`access_key_env`, `secret_key_env`), read from the environment.
+/// The store signing with the target's key pair: resolved (Heroku's
+/// Bucketeer), or read from the variables it names (`access_key_env`,
+/// `secret_key_env`).
 fn with_credentials(target: &str, store: Store, ctx: &StepCtx) -> Result<Store, StepError> {
-    let Some((access, secret)) = &ctx.target(target).media_credentials else {
-        return Ok(store);
-    };
-    let read =
-        |name: &str| {
-            std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-            StepError::failed(format!(
-                "media of target `{target}`: environment variable `{name}` is not set; export \
-                 the key in it, or remove `access_key_env` and `secret_key_env` to use the \
-                 AWS chain"
-            ))
-        })
+    let (access, secret) =
+        match &ctx.target(target).media_credentials {
+            None => return Ok(store),
+            Some(MediaCredentials::Given { access, secret }) => (access.clone(), secret.clone()),
+            Some(MediaCredentials::Env { access, secret }) => {
+                let read =
+                    |name: &str| {
+                        std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                    StepError::failed(format!(
+                        "media of target `{target}`: environment variable `{name}` is not \
+                         set; export the key in it, or remove `access_key_env` and \
+                         `secret_key_env` to use the AWS chain"
+                    ))
+                })
+                    };
+                (read(access)?, read(secret)?)
+            }
         };
-    Ok(store.with_static_credentials(&read(access)?, &read(secret)?))
+    Ok(store.with_static_credentials(&access, &secret))
 }
 
 /// Where the hash cache of a directory lives: under `.flightpath/cache/`

@@ -24,7 +24,7 @@ pub mod postgres_staging_only_rows;
 pub mod shell;
 mod target;
 
-pub use target::Target;
+pub use target::{HerokuUse, MediaCredentials, Target};
 
 use std::collections::BTreeMap;
 use std::future::Future;

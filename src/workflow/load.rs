@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use miette::NamedSource;
 
-use crate::steps::{self, Facet, StepParams};
+use crate::steps::{self, Facet, HerokuUse, MediaCredentials, StepParams};
 
 use super::graph::Graph;
 use super::model::{RawNote, Step, Target, Workflow};
@@ -79,8 +79,9 @@ pub fn load(path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadEr
 fn load_str(source: &str, path: &Path, shown_as: &str, vars: &Vars) -> Result<Workflow, LoadError> {
     let mut cx = LoadCtx::new(source, vars);
     cx.dir = path.parent().map(Path::to_path_buf);
+    let named = Arc::new(NamedSource::new(shown_as, source.to_string()));
     let workflow = match yaml::parse(source) {
-        Ok(root) => read_workflow(&mut cx, &root, path),
+        Ok(root) => read_workflow(&mut cx, &root, path, &named),
         Err(err) => {
             cx.push(err.problem());
             None
@@ -89,7 +90,6 @@ fn load_str(source: &str, path: &Path, shown_as: &str, vars: &Vars) -> Result<Wo
     match workflow {
         Some(workflow) if cx.diags.is_empty() && cx.external.is_empty() => Ok(workflow),
         _ => {
-            let named = Arc::new(NamedSource::new(shown_as, source.to_string()));
             cx.diags.problems.sort_by_key(|p| p.span.offset);
             Err(LoadError::Invalid {
                 path: path.to_path_buf(),
@@ -117,7 +117,12 @@ struct RawStep {
     on_failure: bool,
 }
 
-fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow> {
+fn read_workflow(
+    cx: &mut LoadCtx,
+    root: &Node,
+    path: &Path,
+    source: &Arc<NamedSource<String>>,
+) -> Option<Workflow> {
     let mut top = MapReader::new(cx, root, "the workflow")?;
     let name = top.required_string(cx, "name");
     let description = top.string(cx, "description");
@@ -168,6 +173,7 @@ fn read_workflow(cx: &mut LoadCtx, root: &Node, path: &Path) -> Option<Workflow>
         name: name?,
         description,
         path: path.to_path_buf(),
+        source: source.clone(),
         targets,
         steps,
         on_failure,
@@ -222,12 +228,23 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
             Some((cx.string(node, &what), node.clone()))
         };
         let postgres = endpoint(&mut reader, "postgres");
-        let media = endpoint(&mut reader, "media").map(|(url, _)| url.unwrap_or_default());
+        let media = endpoint(&mut reader, "media");
         let git = endpoint(&mut reader, "git").map(|(url, _)| url.unwrap_or_default());
+        let mut heroku = Vec::new();
         if let Some((Some(url), node)) = &postgres {
-            check_postgres(cx, &key.name, node, url);
+            if crate::heroku::is_heroku(url) {
+                heroku.extend(check_heroku(cx, &key.name, node, url, Facet::Postgres));
+            } else {
+                check_postgres(cx, &key.name, node, url);
+            }
+        }
+        if let Some((Some(url), node)) = &media
+            && crate::heroku::is_heroku(url)
+        {
+            heroku.extend(check_heroku(cx, &key.name, node, url, Facet::Media));
         }
         let postgres = postgres.map(|(url, _)| url.unwrap_or_default());
+        let media = media.map(|(url, _)| url.unwrap_or_default());
         // Registered now, so that every message about this target, from
         // validation on, masks its password as the connector reads it.
         if let Some(url) = &postgres {
@@ -240,6 +257,24 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         let protected = reader.bool(cx, "protected").unwrap_or(false);
         let (fetch, token_env) = read_git_access(cx, &mut reader, git.is_some());
         let media_credentials = read_media_access(cx, &mut reader, media.is_some());
+        if let (Some(_), Some(heroku)) = (
+            &media_credentials,
+            heroku.iter().find(|h| h.facet == Facet::Media),
+        ) {
+            cx.push(
+                Problem::new(
+                    "flightpath::target::media_credentials",
+                    format!(
+                        "target `{}` `media` is Heroku app `{}`, whose Bucketeer add-on gives \
+                         the key pair; `access_key_env` and `secret_key_env` would replace it",
+                        key.name, heroku.app
+                    ),
+                    heroku.span,
+                    "the keys come from the app",
+                )
+                .help("remove `access_key_env` and `secret_key_env`"),
+            );
+        }
         let same_server_as = reader.get("same_server_as").and_then(|node| {
             let what = format!("{} `same_server_as`", reader.what());
             Some((cx.string(node, &what)?, node.span))
@@ -254,7 +289,9 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
             git,
             fetch,
             token_env,
-            media_credentials,
+            media_credentials: media_credentials
+                .map(|(access, secret)| MediaCredentials::Env { access, secret }),
+            heroku,
             protected,
             same_server_as: same_server_as.map(|(name, _)| name),
             span: key.span,
@@ -459,6 +496,49 @@ fn check_postgres(cx: &mut LoadCtx, target: &str, node: &Node, url: &str) {
     };
     if let Some(problem) = problem {
         cx.push(problem);
+    }
+}
+
+/// A `heroku://APP` endpoint, checked for form only (the API is asked
+/// before a run or a plan, never by `validate`).
+fn check_heroku(
+    cx: &mut LoadCtx,
+    target: &str,
+    node: &Node,
+    url: &str,
+    facet: Facet,
+) -> Option<HerokuUse> {
+    let parsed = match facet {
+        Facet::Postgres => crate::heroku::parse_postgres(url).map(|e| e.app),
+        _ => crate::heroku::parse_media(url).map(|e| e.app),
+    };
+    match parsed {
+        Ok(app) => Some(HerokuUse {
+            facet,
+            app,
+            span: node.span,
+        }),
+        Err(why) => {
+            let example = match facet {
+                Facet::Postgres => "`heroku://acme-staging` (its `DATABASE_URL`)",
+                _ => {
+                    "`heroku://acme-staging` (its Bucketeer bucket) or `heroku://acme-staging/public`"
+                }
+            };
+            cx.push(
+                Problem::new(
+                    "flightpath::target::heroku",
+                    format!(
+                        "target `{target}` `{}` is not a Heroku endpoint: {why}",
+                        facet.key()
+                    ),
+                    node.span,
+                    "not `heroku://APP`",
+                )
+                .help(format!("write {example}")),
+            );
+            None
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! parameters, so it may name step types; steps never name this module.
 
 pub mod graph;
+pub mod heroku;
 pub mod load;
 pub mod model;
 

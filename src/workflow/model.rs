@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::NamedSource;
 
 use crate::steps::StepParams;
 pub use crate::steps::Target;
@@ -14,6 +17,9 @@ pub struct Workflow {
     pub description: Option<String>,
     /// The file it was loaded from.
     pub path: PathBuf,
+    /// Its text, named as the user gave it: for problems found after the
+    /// load (a Heroku endpoint the API does not resolve) to point into.
+    pub source: Arc<NamedSource<String>>,
     pub targets: BTreeMap<String, Target>,
     /// Main steps in execution order: dependencies first, then file order.
     pub steps: Vec<Step>,

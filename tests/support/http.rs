@@ -53,7 +53,19 @@ pub struct Request {
     /// Path and query, as sent.
     pub path: String,
     pub content_type: Option<String>,
+    /// Every header, names lowercase, in order.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Request {
+    /// The value of header `name` (lowercase), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -184,6 +196,15 @@ async fn handle(
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            headers: headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
         });
         match shared.scripts.get_mut(&path) {

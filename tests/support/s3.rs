@@ -26,9 +26,10 @@ use flightpath::storage::Store;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-const ACCESS_KEY: &str = "flightpath-test";
-const SECRET_KEY: &str = "flightpath-test-secret-key";
-const REGION: &str = "us-east-1";
+/// The one key pair the server accepts.
+pub const ACCESS_KEY: &str = "AKIAFLIGHTPATHTEST01";
+pub const SECRET_KEY: &str = "flightpath-test-secret-key";
+pub const REGION: &str = "us-east-1";
 
 /// A running server; stopped (port closed, connections dropped) on drop.
 pub struct S3Server {
