@@ -1,20 +1,25 @@
-//! `cargo run --example demo`: flightpath end to end, with nothing but
-//! PostgreSQL installed.
+//! `cargo run --example demo`: the shipped runbook, `workflows/reset-staging.yaml`,
+//! end to end, with nothing but PostgreSQL installed.
 //!
-//! Starts two throwaway clusters, "prod" and "staging", seeds each with a
-//! small Wagtail-shaped site (made-up people), makes a throwaway git
-//! repository whose staging branch has work main lacks, then runs the workflow
-//! `examples/demo/reset-staging.yaml` through the library's CLI entry point,
-//! exactly as `flightpath run` would. The run's files (`backups/`,
-//! `.flightpath/runs/…`) go to `demo-run/` next to the demo's executable.
+//! Starts two throwaway clusters, "prod" and "staging", with a real Wagtail
+//! schema and made-up people (staging has three QA logins of its own),
+//! a throwaway git repository whose staging branch has work main lacks,
+//! media directories, a stand-in for the app's `manage.py` and a local web
+//! server for the smoke check; then runs the workflow through the library's
+//! CLI entry point, exactly as `flightpath run` would, checks that none of
+//! production's addresses reached staging, and lists the backup it took.
+//! The run's files (`backups/`, `.flightpath/runs/…`) go to `demo-run/`
+//! next to the demo's executable.
 //!
 //! Both clusters are stopped and deleted when the demo ends, also when it
 //! fails (drop) or is interrupted (each cluster's watchdog).
 
+#[path = "demo/files.rs"]
+mod files;
 #[path = "demo/repo.rs"]
 mod repo;
-#[path = "demo/seed.rs"]
-mod seed;
+#[path = "demo/site.rs"]
+mod site;
 
 use std::error::Error;
 use std::ffi::OsString;
@@ -25,7 +30,7 @@ use flightpath::cli;
 use flightpath::pg::cluster::LocalCluster;
 
 /// Relative to the crate root.
-const WORKFLOW: &str = "examples/demo/reset-staging.yaml";
+const WORKFLOW: &str = "workflows/reset-staging.yaml";
 
 fn main() -> ExitCode {
     match demo() {
@@ -57,15 +62,15 @@ fn demo() -> Result<i32, Box<dyn Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(seed::production(&prod_url))?;
-    runtime.block_on(seed::staging(&staging_url))?;
+    runtime.block_on(site::production(&prod_url))?;
+    runtime.block_on(site::staging(&staging_url))?;
     println!(
         "    prod:    {}",
-        runtime.block_on(seed::summary(&prod_url))?
+        runtime.block_on(site::summary(&prod_url))?
     );
     println!(
         "    staging: {}",
-        runtime.block_on(seed::summary(&staging_url))?
+        runtime.block_on(site::summary(&staging_url))?
     );
 
     let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join(WORKFLOW);
@@ -76,14 +81,23 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         "==> a throwaway git repository: {} (origin.git beside it), staging ahead of main",
         app.display()
     );
-    media(&workdir)?;
+    files::media(&workdir)?;
     println!(
         "==> throwaway media directories: media/prod (images, renditions, documents) and media/staging"
     );
+    files::manage_py(&workdir)?;
+    let site_url = serve_ok()?;
+    println!("==> a stand-in manage.py (no Django here) and a local web server at {site_url}");
     let vars = [
-        format!("PROD_DATABASE_URL={prod_url}"),
+        format!("PRODUCTION_DATABASE_URL={prod_url}"),
         format!("STAGING_DATABASE_URL={staging_url}"),
+        "PRODUCTION_MEDIA_URL=media/prod".to_string(),
+        "STAGING_MEDIA_URL=media/staging".to_string(),
         "APP_REPO=app".to_string(),
+        "MANAGE=./manage.py".to_string(),
+        format!("STAGING_URL={site_url}"),
+        // Keys the fakes; yours comes from a secret store, never a file.
+        "FLIGHTPATH_SECRET=demo-only-secret".to_string(),
     ];
     println!(
         "\n==> flightpath run {WORKFLOW} --yes --var {}\n",
@@ -97,47 +111,53 @@ fn demo() -> Result<i32, Box<dyn Error>> {
     let code = cli::run(args);
 
     println!("\n==> exit code {code}: {}", meaning(code));
-    match runtime.block_on(seed::summary(&staging_url)) {
+    match runtime.block_on(site::summary(&staging_url)) {
         Ok(summary) => println!("    staging now: {summary}"),
         Err(e) => println!("    staging now: cannot read it ({e})"),
     }
+    let addresses = runtime.block_on(site::emails(&prod_url))?;
+    let leaked = runtime.block_on(site::found(&staging_url, &addresses))?;
     println!(
-        "    the run's files (backups/, report.md): {}",
+        "    production's {} e-mail addresses found in staging: {leaked}",
+        addresses.len()
+    );
+    println!("\n==> flightpath backups list --store backups\n");
+    cli::run(
+        ["flightpath", "backups", "list", "--store", "backups"]
+            .map(OsString::from)
+            .to_vec(),
+    );
+    println!(
+        "\n    the run's files (backups/, report.md): {}",
         workdir.display()
     );
     println!("==> stopping the clusters");
-    Ok(code)
+    Ok(if code == cli::EXIT_OK && leaked > 0 {
+        cli::EXIT_STEP_FAILED
+    } else {
+        code
+    })
 }
 
-/// Production's and staging's media, as a Wagtail site keeps them:
-/// original images, renditions (regenerated, so not synced), documents —
-/// one a CSV export of made-up contacts, which must arrive as a placeholder
-/// — and public documents copied as they are. Staging has a stale upload.
-fn media(workdir: &Path) -> std::io::Result<()> {
-    use flightpath::media::placeholder::png;
-    let prod = workdir.join("media/prod");
-    let files: [(&str, Vec<u8>); 6] = [
-        ("original_images/garden.png", png(1200, 800)),
-        ("original_images/team.png", png(640, 480)),
-        ("images/garden.width-400.png", png(400, 266)),
-        (
-            "documents/contact-form-export.csv",
-            b"name,email\nAda Example,ada@example.com\nGrace Example,grace@example.com\n".to_vec(),
-        ),
-        (
-            "documents/public/opening-hours.txt",
-            b"Open daily, 9 to 5.\n".to_vec(),
-        ),
-        ("documents/public/map.png", png(300, 300)),
-    ];
-    for (key, bytes) in files {
-        let path = prod.join(key);
-        std::fs::create_dir_all(path.parent().expect("a key has a directory"))?;
-        std::fs::write(path, bytes)?;
-    }
-    let stale = workdir.join("media/staging/original_images/removed-in-prod.png");
-    std::fs::create_dir_all(stale.parent().expect("a key has a directory"))?;
-    std::fs::write(stale, png(10, 10))
+/// A web server on 127.0.0.1 answering every request `200 OK`, for the
+/// runbook's smoke check; it lives as long as the demo.
+fn serve_ok() -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = "staging is up\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(url)
 }
 
 /// `demo-run/` next to the demo's executable (under `target/`), emptied:

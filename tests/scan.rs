@@ -12,9 +12,7 @@ use crate::support::cli::Test;
 use crate::support::pg::{block_on, execute, fresh_db_sync, staging_db};
 use crate::support::snapshot::{masks, streams};
 
-#[path = "../examples/demo/seed.rs"]
-#[allow(dead_code)]
-pub(crate) mod seed;
+use crate::support::small_site as seed;
 
 fn demo_prod() -> String {
     let db = fresh_db_sync();
@@ -70,10 +68,10 @@ fn scan_lists_the_demo_databases_personal_columns() {
         "{summary}"
     );
 
-    // With the demo's rules, everything is covered.
+    // With the site's rules, everything is covered.
     let rules = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/examples/demo/anonymize.yaml"
+        "/tests/fixtures/small_site.yaml"
     ))
     .unwrap();
     let out = Test::new()

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::cli::Test;
+use crate::support::http::{HttpServer, Reply};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -64,8 +65,8 @@ fn every_shipped_workflow_validates() {
     assert!(
         files
             .iter()
-            .any(|f| f.ends_with("examples/demo/reset-staging.yaml")),
-        "the demo workflow is missing from {files:?}"
+            .any(|f| f.ends_with("workflows/reset-staging.yaml")),
+        "the runbook is missing from {files:?}"
     );
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -186,9 +187,7 @@ fn rules_files_beside_workflows_load() {
     let mut files = shipped_yaml();
     files.retain(|f| is_rules_file(f));
     assert!(
-        files
-            .iter()
-            .any(|f| f.ends_with("examples/demo/anonymize.yaml"))
+        files.iter().any(|f| f.ends_with("workflows/site.yaml"))
             && files
                 .iter()
                 .any(|f| f.ends_with("benches/anonymizers/bench.yaml")),
@@ -245,41 +244,62 @@ fn every_shipped_rules_file_loads_and_every_preset_is_built_in() {
     }
 }
 
+#[path = "../examples/demo/files.rs"]
+mod demo_files;
 #[path = "../examples/demo/repo.rs"]
 mod demo_repo;
-use crate::scan::seed as demo_seed;
+#[path = "../examples/demo/site.rs"]
+#[allow(dead_code)]
+mod demo_site;
 
-/// The demo's world in a test dir: prod and staging seeded as the demo
-/// seeds them, its git repository as `app/`; the `--var`s of its workflow.
-fn demo_world(test: &Test, staging_name: &str) -> Vec<String> {
+/// The demo's world in a test dir, as `cargo run --example demo` makes it:
+/// prod and staging seeded with the Wagtail site (staging with its QA
+/// logins), the git repository as `app/`, the media directories, the
+/// stand-in `manage.py`, and `site` answering the smoke check. Returns the
+/// runbook's `--var`s and the two database URLs.
+fn demo_world(test: &Test, staging_name: &str, site: &HttpServer) -> (Vec<String>, String, String) {
     use crate::support::pg::{block_on, fresh_db_sync, staging_db};
     let prod = fresh_db_sync();
-    block_on(demo_seed::production(&prod.url)).unwrap();
+    block_on(demo_site::production(&prod.url)).unwrap();
     let staging = staging_db(staging_name);
-    block_on(demo_seed::staging(&staging)).unwrap();
+    block_on(demo_site::staging(&staging)).unwrap();
     demo_repo::create(test.dir()).unwrap();
-    vec![
-        "--var".into(),
-        format!("PROD_DATABASE_URL={}", prod.url),
-        "--var".into(),
+    demo_files::media(test.dir()).unwrap();
+    demo_files::manage_py(test.dir()).unwrap();
+    site.route("/", [Reply::new(200, "staging is up")]);
+    let vars = [
+        format!("PRODUCTION_DATABASE_URL={}", prod.url),
         format!("STAGING_DATABASE_URL={staging}"),
-        "--var".into(),
+        "PRODUCTION_MEDIA_URL=media/prod".into(),
+        "STAGING_MEDIA_URL=media/staging".into(),
         "APP_REPO=app".into(),
-    ]
+        "MANAGE=./manage.py".into(),
+        format!("STAGING_URL={}", site.url("/")),
+        "FLIGHTPATH_SECRET=shipped-demo-secret".into(),
+    ];
+    let args = vars
+        .into_iter()
+        .flat_map(|v| ["--var".to_string(), v])
+        .collect();
+    (args, prod.url.clone(), staging)
 }
 
-fn demo_workflow() -> String {
+fn runbook() -> String {
     repository()
-        .join("examples/demo/reset-staging.yaml")
+        .join("workflows/reset-staging.yaml")
         .display()
         .to_string()
 }
 
-fn origin_staging(test: &Test) -> git2::Oid {
+fn origin_branch(test: &Test, branch: &str) -> git2::Oid {
     git2::Repository::open_bare(test.dir().join("origin.git"))
         .unwrap()
-        .refname_to_id("refs/heads/staging")
+        .refname_to_id(&format!("refs/heads/{branch}"))
         .unwrap()
+}
+
+fn origin_staging(test: &Test) -> git2::Oid {
+    origin_branch(test, "staging")
 }
 
 /// Where `needle` is in `text`, or a failure showing `text`.
@@ -289,11 +309,12 @@ fn at(text: &str, needle: &str) -> usize {
 }
 
 #[test]
-fn the_demo_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
+fn the_runbook_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
     let test = Test::new();
-    let vars = demo_world(&test, "shipped_demo_plan_fp");
+    let site = HttpServer::start();
+    let (vars, _, staging) = demo_world(&test, "shipped_demo_plan_fp", &site);
     let before = origin_staging(&test);
-    let mut args = vec!["plan".to_string(), demo_workflow()];
+    let mut args = vec!["plan".to_string(), runbook()];
     args.extend(vars);
     let test = test.args(args);
     let out = test.run();
@@ -308,41 +329,128 @@ fn the_demo_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
     ] {
         assert!(at(text, row) > table, "{row} is not in the table:\n{text}");
     }
-    // The reset's plan: what it drops, what it merges back.
+    // The reset's plan: what it drops.
     let reset = at(
         text,
-        "would reset `staging` to main, dropping 3 commits (feature/banner, feature/search), \
-         re-merge feature/banner, and push it",
+        "would reset `staging` to main, dropping 4 commits (feature/banner, feature/search), and push it",
     );
     assert!(table < reset, "{text}");
     for line in [
         "Merge branch 'feature/banner' into staging  Dana Dunmore",
         "Merge branch 'feature/search' into staging  Dana Dunmore",
         "Add site search                             Dana Dunmore",
-        "would merge (--no-ff)",
     ] {
         assert!(at(text, line) > reset, "{line}:\n{text}");
     }
     assert!(!text.contains("dana@example.com"), "{text}");
-    // The notification says it in words.
-    at(
-        text,
-        "reset staging: dropped feature/banner, feature/search — re-merged feature/banner",
-    );
+    // The QA logins by name, and nothing was touched.
+    at(text, "qa.editor");
     assert_eq!(origin_staging(&test), before);
+    assert_eq!(site.hits("/"), 0, "a plan makes no request");
+    assert_eq!(
+        crate::support::pg::query_strings(&staging, "SELECT count(*)::text FROM auth_user"),
+        ["8"]
+    );
 }
 
 #[test]
-fn the_demo_asks_to_confirm_after_showing_the_branch_pre_flight() {
+fn the_runbook_resets_the_demo_world_end_to_end() {
+    use crate::support::pg::query_strings;
     let test = Test::new();
-    let vars = demo_world(&test, "shipped_demo_confirm_fp");
+    let site = HttpServer::start();
+    let (vars, prod, staging) = demo_world(&test, "shipped_demo_run_fp", &site);
+    let addresses = crate::support::pg::block_on(demo_site::emails(&prod)).unwrap();
+    assert!(addresses.len() >= 5, "{addresses:?}");
+    let mut args = vec!["run".to_string(), runbook(), "--yes".into()];
+    args.extend(vars);
+    let test = test.args(args);
+    let out = test.run();
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+
+    // The database: production's site, scrubbed, on staging's host, with
+    // the QA logins and their memberships carried over.
+    let leaks = crate::support::pg::leaks(&staging, &addresses);
+    assert!(
+        leaks.is_empty(),
+        "production's addresses in staging:\n{}",
+        leaks.join("\n")
+    );
+    assert_eq!(
+        query_strings(&staging, "SELECT hostname FROM wagtailcore_site"),
+        ["staging.example.org"]
+    );
+    assert_eq!(
+        query_strings(
+            &staging,
+            "SELECT u.username || ':' || g.name FROM auth_user u \
+             JOIN auth_user_groups ug ON ug.user_id = u.id JOIN auth_group g ON g.id = ug.group_id \
+             WHERE u.username LIKE 'qa.%' ORDER BY 1"
+        ),
+        [
+            "qa.editor:Editors",
+            "qa.moderator:Moderators",
+            "qa.tester:Editors",
+            "qa.tester:Moderators"
+        ]
+    );
+    // The media: originals copied, documents as placeholders, renditions
+    // left alone, staging's stale upload deleted.
+    let media = test.dir().join("media/staging");
+    assert!(media.join("original_images/garden.png").is_file());
+    assert!(!media.join("images/garden.width-400.png").exists());
+    assert!(!media.join("original_images/removed-in-prod.png").exists());
+    let csv = std::fs::read_to_string(media.join("documents/contact-form-export.csv")).unwrap();
+    assert!(
+        !csv.contains('@') && csv.contains("replaced in staging"),
+        "{csv}"
+    );
+    // The code: staging is main again, pushed.
+    assert_eq!(origin_staging(&test), origin_branch(&test, "main"));
+    // Migrations, the index and the smoke check ran; the message says it.
+    for line in [
+        "ran `./manage.py migrate --noinput`",
+        "ran `./manage.py update_index`",
+    ] {
+        at(&out.stderr, line);
+    }
+    assert_eq!(site.hits("/"), 1);
+    at(
+        &out.stdout,
+        "Kept 3 staging-only QA logins. Branches dropped: feature/banner, feature/search.",
+    );
+    at(
+        &out.stdout,
+        "Media: 3 copied, 2 documents replaced, 1 deleted.",
+    );
+    // And the backup it took is in the store.
+    let list = Test::new()
+        .args([
+            "backups",
+            "list",
+            "--store",
+            &test.dir().join("backups").display().to_string(),
+        ])
+        .run();
+    list.expect_code(0);
+    at(&list.stdout, "reset-staging/");
+}
+
+#[test]
+fn the_runbook_asks_to_confirm_after_showing_the_branch_pre_flight() {
+    let test = Test::new();
+    let site = HttpServer::start();
+    let (vars, _, _) = demo_world(&test, "shipped_demo_confirm_fp", &site);
     let before = origin_staging(&test);
     // A terminal, so flightpath asks: `script` runs it on a pseudo-terminal
     // and passes our "n" on to it.
     let mut command = vec![
         env!("CARGO_BIN_EXE_flightpath").to_string(),
         "run".into(),
-        demo_workflow(),
+        runbook(),
     ];
     command.extend(vars);
     let line = command

@@ -8,6 +8,8 @@
 //! - [`cli`]: `Test`, which writes files into a temp dir, runs `flightpath`
 //!   there and returns its exit code and output.
 //! - [`snapshot`]: the filters for whole-output snapshots.
+//! - [`small_site`]: a small Wagtail-shaped site of made-up people, with
+//!   the rules that cover it (tests/fixtures/small_site.yaml), for `scan`.
 //!
 //! Not every test uses every helper.
 #![allow(dead_code)]
@@ -16,4 +18,5 @@ pub mod cli;
 pub mod http;
 pub mod pg;
 pub mod s3;
+pub mod small_site;
 pub mod snapshot;

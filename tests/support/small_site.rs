@@ -1,5 +1,6 @@
-//! Seed data for the demo: a small Wagtail-shaped site whose people are made
-//! up, deterministically, from short word lists (no real personal data).
+//! A small Wagtail-shaped site whose people are made
+//! up, deterministically, from short word lists (no real personal data), for
+//! the `scan` tests (which snapshot its coverage table).
 //!
 //! Production gets the full site; staging an older, smaller copy plus three
 //! QA accounts that exist only there, with their group memberships.
