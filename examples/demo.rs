@@ -4,10 +4,13 @@
 //! Starts two throwaway clusters, "prod" and "staging", with a real Wagtail
 //! schema and made-up people (staging has three QA logins of its own),
 //! a throwaway git repository whose staging branch has work main lacks,
-//! media directories, a stand-in for the app's `manage.py` and a local web
-//! server for the smoke check; then runs the workflow through the library's
-//! CLI entry point, exactly as `flightpath run` would, checks that none of
-//! production's addresses reached staging, and lists the backup it took.
+//! media in two buckets of an S3-protocol server inside this process (the
+//! test suite's), a stand-in for the app's `manage.py` and a local web
+//! server for the smoke check; then runs the workflow with the library's
+//! CLI entry point, in a child process of this program that has the S3 keys
+//! in its environment, exactly as `flightpath run` would; checks that none
+//! of production's addresses reached staging, rows or files; and lists the
+//! backup it took.
 //! The run's files (`backups/`, `.flightpath/runs/…`) go to `demo-run/`
 //! next to the demo's executable.
 //!
@@ -18,6 +21,9 @@
 mod files;
 #[path = "demo/repo.rs"]
 mod repo;
+#[path = "../tests/support/s3.rs"]
+#[allow(dead_code)]
+mod s3;
 #[path = "demo/site.rs"]
 mod site;
 
@@ -32,7 +38,17 @@ use flightpath::pg::cluster::LocalCluster;
 /// Relative to the crate root.
 const WORKFLOW: &str = "workflows/reset-staging.yaml";
 
+/// The demo runs flightpath in a child of its own, with this first
+/// argument, so the run has the S3 keys in its environment as yours would.
+const AS_FLIGHTPATH: &str = "--as-flightpath";
+
 fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == AS_FLIGHTPATH) {
+        args.remove(1);
+        args[0] = "flightpath".into();
+        return ExitCode::from(u8::try_from(cli::run(args)).unwrap_or(1));
+    }
     match demo() {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
@@ -81,9 +97,17 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         "==> a throwaway git repository: {} (origin.git beside it), staging ahead of main",
         app.display()
     );
-    files::media(&workdir)?;
+    let media = s3::S3Server::start();
+    media.create_bucket("prod-media");
+    media.create_bucket("staging-media");
+    files::media(
+        &media.bucket_dir("prod-media"),
+        &media.bucket_dir("staging-media"),
+    )?;
     println!(
-        "==> throwaway media directories: media/prod (images, renditions, documents) and media/staging"
+        "==> an S3-protocol server at {} (in this process): buckets prod-media \
+         (images, renditions, documents) and staging-media",
+        media.endpoint()
     );
     files::manage_py(&workdir)?;
     let site_url = serve_ok()?;
@@ -91,24 +115,35 @@ fn demo() -> Result<i32, Box<dyn Error>> {
     let vars = [
         format!("PRODUCTION_DATABASE_URL={prod_url}"),
         format!("STAGING_DATABASE_URL={staging_url}"),
-        "PRODUCTION_MEDIA_URL=media/prod".to_string(),
-        "STAGING_MEDIA_URL=media/staging".to_string(),
+        format!("PRODUCTION_MEDIA_URL={}", media.url("prod-media", "")),
+        format!("STAGING_MEDIA_URL={}", media.url("staging-media", "")),
         "APP_REPO=app".to_string(),
         "MANAGE=./manage.py".to_string(),
         format!("STAGING_URL={site_url}"),
         // Keys the fakes; yours comes from a secret store, never a file.
         "FLIGHTPATH_SECRET=demo-only-secret".to_string(),
     ];
+    let keys: Vec<(String, String)> = media.env();
     println!(
-        "\n==> flightpath run {WORKFLOW} --yes --var {}\n",
+        "\n==> {} flightpath run {WORKFLOW} --yes --var {}\n",
+        keys.iter()
+            .filter(|(k, _)| k != "AWS_SECRET_ACCESS_KEY")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
         vars.join(" --var ")
     );
-    let mut args: Vec<OsString> = vec!["flightpath".into(), "run".into(), workflow.into()];
-    args.push("--yes".into());
+    let mut run = std::process::Command::new(std::env::current_exe()?);
+    run.arg(AS_FLIGHTPATH)
+        .arg("run")
+        .arg(&workflow)
+        .arg("--yes")
+        .envs(keys);
     for var in vars {
-        args.extend(["--var".into(), var.into()]);
+        run.args(["--var", &var]);
     }
-    let code = cli::run(args);
+    let status = run.status()?;
+    let code = status.code().unwrap_or(cli::EXIT_INTERRUPTED);
 
     println!("\n==> exit code {code}: {}", meaning(code));
     match runtime.block_on(site::summary(&staging_url)) {
@@ -121,6 +156,21 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         "    production's {} e-mail addresses found in staging: {leaked}",
         addresses.len()
     );
+    let export = std::fs::read_to_string(
+        media
+            .bucket_dir("staging-media")
+            .join("documents/contact-form-export.csv"),
+    )
+    .unwrap_or_default();
+    let export_leaked = export.contains('@');
+    println!(
+        "    staging-media's documents/contact-form-export.csv: {}",
+        if export_leaked {
+            "holds production's addresses"
+        } else {
+            "a placeholder, no addresses"
+        }
+    );
     println!("\n==> flightpath backups list --store backups\n");
     cli::run(
         ["flightpath", "backups", "list", "--store", "backups"]
@@ -131,8 +181,9 @@ fn demo() -> Result<i32, Box<dyn Error>> {
         "\n    the run's files (backups/, report.md): {}",
         workdir.display()
     );
+    drop(media);
     println!("==> stopping the clusters");
-    Ok(if code == cli::EXIT_OK && leaked > 0 {
+    Ok(if code == cli::EXIT_OK && (leaked > 0 || export_leaked) {
         cli::EXIT_STEP_FAILED
     } else {
         code

@@ -264,7 +264,11 @@ fn demo_world(test: &Test, staging_name: &str, site: &HttpServer) -> (Vec<String
     let staging = staging_db(staging_name);
     block_on(demo_site::staging(&staging)).unwrap();
     demo_repo::create(test.dir()).unwrap();
-    demo_files::media(test.dir()).unwrap();
+    demo_files::media(
+        &test.dir().join("media/prod"),
+        &test.dir().join("media/staging"),
+    )
+    .unwrap();
     demo_files::manage_py(test.dir()).unwrap();
     site.route("/", [Reply::new(200, "staging is up")]);
     let vars = [

@@ -1,4 +1,4 @@
-//! The demo's files: production's and staging's media directories, and a
+//! The demo's files: production's and staging's media, and a
 //! stand-in for the app's `manage.py`.
 
 use std::path::Path;
@@ -8,9 +8,10 @@ use std::path::Path;
 /// one a CSV export of made-up contacts, which must arrive as a placeholder
 /// (the runbook names no document to `copy:`, so the public ones are
 /// placeholders too). Staging has a stale upload, which the sync deletes.
-pub fn media(workdir: &Path) -> std::io::Result<()> {
+/// `prod` and `staging` are directories: the media themselves, or the
+/// directories of the S3 server's buckets.
+pub fn media(prod: &Path, staging: &Path) -> std::io::Result<()> {
     use flightpath::media::placeholder::png;
-    let prod = workdir.join("media/prod");
     let files: [(&str, Vec<u8>); 6] = [
         ("original_images/garden.png", png(1200, 800)),
         ("original_images/team.png", png(640, 480)),
@@ -30,7 +31,7 @@ pub fn media(workdir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(path.parent().expect("a key has a directory"))?;
         std::fs::write(path, bytes)?;
     }
-    let stale = workdir.join("media/staging/original_images/removed-in-prod.png");
+    let stale = staging.join("original_images/removed-in-prod.png");
     std::fs::create_dir_all(stale.parent().expect("a key has a directory"))?;
     std::fs::write(stale, png(10, 10))
 }
