@@ -1056,6 +1056,50 @@ fn the_swap_plan_warns_whole_when_other_roles_sessions_cannot_be_ended() {
     insta::assert_snapshot!(streams(&out));
 }
 
+/// The swap's run, as that role: the application's session is another
+/// role's, which it may not end; the swap fails saying who is connected,
+/// and staging is left as it was, still serving that session.
+#[test]
+fn a_swap_that_cannot_end_another_roles_session_fails_naming_it_and_leaves_staging() {
+    let prod = fresh_db_sync();
+    execute(
+        &prod.url,
+        "CREATE TABLE note (id integer PRIMARY KEY, body text NOT NULL);
+         INSERT INTO note SELECT n, 'note ' || n FROM generate_series(1, 100) n;",
+    );
+    let cluster = staging_cluster();
+    let admin = cluster.url("postgres");
+    execute(&admin, "CREATE ROLE swap_runner LOGIN CREATEDB");
+    execute(&admin, "CREATE DATABASE swap_held OWNER swap_runner");
+    let staging = cluster.url("swap_held");
+    execute(
+        &staging,
+        "CREATE TABLE old_marker (note text); INSERT INTO old_marker VALUES ('old')",
+    );
+    let as_owner = staging.replacen("postgres@", "swap_runner@", 1);
+    let session = hold_session(&staging, "web-app");
+    let out = Test::new()
+        .workflow(
+            "reset",
+            &clone_workflow(&prod.url, &as_owner, ", strategy: swap"),
+        )
+        .args(["run", "reset", "--yes"])
+        .run();
+    drop(session);
+    assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+    for says in [
+        "being accessed by other users",
+        "the role `swap_runner` may not end the sessions of postgres (web-app)",
+        "`GRANT pg_signal_backend TO swap_runner`",
+    ] {
+        assert!(out.stderr.contains(says), "{says}:\n{}", out.stderr);
+    }
+    assert_eq!(
+        query_strings(&staging, "SELECT note FROM old_marker"),
+        ["old"]
+    );
+}
+
 // --- SIGKILL, then resume ---------------------------------------------------
 //
 // Wherever the run is killed, `resume` ends with staging the complete new

@@ -486,8 +486,7 @@ pub async fn sessions_to_end(maintenance: &Client, target: &str, database: &str)
             "SELECT count(*), \
                     coalesce(string_agg(DISTINCT usename::text, ', '), ''), \
                     coalesce(string_agg(DISTINCT nullif(application_name, ''), ', '), '') \
-             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
-             AND backend_type = 'client backend'",
+             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[&database],
         )
         .await

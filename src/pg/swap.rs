@@ -128,21 +128,42 @@ pub async fn drop_database(maintenance: &Client, name: &str) -> Result<(), SwapE
     }
 }
 
-/// Ends the client sessions connected to `name`. Background workers
-/// (autovacuum) are left to the server, which stops them itself before a
-/// rename or a drop, and which a role that is not a superuser may not
-/// signal.
-async fn end_sessions(maintenance: &Client, name: &str) -> Result<(), SwapError> {
-    maintenance
+/// Ends the sessions connected to `name` that this role may end. One it
+/// may not is skipped rather than failing: an autovacuum worker (which
+/// PostgreSQL 15 counts as a superuser's session) is stopped by the server
+/// itself before a rename or a drop; any other session still there makes
+/// the rename fail with "being accessed by other users". Returns who the
+/// skipped sessions are (`user (application)`), for that message.
+async fn end_sessions(maintenance: &Client, name: &str) -> Result<Vec<String>, SwapError> {
+    let rows = maintenance
         .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid() \
-             AND backend_type = 'client backend'",
+            "SELECT pid, coalesce(usename::text, '?'), coalesce(nullif(application_name, ''), '?') \
+             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[&name],
         )
         .await
-        .map(drop)
-        .map_err(fail(format!("terminating connections to `{name}`")))
+        .map_err(fail(format!("listing the sessions connected to `{name}`")))?;
+    let mut skipped = Vec::new();
+    for row in rows {
+        let pid: i32 = row.get(0);
+        match maintenance
+            .query("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                skipped.push(format!(
+                    "{} ({})",
+                    row.get::<_, String>(1),
+                    row.get::<_, String>(2)
+                ));
+            }
+            Err(e) => return Err(fail(format!("terminating connections to `{name}`"))(e)),
+        }
+    }
+    Ok(skipped)
 }
 
 /// Whether a database named `name` exists.
@@ -437,9 +458,12 @@ async fn rename_together(
     };
     let mut last: Option<SwapError> = None;
     let mut holders: Vec<Holder> = Vec::new();
+    // Sessions this role may not end, as the last attempt found them.
+    let mut skipped: Vec<String> = Vec::new();
     for _ in 0..patience.attempts {
+        skipped.clear();
         for (from, _) in pairs {
-            end_sessions(maintenance, from).await?;
+            skipped.extend(end_sessions(maintenance, from).await?);
         }
         let (result, seen) = match (observer, pid) {
             (Some(observer), Some(pid)) => {
@@ -471,6 +495,20 @@ async fn rename_together(
         action,
         message: "gave up".into(),
     });
+    if !skipped.is_empty() {
+        skipped.sort();
+        skipped.dedup();
+        let role = maintenance
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .map(|row| row.get::<_, String>(0))
+            .unwrap_or_else(|_| "the role".into());
+        error.message.push_str(&format!(
+            "; the role `{role}` may not end the sessions of {}: end them as their role or a \
+             superuser, or `GRANT pg_signal_backend TO {role}`, then run again",
+            skipped.join(", ")
+        ));
+    }
     if !holders.is_empty() {
         error.message.push_str(&format!(
             "; waited about {} s in all for a lock held by {}: end that session \
