@@ -16,6 +16,8 @@ const API_KEY: &str = "hrku-Test-Key-7f3a9c";
 /// connections, so it is never checked).
 const PROD_PASSWORD: &str = "Pr0d-Heroku-Pw-x81";
 const STAGING_PASSWORD: &str = "Stg-Heroku-Pw-q27";
+/// Keys the anonymizer's fakes.
+const ANON_SECRET: &str = "An0n-Heroku-Secret";
 
 const PROD: &str = "
 CREATE TABLE person (id integer PRIMARY KEY, email text NOT NULL);
@@ -120,7 +122,7 @@ fn two_heroku_apps_are_cloned_and_synced_with_every_resolved_value_masked() {
                 "#
             ),
         )
-        .env("FLIGHTPATH_SECRET", "An0n-Heroku-Secret")
+        .env("FLIGHTPATH_SECRET", ANON_SECRET)
         .env("GITHUB_ACTIONS", "true");
     let output_file = test.dir().join("github-output");
     let summary_file = test.dir().join("github-summary.md");
@@ -214,6 +216,7 @@ fn two_heroku_apps_are_cloned_and_synced_with_every_resolved_value_masked() {
             STAGING_PASSWORD,
             SECRET_KEY,
             ACCESS_KEY,
+            ANON_SECRET,
         ],
     );
 }
@@ -232,11 +235,13 @@ fn assert_nowhere(test: &Test, out: &Output, files: &[String], secrets: &[&str])
             .map(|f| ("a GitHub file".to_string(), f.clone())),
     );
     let state = files_under(&test.dir().join(".flightpath"));
-    assert!(
-        state.iter().any(|(p, _)| p.contains("journal")),
-        "no journal in {:?}",
-        state.iter().map(|(p, _)| p).collect::<Vec<_>>()
-    );
+    for wanted in ["journal", "report.md", "report.json"] {
+        assert!(
+            state.iter().any(|(p, _)| p.contains(wanted)),
+            "no {wanted} in {:?}",
+            state.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        );
+    }
     places.extend(state);
     for (place, text) in &places {
         for secret in secrets {

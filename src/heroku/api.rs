@@ -96,12 +96,12 @@ impl ConfigVars {
     }
 }
 
-/// The API as this process sees it: base URL and key.
+/// The API as this process sees it: base URL and key. The HTTP client
+/// (and its TLS roots) is made only when an app is asked for.
 #[derive(Clone)]
 pub struct Api {
     base: String,
     key: Option<String>,
-    client: reqwest::Client,
 }
 
 impl std::fmt::Debug for Api {
@@ -128,15 +128,9 @@ impl Api {
     }
 
     pub fn new(base: String, key: Option<String>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .user_agent(concat!("flightpath/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Api {
             base: base.trim_end_matches('/').to_string(),
             key: key.map(|k| k.trim().to_string()),
-            client,
         }
     }
 
@@ -151,11 +145,15 @@ impl Api {
             app: app.to_string(),
         })?;
         let url = format!("{}/apps/{app}/config-vars", self.base);
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .user_agent(concat!("flightpath/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| self.request_error(app, &e))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let sent = self
-                .client
+            let sent = client
                 .get(&url)
                 .header("Accept", "application/vnd.heroku+json; version=3")
                 .bearer_auth(key)
