@@ -87,8 +87,8 @@ pub fn open(
     workdir: &Path,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Opened, Error> {
-    let token = token(spec)?;
     let mut opened = if is_url(&spec.location) {
+        let token = token(spec, &spec.location)?;
         let path = cache_dir(workdir, &spec.target);
         let repo = prepare_cache(spec, &path)?;
         let mut remote = repo
@@ -114,6 +114,7 @@ pub fn open(
             for name in names.iter().filter_map(|n| n.ok().flatten()) {
                 let mut remote = repo.find_remote(name).map_err(|e| read_error(spec, e))?;
                 let url = remote.url().unwrap_or(name).to_string();
+                let token = token(spec, &url)?;
                 fetch_checked(spec, &repo, &mut remote, token.as_deref(), cancelled)?;
                 fetched.push(url);
             }
@@ -216,8 +217,15 @@ fn fetch(
     }
 }
 
-/// The token of a target (`token_env`), read from the environment.
-pub(super) fn token(spec: &RepoSpec) -> Result<Option<String>, Error> {
+/// The token of a target (`token_env`) for contacting `url`, read from the
+/// environment. Only an HTTPS (or HTTP) remote takes a token, so for a
+/// path, `file://` or SSH remote an unset variable is no error: a workflow
+/// that names `token_env: GITHUB_TOKEN` for CI runs on a laptop too.
+pub(super) fn token(spec: &RepoSpec, url: &str) -> Result<Option<String>, Error> {
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+        return Ok(None);
+    }
     match &spec.token_env {
         Some(name) => std::env::var(name)
             .map(Some)

@@ -338,12 +338,12 @@ pub fn push(
     new: Oid,
     lease: Option<Oid>,
 ) -> Result<(), Error> {
-    let token = token(spec)?;
     let mut remote = repo.find_remote(REMOTE).map_err(|e| Error::Read {
         target: spec.target.clone(),
         message: format!("no remote `{REMOTE}` to push to ({})", e.message()),
     })?;
     let url = remote.url().unwrap_or_default().to_string();
+    let token = token(spec, &url)?;
     let refname = format!("refs/heads/{branch}");
     let expected = lease.unwrap_or(Oid::ZERO_SHA1);
     let credentials = Credentials::new(spec, token.as_deref(), "push to");
