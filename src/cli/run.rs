@@ -85,6 +85,25 @@ pub async fn resume(workdir: &Path, args: ResumeArgs) -> i32 {
             "run `{}` already succeeded; nothing to resume",
             record.run_id
         );
+        // A job that resumes whatever the last run left still gets the
+        // run's outputs, from the report it wrote.
+        if let Some(actions) = &actions {
+            let report = std::fs::read(run_dir.join("report.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Report>(&bytes).ok());
+            let report_path = Path::new(engine::STATE_DIR)
+                .join("runs")
+                .join(&record.run_id)
+                .join("report.md");
+            match report {
+                Some(report) => actions.run_outputs(
+                    &report,
+                    &report_path.display().to_string(),
+                    &Redactor::new(Vec::new()),
+                ),
+                None => actions.status_output(github_status(Some(RunStatus::Succeeded))),
+            }
+        }
         return EXIT_OK;
     }
     let missing: Vec<&String> = record
