@@ -428,7 +428,12 @@ fn a_resolved_url_requires_tls_unless_the_target_says_otherwise() {
     let (test, _api, _) = staging_write("heroku_tls", "");
     let out = test.args(["plan", "write"]).run();
     assert_ne!(out.code, 0, "{}", out.both());
-    assert!(out.both().contains("TLS"), "{}", out.both());
+    assert!(
+        out.both()
+            .contains("the server does not support TLS but sslmode=require"),
+        "{}",
+        out.both()
+    );
     assert!(!out.both().contains(STAGING_PASSWORD), "{}", out.both());
 }
 
@@ -515,4 +520,101 @@ fn a_write_to_a_heroku_app_asks_for_its_name() {
     assert_eq!(code, Some(0), "{text}");
     assert!(exists(), "{text}");
     assert!(!text.contains(STAGING_PASSWORD), "{text}");
+}
+
+#[test]
+fn an_on_failure_step_that_writes_a_heroku_app_needs_the_confirmation_too() {
+    let staging = staging_db("heroku_recovery");
+    let api = HttpServer::start();
+    api.route(
+        "/apps/acme-staging/config-vars",
+        [Reply::new(
+            200,
+            &config_vars(&[("DATABASE_URL", &with_password(&staging, STAGING_PASSWORD))]),
+        )],
+    );
+    api.route("/", [Reply::new(200, "up")]);
+    // The main step changes nothing; the recovery step writes the app.
+    let test = with_api(
+        Test::new().workflow(
+            "check",
+            &format!(
+                "
+                name: check
+                targets:
+                  staging: {{ postgres: 'heroku://acme-staging?sslmode=disable' }}
+                steps:
+                  smoke: {{ uses: http.check, with: {{ url: '{}' }} }}
+                on_failure:
+                  mark:
+                    uses: postgres.sql
+                    with: {{ target: staging, sql: 'CREATE TABLE marked (x int)' }}
+                ",
+                api.url("/")
+            ),
+        ),
+        &api,
+    )
+    .args(["run", "check"]);
+    let out = test.run();
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("`mark` (on failure)")
+            && out.stderr.contains("writing Heroku app `acme-staging`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(api.hits("/"), 0, "nothing ran: {}", out.stderr);
+}
+
+#[test]
+fn a_refusal_that_names_a_resolved_bucket_masks_it() {
+    let s3 = S3Server::start();
+    s3.create_bucket("bucketeer-same-77aa");
+    let api = HttpServer::start();
+    let vars = config_vars(&[
+        ("BUCKETEER_BUCKET_NAME", "bucketeer-same-77aa"),
+        ("BUCKETEER_AWS_REGION", REGION),
+        ("BUCKETEER_AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("BUCKETEER_AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]);
+    // Two apps attached to one bucket: the sync would write what it reads.
+    for app in ["acme-prod", "acme-staging"] {
+        api.route(
+            &format!("/apps/{app}/config-vars"),
+            [Reply::new(200, &vars)],
+        );
+    }
+    let media = format!("?endpoint={}&path_style=true", s3.endpoint());
+    let out = with_api(
+        Test::new().workflow(
+            "media",
+            &format!(
+                r#"
+                name: media
+                targets:
+                  prod: {{ media: "heroku://acme-prod{media}", protected: true }}
+                  staging: {{ media: "heroku://acme-staging{media}" }}
+                steps:
+                  media:
+                    uses: media.sync
+                    with: {{ source: prod, target: staging }}
+                "#
+            ),
+        ),
+        &api,
+    )
+    .args(["run", "media", "--yes"])
+    .run();
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("overlaps the media of `prod`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.both().contains("bucketeer-same-77aa"),
+        "the bucket's name is shown:\n{}",
+        out.both()
+    );
 }

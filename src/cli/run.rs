@@ -266,6 +266,7 @@ async fn execute(workdir: &Path, request: Request) -> i32 {
         &outcome.report,
         &outcome.exit,
         signalled.load(Ordering::SeqCst),
+        &redactor,
     );
     if let Some(actions) = &actions {
         annotate_exit(actions, &outcome.report, &outcome.exit, &redactor);
@@ -300,7 +301,7 @@ fn annotate_exit(actions: &Actions, report: &Report, exit: &Exit, redactor: &Red
     }
 }
 
-fn exit_code(report: &Report, exit: &Exit, signal: i32) -> i32 {
+fn exit_code(report: &Report, exit: &Exit, signal: i32, redactor: &Redactor) -> i32 {
     match exit {
         Exit::Success => EXIT_OK,
         Exit::StepFailed => {
@@ -318,7 +319,7 @@ fn exit_code(report: &Report, exit: &Exit, signal: i32) -> i32 {
             EXIT_STEP_FAILED
         }
         Exit::Refused(reason) => {
-            eprintln!("error: refused: {reason}");
+            eprintln!("error: refused: {}", redactor.redact(reason));
             EXIT_REFUSED
         }
         Exit::Cancelled(abandoned) => {

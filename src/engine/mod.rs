@@ -274,7 +274,12 @@ async fn execute(workflow: &Workflow, opts: &RunOptions, state: &mut RunState) -
         }
         PlanEnd::Interrupted => return Exit::Cancelled(Vec::new()),
     }
-    if let Err(reason) = confirm(state, &to_run, &workflow.targets, opts.interaction).await {
+    let recovery: Vec<&Step> = workflow.on_failure.iter().collect();
+    let steps = Confirming {
+        main: &to_run,
+        on_failure: &recovery,
+    };
+    if let Err(reason) = confirm(state, steps, &workflow.targets, opts.interaction).await {
         return Exit::Refused(reason);
     }
     state.reset_for_execution(&workflow.steps);
@@ -413,25 +418,36 @@ async fn plan_steps(
 /// Asks once before the first destructive step; refuses when no one can be
 /// asked. A run that writes a Heroku app asks for the app's name to be
 /// typed instead of `y`, as `heroku pg:copy` does.
+/// The steps a confirmation is about: those this run runs, and those it
+/// would run should one of them fail (they change things too).
+struct Confirming<'a> {
+    main: &'a [&'a Step],
+    on_failure: &'a [&'a Step],
+}
+
 async fn confirm(
     state: &RunState,
-    to_run: &[&Step],
+    steps: Confirming<'_>,
     targets: &BTreeMap<String, Target>,
     interaction: Interaction,
 ) -> Result<(), String> {
-    let destructive: Vec<&Step> = to_run
-        .iter()
-        .copied()
-        .filter(|s| s.params.destructive())
-        .collect();
-    if destructive.is_empty() || interaction.assume_yes {
+    fn changing<'a>(list: &[&'a Step]) -> Vec<&'a Step> {
+        list.iter()
+            .copied()
+            .filter(|s| s.params.destructive())
+            .collect()
+    }
+    let (main, recovery) = (changing(steps.main), changing(steps.on_failure));
+    if (main.is_empty() && recovery.is_empty()) || interaction.assume_yes {
         return Ok(());
     }
-    let listed = destructive
+    let listed = main
         .iter()
         .map(|s| format!("`{}`", s.id))
+        .chain(recovery.iter().map(|s| format!("`{}` (on failure)", s.id)))
         .collect::<Vec<_>>()
         .join(", ");
+    let destructive: Vec<&Step> = main.iter().chain(&recovery).copied().collect();
     let apps = heroku_apps_written(&destructive, targets);
     if !interaction.interactive {
         let writes = match apps.as_slice() {

@@ -343,7 +343,9 @@ pub fn push(
         message: format!("no remote `{REMOTE}` to push to ({})", e.message()),
     })?;
     let url = remote.url().unwrap_or_default().to_string();
-    let token = token(spec, &url)?;
+    // libgit2 pushes to `pushurl` when the remote has one.
+    let push_url = remote.pushurl().ok().flatten().unwrap_or(&url).to_string();
+    let token = token(spec, &push_url)?;
     let refname = format!("refs/heads/{branch}");
     let expected = lease.unwrap_or(Oid::ZERO_SHA1);
     let credentials = Credentials::new(spec, token.as_deref(), "push to");

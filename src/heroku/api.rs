@@ -144,6 +144,16 @@ impl Api {
         let key = self.key.as_deref().ok_or_else(|| HerokuError::NoKey {
             app: app.to_string(),
         })?;
+        if !sends_keys_safely(&self.base) {
+            return Err(HerokuError::Request {
+                app: app.to_string(),
+                base: self.base.clone(),
+                why: format!(
+                    "the key would travel unencrypted; `{BASE_VAR}` must be an https:// URL \
+                     (or http:// to this machine, 127.0.0.1 or localhost)"
+                ),
+            });
+        }
         let url = format!("{}/apps/{app}/config-vars", self.base);
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -215,6 +225,23 @@ impl Api {
     }
 }
 
+/// Whether the API key may be sent to `base`: over TLS, or to this machine.
+fn sends_keys_safely(base: &str) -> bool {
+    let lower = base.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host
+        .rsplit_once(':')
+        .filter(|(h, port)| !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 /// The config vars of a successful answer: a JSON object of strings.
 fn parse_vars(app: &str, body: &[u8]) -> Result<ConfigVars, HerokuError> {
     let bad = |why: String| HerokuError::BadResponse {
@@ -237,12 +264,21 @@ fn parse_vars(app: &str, body: &[u8]) -> Result<ConfigVars, HerokuError> {
 }
 
 /// The `message` of Heroku's error body (`{"id": …, "message": …}`),
-/// masked, or a short note when there is none. Never the body itself.
+/// masked, on one line without control characters (it is printed, and
+/// under GitHub Actions a line can be a workflow command), at most 300
+/// characters; or a short note when there is none. Never the body itself.
 fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        .map(|m| crate::redact::mask_secrets(m.trim()))
+        .map(|m| {
+            let line: String = m
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(300)
+                .collect();
+            crate::redact::mask_secrets(line.trim().trim_start_matches(':'))
+        })
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| "no message".to_string())
 }
@@ -270,6 +306,20 @@ mod tests {
             "You do not have access."
         );
         assert_eq!(error_message(b"<html>"), "no message");
+        assert_eq!(
+            error_message(br#"{"message":"::error::x\n::add-mask::y"}"#),
+            "error::x ::add-mask::y"
+        );
+    }
+
+    #[test]
+    fn the_key_goes_only_over_tls_or_to_this_machine() {
+        assert!(sends_keys_safely("https://api.heroku.com"));
+        assert!(sends_keys_safely("http://127.0.0.1:4321"));
+        assert!(sends_keys_safely("http://localhost/api"));
+        assert!(!sends_keys_safely("http://api.heroku.com"));
+        assert!(!sends_keys_safely("http://127.0.0.1.example.org"));
+        assert!(!sends_keys_safely("ftp://127.0.0.1"));
     }
 
     #[test]

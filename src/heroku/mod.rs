@@ -238,11 +238,13 @@ impl Resolved {
     }
 }
 
-/// The user name of `scheme://user[:password]@host…`, percent-decoded.
+/// The user name of `postgres://user[:password]@host…`, percent-decoded;
+/// the credentials end where the connector says (a `?` or `/` may be part
+/// of a password).
 fn url_user(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
+    let rest = crate::pg::conninfo::url_after_scheme(url)?;
+    let userinfo = rest.get(..crate::pg::conninfo::credentials_len(rest))?;
+    let userinfo = userinfo.strip_suffix('@')?;
     let user = userinfo.split(':').next()?;
     (!user.is_empty()).then(|| crate::redact::percent_decode(user))
 }
@@ -273,9 +275,19 @@ impl PostgresEndpoint {
 }
 
 /// `url` with `sslmode=wanted` (replacing the URL's own), or with
-/// `sslmode=require` added when neither names one.
+/// `sslmode=require` added when neither names one. The query starts after
+/// the credentials, as the connector reads them; a `#fragment` stays last.
 fn with_sslmode(url: &str, wanted: Option<&str>) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let Some(rest) = crate::pg::conninfo::url_after_scheme(url) else {
+        return url.to_string();
+    };
+    let head_len = url.len() - rest.len() + crate::pg::conninfo::credentials_len(rest);
+    let (head, after) = url.split_at(head_len);
+    let (after, fragment) = match after.find('#') {
+        Some(at) => after.split_at(at),
+        None => (after, ""),
+    };
+    let (base, query) = after.split_once('?').unwrap_or((after, ""));
     let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     let has_own = pairs.iter().any(|p| p.starts_with("sslmode="));
     let mode = match (wanted, has_own) {
@@ -288,11 +300,12 @@ fn with_sslmode(url: &str, wanted: Option<&str>) -> String {
     };
     let added = mode.map(|m| format!("sslmode={m}"));
     pairs.extend(added.as_deref());
-    if pairs.is_empty() {
-        base.to_string()
+    let query = if pairs.is_empty() {
+        String::new()
     } else {
-        format!("{base}?{}", pairs.join("&"))
-    }
+        format!("?{}", pairs.join("&"))
+    };
+    format!("{head}{base}{query}{fragment}")
 }
 
 impl MediaEndpoint {
@@ -429,6 +442,23 @@ mod tests {
             ),
             "postgres://u:p@h/d?x=1&sslmode=disable"
         );
+    }
+
+    #[test]
+    fn a_question_mark_or_slash_in_the_password_is_not_the_query() {
+        assert_eq!(
+            with_sslmode("postgres://u:a?b/c@h:5432/d", None),
+            "postgres://u:a?b/c@h:5432/d?sslmode=require"
+        );
+        assert_eq!(
+            with_sslmode(
+                "postgres://u:a?b@h/d?sslmode=disable&x=1",
+                Some("verify-full")
+            ),
+            "postgres://u:a?b@h/d?x=1&sslmode=verify-full"
+        );
+        assert_eq!(url_user("postgres://u1:a?b/c@h/d").as_deref(), Some("u1"));
+        assert_eq!(url_user("postgres://h/d"), None);
     }
 
     #[test]

@@ -69,7 +69,6 @@ impl Kind for Params {
     }
 }
 
-/// Asks on stderr, reads one line from stdin; `None` on end of input.
 /// One line typed at `prompt` on stderr, without its line end; `None` at
 /// end of input.
 pub(crate) fn ask_line(prompt: &str) -> Option<String> {
@@ -84,6 +83,7 @@ pub(crate) fn ask_line(prompt: &str) -> Option<String> {
     }
 }
 
+/// Asks on stderr, reads one line from stdin; `None` on end of input.
 pub(crate) fn ask(prompt: &str) -> Option<bool> {
     use std::io::{BufRead, Write};
     let mut stderr = std::io::stderr();
