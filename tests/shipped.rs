@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::cli::Test;
 use crate::support::http::{HttpServer, Reply};
+use crate::support::s3::S3Server;
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -254,28 +255,52 @@ mod demo_site;
 
 /// The demo's world in a test dir, as `cargo run --example demo` makes it:
 /// prod and staging seeded with the Wagtail site (staging with its QA
-/// logins), the git repository as `app/`, the media directories, the
-/// stand-in `manage.py`, and `site` answering the smoke check. Returns the
-/// runbook's `--var`s and the two database URLs.
-fn demo_world(test: &Test, staging_name: &str, site: &HttpServer) -> (Vec<String>, String, String) {
+/// logins), the git repository as `app/`, the media (in two buckets of
+/// `s3`, as the demo has them, or else in `media/prod` and
+/// `media/staging`), the stand-in `manage.py`, and `site` answering the
+/// smoke check. Returns the runbook's `--var`s and the two database URLs.
+fn demo_world(
+    test: &Test,
+    staging_name: &str,
+    site: &HttpServer,
+    s3: Option<&S3Server>,
+) -> (Vec<String>, String, String) {
     use crate::support::pg::{block_on, fresh_db_sync, staging_db};
     let prod = fresh_db_sync();
     block_on(demo_site::production(&prod.url)).unwrap();
     let staging = staging_db(staging_name);
     block_on(demo_site::staging(&staging)).unwrap();
     demo_repo::create(test.dir()).unwrap();
-    demo_files::media(
-        &test.dir().join("media/prod"),
-        &test.dir().join("media/staging"),
-    )
-    .unwrap();
+    let (prod_media, staging_media) = match s3 {
+        Some(server) => {
+            server.create_bucket("prod-media");
+            server.create_bucket("staging-media");
+            demo_files::media(
+                &server.bucket_dir("prod-media"),
+                &server.bucket_dir("staging-media"),
+            )
+            .unwrap();
+            (
+                server.url("prod-media", ""),
+                server.url("staging-media", ""),
+            )
+        }
+        None => {
+            demo_files::media(
+                &test.dir().join("media/prod"),
+                &test.dir().join("media/staging"),
+            )
+            .unwrap();
+            ("media/prod".to_string(), "media/staging".to_string())
+        }
+    };
     demo_files::manage_py(test.dir()).unwrap();
     site.route("/", [Reply::new(200, "staging is up")]);
     let vars = [
         format!("PRODUCTION_DATABASE_URL={}", prod.url),
         format!("STAGING_DATABASE_URL={staging}"),
-        "PRODUCTION_MEDIA_URL=media/prod".into(),
-        "STAGING_MEDIA_URL=media/staging".into(),
+        format!("PRODUCTION_MEDIA_URL={prod_media}"),
+        format!("STAGING_MEDIA_URL={staging_media}"),
         "APP_REPO=app".into(),
         "MANAGE=./manage.py".into(),
         format!("STAGING_URL={}", site.url("/")),
@@ -316,7 +341,7 @@ fn at(text: &str, needle: &str) -> usize {
 fn the_runbook_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
     let test = Test::new();
     let site = HttpServer::start();
-    let (vars, _, staging) = demo_world(&test, "shipped_demo_plan_fp", &site);
+    let (vars, _, staging) = demo_world(&test, "shipped_demo_plan_fp", &site, None);
     let before = origin_staging(&test);
     let mut args = vec!["plan".to_string(), runbook()];
     args.extend(vars);
@@ -358,11 +383,16 @@ fn the_runbook_plan_shows_the_branch_pre_flight_and_what_the_reset_drops() {
 }
 
 #[test]
-fn the_runbook_resets_the_demo_world_end_to_end() {
+fn the_runbook_resets_the_demo_world_end_to_end_with_its_media_on_s3() {
     use crate::support::pg::query_strings;
-    let test = Test::new();
+    let mut test = Test::new();
     let site = HttpServer::start();
-    let (vars, prod, staging) = demo_world(&test, "shipped_demo_run_fp", &site);
+    // The media on S3, as the demo has them, signed with the server's key.
+    let s3 = S3Server::start();
+    for (key, value) in s3.env() {
+        test = test.env(key, value);
+    }
+    let (vars, prod, staging) = demo_world(&test, "shipped_demo_run_fp", &site, Some(&s3));
     let addresses = crate::support::pg::block_on(demo_site::emails(&prod)).unwrap();
     assert!(addresses.len() >= 5, "{addresses:?}");
     let mut args = vec!["run".to_string(), runbook(), "--yes".into()];
@@ -403,8 +433,13 @@ fn the_runbook_resets_the_demo_world_end_to_end() {
     );
     // The media: originals copied, documents as placeholders, renditions
     // left alone, staging's stale upload deleted.
-    let media = test.dir().join("media/staging");
+    let media = s3.bucket_dir("staging-media");
     assert!(media.join("original_images/garden.png").is_file());
+    assert!(
+        s3.ops_on("original_images/garden.png")
+            .contains(&"CopyObject".to_string()),
+        "one endpoint: copied on the server"
+    );
     assert!(!media.join("images/garden.width-400.png").exists());
     assert!(!media.join("original_images/removed-in-prod.png").exists());
     let csv = std::fs::read_to_string(media.join("documents/contact-form-export.csv")).unwrap();
@@ -447,7 +482,7 @@ fn the_runbook_resets_the_demo_world_end_to_end() {
 fn the_runbook_asks_to_confirm_after_showing_the_branch_pre_flight() {
     let test = Test::new();
     let site = HttpServer::start();
-    let (vars, _, _) = demo_world(&test, "shipped_demo_confirm_fp", &site);
+    let (vars, _, _) = demo_world(&test, "shipped_demo_confirm_fp", &site, None);
     let before = origin_staging(&test);
     // A terminal, so flightpath asks: `script` runs it on a pseudo-terminal
     // and passes our "n" on to it.
