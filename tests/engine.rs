@@ -262,6 +262,42 @@ fn non_interactive_run_without_yes_is_refused_before_anything_runs() {
     );
 }
 
+/// A read-only SQL check changes nothing, so nobody is asked; the same
+/// step writing is asked about, by name.
+#[test]
+fn a_read_only_sql_step_needs_no_confirmation_and_a_writing_one_does() {
+    let db = crate::support::pg::fresh_db_sync();
+    let workflow = |readonly: bool, sql: &str| {
+        format!(
+            r#"
+            name: check
+            targets:
+              staging: {{ postgres: "{}" }}
+            steps:
+              look: {{ uses: postgres.sql, with: {{ target: staging, readonly: {readonly}, sql: "{sql}" }} }}
+            "#,
+            db.url
+        )
+    };
+    let out = Test::new()
+        .workflow("check", &workflow(true, "SELECT 1"))
+        .args(["run", "check"])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = Test::new()
+        .workflow("check", &workflow(false, "CREATE TABLE written (x int)"))
+        .args(["run", "check"])
+        .run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("(steps `look`)"), "{}", out.stderr);
+    assert!(
+        crate::support::pg::query_strings(
+            &db.url,
+            "SELECT count(*)::text FROM pg_tables WHERE tablename = 'written'"
+        ) == ["0"]
+    );
+}
+
 #[test]
 fn reports_are_written_to_the_run_folder_and_report_dir() {
     let test = Test::new()

@@ -92,6 +92,13 @@ pub trait Kind: Sized {
     /// Every interpolated string in the parameters (to check `${steps.…}`).
     fn templates(&self) -> Vec<&Template>;
 
+    /// Whether this step, as written, changes something (the kind's
+    /// `DESTRUCTIVE`, unless its parameters say it cannot: a read-only
+    /// `postgres.sql`).
+    fn destructive(&self) -> bool {
+        Self::DESTRUCTIVE
+    }
+
     /// The named targets this step reads or writes; most kinds use none.
     fn target_uses(&self) -> Vec<TargetUse> {
         Vec::new()
@@ -170,7 +177,7 @@ macro_rules! step_kinds {
             /// (asks for confirmation before a real run).
             pub fn destructive(&self) -> bool {
                 match self {
-                    $(StepParams::$variant(_) => <$module::Params as Kind>::DESTRUCTIVE),+
+                    $(StepParams::$variant(p) => Kind::destructive(p)),+
                 }
             }
 

@@ -65,6 +65,12 @@ impl Kind for Params {
         vec![&self.sql]
     }
 
+    /// `readonly: true` runs in a read-only transaction after every
+    /// statement was classified: nothing to confirm.
+    fn destructive(&self) -> bool {
+        !self.readonly
+    }
+
     fn target_uses(&self) -> Vec<TargetUse> {
         vec![TargetUse {
             name: self.target.clone(),
