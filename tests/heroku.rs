@@ -618,3 +618,47 @@ fn a_refusal_that_names_a_resolved_bucket_masks_it() {
         out.both()
     );
 }
+
+#[test]
+fn a_writable_target_on_the_protected_app_is_refused_unless_declared() {
+    let yaml = |staging: &str| {
+        format!(
+            "
+            name: reset
+            targets:
+              prod: {{ postgres: heroku://acme-prod, media: heroku://acme-prod, protected: true }}
+              staging: {{ {staging} }}
+            steps:
+              hello: {{ uses: shell, with: {{ run: echo hi }} }}
+            "
+        )
+    };
+    let validate = |staging: &str| {
+        Test::new()
+            .workflow("reset", &yaml(staging))
+            .args(["validate", "reset"])
+            .run()
+    };
+    let out = validate("postgres: 'heroku://acme-prod?var=HEROKU_POSTGRESQL_RED_URL'");
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains(
+            "target `staging` `postgres` is Heroku app `acme-prod`, the app of protected target \
+             `prod`: writing it would write production's app"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = validate("media: 'heroku://acme-prod/staging-copy'");
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("`media` is Heroku app `acme-prod`"),
+        "{}",
+        out.stderr
+    );
+    // Said on purpose, a database of the same app may be written; another
+    // app is nothing to say.
+    validate("postgres: 'heroku://acme-prod?var=HEROKU_POSTGRESQL_RED_URL', same_server_as: prod")
+        .expect_code(0);
+    validate("postgres: heroku://acme-staging, media: heroku://acme-staging").expect_code(0);
+}

@@ -311,6 +311,7 @@ fn read_targets(cx: &mut LoadCtx, node: &Node) -> BTreeMap<String, Target> {
         targets.insert(key.name.clone(), target);
     }
     check_same_server(cx, &targets, &same_server);
+    check_heroku_apps(cx, &targets);
     targets
 }
 
@@ -538,6 +539,53 @@ fn check_heroku(
                 .help(format!("write {example}")),
             );
             None
+        }
+    }
+}
+
+/// A target that may be written, given as the Heroku app of a protected
+/// target (another database attached to production's app, say), is
+/// refused unless it says so with `same_server_as` naming that target.
+fn check_heroku_apps(cx: &mut LoadCtx, targets: &BTreeMap<String, Target>) {
+    for target in targets.values().filter(|t| !t.protected) {
+        for endpoint in &target.heroku {
+            let Some(protected) = targets
+                .values()
+                .find(|p| p.protected && p.heroku.iter().any(|h| h.app == endpoint.app))
+            else {
+                continue;
+            };
+            let declared = target.same_server_as.as_deref() == Some(protected.name.as_str());
+            if endpoint.facet == Facet::Postgres && declared {
+                continue;
+            }
+            let help = match endpoint.facet {
+                Facet::Postgres => format!(
+                    "name the staging app here; mark this target `protected: true` if it is \
+                     only read; or, if this database of the app is meant to be written, say so \
+                     with `same_server_as: {}`",
+                    protected.name
+                ),
+                _ => "name the staging app here (its own Bucketeer bucket), or mark this target \
+                      `protected: true` if it is only read"
+                    .to_string(),
+            };
+            cx.push(
+                Problem::new(
+                    "flightpath::target::heroku-protected",
+                    format!(
+                        "target `{}` `{}` is Heroku app `{}`, the app of protected target `{}`: \
+                         writing it would write production's app",
+                        target.name,
+                        endpoint.facet.key(),
+                        endpoint.app,
+                        protected.name
+                    ),
+                    endpoint.span,
+                    "production's app",
+                )
+                .help(help),
+            );
         }
     }
 }
