@@ -30,7 +30,10 @@ pub const EXIT_INTERRUPTED: i32 = 130;
     long_about = "Reset a staging environment from production, with personal data scrubbed while it streams.\n\n\
         A workflow is a YAML file of steps (workflows/<name>.yaml). `plan` shows what a run would do \
         without changing anything; `run` does it; `resume` continues a failed run.\n\n\
-        Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 refused for safety, 130 interrupted.",
+        Exit codes: 0 success, 1 a step failed, 2 invalid input, 3 refused for safety, 130 interrupted.\n\n\
+        Environment: FLIGHTPATH_SECRET keys the anonymizer's fakes; HEROKU_API_KEY reads the config vars \
+        of `heroku://APP` targets; GITHUB_ACTIONS=true turns on GitHub Actions mode (masks, groups, \
+        annotations, job summary, step outputs). Docs: docs/ in the repository.",
     propagate_version = true
 )]
 struct Cli {
@@ -104,7 +107,7 @@ struct OutputArgs {
 
 #[derive(Debug, Args)]
 struct ExecArgs {
-    /// Approve every confirmation and `approve` step without asking (needed when stdin is not a terminal).
+    /// Approve every confirmation and `approve` step without asking, typing a Heroku app's name included (needed when stdin is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
     /// Let `media.sync` delete more objects than its `max_delete` allows (by default 1,000 or
