@@ -22,6 +22,10 @@ pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_REFUSED: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// Threads for blocking work: as many as a media sync's default copies in
+/// flight (file I/O waits its turn beyond that, briefly).
+const BLOCKING_THREADS: usize = 32;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "flightpath",
@@ -205,8 +209,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     init_tracing();
+    // Blocking work (file I/O, libgit2, waiting on a child) is bounded by
+    // the steps' own concurrency; tokio's default of 512 threads only
+    // spreads allocations over more arenas and stacks.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,

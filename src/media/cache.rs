@@ -7,6 +7,13 @@
 //! Kept as one JSON line per file in the run's working directory, never
 //! inside the synced directory (it would be synced, listed and deleted).
 //! A missing or unreadable cache is an empty one: it only costs reading.
+//!
+//! What a run learns of the files it writes is appended to a side file as
+//! it goes, not held: nothing in the same run asks about a file it has just
+//! written, so a first sync of a million files costs no memory for them.
+//! `save` folds the side file in; one left by a killed run is read at the
+//! next load (its lines hold their own size and mtime, so they are as good
+//! as the cache's).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +55,9 @@ struct Entry {
 pub struct HashCache {
     path: PathBuf,
     entries: Mutex<HashMap<Box<str>, Entry>>,
+    /// The side file of what this run wrote; `None` until the first write
+    /// (or when it cannot be written: then entries are held instead).
+    written: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
 }
 
 fn stamp(meta: &ObjectMeta) -> i64 {
@@ -70,8 +80,14 @@ fn parse_md5(text: &str) -> Option<[u8; 16]> {
 impl HashCache {
     /// The cache at `path`; empty when there is none yet.
     pub fn load(path: PathBuf) -> HashCache {
-        let entries = std::fs::read_to_string(&path)
-            .map(|text| {
+        let mut entries = HashMap::new();
+        // The side file of a run that never saved goes after the cache: its
+        // lines are newer.
+        for file in [path.clone(), side_path(&path)] {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            entries.extend(
                 text.lines()
                     .filter_map(|line| serde_json::from_str::<Line>(line).ok())
                     .filter_map(|line| {
@@ -82,13 +98,13 @@ impl HashCache {
                             source: line.source.map(String::into_boxed_str),
                         };
                         Some((line.key.into_boxed_str(), entry))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+                    }),
+            );
+        }
         HashCache {
             path,
             entries: Mutex::new(entries),
+            written: Mutex::new(None),
         }
     }
 
@@ -155,6 +171,56 @@ impl HashCache {
         );
     }
 
+    /// What a file this run has just written holds: appended to the side
+    /// file rather than held (see the module's notes). A side file that
+    /// cannot be written falls back to [`HashCache::learn`].
+    pub fn learn_written(&self, meta: &ObjectMeta, md5: String, source: Option<String>) {
+        use std::io::Write;
+        let Some(digest) = parse_md5(&md5) else {
+            return;
+        };
+        let mut entries = self.entries.lock().unwrap();
+        let old = entries.remove(meta.key.as_str());
+        let source = source.or_else(|| {
+            old.filter(|e| e.size == meta.size && e.modified == stamp(meta))
+                .and_then(|e| e.source.map(String::from))
+        });
+        let mut written = self.written.lock().unwrap();
+        if written.is_none() {
+            *written = self.open_side().ok().map(std::io::BufWriter::new);
+        }
+        let line = Line {
+            key: meta.key.clone(),
+            size: meta.size,
+            modified: stamp(meta),
+            md5,
+            source,
+        };
+        let appended = written.as_mut().is_some_and(|file| {
+            serde_json::to_writer(&mut *file, &line).is_ok() && file.write_all(b"\n").is_ok()
+        });
+        if !appended {
+            *written = None;
+            entries.insert(
+                line.key.into_boxed_str(),
+                Entry {
+                    size: line.size,
+                    modified: line.modified,
+                    md5: digest,
+                    source: line.source.map(String::into_boxed_str),
+                },
+            );
+        }
+    }
+
+    fn open_side(&self) -> std::io::Result<std::fs::File> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // A side file left by a killed run was read at load: start anew.
+        std::fs::File::create(side_path(&self.path))
+    }
+
     pub fn forget(&self, key: &str) {
         self.entries.lock().unwrap().remove(key);
     }
@@ -182,7 +248,76 @@ impl HashCache {
             serde_json::to_writer(&mut file, &line)?;
             file.write_all(b"\n")?;
         }
+        drop(entries);
+        // Then what this run wrote, newer than any line above.
+        let side = side_path(&self.path);
+        if let Some(mut written) = self.written.lock().unwrap().take() {
+            written.flush()?;
+        }
+        if let Ok(mut lines) = std::fs::File::open(&side) {
+            std::io::copy(&mut lines, &mut file)?;
+        }
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&partial, &self.path)
+        std::fs::rename(&partial, &self.path)?;
+        match std::fs::remove_file(&side) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where a cache's side file of written files is.
+fn side_path(path: &std::path::Path) -> PathBuf {
+    path.with_extension("written")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            size,
+            last_modified: chrono::DateTime::from_timestamp(1_700_000_000, 0),
+            etag: None,
+        }
+    }
+
+    const MD5: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn written_files_go_to_the_side_file_and_save_folds_them_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache").join("media");
+        let cache = HashCache::load(path.clone());
+        cache.learn(&meta("kept.jpg", 3), MD5.into(), None);
+        cache.learn_written(&meta("new.jpg", 5), MD5.into(), Some("etag-1".into()));
+        // Not held: only the side file knows the written file.
+        assert!(cache.valid(&meta("new.jpg", 5)).is_none());
+        assert!(side_path(&path).exists());
+        cache.save().unwrap();
+        assert!(!side_path(&path).exists());
+        let again = HashCache::load(path);
+        assert!(again.valid(&meta("kept.jpg", 3)).is_some());
+        assert_eq!(
+            again.source_of(&meta("new.jpg", 5)).as_deref(),
+            Some("etag-1")
+        );
+        // Changed since (another size): not valid.
+        assert!(again.valid(&meta("new.jpg", 6)).is_none());
+    }
+
+    #[test]
+    fn the_side_file_of_a_run_that_never_saved_is_read_at_the_next_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("media");
+        let cache = HashCache::load(path.clone());
+        cache.learn_written(&meta("a.jpg", 1), MD5.into(), None);
+        // Killed before `save`: the buffered lines reach the file as the
+        // writer is dropped, as they would as it fills.
+        drop(cache);
+        let next = HashCache::load(path);
+        assert!(next.valid(&meta("a.jpg", 1)).is_some());
     }
 }

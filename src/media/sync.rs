@@ -440,7 +440,7 @@ async fn write<R: AsyncRead + Unpin + Send>(
     {
         let md5 = hex(&hasher.lock().unwrap().clone().finalize());
         let source = attributes.metadata.get(SOURCE_META).cloned();
-        cache.learn(&meta, md5, source);
+        cache.learn_written(&meta, md5, source);
     }
     Ok(())
 }
