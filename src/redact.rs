@@ -384,9 +384,40 @@ pub fn percent_decode_bytes(text: &str) -> Vec<u8> {
     out
 }
 
+/// Whether a secret sent to `url` travels in the clear to another machine:
+/// plain `http://` to anything but this machine (`localhost`, `127.0.0.1`,
+/// `[::1]`). Anything else — https, ssh, a path — is not exposed by the
+/// URL's scheme.
+pub fn exposed_in_transit(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    !matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_goes_over_plain_http_only_to_this_machine() {
+        let encrypted = |url| !exposed_in_transit(url);
+        assert!(encrypted("https://github.com/org/app.git"));
+        assert!(encrypted("ssh://git@github.com/org/app.git"));
+        assert!(encrypted("http://127.0.0.1:8080/org/app.git"));
+        assert!(encrypted("http://user@localhost/app.git"));
+        assert!(encrypted("http://[::1]:80/app.git"));
+        assert!(!encrypted("http://git.example.org/org/app.git"));
+        assert!(!encrypted("http://127.0.0.1.example.org/app.git"));
+        assert!(!encrypted("http://localhost@git.example.org/app.git"));
+    }
 
     #[test]
     fn masks_url_passwords_and_known_secrets() {

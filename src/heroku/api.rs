@@ -225,21 +225,12 @@ impl Api {
     }
 }
 
-/// Whether the API key may be sent to `base`: over TLS, or to this machine.
+/// Whether the API key may be sent to `base`: over TLS, or to this machine
+/// ([`crate::redact::exposed_in_transit`] says which `http://` is which).
 fn sends_keys_safely(base: &str) -> bool {
     let lower = base.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return true;
-    }
-    let Some(rest) = lower.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = host
-        .rsplit_once(':')
-        .filter(|(h, port)| !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(h, _)| h);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+    lower.starts_with("https://")
+        || (lower.starts_with("http://") && !crate::redact::exposed_in_transit(base))
 }
 
 /// The config vars of a successful answer: a JSON object of strings.

@@ -83,18 +83,12 @@ pub(crate) fn ask_line(prompt: &str) -> Option<String> {
     }
 }
 
-/// Asks on stderr, reads one line from stdin; `None` on end of input.
+/// Asks on stderr, reads one line from stdin: `y` or `yes` (any case) is
+/// a yes; `None` on end of input.
 pub(crate) fn ask(prompt: &str) -> Option<bool> {
-    use std::io::{BufRead, Write};
-    let mut stderr = std::io::stderr();
-    let _ = write!(stderr, "{prompt}");
-    let _ = stderr.flush();
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(matches!(
-            line.trim().to_ascii_lowercase().as_str(),
-            "y" | "yes"
-        )),
-    }
+    let line = ask_line(prompt)?;
+    Some(matches!(
+        line.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
