@@ -43,6 +43,17 @@ fn config_vars(pairs: &[(&str, &str)]) -> String {
     .to_string()
 }
 
+/// The config vars of a Bucketeer add-on on `bucket` of the test S3
+/// server, with the key pair the server accepts.
+fn bucketeer(bucket: &str) -> [(&'static str, &str); 4] {
+    [
+        ("BUCKETEER_BUCKET_NAME", bucket),
+        ("BUCKETEER_AWS_REGION", REGION),
+        ("BUCKETEER_AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("BUCKETEER_AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ]
+}
+
 /// `test` pointed at the fake API with the key.
 fn with_api(test: Test, api: &HttpServer) -> Test {
     test.env("HEROKU_API_KEY", API_KEY)
@@ -64,14 +75,6 @@ fn two_heroku_apps_are_cloned_and_synced_with_every_resolved_value_masked() {
     std::fs::write(prod_media.join("original_images/team.jpg"), photo).unwrap();
 
     let api = HttpServer::start();
-    let bucketeer = |bucket| {
-        [
-            ("BUCKETEER_BUCKET_NAME", bucket),
-            ("BUCKETEER_AWS_REGION", REGION),
-            ("BUCKETEER_AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("BUCKETEER_AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-        ]
-    };
     let prod_url = with_password(&prod.url, PROD_PASSWORD);
     let staging_url = with_password(&staging, STAGING_PASSWORD);
     let mut prod_vars = vec![("DATABASE_URL", prod_url.as_str())];
@@ -437,53 +440,9 @@ fn a_resolved_url_requires_tls_unless_the_target_says_otherwise() {
     assert!(!out.both().contains(STAGING_PASSWORD), "{}", out.both());
 }
 
-/// `flightpath run write` on a pseudo-terminal, answering `typed`.
-fn run_on_a_terminal(test: &Test, typed: &str) -> (Option<i32>, String) {
-    let line = format!("'{}' run write", env!("CARGO_BIN_EXE_flightpath"));
-    let mut command = std::process::Command::new("script");
-    command
-        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
-        .current_dir(test.dir())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", test.dir())
-        .env("NO_COLOR", "1")
-        .env("TERM", "dumb")
-        .env("HEROKU_API_KEY", API_KEY)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let api_url = test_api_url(test);
-    command.env("FLIGHTPATH_HEROKU_API_URL", api_url);
-    let mut child = command
-        .spawn()
-        .expect("`script` (util-linux) runs flightpath on a pseudo-terminal");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            drop(stdin);
-        });
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
-    )
-}
-
-/// Where `staging_write` pointed the test's API (kept in a file by the
-/// test, as `script` needs it in its own environment).
-fn test_api_url(test: &Test) -> String {
-    test.read("api-url").trim().to_string()
-}
-
 #[test]
 fn a_write_to_a_heroku_app_asks_for_its_name() {
-    let (test, api, staging) = staging_write("heroku_confirm", "?sslmode=disable");
-    let test = test.file("api-url", &api.url(""));
+    let (test, _api, staging) = staging_write("heroku_confirm", "?sslmode=disable");
     let exists = || {
         query_strings(
             &staging,
@@ -504,7 +463,8 @@ fn a_write_to_a_heroku_app_asks_for_its_name() {
     assert!(!exists());
 
     // A `y` is not the name.
-    let (code, text) = run_on_a_terminal(&test, "y");
+    let out = test.on_terminal("y");
+    let (code, text) = (out.code, out.stdout);
     assert!(
         text.contains("They write Heroku app `acme-staging`. To proceed, type the app's name: "),
         "{text}"
@@ -513,11 +473,12 @@ fn a_write_to_a_heroku_app_asks_for_its_name() {
         text.contains("`y` is not `acme-staging`; not confirmed; nothing was changed"),
         "{text}"
     );
-    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(code, 3, "{text}");
     assert!(!exists());
 
-    let (code, text) = run_on_a_terminal(&test, "acme-staging");
-    assert_eq!(code, Some(0), "{text}");
+    let out = test.on_terminal("acme-staging");
+    let (code, text) = (out.code, out.stdout);
+    assert_eq!(code, 0, "{text}");
     assert!(exists(), "{text}");
     assert!(!text.contains(STAGING_PASSWORD), "{text}");
 }
@@ -572,12 +533,7 @@ fn a_refusal_that_names_a_resolved_bucket_masks_it() {
     let s3 = S3Server::start();
     s3.create_bucket("bucketeer-same-77aa");
     let api = HttpServer::start();
-    let vars = config_vars(&[
-        ("BUCKETEER_BUCKET_NAME", "bucketeer-same-77aa"),
-        ("BUCKETEER_AWS_REGION", REGION),
-        ("BUCKETEER_AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("BUCKETEER_AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-    ]);
+    let vars = config_vars(&bucketeer("bucketeer-same-77aa"));
     // Two apps attached to one bucket: the sync would write what it reads.
     for app in ["acme-prod", "acme-staging"] {
         api.route(

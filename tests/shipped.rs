@@ -484,53 +484,20 @@ fn the_runbook_asks_to_confirm_after_showing_the_branch_pre_flight() {
     let site = HttpServer::start();
     let (vars, _, _) = demo_world(&test, "shipped_demo_confirm_fp", &site, None);
     let before = origin_staging(&test);
-    // A terminal, so flightpath asks: `script` runs it on a pseudo-terminal
-    // and passes our "n" on to it.
-    let mut command = vec![
-        env!("CARGO_BIN_EXE_flightpath").to_string(),
-        "run".into(),
-        runbook(),
-    ];
-    command.extend(vars);
-    let line = command
-        .iter()
-        .map(|word| format!("'{word}'"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = std::process::Command::new("script")
-        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
-        .current_dir(test.dir())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", test.dir())
-        .env("NO_COLOR", "1")
-        .env("CI", "1")
-        .env("TERM", "dumb")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("`script` (util-linux) runs flightpath on a pseudo-terminal");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"n\n").unwrap();
-        // Kept open until flightpath has asked and read the answer.
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            drop(stdin);
-        });
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    let table = at(&text, "origin/feature/search     on staging only");
+    // A terminal, so flightpath asks, and we answer "n".
+    let mut args = vec!["run".to_string(), runbook()];
+    args.extend(vars);
+    let test = test.args(args);
+    let out = test.on_terminal("n");
+    let text = &out.stdout;
+    let table = at(text, "origin/feature/search     on staging only");
     let dropped = at(
-        &text,
+        text,
         "Add site search                             Dana Dunmore",
     );
-    let question = at(&text, "These steps change things: ");
+    let question = at(text, "These steps change things: ");
     assert!(table < question && dropped < question, "{text}");
-    at(&text, "not confirmed; nothing was changed");
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    at(text, "not confirmed; nothing was changed");
+    assert_eq!(out.code, 3, "{text}");
     assert_eq!(origin_staging(&test), before);
 }

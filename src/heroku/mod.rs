@@ -457,6 +457,10 @@ mod tests {
             ),
             "postgres://u:a?b@h/d?x=1&sslmode=verify-full"
         );
+        assert_eq!(
+            with_sslmode("postgres://u:p#w@d@h/d#frag", None),
+            "postgres://u:p#w@d@h/d?sslmode=require#frag"
+        );
         assert_eq!(url_user("postgres://u1:a?b/c@h/d").as_deref(), Some("u1"));
         assert_eq!(url_user("postgres://h/d"), None);
     }

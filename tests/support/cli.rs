@@ -167,6 +167,49 @@ impl Test {
         command
     }
 
+    /// Runs the binary with the current arguments on a pseudo-terminal
+    /// (util-linux `script`), so flightpath asks its questions, and answers
+    /// `typed` and a line end. The terminal's output is `stdout`, without
+    /// carriage returns. The environment is the test's, as in [`Test::run`],
+    /// with `HOME` in the test dir and a dumb terminal.
+    pub fn on_terminal(&self, typed: &str) -> Output {
+        let line = std::iter::once(env!("CARGO_BIN_EXE_flightpath").into())
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .map(|word: String| format!("'{word}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut command = Command::new("script");
+        command
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("CI", "1")
+            .env("TERM", "dumb")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .expect("`script` (util-linux) runs flightpath on a pseudo-terminal");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
+        // Kept open until flightpath has asked and read the answer.
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(60));
+            drop(stdin);
+        });
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Starts the binary with `args` without waiting for it (for tests that
     /// signal it or race two runs); see [`Output::of`].
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
